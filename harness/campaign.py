@@ -1,0 +1,142 @@
+"""A measurement campaign: one platform, one result store, one profile, and the results that
+several scenarios share (the burst search feeds the drain, the drain feeds the NDR trial length).
+Scenarios ask it for results; it runs each experiment once and records its estimates."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.backlog import peak_backlog
+from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_capacity
+from harness.experiments.drain import DrainOutcome, measure_drain
+from harness.experiments.inline_copy import compare_inline_copy
+from harness.experiments.sustained import NdrConfig, search_ndr
+from harness.experiments.template import measure_template
+from harness.platforms.base import Platform
+from harness.report.fingerprint import fingerprint
+from harness.report.store import ResultStore
+from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+
+DEFAULT_EXPECTATIONS: dict[str, Any] = {
+    "queue_limit": 256,
+    "system_buffer": 16_500,
+    "system_buffer_tolerance": 0.05,  # relative
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    burst: BurstConfig
+    ndr: NdrConfig
+    callback_costs_us: tuple[float, ...]
+    drain_cost_us: float = 5.0
+    drain_cost_cv: float = 0.2
+    inline_copy_work_us: float = 100.0
+
+
+PROFILES = {
+    "quick": Profile("quick", BurstConfig(repetitions=1, verify=1),
+                     NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0), (20.0, 100.0, 500.0)),
+    "full": Profile("full", BurstConfig(repetitions=3, verify=2),
+                    NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=1200.0),
+                    (5.0, 20.0, 100.0, 500.0, 2000.0)),
+}
+
+
+def load_expectations(path: str | None) -> dict[str, Any]:
+    out = dict(DEFAULT_EXPECTATIONS)
+    if path:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read expectations file {path}: {exc}") from None
+        unknown = set(loaded) - set(DEFAULT_EXPECTATIONS)
+        if unknown:
+            raise ValueError(f"unknown keys in expectations file {path}: {', '.join(sorted(unknown))}")
+        out.update(loaded)
+    return out
+
+
+@dataclass
+class Campaign:
+    platform: Platform
+    store: ResultStore
+    profile: Profile
+    expectations: dict[str, Any]
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, platform: Platform, report_dir: str, profile: str, expectations: dict[str, Any],
+             machine_label: str | None = None) -> "Campaign":
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        settings = {**platform.describe(), "profile": profile}
+        store = ResultStore(report_dir, fingerprint(settings, machine_label), platform.name)
+        store.sections["expected"] = expectations
+        store.write_summary()
+        return cls(platform, store, PROFILES[profile], expectations)
+
+    def base_spec(self) -> TrialSpec:
+        p = self.profile
+        return TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=p.drain_cost_us, cost_cv=p.drain_cost_cv))
+
+    def _once(self, key: str, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def burst(self) -> BurstOutcome:
+        def compute() -> BurstOutcome:
+            out = search_burst_capacity(self.platform, self.base_spec(), self.store, self.profile.burst)
+            self.store.set_estimate("burst_capacity", out.capacity)
+            self.store.set_estimate("plateau", out.plateau)
+            return out
+        return self._once("burst", compute)
+
+    def drain(self) -> DrainOutcome:
+        def compute() -> DrainOutcome:
+            burst = self.burst()
+            size = int((burst.capacity.value or self.profile.burst.start) * 1.05) + 1
+            out = measure_drain(self.platform, self.base_spec(), self.store, size, burst.capacity)
+            for name in ("queue_limit", "first_batch", "buffer_depth", "drain_rate"):
+                self.store.set_estimate(name, getattr(out, name))
+            self.store.sections["drain"]["peak_backlog"] = peak_backlog(out.backlog)
+            return out
+        return self._once("drain", compute)
+
+    def ndr(self, cost_us: float) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            capacity = self.burst().capacity.value
+            row = search_ndr(self.platform, self.base_spec(), self.store, cost_us, capacity,
+                             self.platform.max_send_rate_per_s(), self.profile.ndr)
+            rows = [r for r in self.store.estimates.get("ndr", []) if r["callback_cost_us"] != cost_us]
+            self.store.set_estimate("ndr", sorted(rows + [row], key=lambda r: r["callback_cost_us"]))
+            return row
+        return self._once(f"ndr:{cost_us}", compute)
+
+    def inline_copy(self, rate: float, duration_s: float) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            out = compare_inline_copy(self.platform, self.base_spec(), self.store, self.profile.inline_copy_work_us,
+                                      rate, duration_s)
+            self.store.sections["inline_copy"] = {"work_us": self.profile.inline_copy_work_us,
+                                                  "rate_per_s": rate, "duration_s": duration_s, **out}
+            self.store.write_summary()
+            return out
+        return self._once("inline_copy", compute)
+
+    def template(self, cost_us: float) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            out = measure_template(self.platform, self.base_spec(), self.store, cost_us, 20_000,
+                                   self.burst().capacity.value, self.platform.max_send_rate_per_s(),
+                                   self.profile.ndr)
+            self.store.sections["template"] = out
+            self.store.write_summary()
+            return out
+        return self._once("template", compute)
+
+    def check(self, name: str, passed: bool, measured: Any, expected: Any, message: str) -> None:
+        """Record an expectation check in the report; the scenario then asserts it."""
+        self.store.add_check(name, passed, measured, expected, message)

@@ -1,0 +1,1 @@
+"""Platforms behind one seam (base.Platform): model, wfp, nflog."""

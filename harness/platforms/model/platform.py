@@ -1,0 +1,159 @@
+"""The `model` platform: the dispatcher of the field notes as a seeded virtual-time simulation.
+
+It is the default off Windows, the ground truth against which estimators are tested, and a
+what-if tool. Only `ground_truth` in a TrialResult reveals its parameters; estimators never read it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, TrialResult, frame
+from harness.platforms.model.dispatcher import simulate
+from harness.spec import TrialSpec
+from harness.traffic.plan import plan_traffic
+
+NS_PER_US = 1_000
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Parameters of the dispatcher (defaults from the field notes, DESIGN section 3)."""
+
+    queue_limit: int = 256                # next-queue limit Q
+    system_buffer: int = 16_500           # system buffer B
+    dispatch_latency_us: float = 20.0     # idle dispatcher: first arrival to first callback
+    batch_turnaround_us: float = 150.0    # end of one batch to start of the next
+    per_event_overhead_us: float = 2.0    # the dispatcher's own cost per callback, on top of the subscriber's
+    sender_rate_per_s: float = 1_000_000  # how fast a back-to-back burst leaves the (virtual) sender
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.queue_limit < 1:
+            raise ValueError(f"model queue_limit must be >= 1, got {self.queue_limit}")
+        if self.system_buffer < 0:
+            raise ValueError(f"model system_buffer must be >= 0, got {self.system_buffer}")
+        for name in ("dispatch_latency_us", "batch_turnaround_us", "per_event_overhead_us"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model {name} must be >= 0, got {getattr(self, name)}")
+        if self.sender_rate_per_s <= 0:
+            raise ValueError("model sender_rate_per_s must be > 0")
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
+        """Build from NAME=VALUE strings (the --model-param option); unknown names are an error."""
+        known = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, text in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown model parameter {name!r}; known: {', '.join(known)}")
+            try:
+                values[name] = int(text) if name in ("queue_limit", "system_buffer", "seed") else float(text)
+            except ValueError:
+                raise ValueError(f"model parameter {name} needs a number, got {text!r}") from None
+        return cls(**values)
+
+    def first_batch(self, arrival_interval_ns: float) -> int:
+        """Events that join the first batch of a back-to-back burst while the dispatcher wakes."""
+        if arrival_interval_ns <= 0:
+            return self.queue_limit
+        return int(min(self.queue_limit, self.dispatch_latency_us * NS_PER_US // arrival_interval_ns + 1))
+
+    def true_burst_capacity(self) -> int:
+        """Longest back-to-back burst delivered without loss when the callback is held through it."""
+        return self.first_batch(1e9 / self.sender_rate_per_s) + self.queue_limit + self.system_buffer
+
+
+class ModelPlatform:
+    name = "model"
+    capabilities = Capabilities(allow_events=False, templates=True, census=False, hold=True,
+                                kernel_timestamps=True, copy_mode=True, ground_truth=True, virtual_time=True)
+
+    def __init__(self, params: ModelParams | None = None) -> None:
+        self.params = params or ModelParams()
+        self._trials = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"platform": self.name, "model_params": asdict(self.params)}
+
+    def max_send_rate_per_s(self) -> float:
+        return self.params.sender_rate_per_s
+
+    def __enter__(self) -> "ModelPlatform":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def run_trial(self, spec: TrialSpec) -> TrialResult:
+        p = self.params
+        # one seeded stream per trial: same platform seed + same trial spec seed -> same result
+        rng = np.random.default_rng([p.seed, spec.traffic.seed, self._trials])
+        self._trials += 1
+        plan = plan_traffic(spec)
+        t_send = self._send_times(spec, rng)
+        expected = np.flatnonzero(plan.expected)
+        arrivals = t_send[expected]  # the platform timestamp: the packet is classified as it is sent
+        n = len(arrivals)
+        sub = spec.subscriber
+        work = _draw_cost(rng, sub.cost_us, sub.cost_cv, n)
+        overhead = int(round(p.per_event_overhead_us * NS_PER_US))
+        in_callback = work if sub.mode == "inline" else np.full(n, int(round(sub.copy_cost_us * NS_PER_US)), np.int64)
+        service = in_callback + overhead
+        release = int(t_send[-1] + spec.settle_s * 1e9) if sub.hold else None
+        sim = simulate(arrivals, service, p.queue_limit, p.system_buffer,
+                       int(round(p.dispatch_latency_us * NS_PER_US)), int(round(p.batch_turnaround_us * NS_PER_US)),
+                       release)
+        done = sim.callback_end if sub.mode == "inline" else _worker_done(sim.callback_end, work[: len(sim.callback_end)])
+        delivered_seq = plan.seq[expected][sim.delivered_index]
+        sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=t_send, remote_port=plan.remote_port)
+        sent["expected"] = plan.expected
+        delivered = frame(DELIVERED_COLUMNS, seq=delivered_seq, t_event_ns=arrivals[sim.delivered_index],
+                          t_callback_ns=sim.callback_start, t_done_ns=done,
+                          thread=np.ones(len(delivered_seq), dtype=np.int64))
+        telemetry = {"batches": int(len(sim.batch_size)), "virtual_end_ns": int(done.max()) if len(done) else 0}
+        ground_truth = {
+            "params": asdict(p),
+            "true_burst_capacity": p.true_burst_capacity(),
+            "lost_seq": plan.seq[expected][sim.lost_index],
+            "batch_size": sim.batch_size,
+            "series": sim.series,
+        }
+        return TrialResult(spec=spec, sent=sent, delivered=delivered, t_release_ns=release,
+                           telemetry=telemetry, generator=None, ground_truth=ground_truth)
+
+    def _send_times(self, spec: TrialSpec, rng: np.random.Generator) -> np.ndarray:
+        t = spec.traffic
+        n = t.count
+        if t.pacing == "burst":
+            interval = 1e9 / self.params.sender_rate_per_s
+            return (np.arange(n) * interval).astype(np.int64)
+        if t.pacing == "constant":
+            return (np.arange(n) * (1e9 / t.rate_per_s)).astype(np.int64)
+        gaps = rng.exponential(1e9 / t.rate_per_s, n)
+        gaps[0] = 0.0
+        return np.cumsum(gaps).astype(np.int64)
+
+
+def _draw_cost(rng: np.random.Generator, cost_us: float, cv: float, n: int) -> np.ndarray:
+    """Per-event work in ns: fixed, or gamma-distributed with the given coefficient of variation."""
+    mean = cost_us * NS_PER_US
+    if cv == 0 or mean == 0:
+        return np.full(n, int(round(mean)), dtype=np.int64)
+    shape = 1.0 / (cv * cv)
+    return np.round(rng.gamma(shape, mean / shape, n)).astype(np.int64)
+
+
+def _worker_done(copied_at: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Copy mode: a worker takes events FIFO. Lindley's recursion done[k] = max(copied[k], done[k-1]) + w[k],
+    solved without a loop: done = S + running max of (copied - S_before)."""
+    if len(work) == 0:
+        return copied_at
+    s = np.cumsum(work, dtype=np.int64)
+    return s + np.maximum.accumulate(copied_at - (s - work))
+

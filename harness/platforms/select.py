@@ -1,0 +1,24 @@
+"""Pick a platform by name: auto = wfp on Windows, model elsewhere."""
+from __future__ import annotations
+
+import sys
+
+from harness.platforms.base import Platform, PlatformUnavailable
+from harness.platforms.model import ModelParams, ModelPlatform
+
+BACKENDS = ("auto", "model", "wfp", "nflog")
+
+
+def resolve(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "wfp" if sys.platform == "win32" else "model"
+    return name
+
+
+def open_platform(name: str, model_params: ModelParams | None = None) -> Platform:
+    name = resolve(name)
+    if name == "model":
+        return ModelPlatform(model_params)
+    raise PlatformUnavailable(f"backend {name} is not available in this build of the harness")

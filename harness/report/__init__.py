@@ -1,0 +1,1 @@
+"""Machine fingerprint, result store, plots, HTML/Markdown rendering, comparison."""

@@ -1,0 +1,55 @@
+"""Shared fixtures of the scenario suite: one campaign (platform + result store) per pytest
+session; the report is rendered when the session ends, whether the scenarios passed or not."""
+from __future__ import annotations
+
+import pytest
+
+from harness.campaign import PROFILES, Campaign, load_expectations
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.model import ModelParams
+from harness.platforms.select import BACKENDS, open_platform, resolve
+from harness.report.render import render
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wfpcap", "capacity harness")
+    group.addoption("--backend", default="auto", choices=BACKENDS,
+                    help="platform to measure: auto (wfp on Windows, model elsewhere), model, wfp, nflog")
+    group.addoption("--report-dir", default="reports", help="root folder of the result store (default: reports)")
+    group.addoption("--machine-label", default=None, help="name of this machine configuration (default: hostname)")
+    group.addoption("--profile", default="quick", choices=sorted(PROFILES), help="quick (CI) or full (longer, repeated)")
+    group.addoption("--model-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="model what-if parameter, repeatable (queue_limit, system_buffer, batch_turnaround_us, ...)")
+    group.addoption("--expect", default=None, metavar="FILE",
+                    help="JSON with expected values (queue_limit, system_buffer, system_buffer_tolerance)")
+
+
+def _model_params(pairs: list[str]) -> ModelParams:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--model-param needs NAME=VALUE, got {pair!r}")
+        name, value = pair.split("=", 1)
+        overrides[name.strip()] = value.strip()
+    return ModelParams.from_overrides(overrides)
+
+
+@pytest.fixture(scope="session")
+def campaign(request: pytest.FixtureRequest):
+    opt = request.config.getoption
+    try:
+        backend = resolve(opt("--backend"))
+        params = _model_params(opt("--model-param"))
+        if opt("--model-param") and backend != "model":
+            raise ValueError("--model-param only applies to --backend model")
+        expectations = load_expectations(opt("--expect"))
+        platform = open_platform(backend, params)
+    except (ValueError, PlatformUnavailable) as exc:
+        pytest.exit(f"wfpcap: {exc}", returncode=2)
+    with platform:
+        run = Campaign.open(platform, opt("--report-dir"), opt("--profile"), expectations, opt("--machine-label"))
+        try:
+            yield run
+        finally:
+            paths = render(run.store.path)
+            print(f"\nwfpcap report: {paths['html']}")

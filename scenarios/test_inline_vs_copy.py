@@ -1,0 +1,17 @@
+"""Doing the work in the callback or after a copy: loss and latency for the same work."""
+import pytest
+
+
+def test_copy_loses_no_more_than_inline(campaign):
+    if not campaign.platform.capabilities.copy_mode:
+        pytest.skip(f"{campaign.platform.name} has no copy-mode subscriber")
+    work = campaign.profile.inline_copy_work_us
+    rate = 1.2e6 / work  # 20 % above what inline work can sustain
+    cap = campaign.burst().capacity.value
+    duration = 3 * cap / (0.2 * 1e6 / work)  # long enough for inline to overflow the buffer
+    out = campaign.inline_copy(rate, duration)
+    inline, copy = out["inline"]["loss_ratio"], out["copy"]["loss_ratio"]
+    passed = copy <= inline and inline > 0
+    campaign.check("copy mode loses no more than inline", passed, {"inline": inline, "copy": copy},
+                   "copy <= inline, inline > 0", f"loss inline {inline:.2%}, copy {copy:.2%} at {rate:.0f}/s")
+    assert passed, f"loss inline {inline:.2%} vs copy {copy:.2%} at {rate:.0f}/s for {work} us of work"

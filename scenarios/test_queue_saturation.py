@@ -1,0 +1,22 @@
+"""How many events the next queue holds: read from the batch structure of a drain."""
+
+
+def test_queue_limit_matches_expectation(campaign):
+    drain = campaign.drain()
+    q = drain.queue_limit
+    want = campaign.expectations["queue_limit"]
+    passed = q.value == want
+    campaign.check("next-queue limit", passed, q.value, want,
+                   f"measured queue limit {q.value} ({q.reason or q.method}), expected {want}")
+    assert passed, f"measured queue limit {q.value} ({q.reason or 'from drain batches'}); expected {want}"
+
+
+def test_backlog_reaches_capacity(campaign):
+    """The backlog seen from records at the end of a held burst holds every undelivered event."""
+    drain = campaign.drain()
+    peak = int(drain.backlog["backlog"].max())
+    cap = campaign.burst().capacity.value
+    passed = abs(peak - (cap - 1)) <= max(2, 0.01 * cap)
+    campaign.check("peak backlog vs burst capacity", passed, peak, f"{cap - 1} +/- 1%",
+                   f"peak backlog {peak} while held; burst capacity {cap} (one event is in the held callback)")
+    assert passed, f"peak backlog {peak} does not match burst capacity {cap} - 1"
