@@ -1,0 +1,75 @@
+"""Result store, summary.json shape, rendering and comparison."""
+import json
+import subprocess
+import sys
+
+from harness.campaign import Campaign, load_expectations
+from harness.platforms.model import ModelParams, ModelPlatform
+from harness.report.compare import collect, compare_markdown
+from harness.report.fingerprint import config_id, fingerprint
+from harness.report.render import render
+
+
+def run_campaign(tmp_path, **params):
+    platform = ModelPlatform(ModelParams(system_buffer=2000, **params))
+    c = Campaign.open(platform, str(tmp_path), "quick", load_expectations(None), "test-box")
+    c.drain()
+    c.ndr(100.0)
+    return c
+
+
+def test_summary_shape_and_report(tmp_path):
+    c = run_campaign(tmp_path)
+    paths = render(c.store.path)
+    s = json.loads((c.store.path / "summary.json").read_text())
+    assert s["platform"] == "model" and s["config_id"].startswith("test-box-model-")
+    for key in ("burst_capacity", "queue_limit", "first_batch", "buffer_depth"):
+        assert "value" in s["estimates"][key]
+    assert s["estimates"]["buffer_depth"]["value"] == 2000
+    assert s["estimates"]["ndr"][0]["callback_cost_us"] == 100.0 and s["estimates"]["ndr"][0]["rate_per_s"] > 0
+    assert s["ground_truth"]["true_burst_capacity"] == 2000 + 256 + 21
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<img" in html and 'src="http' not in html
+    assert "16,500" not in html and "2,000" in html
+    for name in ("delivered_vs_burst", "drain_timeline", "backlog", "loss_vs_rate"):
+        assert paths[name].stat().st_size > 10_000
+    trials = (c.store.path / "trials.csv").read_text().splitlines()
+    assert len(trials) == s["trials"] + 1
+
+
+def test_every_trial_is_on_disk_before_the_next(tmp_path):
+    platform = ModelPlatform()
+    c = Campaign.open(platform, str(tmp_path), "quick", load_expectations(None))
+    seen = []
+    original = platform.run_trial
+
+    def spy(spec):
+        seen.append(len(c.store.trials()))
+        return original(spec)
+
+    platform.run_trial = spy
+    c.burst()
+    assert seen == list(range(len(seen)))
+
+
+def test_config_id_is_stable_and_tracks_settings():
+    a = fingerprint({"platform": "model", "q": 1}, "box")
+    b = fingerprint({"platform": "model", "q": 1}, "box")
+    c = fingerprint({"platform": "model", "q": 2}, "box")
+    assert config_id(a) == config_id(b) != config_id(c)
+
+
+def test_compare_two_configurations(tmp_path):
+    run_campaign(tmp_path)
+    run_campaign(tmp_path, queue_limit=128)
+    table = compare_markdown(collect([tmp_path]))
+    assert table.count("test-box-model-") == 2
+    assert "| queue_limit | 256 | 128 |" in table or "| queue_limit | 128 | 256 |" in table
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    for args in (["model", "--model-param", "nope=1"], ["report", str(tmp_path)], ["compare", str(tmp_path / "x")],
+                 ["model", "--count", "0"]):
+        p = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
+        assert p.returncode == 2, args
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith("wfpcap: ") and "Traceback" not in p.stderr
