@@ -11,6 +11,15 @@ from harness.platforms.select import BACKENDS, open_platform, resolve
 from harness.report.render import render
 
 
+REPORT_KEY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    path = config.stash.get(REPORT_KEY, None)
+    if path:
+        terminalreporter.write_line(f"wfpcap report: {path}")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wfpcap", "capacity harness")
     group.addoption("--backend", default="auto", choices=BACKENDS,
@@ -52,4 +61,4 @@ def campaign(request: pytest.FixtureRequest):
             yield run
         finally:
             paths = render(run.store.path)
-            print(f"\nwfpcap report: {paths['html']}")
+            request.config.stash[REPORT_KEY] = str(paths["html"])
