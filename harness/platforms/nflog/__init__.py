@@ -1,0 +1,1 @@
+"""Linux kernel backend: nftables drop+log in an own namespace, NFLOG subscriber."""

@@ -1,0 +1,188 @@
+"""NFLOG over a raw NETLINK_NETFILTER socket: configuration messages out, packet messages in.
+
+Numbers from include/uapi/linux/netfilter/nfnetlink_log.h and linux/netlink.h. Packet messages
+are parsed in bulk: every message the kernel builds for our fixed-size test packets has the same
+layout, so the layout is learned from the first message of a datagram and the fields of all of
+them are read with numpy strides; anything irregular falls back to a plain walk.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+NETLINK_NETFILTER = 12
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NFNL_SUBSYS_ULOG = 4
+NFULNL_MSG_PACKET = 0
+NFULNL_MSG_CONFIG = 1
+MSG_PACKET = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
+MSG_CONFIG = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG
+
+# config attributes
+NFULA_CFG_CMD, NFULA_CFG_MODE, NFULA_CFG_NLBUFSIZ, NFULA_CFG_TIMEOUT, NFULA_CFG_QTHRESH, NFULA_CFG_FLAGS = 1, 2, 3, 4, 5, 6
+CMD_BIND, CMD_UNBIND = 1, 2
+COPY_PACKET = 2
+NFULNL_CFG_F_SEQ = 0x0001
+# packet attributes
+NFULA_TIMESTAMP = 3
+NFULA_PAYLOAD = 9
+NFULA_SEQ = 12
+
+NLMSG_HDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+NFGEN = struct.Struct("=BBH")        # family, version, res_id (big-endian value, packed by hand)
+NLA = struct.Struct("=HH")
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    return NLA.pack(NLA.size + len(payload), kind) + payload + b"\0" * (_align(len(payload)) - len(payload))
+
+
+def config_message(group: int, seq: int, *attrs: bytes, family: int = 0) -> bytes:
+    body = struct.pack("=BB", family, 0) + struct.pack(">H", group) + b"".join(attrs)
+    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+
+
+def bind_messages(group: int, copy_range: int, qthresh: int, timeout_cs: int, nlbufsiz: int) -> list[bytes]:
+    """Bind the group, copy packets (copy_range bytes), batch qthresh per message, flush after
+    timeout_cs hundredths of a second, and number every event (NFULNL_CFG_F_SEQ)."""
+    return [
+        config_message(group, 1, attr(NFULA_CFG_CMD, bytes([CMD_BIND]))),
+        config_message(group, 2, attr(NFULA_CFG_MODE, struct.pack(">IBB", copy_range, COPY_PACKET, 0))),
+        config_message(group, 3, attr(NFULA_CFG_QTHRESH, struct.pack(">I", qthresh))),
+        config_message(group, 4, attr(NFULA_CFG_TIMEOUT, struct.pack(">I", timeout_cs))),
+        config_message(group, 5, attr(NFULA_CFG_NLBUFSIZ, struct.pack(">I", nlbufsiz))),
+        config_message(group, 6, attr(NFULA_CFG_FLAGS, struct.pack(">H", NFULNL_CFG_F_SEQ))),
+    ]
+
+
+def ack_error(data: bytes) -> int:
+    """errno of an NLMSG_ERROR ack (0 = success); -1 if the message is not an ack."""
+    length, kind, _, _, _ = NLMSG_HDR.unpack_from(data, 0)
+    if kind != NLMSG_ERROR:
+        return -1
+    return -struct.unpack_from("=i", data, NLMSG_HDR.size)[0]
+
+
+@dataclass
+class Events:
+    """Fields of the logged packets in one datagram, in arrival order."""
+
+    payload_seq: np.ndarray   # the harness's own sequence number carried in the packet payload
+    nflog_seq: np.ndarray     # the NFLOG instance's counter: gaps are exact losses
+    timestamp_ns: np.ndarray  # kernel timestamp (CLOCK_REALTIME) or -1 if the kernel sent none
+
+    @classmethod
+    def empty(cls) -> "Events":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z)
+
+
+@dataclass(frozen=True)
+class Layout:
+    length: int        # bytes per message (aligned)
+    seq_at: int        # offset of the be32 NFULA_SEQ value
+    payload_at: int    # offset of the IP packet
+    ts_at: int         # offset of the timestamp (two be64), -1 if absent
+    signature: bytes   # the attribute headers, to check that other messages match
+
+
+class PacketParser:
+    """Parses NFLOG packet datagrams. `seq_offset`: where, inside the IP packet, the harness's
+    8-byte big-endian sequence number sits (IP header + UDP header = 28 for our packets)."""
+
+    def __init__(self, seq_offset: int = 28) -> None:
+        self.seq_offset = seq_offset
+        self.layout: Layout | None = None
+        self.slow_messages = 0
+
+    def _learn(self, buf: memoryview, start: int) -> Layout | None:
+        length = NLMSG_HDR.unpack_from(buf, start)[0]
+        pos = start + NLMSG_HDR.size + NFGEN.size
+        end = start + length
+        seq_at = payload_at = ts_at = -1
+        signature = bytearray()
+        while pos + NLA.size <= end:
+            alen, kind = NLA.unpack_from(buf, pos)
+            if alen < NLA.size:
+                return None
+            signature += bytes(buf[pos:pos + NLA.size])
+            kind &= 0x7FFF
+            if kind == NFULA_SEQ:
+                seq_at = pos + NLA.size - start
+            elif kind == NFULA_PAYLOAD:
+                payload_at = pos + NLA.size - start
+                if alen - NLA.size < self.seq_offset + 8:
+                    return None
+            elif kind == NFULA_TIMESTAMP:
+                ts_at = pos + NLA.size - start
+            pos += _align(alen)
+        if seq_at < 0 or payload_at < 0:
+            return None
+        return Layout(_align(length), seq_at, payload_at, ts_at, bytes(signature))
+
+    def parse(self, data: bytes | bytearray | memoryview, nbytes: int | None = None) -> Events:
+        buf = memoryview(data)[: nbytes if nbytes is not None else len(data)]
+        if len(buf) < NLMSG_HDR.size:
+            return Events.empty()
+        if self.layout is None or NLMSG_HDR.unpack_from(buf, 0)[0] != self.layout.length:
+            self.layout = self._learn(buf, 0)
+        lay = self.layout
+        if lay is not None:
+            # a batch ends with an NLMSG_DONE; every message before it has the learned layout
+            k = len(buf) // lay.length
+            raw = np.frombuffer(buf[: k * lay.length], dtype=np.uint8).reshape(k, lay.length)
+            lengths = raw[:, 0:4].copy().view("<u4").ravel()
+            types = raw[:, 4:6].copy().view("<u2").ravel()
+            heads = raw[:, lay.seq_at - 4:lay.seq_at]
+            if k and np.all(lengths == lay.length) and np.all(types == MSG_PACKET) and np.all(heads == heads[0]):
+                events = self._bulk(raw, lay)
+                rest = buf[k * lay.length:]
+                if len(rest) > NLMSG_HDR.size and NLMSG_HDR.unpack_from(rest, 0)[1] == MSG_PACKET:
+                    tail = self._walk(rest)
+                    return Events(*(np.concatenate((a, b)) for a, b in zip(
+                        (events.payload_seq, events.nflog_seq, events.timestamp_ns),
+                        (tail.payload_seq, tail.nflog_seq, tail.timestamp_ns))))
+                return events
+        return self._walk(buf)
+
+    def _bulk(self, raw: np.ndarray, lay: Layout) -> Events:
+        nf_seq = raw[:, lay.seq_at:lay.seq_at + 4].copy().view(">u4").ravel().astype(np.int64)
+        at = lay.payload_at + self.seq_offset
+        seq = raw[:, at:at + 8].copy().view(">u8").ravel().astype(np.int64)
+        if lay.ts_at >= 0:
+            t = raw[:, lay.ts_at:lay.ts_at + 16].copy().view(">u8").reshape(-1, 2).astype(np.int64)
+            ts = t[:, 0] * 1_000_000_000 + t[:, 1] * 1_000
+        else:
+            ts = np.full(len(seq), -1, dtype=np.int64)
+        return Events(seq, nf_seq, ts)
+
+    def _walk(self, buf: memoryview) -> Events:
+        """One message at a time, for datagrams whose messages differ (never on the hot path)."""
+        seqs, nfs, tss = [], [], []
+        pos = 0
+        while pos + NLMSG_HDR.size <= len(buf):
+            length, kind = NLMSG_HDR.unpack_from(buf, pos)[:2]
+            if length < NLMSG_HDR.size:
+                break
+            if kind == MSG_PACKET:
+                lay = self._learn(buf, pos)
+                if lay is not None:
+                    self.slow_messages += 1
+                    nfs.append(struct.unpack_from(">I", buf, pos + lay.seq_at)[0])
+                    seqs.append(struct.unpack_from(">Q", buf, pos + lay.payload_at + self.seq_offset)[0])
+                    if lay.ts_at >= 0:
+                        sec, usec = struct.unpack_from(">QQ", buf, pos + lay.ts_at)
+                        tss.append(sec * 1_000_000_000 + usec * 1_000)
+                    else:
+                        tss.append(-1)
+            pos += _align(length)
+        return Events(np.asarray(seqs, np.int64), np.asarray(nfs, np.int64), np.asarray(tss, np.int64))
