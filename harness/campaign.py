@@ -32,6 +32,7 @@ class Profile:
     burst: BurstConfig
     ndr: NdrConfig
     callback_costs_us: tuple[float, ...]
+    drain_quiet_s: float = 0.5
     drain_cost_us: float = 5.0
     drain_cost_cv: float = 0.2
     inline_copy_work_us: float = 100.0
@@ -42,12 +43,20 @@ PROFILES = {
                      NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0), (20.0, 100.0, 500.0)),
     "full": Profile("full", BurstConfig(repetitions=3, verify=2),
                     NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=1200.0),
-                    (5.0, 20.0, 100.0, 500.0, 2000.0)),
+                    (5.0, 20.0, 100.0, 500.0, 2000.0), drain_quiet_s=2.0),
 }
 
 
-def load_expectations(path: str | None) -> dict[str, Any]:
-    out = dict(DEFAULT_EXPECTATIONS)
+def platform_expectations(platform: Platform) -> dict[str, Any]:
+    """What a platform should show when nothing else is said. For nflog the batch is the queue
+    threshold it configured; its buffer depends on the receive buffer, so it is reported only."""
+    if platform.name == "nflog":
+        return {"queue_limit": platform.config.qthresh, "system_buffer": None}
+    return {}
+
+
+def load_expectations(path: str | None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {**DEFAULT_EXPECTATIONS, **(defaults or {})}
     if path:
         try:
             loaded = json.loads(Path(path).read_text())
@@ -81,7 +90,8 @@ class Campaign:
 
     def base_spec(self) -> TrialSpec:
         p = self.profile
-        return TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=p.drain_cost_us, cost_cv=p.drain_cost_cv))
+        return TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=p.drain_cost_us, cost_cv=p.drain_cost_cv),
+                         drain_quiet_s=p.drain_quiet_s)
 
     def _once(self, key: str, compute):
         if key not in self._cache:

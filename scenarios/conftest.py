@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.campaign import PROFILES, Campaign, load_expectations
+from harness.campaign import PROFILES, Campaign, load_expectations, platform_expectations
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.model import ModelParams
 from harness.platforms.select import BACKENDS, open_platform, resolve
@@ -29,18 +29,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default="quick", choices=sorted(PROFILES), help="quick (CI) or full (longer, repeated)")
     group.addoption("--model-param", action="append", default=[], metavar="NAME=VALUE",
                     help="model what-if parameter, repeatable (queue_limit, system_buffer, batch_turnaround_us, ...)")
+    group.addoption("--nflog-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="nflog settings, repeatable: qthresh, timeout_cs, nlbufsiz, rcvbuf, sender (udp|raw)")
     group.addoption("--expect", default=None, metavar="FILE",
                     help="JSON with expected values (queue_limit, system_buffer, system_buffer_tolerance)")
 
 
-def _model_params(pairs: list[str]) -> ModelParams:
+def _pairs(option: str, pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--model-param needs NAME=VALUE, got {pair!r}")
+            raise ValueError(f"{option} needs NAME=VALUE, got {pair!r}")
         name, value = pair.split("=", 1)
         overrides[name.strip()] = value.strip()
-    return ModelParams.from_overrides(overrides)
+    return overrides
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +50,17 @@ def campaign(request: pytest.FixtureRequest):
     opt = request.config.getoption
     try:
         backend = resolve(opt("--backend"))
-        params = _model_params(opt("--model-param"))
+        params = ModelParams.from_overrides(_pairs("--model-param", opt("--model-param")))
         if opt("--model-param") and backend != "model":
             raise ValueError("--model-param only applies to --backend model")
-        expectations = load_expectations(opt("--expect"))
-        platform = open_platform(backend, params)
+        if opt("--nflog-param") and backend != "nflog":
+            raise ValueError("--nflog-param only applies to --backend nflog")
+        platform = open_platform(backend, params, _pairs("--nflog-param", opt("--nflog-param")))
+        try:
+            expectations = load_expectations(opt("--expect"), platform_expectations(platform))
+        except ValueError:
+            platform.close()
+            raise
     except (ValueError, PlatformUnavailable) as exc:
         pytest.exit(f"wfpcap: {exc}", returncode=2)
     with platform:

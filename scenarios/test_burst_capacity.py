@@ -14,6 +14,9 @@ def test_burst_capacity_is_bounded(campaign):
 def test_system_buffer_matches_expectation(campaign):
     depth = campaign.drain().buffer_depth
     want = campaign.expectations["system_buffer"]
+    if want is None:  # nothing to compare with: report what was measured
+        campaign.check("system buffer", True, depth.value, "not set", f"measured buffer depth {depth.value}")
+        return
     tol = campaign.expectations["system_buffer_tolerance"]
     passed = depth.detectable and abs(depth.value - want) <= tol * want
     campaign.check("system buffer", passed, depth.value, f"{want} +/- {tol:.0%}",

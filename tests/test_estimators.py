@@ -99,3 +99,20 @@ def test_latency_percentiles():
     s = latency_summary(lat)
     assert s["count"] == 1000 and s["max"] == 1000.0
     assert s["p50"] == pytest.approx(500.5) and s["p99"] == pytest.approx(990.01)
+
+
+def test_stray_pauses_inside_batches_are_rejoined():
+    rng = np.random.default_rng(3)
+    t, clock = [0], 1_000_000
+    sizes = [16] * 40
+    for size in sizes:
+        for _ in range(size):
+            t.append(clock)
+            clock += 5_000 + int(rng.integers(0, 300))
+        clock += 25_000
+    t = np.asarray(t[:-1])
+    # a few preemptions in the middle of batches
+    for at in (100, 333, 517, 600):
+        t[at:] += 40_000
+    q, first = estimate_queue_limit(t, held=True)
+    assert q.value == 16 and q.evidence["merged_splits"] == 4

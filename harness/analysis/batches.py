@@ -5,6 +5,7 @@ needs a turnaround. A boundary is a gap between consecutive callback starts that
 the per-event spacing (robust threshold: median + k * MAD, and at least 1.5 x the median).
 The queue limit is the size that the full interior batches share. When no gap stands out, or
 the interior batches disagree, the answer is "not detectable" with the reason, never a guess.
+Pieces of one batch cut by a stray pause are rejoined when they add up to exactly the limit.
 """
 from __future__ import annotations
 
@@ -33,6 +34,28 @@ def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> 
     return big + offset, stats
 
 
+def merge_splits(sizes: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
+    """A stray pause inside a batch (preemption, a page fault) looks like one more boundary and
+    cuts the batch in pieces. Consecutive pieces that add up to exactly `limit` are put back
+    together; anything else is left as it is. Returns the sizes and how many cuts were undone."""
+    out: list[int] = []
+    merged = 0
+    i = 0
+    while i < len(sizes):
+        total, j = int(sizes[i]), i
+        while total < limit and j + 1 < len(sizes) and total + int(sizes[j + 1]) <= limit:
+            j += 1
+            total += int(sizes[j])
+        if total == limit and j > i:
+            out.append(total)
+            merged += j - i
+            i = j + 1
+        else:
+            out.append(int(sizes[i]))
+            i += 1
+    return np.asarray(out, dtype=np.int64), merged
+
+
 def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_interior: int = 3,
                          min_regularity: float = 0.9) -> tuple[Estimate, Estimate]:
     """(queue_limit, first_batch) from the callback start times of one drain, in delivery order."""
@@ -52,8 +75,11 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_interior: int 
                 Estimate.undetectable(method, reason, **evidence))
     values, counts = np.unique(interior, return_counts=True)
     limit = int(values[np.argmax(counts)])
-    regularity = float(counts.max() / len(interior))
+    interior, merged = merge_splits(interior, limit)
+    values, counts = np.unique(interior, return_counts=True)
+    regularity = float(counts[values == limit].sum() / len(interior))
     evidence.update({"interior_batches": int(len(interior)), "regularity": round(regularity, 4),
+                     "merged_splits": merged,
                      "interior_sizes_seen": {int(v): int(c) for v, c in zip(values[:10], counts[:10])}})
     if regularity < min_regularity or sizes[-1] > limit:
         reason = (f"not detectable: batch sizes irregular (only {regularity:.0%} of interior batches share "

@@ -3,8 +3,9 @@ highest constant rate whose loss stays within tolerance (0 for NDR, a set ratio 
 
 Trial length matters: a buffer of C events hides an overload of r - mu for C / (r - mu) seconds,
 so a trial of T seconds can only tell rates apart by about C / T. The search therefore sizes its
-trials from the measured burst capacity and its stop resolution, and reports the overload it
-could not have seen (`unresolvable_overload_per_s`).
+trials from the measured burst capacity and its stop resolution, confirms its result with a trial
+`confirm_factor` times longer (searching lower if that one loses), and reports the overload the
+confirmation could not have seen (`unresolvable_overload_per_s`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class NdrConfig:
     min_duration_s: float = 0.5
     max_duration_s: float = 600.0
     max_rate_per_s: float | None = None  # default: twice the callback's own rate 1/cost
+    confirm_factor: float = 3.0     # RFC 2544 section 24: confirm the result with a longer trial
+    max_confirmations: int = 4
 
     def __post_init__(self) -> None:
         if not 0 <= self.loss_tolerance < 1 or not 0 < self.resolution < 1 or self.max_iterations < 1:
@@ -63,6 +66,11 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
                               search_cost_us=cost_us)
         return row["loss_ratio"] <= config.loss_tolerance, row
 
+    def confirmed(rate: float) -> bool:
+        _, row = run_recorded(platform, sustained_spec(base, cost_us, rate, duration * config.confirm_factor), store,
+                              EXPERIMENT, search_cost_us=cost_us, confirmation=True)
+        return row["loss_ratio"] <= config.loss_tolerance
+
     iterations = 1
     ok, row = good(max_rate)
     low, high = (max_rate, max_rate) if ok else (0.0, max_rate)
@@ -74,7 +82,17 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
             low = mid
         else:
             high = mid
+    confirmations, was_confirmed = 0, False
+    while low > 0 and confirmations < config.max_confirmations and not was_confirmed:
+        confirmations += 1
+        was_confirmed = confirmed(low)
+        if not was_confirmed:
+            # the longer trial lost events, which the short ones were too short to see: step down
+            high, low = low, max(0.0, low - step)
     converged = high - low <= step
+    note = "" if converged else "max_iterations reached: results might not be fully accurate"
+    if low > 0 and not was_confirmed:
+        low, note = 0.0, f"no rate confirmed loss-free by a {config.confirm_factor:g}x longer trial"
     return {
         "callback_cost_us": cost_us,
         "rate_per_s": round(low, 3) if low > 0 else None,
@@ -82,12 +100,14 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
         "callback_rate_per_s": (1e6 / cost_us) if cost_us > 0 else None,
         "loss_tolerance": config.loss_tolerance,
         "iterations": iterations,
+        "confirmations": confirmations,
+        "confirm_duration_s": round(duration * config.confirm_factor, 3),
         "converged": converged,
-        "note": "" if converged else "max_iterations reached: results might not be fully accurate",
+        "note": note,
         "trial_duration_s": round(duration, 3),
         "max_rate_per_s": max_rate,
         "resolution_per_s": round(step, 3),
-        "unresolvable_overload_per_s": round(capacity / duration, 3) if capacity else None,
+        "unresolvable_overload_per_s": round(capacity / (duration * config.confirm_factor), 3) if capacity else None,
     }
 
 

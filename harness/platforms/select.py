@@ -17,8 +17,12 @@ def resolve(name: str) -> str:
     return name
 
 
-def open_platform(name: str, model_params: ModelParams | None = None) -> Platform:
+def open_platform(name: str, model_params: ModelParams | None = None,
+                  nflog_overrides: dict[str, str] | None = None) -> Platform:
     name = resolve(name)
     if name == "model":
         return ModelPlatform(model_params)
+    if name == "nflog":
+        from harness.platforms.nflog.platform import NflogConfig, NflogPlatform
+        return NflogPlatform(NflogConfig.from_overrides(nflog_overrides or {}))
     raise PlatformUnavailable(f"backend {name} is not available in this build of the harness")

@@ -1,0 +1,239 @@
+"""The `nflog` platform: the same questions asked of a real Linux kernel.
+
+Per run: an own network namespace (loopback up), an nftables rule in its input hook that logs
+the test traffic to an NFLOG group and drops it, an NFLOG subscriber bound to that group inside
+the namespace, and a sender process with a UDP and a raw socket inside it. Mapping to WFP terms:
+a kernel batch (one netlink datagram of up to `qthresh` events) plays the dispatcher's batch,
+the netlink socket's receive buffer plays the system buffer, and a full buffer loses events.
+"""
+from __future__ import annotations
+
+import os
+import platform as pyplatform
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, PlatformUnavailable, TrialResult, frame
+from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
+from harness.traffic.plan import plan_traffic
+from harness.traffic.safety import check_destinations
+
+NFLOG_GROUP = 7
+COPY_RANGE = 64  # IP + UDP headers + our 8-byte sequence number, with room to spare
+NLBUFSIZ_MAX = 131072
+
+
+@dataclass(frozen=True)
+class NflogConfig:
+    qthresh: int = 16             # events per kernel batch (NFULA_CFG_QTHRESH)
+    timeout_cs: int = 10          # flush timer, 1/100 s (kernel default 100 = 1 s)
+    nlbufsiz: int = NLBUFSIZ_MAX  # bytes per kernel batch; large so that qthresh decides
+    rcvbuf: int | None = None     # SO_RCVBUFFORCE bytes (the kernel doubles it); None: system default
+    sender: str = "udp"           # udp or raw
+
+    def __post_init__(self) -> None:
+        if self.qthresh < 1:
+            raise ValueError("nflog qthresh must be >= 1")
+        if not 1 <= self.timeout_cs <= 6000:
+            raise ValueError("nflog timeout_cs must be within 1..6000 (hundredths of a second)")
+        if not 4096 <= self.nlbufsiz <= NLBUFSIZ_MAX:
+            raise ValueError(f"nflog nlbufsiz must be within 4096..{NLBUFSIZ_MAX}")
+        if self.rcvbuf is not None and self.rcvbuf < 4096:
+            raise ValueError("nflog rcvbuf must be at least 4096 bytes")
+        if self.sender not in ("udp", "raw"):
+            raise ValueError(f"nflog sender must be udp or raw, got {self.sender!r}")
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, str]) -> "NflogConfig":
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, text in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown nflog parameter {name!r}; known: {', '.join(sorted(known))}")
+            if name == "sender":
+                values[name] = text
+                continue
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise ValueError(f"nflog parameter {name} needs a whole number, got {text!r}") from None
+        return cls(**values)
+
+
+def available() -> str | None:
+    """None if the platform can run here, else the reason it cannot."""
+    if not sys.platform.startswith("linux"):
+        return "nflog needs Linux"
+    if os.geteuid() != 0:
+        return "nflog needs root (network namespaces, nftables, NFLOG)"
+    for tool in ("ip", "nft"):
+        if not any(os.access(os.path.join(d, tool), os.X_OK) for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]):
+            return f"nflog needs the {tool} command (Debian: {'iproute2' if tool == 'ip' else 'nftables'})"
+    return None
+
+
+def ruleset(f: FilterSpec) -> str:
+    if f.protocol != "udp":
+        raise ValueError("the nflog platform drops UDP test traffic; use protocol udp")
+    return (
+        "table ip wfpcap {\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0; policy accept;\n"
+        f"    ip daddr {f.remote_prefix} udp dport {f.remote_port_low}-{f.remote_port_high} "
+        f"log group {NFLOG_GROUP} drop\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+class NflogPlatform:
+    name = "nflog"
+    capabilities = Capabilities(allow_events=False, templates=False, census=False, hold=True,
+                                kernel_timestamps=True, copy_mode=True, ground_truth=False, virtual_time=False)
+
+    def __init__(self, config: NflogConfig | None = None) -> None:
+        reason = available()
+        if reason:
+            raise PlatformUnavailable(reason)
+        from harness.platforms.nflog import netns  # pyroute2 is Linux-only
+        from harness.platforms.nflog.netlink import NETLINK_NETFILTER, PacketParser, ack_error, bind_messages
+        from harness.platforms.nflog.sender import SenderProcess
+        from harness.platforms.nflog.subscriber import Subscriber
+
+        self.config = config or NflogConfig()
+        self._netns = netns
+        self.removed_stale = netns.remove_stale()
+        self.namespace = netns.create()
+        self._filter: FilterSpec | None = None
+        self._trial = 0
+        self._closed = False
+        try:
+            self._install(FilterSpec())
+            self.sock = netns.socket_in(self.namespace, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            self.sock.bind((0, 0))
+            if self.config.rcvbuf:
+                self.sock.setsockopt(socket.SOL_SOCKET, 33, self.config.rcvbuf)  # SO_RCVBUFFORCE
+            self.sock.settimeout(2.0)
+            for msg in bind_messages(NFLOG_GROUP, COPY_RANGE, self.config.qthresh, self.config.timeout_cs,
+                                     self.config.nlbufsiz):
+                self.sock.send(msg)
+                err = ack_error(self.sock.recv(65536))
+                if err > 0:
+                    raise OSError(err, f"NFLOG configuration refused: {os.strerror(err)}")
+            self.rcvbuf_effective = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            self.subscriber = Subscriber(self.sock, PacketParser())
+            self.sender = SenderProcess(self.namespace)
+            self._max_rate = self._calibrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "NflogPlatform":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for part in ("sender", "sock"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except OSError:
+                    pass
+        self._netns.remove(self.namespace)
+
+    def _install(self, f: FilterSpec) -> None:
+        if f == self._filter:
+            return
+        script = ("flush ruleset\n" if self._filter is not None else "") + ruleset(f)
+        self._netns.nft(self.namespace, script)
+        self._filter = f
+
+    # -- what it is --------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"platform": self.name, "kernel": pyplatform.release(), "nflog": asdict(self.config),
+                "rcvbuf_effective": self.rcvbuf_effective, "copy_range": COPY_RANGE, "group": NFLOG_GROUP,
+                "max_send_rate_per_s": round(self._max_rate, -3)}
+
+    def max_send_rate_per_s(self) -> float:
+        return self._max_rate
+
+    def _calibrate(self) -> float:
+        """The generator's own burst rate into the rule (subscriber not reading), median of three."""
+        rates = []
+        for _ in range(3):
+            spec = TrialSpec(TrafficSpec(count=50_000), SubscriberSpec())
+            self._trial += 1
+            _, report = self.sender.send(spec, self.config.sender, self._trial, timeout_s=60)
+            rates.append(report["achieved_rate_per_s"])
+        self.subscriber.discard_pending(0.05 + self.config.timeout_cs / 100)
+        return float(np.median(rates))
+
+    # -- trials ------------------------------------------------------------------------------
+    def run_trial(self, spec: TrialSpec) -> TrialResult:
+        if spec.template is not None:
+            raise ValueError("the nflog platform has no subscription templates")
+        check_destinations(spec.traffic.remote_addresses)
+        self._install(spec.filter)
+        self.subscriber.discard_pending(0.02)
+        self._trial += 1
+        tag = self._trial & 0xFFFF
+        plan = plan_traffic(spec)
+        sending_done, release = threading.Event(), threading.Event()
+        box: dict[str, Any] = {}
+
+        def subscribe() -> None:
+            try:
+                box["records"] = self.subscriber.run(tag, spec.traffic.count, spec.subscriber, sending_done, release,
+                                                     spec.drain_quiet_s, spec.drain_timeout_s + _send_time(spec),
+                                                     spec.traffic.seed + self._trial)
+            except BaseException as exc:  # surfaced in the main thread
+                box["error"] = exc
+
+        reader = threading.Thread(target=subscribe, daemon=True, name="wfpcap-nflog-subscriber")
+        reader.start()
+        t_release = None
+        try:
+            sent_at, report = self.sender.send(spec, self.config.sender, tag, timeout_s=60 + 3 * _send_time(spec))
+        finally:
+            sending_done.set()
+            if spec.subscriber.hold:
+                time.sleep(spec.settle_s)
+            t_release = time.perf_counter_ns()
+            release.set()
+            reader.join()
+        if "error" in box:
+            raise box["error"]
+        rec = box["records"]
+        n = rec.n
+        sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
+        sent["expected"] = plan.expected
+        delivered = frame(DELIVERED_COLUMNS, seq=rec.seq[:n], t_event_ns=rec.t_event[:n],
+                          t_callback_ns=rec.t_callback[:n], t_done_ns=rec.t_done[:n], thread=rec.thread[:n])
+        nf = np.sort(rec.nflog_seq[:n])
+        telemetry = {
+            "datagrams": rec.datagrams, "enobufs_episodes": rec.enobufs, "stale_events": rec.stale,
+            "kernel_seq_gaps": int((nf[-1] - nf[0] + 1) - len(nf)) if n else None,
+            "untimestamped": rec.untimestamped, "parse_ns": rec.parse_ns, "notes": rec.notes,
+            "rcvbuf_effective": self.rcvbuf_effective, "qthresh": self.config.qthresh,
+        }
+        return TrialResult(spec=spec, sent=sent, delivered=delivered,
+                           t_release_ns=t_release if spec.subscriber.hold else None,
+                           telemetry=telemetry, generator=report)
+
+
+def _send_time(spec: TrialSpec) -> float:
+    return spec.traffic.duration_s or 1.0
+
