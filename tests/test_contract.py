@@ -1,0 +1,65 @@
+"""One behavioural contract, every platform available here (psutil's test_contracts idea):
+trial accounting, hold and release, loss by sequence, record layout, cleanup."""
+import numpy as np
+import pytest
+
+from harness.analysis.loss import loss_by_sequence
+from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Platform
+from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+from platforms import make
+
+PLATFORMS = ["model", "nflog"]
+
+
+@pytest.fixture(params=PLATFORMS, scope="module")
+def platform(request):
+    p = make(request.param)
+    yield p
+    p.close()
+
+
+def held(count, cost_us=2.0):
+    return TrialSpec(TrafficSpec(count=count), SubscriberSpec(cost_us=cost_us, hold=True), drain_quiet_s=0.3)
+
+
+def test_is_a_platform(platform):
+    assert isinstance(platform, Platform)
+    assert platform.describe()["platform"] == platform.name
+    assert platform.max_send_rate_per_s() > 0
+
+
+def test_small_held_burst_is_delivered_whole_in_order(platform):
+    r = platform.run_trial(held(200))
+    for columns, frame in ((SENT_COLUMNS, r.sent), (DELIVERED_COLUMNS, r.delivered)):
+        assert [c for c in frame.columns if c in columns] == list(columns)
+        assert all(frame[c].dtype == np.int64 for c in columns)
+    loss = loss_by_sequence(r.sent, r.delivered)
+    assert (loss.expected, loss.delivered, loss.lost, loss.duplicates, loss.unexpected) == (200, 200, 0, 0, 0)
+    by_callback = r.delivered.sort_values("t_callback_ns", kind="stable")
+    assert np.all(np.diff(by_callback["seq"].to_numpy()) > 0)  # FIFO
+    first = by_callback.iloc[0]
+    assert first["t_done_ns"] >= r.t_release_ns  # the first callback was held until the release
+    assert np.all(r.delivered["t_callback_ns"] >= r.delivered["t_event_ns"] - 1_000_000)
+
+
+def test_oversized_held_burst_loses_only_the_tail(platform):
+    r = platform.run_trial(held(40_000))
+    loss = loss_by_sequence(r.sent, r.delivered)
+    assert loss.lost > 0 and loss.delivered > 0
+    assert loss.lost_head == 0 and loss.lost_middle == 0 and loss.lost_tail == loss.lost
+    assert loss.delivered + loss.lost == 40_000
+
+
+def test_light_sustained_load_loses_nothing(platform):
+    spec = TrialSpec(TrafficSpec(count=4000, pacing="constant", rate_per_s=8000), SubscriberSpec(cost_us=10),
+                     drain_quiet_s=0.3)
+    r = platform.run_trial(spec)
+    assert loss_by_sequence(r.sent, r.delivered).lost == 0
+    lat = r.delivered["t_callback_ns"].to_numpy() - r.sent.set_index("seq").loc[r.delivered["seq"], "t_send_ns"].to_numpy()
+    assert np.median(lat) < 5_000_000  # delivered within milliseconds, not by a flush timer
+
+
+def test_close_is_idempotent():
+    p = make("model")
+    p.close()
+    p.close()

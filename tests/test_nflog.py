@@ -1,0 +1,98 @@
+"""The nflog platform measures a real kernel buffer (run as root on Linux; skipped elsewhere)."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.loss import loss_by_sequence
+from harness.experiments.burst import BurstConfig, search_burst_capacity
+from harness.experiments.drain import measure_drain
+from harness.experiments.sustained import NdrConfig, search_ndr, sustained_spec
+from harness.report.fingerprint import fingerprint
+from harness.report.store import ResultStore
+from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
+from harness.traffic.safety import UnsafeDestination
+from platforms import make, needs_nflog
+
+pytestmark = needs_nflog
+BASE = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=5.0), drain_quiet_s=0.3)
+
+
+def store_for(platform, tmp_path):
+    return ResultStore(tmp_path, fingerprint(platform.describe()), platform.name)
+
+
+def capacity(rcvbuf, tmp_path):
+    with make("nflog", qthresh=16, rcvbuf=rcvbuf) as p:
+        out = search_burst_capacity(p, BASE, store_for(p, tmp_path / str(rcvbuf)), BurstConfig(start=256, sweep=()))
+        return out.capacity.value, p.rcvbuf_effective
+
+
+def test_doubling_the_receive_buffer_doubles_the_burst_capacity(tmp_path):
+    small, small_buf = capacity(256 * 1024, tmp_path)
+    large, large_buf = capacity(512 * 1024, tmp_path)
+    assert large_buf == 2 * small_buf
+    assert large / small == pytest.approx(2.0, rel=0.15), (small, large)
+
+
+@pytest.mark.parametrize("qthresh", [16, 64])
+def test_batch_estimate_equals_the_queue_threshold(tmp_path, qthresh):
+    with make("nflog", qthresh=qthresh, timeout_cs=100) as p:
+        store = store_for(p, tmp_path)
+        burst = search_burst_capacity(p, BASE, store, BurstConfig(start=256, sweep=()))
+        drain = measure_drain(p, BASE, store, int(burst.capacity.value * 1.05) + 1, burst.capacity)
+        assert drain.queue_limit.value == qthresh, drain.queue_limit.to_dict()
+
+
+def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
+    with make("nflog", qthresh=16) as p:
+        store = store_for(p, tmp_path)
+        cap = search_burst_capacity(p, BASE, store, BurstConfig(start=256, sweep=())).capacity.value
+        result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(),
+                            NdrConfig(resolution=0.02, min_duration_s=0.5))
+        ndr = result["rate_per_s"]
+        assert ndr and ndr < 1e6 / 50.0 * 1.05
+        longer = 2 * result["trial_duration_s"]
+        keep = p.run_trial(sustained_spec(BASE, 50.0, ndr, longer))
+        assert loss_by_sequence(keep.sent, keep.delivered).lost == 0
+        above = p.run_trial(sustained_spec(BASE, 50.0, 1.2 * ndr, longer))
+        assert loss_by_sequence(above.sent, above.delivered).lost > 0
+
+
+def test_refuses_traffic_outside_loopback():
+    with make("nflog") as p:
+        spec = TrialSpec(TrafficSpec(count=10, remote_addresses=("10.9.8.7",)), filter=FilterSpec(remote_prefix="10.0.0.0/8"))
+        with pytest.raises(UnsafeDestination, match="refusing to send to 10.9.8.7"):
+            p.run_trial(spec)
+
+
+def test_sigkill_mid_trial_leaves_nothing_once_the_next_run_starts(tmp_path):
+    from harness.platforms.nflog import netns
+    script = textwrap.dedent("""
+        import sys
+        from harness.platforms.nflog.platform import NflogPlatform
+        from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+        p = NflogPlatform()
+        print(p.namespace, flush=True)
+        p.run_trial(TrialSpec(TrafficSpec(count=400000, pacing="constant", rate_per_s=20000),
+                              SubscriberSpec(cost_us=100)))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    name = child.stdout.readline().strip()
+    assert name.startswith("wfpcap-")
+    time.sleep(2.0)  # mid-trial: sending, subscriber busy, rule and group live
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert name in netns.ours()  # a killed run cannot clean up after itself...
+    with make("nflog") as p:       # ...so the next run does, and only the dead run's namespace
+        assert name in p.removed_stale
+        assert name not in netns.ours()
+        assert p.namespace in netns.ours()
+    left = [n for n in netns.ours() if n.startswith(f"wfpcap-{child.pid}-")]
+    assert left == []
