@@ -7,6 +7,7 @@ due is sent in one batched call, so a late start catches up instead of falling f
 """
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Protocol
 
@@ -41,6 +42,19 @@ def run_paced(sender: BatchSender, offsets: np.ndarray, max_batch: int = 512, sp
     deadlines = offsets + t0
     sent_at = np.empty(n, dtype=np.int64)
     clock = time.perf_counter_ns
+    collecting = gc.isenabled()
+    gc.disable()  # a garbage-collector pass in mid-trial would stall the schedule by milliseconds
+    try:
+        _loop(sender, deadlines, sent_at, max_batch, spin_ns, clock)
+    finally:
+        if collecting:
+            gc.enable()
+    return sent_at, t0
+
+
+def _loop(sender: BatchSender, deadlines: np.ndarray, sent_at: np.ndarray, max_batch: int, spin_ns: int,
+          clock) -> None:
+    n = len(deadlines)
     i = 0
     while i < n:
         now = clock()
@@ -58,7 +72,6 @@ def run_paced(sender: BatchSender, offsets: np.ndarray, max_batch: int = 512, sp
             wait = int(deadlines[i] - now)
             if wait > spin_ns:
                 time.sleep((wait - spin_ns) / 1e9)
-    return sent_at, t0
 
 
 def generator_report(traffic: TrafficSpec, sent_at: np.ndarray, offsets: np.ndarray, t0: int,

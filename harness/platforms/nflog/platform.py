@@ -170,14 +170,18 @@ class NflogPlatform:
     def max_send_rate_per_s(self) -> float:
         return self._max_rate
 
+    def send_only(self, traffic: TrafficSpec, kind: str | None = None) -> dict[str, Any]:
+        """Drive the generator into the rule without a trial (nobody reads the events); return its
+        report. For calibration and benchmarks."""
+        self._trial += 1
+        spec = TrialSpec(traffic, SubscriberSpec())
+        _, report = self.sender.send(spec, kind or self.config.sender, self._trial & 0xFFFF,
+                                     timeout_s=60 + 3 * _send_time(spec))
+        return report
+
     def _calibrate(self) -> float:
         """The generator's own burst rate into the rule (subscriber not reading), median of three."""
-        rates = []
-        for _ in range(3):
-            spec = TrialSpec(TrafficSpec(count=50_000), SubscriberSpec())
-            self._trial += 1
-            _, report = self.sender.send(spec, self.config.sender, self._trial, timeout_s=60)
-            rates.append(report["achieved_rate_per_s"])
+        rates = [self.send_only(TrafficSpec(count=50_000))["achieved_rate_per_s"] for _ in range(3)]
         self.subscriber.discard_pending(0.05 + self.config.timeout_cs / 100)
         return float(np.median(rates))
 

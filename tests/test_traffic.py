@@ -1,0 +1,78 @@
+"""Packet compilation, pacing and the destination guard (no network needed)."""
+import numpy as np
+import pytest
+from scapy.layers.inet import IP, UDP
+
+from harness.spec import FilterSpec, TrafficSpec, TrialSpec
+from harness.traffic.packets import SEQ_OFFSET, compile_packets
+from harness.traffic.pacing import deadlines_ns, generator_report, run_paced
+from harness.traffic.plan import plan_traffic
+from harness.traffic.safety import UnsafeDestination, check_destinations
+
+
+def test_compiled_packets_match_what_scapy_would_build():
+    spec = TrialSpec(TrafficSpec(count=3000, remote_addresses=("127.0.0.1", "127.0.0.2", "127.9.9.9")),
+                     filter=FilterSpec(remote_port_low=30000, remote_port_high=30999))
+    batch = compile_packets(plan_traffic(spec))
+    for k in (0, 1, 2, 999, 1000, 2999):
+        pkt = IP(bytes(batch.data[k]))
+        assert pkt.dst == spec.traffic.remote_addresses[k % 3]
+        assert pkt[UDP].dport == 30000 + k % 1000
+        assert int.from_bytes(bytes(pkt[UDP].payload)[:8], "big") == k
+        fresh = pkt.copy()
+        del fresh.chksum, fresh[UDP].chksum  # let scapy compute both checksums itself
+        fresh = IP(bytes(fresh))
+        assert (pkt.chksum, pkt[UDP].chksum) == (fresh.chksum, fresh[UDP].chksum)
+    assert bytes(batch.payloads()[5][:8]) == (5).to_bytes(8, "big")
+    assert batch.payloads().shape[1] == batch.length - SEQ_OFFSET + 8 - 8
+
+
+def test_deadlines():
+    assert not deadlines_ns(TrafficSpec(count=5)).any()
+    c = deadlines_ns(TrafficSpec(count=5, pacing="constant", rate_per_s=1000))
+    assert c.tolist() == [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000]
+    p = deadlines_ns(TrafficSpec(count=20_000, pacing="poisson", rate_per_s=10_000, seed=1))
+    assert np.mean(np.diff(p)) == pytest.approx(100_000, rel=0.03) and np.all(np.diff(p) >= 0)
+
+
+class RecordingSender:
+    def __init__(self):
+        self.calls = []
+
+    def send(self, first, last):
+        self.calls.append((first, last))
+        return last - first
+
+
+def test_pacing_keeps_to_absolute_deadlines():
+    traffic = TrafficSpec(count=2000, pacing="constant", rate_per_s=20_000)
+    offsets = deadlines_ns(traffic)
+    sender = RecordingSender()
+    sent_at, t0 = run_paced(sender, offsets)
+    late = sent_at - (offsets + t0)
+    assert np.all(late >= 0)                      # never early
+    assert sum(b - a for a, b in sender.calls) == 2000
+    report = generator_report(traffic, sent_at, offsets, t0)
+    assert report["achieved_rate_per_s"] == pytest.approx(20_000, rel=0.02)
+    assert report["trusted"], report
+
+
+def test_burst_batches_and_a_missed_target_is_flagged():
+    sender = RecordingSender()
+    sent_at, t0 = run_paced(sender, deadlines_ns(TrafficSpec(count=1000)), max_batch=128)
+    assert max(b - a for a, b in sender.calls) == 128
+    slow = TrafficSpec(count=100, pacing="constant", rate_per_s=1000)
+    offsets = deadlines_ns(slow)
+    late = generator_report(slow, offsets * 3 + 5, offsets, 0)  # took three times too long
+    assert not late["trusted"] and "achieved" in late["reason"]
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.1", "8.8.8.8", "172.16.0.1", "nonsense"])
+def test_refuses_anything_but_loopback(address):
+    with pytest.raises(UnsafeDestination, match="refusing to send"):
+        check_destinations([address])
+
+
+def test_allows_loopback_and_own_namespace_addresses():
+    check_destinations(["127.0.0.1", "127.255.0.3"])
+    check_destinations(["10.200.0.2"], own_namespace_addresses=["10.200.0.2"])
