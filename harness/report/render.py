@@ -78,6 +78,7 @@ def render(run: Path | str) -> dict[str, Path]:
     run = Path(run)
     figures = make_plots(run)
     summary = json.loads((run / "summary.json").read_text())
+    summary["_run"] = str(run)
     (run / "report.md").write_text(_markdown(summary, figures))
     (run / "report.html").write_text(_html(summary, figures))
     return {"html": run / "report.html", "md": run / "report.md", **figures}
@@ -91,6 +92,26 @@ def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             value = _fmt(e.get("value")) if e.get("detectable", True) else (e.get("reason") or "not detectable")
             rows.append((title, value, meaning, f"{e.get('method', '')}. {_evidence(e)}"))
     return rows
+
+
+def _generator_lines(run: Path) -> list[str]:
+    """How well the traffic generator kept its schedule (real platforms only)."""
+    path = run / "trials.csv"
+    if not path.exists():
+        return []
+    trials = pd.read_csv(path)
+    if "gen_trusted" not in trials:
+        return []
+    paced = trials[trials["pacing"] != "burst"]
+    bursts = trials[trials["pacing"] == "burst"]
+    lines = [f"Back-to-back bursts left the generator at a median {bursts['gen_achieved_rate_per_s'].median():,.0f} "
+             f"packets/s." if len(bursts) else ""]
+    if len(paced):
+        untrusted = int((paced["gen_trusted"] == False).sum())  # noqa: E712 (pandas column)
+        lines.append(f"Paced trials: {len(paced)}; lateness p99 median {paced['gen_late_p99_us'].median():.1f} us, "
+                     f"worst {paced['gen_late_p99_us'].max():.1f} us; {untrusted} trial(s) missed their offered "
+                     "load and are not to be trusted.")
+    return [line for line in lines if line]
 
 
 def _ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -137,6 +158,9 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         if key in summary["experiments"]:
             lines += ["", f"## {key.replace('_', ' ')}", "", "```json",
                       json.dumps(summary["experiments"][key], indent=2), "```"]
+    generator = _generator_lines(Path(summary["_run"]))
+    if generator:
+        lines += ["", "## Traffic generator", ""] + generator
     if "ground_truth" in summary:
         lines += ["", "## Ground truth (model only)", "", "```json", json.dumps(summary["ground_truth"], indent=2), "```"]
     lines += ["", "## Machine", "", "| key | value |", "|---|---|"]
@@ -174,6 +198,9 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         if key in summary["experiments"]:
             parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
                       f"<pre>{e(json.dumps(summary['experiments'][key], indent=2))}</pre>"]
+    generator = _generator_lines(Path(summary["_run"]))
+    if generator:
+        parts += ["<h2>Traffic generator</h2>"] + [f"<p>{e(line)}</p>" for line in generator]
     if "ground_truth" in summary:
         parts += ["<h2>Ground truth (model only)</h2>", f"<pre>{e(json.dumps(summary['ground_truth'], indent=2))}</pre>"]
     parts += ["<h2>Machine</h2>", _table(["key", "value"], _machine(summary))]
