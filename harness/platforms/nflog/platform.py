@@ -223,12 +223,13 @@ class NflogPlatform:
         if "error" in box:
             raise box["error"]
         rec = box["records"]
-        n = rec.n
+        c = rec.columns
+        n = len(c["seq"])
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
         sent["expected"] = plan.expected
-        delivered = frame(DELIVERED_COLUMNS, seq=rec.seq[:n], t_event_ns=rec.t_event[:n],
-                          t_callback_ns=rec.t_callback[:n], t_done_ns=rec.t_done[:n], thread=rec.thread[:n])
-        nf = np.sort(rec.nflog_seq[:n])
+        delivered = frame(DELIVERED_COLUMNS, seq=c["seq"], t_event_ns=c["t_event"], t_callback_ns=c["t_callback"],
+                          t_done_ns=c["t_done"], thread=c["thread"])
+        nf = np.sort(c["nflog_seq"])
         telemetry = {
             "datagrams": rec.datagrams, "enobufs_episodes": rec.enobufs, "stale_events": rec.stale,
             "kernel_seq_gaps": int((nf[-1] - nf[0] + 1) - len(nf)) if n else None,

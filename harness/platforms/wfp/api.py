@@ -1,0 +1,98 @@
+"""Loading fwpuclnt and declaring the functions the backend calls (restype/argtypes).
+
+On Windows the real fwpuclnt.dll; anywhere, the library named by the WFPCAP_FWPUCLNT environment
+variable or the `library` argument (the tests' fake). Every call goes through `check`, which
+turns a non-zero result into a WfpError that names the code (FWP_E_*).
+"""
+from __future__ import annotations
+
+import ctypes as C
+import os
+import sys
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp import abi
+from harness.platforms.wfp.errors import error_name
+
+ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
+DWORD = C.c_uint32
+HANDLE = C.c_void_p
+P = C.POINTER
+
+
+class WfpError(RuntimeError):
+    def __init__(self, function: str, code: int) -> None:
+        self.function, self.code = function, code & 0xFFFFFFFF
+        self.name = error_name(code)
+        super().__init__(f"{function} failed: {self.name} (0x{self.code:08X})")
+
+
+_PROTOTYPES: dict[str, tuple] = {
+    "FwpmEngineOpen0": (C.c_void_p, C.c_uint32, C.c_void_p, P(abi.FWPM_SESSION0), P(HANDLE)),
+    "FwpmEngineClose0": (HANDLE,),
+    "FwpmEngineGetOption0": (HANDLE, C.c_uint32, P(P(abi.FWP_VALUE0))),
+    "FwpmEngineSetOption0": (HANDLE, C.c_uint32, P(abi.FWP_VALUE0)),
+    "FwpmTransactionBegin0": (HANDLE, C.c_uint32),
+    "FwpmTransactionCommit0": (HANDLE,),
+    "FwpmTransactionAbort0": (HANDLE,),
+    "FwpmSubLayerAdd0": (HANDLE, P(abi.FWPM_SUBLAYER0), C.c_void_p),
+    "FwpmSubLayerDeleteByKey0": (HANDLE, P(abi.GUID)),
+    "FwpmFilterAdd0": (HANDLE, P(abi.FWPM_FILTER0), C.c_void_p, P(C.c_uint64)),
+    "FwpmFilterDeleteById0": (HANDLE, C.c_uint64),
+    "FwpmLayerGetById0": (HANDLE, C.c_uint16, P(P(abi.FWPM_LAYER0))),
+    "FwpmGetAppIdFromFileName0": (C.c_wchar_p, P(P(abi.FWP_BYTE_BLOB))),
+    "FwpmNetEventUnsubscribe0": (HANDLE, HANDLE),
+    "FwpmNetEventSubscriptionsGet0": (HANDLE, P(P(P(abi.FWPM_NET_EVENT_SUBSCRIPTION0))), P(C.c_uint32)),
+}
+
+
+def callback_type(version: int):
+    """FWPM_NET_EVENT_CALLBACK<version>: void (void* context, const FWPM_NET_EVENT<version+1>* event)."""
+    return abi.FUNCTYPE(None, C.c_void_p, P(abi.EVENT_FOR_SUBSCRIBE[version]))
+
+
+class Library:
+    """fwpuclnt with prototypes declared; `subscribe_version` is the highest FwpmNetEventSubscribeN."""
+
+    def __init__(self, path: str | None = None) -> None:
+        path = path or os.environ.get(ENV_OVERRIDE)
+        try:
+            if path:
+                self.dll = C.CDLL(path) if sys.platform != "win32" else C.WinDLL(path)
+            elif sys.platform == "win32":
+                self.dll = C.WinDLL("fwpuclnt.dll")
+            else:
+                raise PlatformUnavailable(f"wfp needs Windows (or {ENV_OVERRIDE} naming a compatible library)")
+        except OSError as exc:
+            raise PlatformUnavailable(f"cannot load fwpuclnt ({path or 'fwpuclnt.dll'}): {exc}") from None
+        self.path = path or "fwpuclnt.dll"
+        for name, argtypes in _PROTOTYPES.items():
+            fn = getattr(self.dll, name, None)
+            if fn is None:
+                if name == "FwpmGetAppIdFromFileName0":
+                    continue
+                raise PlatformUnavailable(f"{self.path} does not export {name}")
+            fn.argtypes = list(argtypes)
+            fn.restype = None if name == "FwpmFreeMemory0" else DWORD
+        self.dll.FwpmFreeMemory0.argtypes = [P(C.c_void_p)]
+        self.dll.FwpmFreeMemory0.restype = None
+        self.subscribe_version = next((v for v in range(4, -1, -1)
+                                       if hasattr(self.dll, f"FwpmNetEventSubscribe{v}")), None)
+        if self.subscribe_version is None:
+            raise PlatformUnavailable(f"{self.path} exports no FwpmNetEventSubscribeN")
+        sub = getattr(self.dll, f"FwpmNetEventSubscribe{self.subscribe_version}")
+        sub.argtypes = [HANDLE, P(abi.FWPM_NET_EVENT_SUBSCRIPTION0), callback_type(self.subscribe_version),
+                        C.c_void_p, P(HANDLE)]
+        sub.restype = DWORD
+        self.subscribe_fn = sub
+
+    def call(self, name: str, *args) -> None:
+        rc = getattr(self.dll, name)(*args)
+        if rc:
+            raise WfpError(name, rc)
+
+    def free(self, pointer) -> None:
+        """FwpmFreeMemory0 takes the address of the pointer and clears it."""
+        holder = C.c_void_p(C.cast(pointer, C.c_void_p).value)
+        if holder.value:
+            self.dll.FwpmFreeMemory0(C.byref(holder))

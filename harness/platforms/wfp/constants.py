@@ -1,0 +1,53 @@
+"""The GUIDs and constants the backend uses (Windows SDK 10.0.22000 um/fwpmu.h, fwptypes.h,
+fwpmtypes.h, fwpsu.h, rpcdce.h). tests/test_wfp_abi.py checks each against ../shared/wfp-abi."""
+from __future__ import annotations
+
+GUIDS = {
+    "FWPM_LAYER_ALE_AUTH_CONNECT_V4": "c38d57d1-05a7-4c33-904f-7fbceee60e82",
+    "FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4": "e1cd9fe7-f4b5-4273-96c0-592e487b8650",
+    "FWPM_LAYER_OUTBOUND_TRANSPORT_V4": "09e61aea-d214-46e2-9b21-b26b0b2f28c8",
+    "FWPM_LAYER_INBOUND_TRANSPORT_V4": "5926dfc8-e3cf-4426-a283-dc393f5d0f9d",
+    "FWPM_CONDITION_IP_PROTOCOL": "3971ef2b-623e-4f9a-8cb1-6e79b806b9a7",
+    "FWPM_CONDITION_IP_REMOTE_ADDRESS": "b235ae9a-1d64-49b8-a44c-5ff3d9095045",
+    "FWPM_CONDITION_IP_REMOTE_PORT": "c35a604d-d22b-4e1a-91b4-68f674ee674b",
+    "FWPM_CONDITION_IP_LOCAL_PORT": "0c1ba1af-5765-453f-af22-a8f791ac775b",
+    "FWPM_CONDITION_ALE_APP_ID": "d78e1e87-8644-4ea5-9437-d809ecefc971",
+    "FWPM_CONDITION_NET_EVENT_TYPE": "206e9996-490e-40cf-b831-b38641eb6fcb",
+}
+
+CONSTANTS = {
+    "FWPM_ENGINE_COLLECT_NET_EVENTS": 0,
+    "FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS": 1,
+    "FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW": 0x10,
+    "FWPM_NET_EVENT_TYPE_CLASSIFY_DROP": 3,
+    "FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW": 6,
+    "FWPM_NET_EVENT_FLAG_IP_PROTOCOL_SET": 0x1,
+    "FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET": 0x2,
+    "FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET": 0x4,
+    "FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET": 0x8,
+    "FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET": 0x10,
+    "FWP_EMPTY": 0,
+    "FWP_UINT8": 1,
+    "FWP_UINT16": 2,
+    "FWP_UINT32": 3,
+    "FWP_BYTE_BLOB_TYPE": 12,
+    "FWP_V4_ADDR_MASK": 256,
+    "FWP_RANGE_TYPE": 258,
+    "FWP_MATCH_EQUAL": 0,
+    "FWP_MATCH_RANGE": 5,
+    "FWP_IP_VERSION_V4": 0,
+    "FWP_ACTION_BLOCK": 0x1001,
+    "FWPM_SESSION_FLAG_DYNAMIC": 1,
+    "RPC_C_AUTHN_WINNT": 10,
+    "RPC_C_AUTHN_DEFAULT": 0xFFFFFFFF,
+    "FWPS_LAYER_INBOUND_TRANSPORT_V4": 12,
+    "FWPS_LAYER_OUTBOUND_TRANSPORT_V4": 16,
+    "FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4": 44,
+    "FWPS_LAYER_ALE_AUTH_CONNECT_V4": 48,
+}
+
+# classifyDrop->msFwpDirection does not use FWP_DIRECTION (0/1) but these (classify_drop2 docs)
+MS_FWP_DIRECTION = {0x3900: "in", 0x3901: "out", 0x3902: "forward"}
+
+# which side of the packet the harness's sequence number (its destination port) is on, per layer
+INBOUND_LAYERS = {"ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"}
