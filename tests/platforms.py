@@ -11,9 +11,24 @@ def nflog_reason() -> str | None:
     return available()
 
 
+def fake_wfp_library(max_subscribe: int = 4) -> str:
+    from fake_fwpuclnt.build import build, compiler
+    if compiler() is None:
+        pytest.skip("no C compiler to build the fake fwpuclnt")
+    return str(build(max_subscribe))
+
+
 def make(name: str, **config):
     if name == "model":
         return ModelPlatform()
+    if name == "wfp":
+        import ctypes
+        from harness.platforms.wfp.platform import WfpPlatform
+        path = fake_wfp_library()
+        fake = ctypes.CDLL(path)
+        fake.FakeConfigure(config.get("queue_limit", 256), config.get("system_buffer", 4000),
+                           config.get("turnaround_us", 100))
+        return WfpPlatform(path)
     if name == "nflog":
         reason = nflog_reason()
         if reason:
