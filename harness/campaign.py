@@ -109,7 +109,7 @@ class Campaign:
     def drain(self) -> DrainOutcome:
         def compute() -> DrainOutcome:
             burst = self.burst()
-            size = int((burst.capacity.value or self.profile.burst.start) * 1.05) + 1
+            size = int((burst.capacity.value or self.profile.burst.start) * 1.25) + 1  # must overflow
             out = measure_drain(self.platform, self.base_spec(), self.store, size, burst.capacity)
             for name in ("queue_limit", "first_batch", "buffer_depth", "drain_rate"):
                 self.store.set_estimate(name, getattr(out, name))

@@ -8,6 +8,7 @@ It records (seq, platform timestamp, callback time, thread) into preallocated ar
 """
 from __future__ import annotations
 
+import gc
 import queue
 import sys
 import threading
@@ -50,6 +51,9 @@ class Callback:
         self._jobs: queue.SimpleQueue | None = None
         self._worker: threading.Thread | None = None
         self._interval = sys.getswitchinterval()
+        # the collector's pauses (tens of us every few dozen callbacks) would look like batch gaps
+        self._collecting = gc.isenabled()
+        gc.disable()
         if sub.mode == "copy":
             self._jobs = queue.SimpleQueue()
             self._worker = threading.Thread(target=self._work_loop, daemon=True, name="wfpcap-copy-worker")
@@ -94,4 +98,7 @@ class Callback:
             self._worker.join(timeout=timeout_s)
             sys.setswitchinterval(self._interval)
             self._jobs = None
+        if self._collecting:
+            gc.enable()
+            self._collecting = False
         return {name: column[: self.n] for name, column in self.columns.items()}

@@ -19,7 +19,7 @@ def measure(params: ModelParams, tmp_path, cost_us=5.0, cost_cv=0.3):
     store = ResultStore(tmp_path, fingerprint(platform.describe()), platform.name)
     base = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=cost_us, cost_cv=cost_cv))
     burst = search_burst_capacity(platform, base, store, BurstConfig(start=256))
-    drain = measure_drain(platform, base, store, int(burst.capacity.value * 1.05) + 1, burst.capacity)
+    drain = measure_drain(platform, base, store, int(burst.capacity.value * 1.25) + 1, burst.capacity)
     return burst, drain
 
 

@@ -45,16 +45,17 @@ def test_batch_estimate_equals_the_queue_threshold(tmp_path, qthresh):
     with make("nflog", qthresh=qthresh, timeout_cs=100) as p:
         store = store_for(p, tmp_path)
         burst = search_burst_capacity(p, BASE, store, BurstConfig(start=256, sweep=()))
-        drain = measure_drain(p, BASE, store, int(burst.capacity.value * 1.05) + 1, burst.capacity)
+        drain = measure_drain(p, BASE, store, int(burst.capacity.value * 1.25) + 1, burst.capacity)
         assert drain.queue_limit.value == qthresh, drain.queue_limit.to_dict()
 
 
 def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
-    with make("nflog", qthresh=16) as p:
+    # a 1 MiB effective buffer (~4,000 events) rides out the stalls of a shared machine: a loss means overload
+    with make("nflog", qthresh=16, rcvbuf=1 << 19) as p:
         store = store_for(p, tmp_path)
-        cap = search_burst_capacity(p, BASE, store, BurstConfig(start=256, sweep=())).capacity.value
+        cap = search_burst_capacity(p, BASE, store, BurstConfig(start=1024, sweep=())).capacity.value
         result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(),
-                            NdrConfig(resolution=0.02, min_duration_s=0.5))
+                            NdrConfig(resolution=0.05, min_duration_s=0.5))
         ndr = result["rate_per_s"]
         assert ndr and ndr < 1e6 / 50.0 * 1.05
         longer = 2 * result["trial_duration_s"]

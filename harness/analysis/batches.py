@@ -16,6 +16,23 @@ from harness.analysis.estimate import Estimate
 MAD_TO_SIGMA = 1.4826
 
 
+def natural_break(candidates: np.ndarray, threshold: float, min_ratio: float = 3.0, min_upper: int = 4) -> float:
+    """When the gaps above the threshold fall in two clusters far apart (say 20 us hiccups of the
+    subscriber's own runtime and 400 us batch turnarounds), keep only the upper one. The split is
+    the largest jump between sorted gaps, taken only if it is at least `min_ratio` and leaves at
+    least `min_upper` gaps above it."""
+    if len(candidates) <= min_upper:
+        return threshold
+    g = np.sort(candidates)
+    ratios = g[1:] / g[:-1]
+    allowed = np.arange(len(ratios)) < len(g) - min_upper  # enough gaps stay above the split
+    ratios = np.where(allowed, ratios, 0)
+    k = int(np.argmax(ratios))
+    if ratios[k] < min_ratio:
+        return threshold
+    return float(np.sqrt(g[k] * g[k + 1]))
+
+
 def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> tuple[np.ndarray, dict]:
     """Indices (into delivery order) of the first event of each batch after the first one."""
     t = np.asarray(callback_ns, dtype=np.int64)
@@ -28,6 +45,7 @@ def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> 
     median = float(np.median(gaps))
     spread = MAD_TO_SIGMA * float(np.median(np.abs(gaps - median)))
     threshold = median + max(k_mad * spread, 0.5 * median, 1.0)
+    threshold = natural_break(gaps[gaps > threshold], threshold)
     big = np.flatnonzero(gaps > threshold)
     stats = {"gaps": int(len(gaps)), "gap_median_us": median / 1e3, "gap_threshold_us": threshold / 1e3,
              "boundary_gap_median_us": float(np.median(gaps[big])) / 1e3 if len(big) else None}
@@ -50,11 +68,22 @@ def lattice_fit(boundaries: np.ndarray, limit: int) -> dict:
             "strays": int(len(boundaries) - len(on)), "first_batch": int((residue - 1) % limit + 1)}
 
 
+def candidate_periods(boundaries: np.ndarray, reach: int = 8, count: int = 8) -> np.ndarray:
+    """The most common distances between a boundary and each of the next `reach` ones: a stray
+    between two true boundaries hides their distance from the consecutive spacings, not from these."""
+    diffs = np.concatenate([boundaries[m:] - boundaries[:-m] for m in range(1, min(reach, len(boundaries) - 1) + 1)])
+    diffs = diffs[diffs >= 2]
+    if len(diffs) == 0:
+        return diffs
+    values, counts = np.unique(diffs, return_counts=True)
+    return values[np.argsort(-counts, kind="stable")[:count]]
+
+
 def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int = 4,
-                         min_coverage: float = 0.9, candidates: int = 3) -> tuple[Estimate, Estimate]:
+                         min_coverage: float = 0.9) -> tuple[Estimate, Estimate]:
     """(queue_limit, first_batch) from the callback start times of one drain, in delivery order.
 
-    Candidate limits are the most common distances between consecutive boundaries; the one whose
+    Candidate limits are the most common distances between nearby boundaries; the one whose
     lattice covers the boundaries best wins. Not detectable: no boundaries, fewer than
     `min_batches` boundaries on the lattice, coverage under `min_coverage`, or more strays than
     lattice boundaries."""
@@ -67,13 +96,10 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int =
 
     if len(boundaries) == 0:
         return undetectable("not detectable: no gap between callbacks stands out from the per-event spacing")
-    spacing = np.diff(boundaries)
-    spacing = spacing[spacing >= 2]
-    if len(spacing) < min_batches - 1:
+    periods = candidate_periods(boundaries)
+    if len(boundaries) < min_batches or len(periods) == 0:
         return undetectable(f"not detectable: only {len(boundaries)} batch boundaries (need {min_batches})")
-    values, counts = np.unique(spacing, return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:candidates]
-    fits = [lattice_fit(boundaries, int(values[k])) for k in order]
+    fits = [lattice_fit(boundaries, int(q)) for q in periods]
     best = max(fits, key=lambda f: (f["on_lattice"] * f["coverage"], -f["strays"]))
     evidence.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items() if k != "first_batch"})
     evidence["candidates"] = {f["limit"]: round(f["coverage"], 3) for f in fits}

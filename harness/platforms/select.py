@@ -22,7 +22,10 @@ def open_platform(name: str, model_params: ModelParams | None = None,
     name = resolve(name)
     if name == "model":
         return ModelPlatform(model_params)
+    if name == "wfp":
+        from harness.platforms.wfp.platform import WfpPlatform
+        return WfpPlatform()  # fwpuclnt.dll, or the library named by WFPCAP_FWPUCLNT
     if name == "nflog":
         from harness.platforms.nflog.platform import NflogConfig, NflogPlatform
         return NflogPlatform(NflogConfig.from_overrides(nflog_overrides or {}))
-    raise PlatformUnavailable(f"backend {name} is not available in this build of the harness")
+    raise PlatformUnavailable(f"backend {name} is not available in this build of the harness")  # pragma: no cover
