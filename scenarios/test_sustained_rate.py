@@ -22,6 +22,7 @@ def test_loss_onset_matches_capacity(campaign):
     cost = QUICK_COSTS[1]
     ndr = campaign.ndr(cost)["rate_per_s"]
     cap = campaign.burst().capacity.value
+    assert ndr and cap, f"needs a loss-free rate ({ndr}) and a burst capacity ({cap})"
     rate = 1.5 * ndr
     predicted = cap / (rate - ndr)
     row = loss_onset(campaign.platform, campaign.base_spec(), campaign.store, cost, rate, 3 * predicted)

@@ -1,4 +1,6 @@
 """Packet compilation, pacing and the destination guard (no network needed)."""
+import ipaddress
+
 import numpy as np
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -16,7 +18,8 @@ def test_compiled_packets_match_what_scapy_would_build():
     batch = compile_packets(plan_traffic(spec))
     for k in (0, 1, 2, 999, 1000, 2999):
         pkt = IP(bytes(batch.data[k]))
-        assert pkt.dst == spec.traffic.remote_addresses[k % 3]
+        base = ipaddress.IPv4Address(spec.traffic.remote_addresses[k % 3])
+        assert pkt.dst == str(base + ((k // 1000) << 16))  # ports used up: next second octet
         assert pkt[UDP].dport == 30000 + k % 1000
         assert int.from_bytes(bytes(pkt[UDP].payload)[:8], "big") == k
         fresh = pkt.copy()
@@ -25,6 +28,17 @@ def test_compiled_packets_match_what_scapy_would_build():
         assert (pkt.chksum, pkt[UDP].chksum) == (fresh.chksum, fresh[UDP].chksum)
     assert bytes(batch.payloads()[5][:8]) == (5).to_bytes(8, "big")
     assert batch.payloads().shape[1] == batch.length - SEQ_OFFSET + 8 - 8
+
+
+def test_every_packet_has_its_own_tuple_and_the_tuple_gives_back_its_number():
+    spec = TrialSpec(TrafficSpec(count=25_000), filter=FilterSpec(remote_port_low=1000, remote_port_high=10_999))
+    plan = plan_traffic(spec)
+    tuples = plan.remote_v4 * 65536 + plan.remote_port
+    assert len(np.unique(tuples)) == 25_000
+    assert all(plan.decode(int(a), int(p)) == s for a, p, s in zip(plan.remote_v4, plan.remote_port, plan.seq))
+    assert str(ipaddress.IPv4Address(int(plan.remote_v4[-1]))) == "127.2.0.1"
+    with pytest.raises(ValueError, match="remote tuples"):
+        plan_traffic(spec.with_count(10_000 * 257))
 
 
 def test_deadlines():

@@ -57,9 +57,10 @@ def test_options_read_changed_only_when_needed_and_restored(fake):
 def test_options_are_restored_when_a_trial_raises(fake):
     path, dll = fake
     set_collect(path, 0)
-    with pytest.raises(ValueError, match="at most"):
+    with pytest.raises(ValueError, match="refusing to send to 10.1.2.3"):
         with WfpPlatform(path) as p:
-            p.run_trial(TrialSpec(TrafficSpec(count=10), filter=FilterSpec(remote_port_low=30000, remote_port_high=30004)))
+            p.run_trial(TrialSpec(TrafficSpec(count=10, remote_addresses=("10.1.2.3",)),
+                                  filter=FilterSpec(remote_prefix="10.0.0.0/8")))
     assert dll.FakeOption(COLLECT) == 0
     set_collect(path, 1)
 

@@ -80,13 +80,15 @@ def candidate_periods(boundaries: np.ndarray, reach: int = 8, count: int = 8) ->
 
 
 def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int = 4,
-                         min_coverage: float = 0.9) -> tuple[Estimate, Estimate]:
+                         min_coverage: float = 0.9, min_lift: float = 5.0) -> tuple[Estimate, Estimate]:
     """(queue_limit, first_batch) from the callback start times of one drain, in delivery order.
 
     Candidate limits are the most common distances between nearby boundaries; the one whose
-    lattice covers the boundaries best wins. Not detectable: no boundaries, fewer than
-    `min_batches` boundaries on the lattice, coverage under `min_coverage`, or more strays than
-    lattice boundaries."""
+    lattice covers the boundaries best wins. Strays may be many (a busy runtime pauses often), but
+    they fall anywhere, so they hit a given lattice point only with the probability `density`
+    (boundaries per event); a lattice counts only if its coverage is far above that chance.
+    Not detectable: no boundaries, fewer than `min_batches` on the lattice, coverage under
+    `min_coverage`, or coverage not at least `min_lift` times the chance level."""
     method = "batch boundaries in callback timing (gaps above median + 8 MAD) on a regular lattice"
     boundaries, stats = find_boundaries(callback_ns, held)
     evidence = {"events": int(len(callback_ns)), "boundaries": int(len(boundaries)), **stats}
@@ -103,9 +105,12 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int =
     best = max(fits, key=lambda f: (f["on_lattice"] * f["coverage"], -f["strays"]))
     evidence.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items() if k != "first_batch"})
     evidence["candidates"] = {f["limit"]: round(f["coverage"], 3) for f in fits}
-    if best["on_lattice"] < min_batches or best["coverage"] < min_coverage or best["strays"] > best["on_lattice"]:
+    density = len(boundaries) / max(1, len(callback_ns))
+    evidence["chance_coverage"] = round(density, 4)
+    if best["on_lattice"] < min_batches or best["coverage"] < min_coverage or best["coverage"] < min_lift * density:
         return undetectable(f"not detectable: boundaries irregular (best period {best['limit']} covers "
-                            f"{best['coverage']:.0%} of its lattice with {best['strays']} strays)")
+                            f"{best['coverage']:.0%} of its lattice, chance alone {density:.0%}, "
+                            f"{best['strays']} strays)")
     first = Estimate(best["first_batch"], "lattice offset: events before the first boundary on the lattice",
                      {"limit": best["limit"]})
     return Estimate(best["limit"], method, evidence), first

@@ -55,9 +55,6 @@ def held(spec: TrialSpec) -> TrialSpec:
 def search_burst_capacity(platform: Platform, base: TrialSpec, store: ResultStore,
                           config: BurstConfig = BurstConfig()) -> BurstOutcome:
     spec = held(base)
-    limit = getattr(platform, "max_events_per_trial", None)
-    if limit and limit < config.upper:  # e.g. wfp numbers packets by remote port
-        config = replace(config, upper=limit, start=min(config.start, limit))
     searches = [_search_once(platform, spec, store, config, rep) for rep in range(config.repetitions)]
     found = [s for s in searches if s is not None]
     if found:

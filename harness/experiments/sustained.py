@@ -59,9 +59,6 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
                capacity: int | None, generator_max: float, config: NdrConfig = NdrConfig()) -> dict[str, Any]:
     max_rate = config.max_rate_per_s or default_max_rate(cost_us, generator_max)
     duration = trial_duration(capacity, max_rate, config)
-    limit = getattr(platform, "max_events_per_trial", None)
-    if limit:  # a confirmation trial at the top rate must still fit the platform's numbering
-        duration = min(duration, limit / (max_rate * config.confirm_factor))
     step = config.resolution * max_rate
 
     def good(rate: float) -> tuple[bool, dict]:

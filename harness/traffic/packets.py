@@ -7,7 +7,6 @@ recomputed column-wise. No scapy object is built per packet.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +60,7 @@ def compile_packets(plan: TrafficPlan, payload_len: int = 16) -> PacketBatch:
     base = np.frombuffer(template(payload_len), dtype=np.uint8)
     n = len(plan.seq)
     data = np.repeat(base[None, :], n, axis=0)
-    dst = np.asarray([int(ipaddress.IPv4Address(a)) for a in plan.addresses], dtype=np.uint32)[plan.address_index]
+    dst = plan.remote_v4.astype(np.uint32)
     data[:, 16:20] = dst.astype(">u4").view(np.uint8).reshape(n, 4)
     dport = plan.remote_port.astype(np.uint16)
     data[:, 22:24] = dport.astype(">u2").view(np.uint8).reshape(n, 2)

@@ -1,6 +1,13 @@
 """The per-packet plan of a trial: sequence, remote port, remote address, and whether the
 subscription template lets its event through. Shared by every platform so that they all
-send, and account for, the same packets."""
+send, and account for, the same packets.
+
+Every packet of a trial gets its own (remote address, remote port) tuple, because WFP's ALE
+layers classify only the first packet of a tuple and because the tuple is all a WFP event says
+about which packet it was: port = low + seq % ports; once the ports are used up, the address
+moves on by one in its second octet (127.0.0.1, 127.1.0.1, ... all loopback), so
+seq = (second-octet step) * ports + (port - low).
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -17,36 +24,51 @@ CLASSIFY_DROP = 3  # FWPM_NET_EVENT_TYPE_CLASSIFY_DROP: what a blocking filter p
 class TrafficPlan:
     seq: np.ndarray             # int64, 0..count-1
     remote_port: np.ndarray     # int64
-    address_index: np.ndarray   # int64 index into addresses
-    addresses: tuple[str, ...]
+    remote_v4: np.ndarray       # int64 IPv4 address (host order)
     expected: np.ndarray        # bool: the template lets this packet's event through
+    port_low: int
+    port_count: int
 
     @property
     def expected_count(self) -> int:
         return int(self.expected.sum())
+
+    def decode(self, remote_v4: int, port: int) -> int:
+        """The sequence number of the packet an event reports by its remote tuple."""
+        step = ((remote_v4 >> 16) & 0xFF) - ((int(self.remote_v4[0]) >> 16) & 0xFF) if len(self.remote_v4) else 0
+        return step * self.port_count + (port - self.port_low)
 
 
 def plan_traffic(spec: TrialSpec) -> TrafficPlan:
     t, f = spec.traffic, spec.filter
     seq = np.arange(t.count, dtype=np.int64)
     port = f.remote_port_low + seq % f.port_count
-    address_index = seq % len(t.remote_addresses)
-    return TrafficPlan(seq, port, address_index, t.remote_addresses, template_mask(spec, port, address_index))
+    bases = np.asarray([int(ipaddress.IPv4Address(a)) for a in t.remote_addresses], dtype=np.int64)
+    wraps = seq // f.port_count
+    base = bases[seq % len(bases)]
+    if len(seq) and ((base >> 16) & 0xFF).max() + wraps[-1] > 255:
+        raise ValueError(f"a trial of {t.count} packets needs more remote tuples than the filter's "
+                         f"{f.port_count} ports x the loopback addresses above {t.remote_addresses[0]}")
+    remote = base + (wraps << 16)
+    network = ipaddress.IPv4Network(f.remote_prefix)
+    first, last = int(network.network_address), int(network.broadcast_address)
+    if len(seq) and (remote.min() < first or remote.max() > last):
+        raise ValueError(f"a trial of {t.count} packets runs out of addresses inside the filter's {network}")
+    return TrafficPlan(seq, port, remote, template_mask(spec, port, remote), f.remote_port_low, f.port_count)
 
 
-def template_mask(spec: TrialSpec, port: np.ndarray, address_index: np.ndarray) -> np.ndarray:
+def template_mask(spec: TrialSpec, port: np.ndarray, remote_v4: np.ndarray) -> np.ndarray:
     """Conditions AND'ed, as WFP evaluates a net-event template."""
     mask = np.ones(len(port), dtype=bool)
     if spec.template is None:
         return mask
-    addresses = [int(ipaddress.IPv4Address(a)) for a in spec.traffic.remote_addresses]
     for c in spec.template.conditions:
         if c.field == "remote_port":
             high = c.high if c.high is not None else int(c.value)
             mask &= (port >= int(c.value)) & (port <= high)
         elif c.field == "remote_address":
             wanted = int(ipaddress.IPv4Address(str(c.value)))
-            mask &= np.asarray([a == wanted for a in addresses])[address_index]
+            mask &= remote_v4 == wanted
         elif c.field == "protocol":
             value = PROTOCOLS.get(str(c.value), c.value)
             mask &= PROTOCOLS[spec.filter.protocol] == int(value)

@@ -130,6 +130,7 @@ static const GUID LAYER_OUT_TRANSPORT = {0x09e61aea, 0xd214, 0x46e2, {0x9b, 0x21
 static const GUID LAYER_IN_TRANSPORT = {0x5926dfc8, 0xe3cf, 0x4426, {0xa2, 0x83, 0xdc, 0x39, 0x3f, 0x5d, 0x0f, 0x9d}};
 static const GUID COND_PROTOCOL = {0x3971ef2b, 0x623e, 0x4f9a, {0x8c, 0xb1, 0x6e, 0x79, 0xb8, 0x06, 0xb9, 0xa7}};
 static const GUID COND_REMOTE_ADDRESS = {0xb235ae9a, 0x1d64, 0x49b8, {0xa4, 0x4c, 0x5f, 0xf3, 0xd9, 0x09, 0x50, 0x45}};
+static const GUID COND_LOCAL_ADDRESS = {0xd9ee00de, 0xc1ef, 0x4617, {0xbf, 0xe3, 0xff, 0xd8, 0xf5, 0xa0, 0x89, 0x57}};
 static const GUID COND_REMOTE_PORT = {0xc35a604d, 0xd22b, 0x4e1a, {0x91, 0xb4, 0x68, 0xf6, 0x74, 0xee, 0x67, 0x4b}};
 static const GUID COND_LOCAL_PORT = {0x0c1ba1af, 0x5765, 0x453f, {0xaf, 0x22, 0xa8, 0xf7, 0x91, 0xac, 0x77, 0x5b}};
 static const GUID COND_APP_ID = {0xd78e1e87, 0x8644, 0x4ea5, {0x94, 0x37, 0xd8, 0x09, 0xec, 0xef, 0xc9, 0x71}};
@@ -150,6 +151,7 @@ typedef struct { int used; GUID key; int dynamic; int in_txn; } session_t;
 typedef struct {
     int has_proto; uint8_t proto;
     int has_raddr; uint32_t raddr, rmask;
+    int has_laddr; uint32_t laddr;
     int has_rport; uint16_t rport_lo, rport_hi;
     int has_lport; uint16_t lport_lo, lport_hi;
     int has_type; uint32_t type;
@@ -346,6 +348,9 @@ static DWORD parse_conditions(const FWPM_FILTER_CONDITION0 *c, uint32_t n, match
             if (v->type == FWP_UINT32) { m->raddr = v->uint32; m->rmask = 0xFFFFFFFFu; }
             else if (v->type == FWP_V4_ADDR_MASK) { m->raddr = v->v4AddrMask->addr; m->rmask = v->v4AddrMask->mask; }
             else return FWP_E_TYPE_MISMATCH;
+        } else if (guid_eq(&c[i].fieldKey, &COND_LOCAL_ADDRESS)) {
+            if (v->type != FWP_UINT32) return FWP_E_TYPE_MISMATCH;
+            m->has_laddr = 1; m->laddr = v->uint32;
         } else if (guid_eq(&c[i].fieldKey, &COND_REMOTE_PORT) || guid_eq(&c[i].fieldKey, &COND_LOCAL_PORT)) {
             uint16_t lo, hi;
             if (v->type == FWP_UINT16 && c[i].matchType == FWP_MATCH_EQUAL) { lo = hi = v->uint16; }
@@ -366,8 +371,10 @@ static DWORD parse_conditions(const FWPM_FILTER_CONDITION0 *c, uint32_t n, match
     return ERROR_SUCCESS;
 }
 
-static int matches(const match_t *m, uint8_t proto, uint32_t raddr, uint16_t lport, uint16_t rport, uint32_t type) {
+static int matches(const match_t *m, uint8_t proto, uint32_t laddr, uint32_t raddr, uint16_t lport, uint16_t rport,
+                   uint32_t type) {
     if (m->has_proto && m->proto != proto) return 0;
+    if (m->has_laddr && laddr != m->laddr) return 0;
     if (m->has_raddr && (raddr & m->rmask) != (m->raddr & m->rmask)) return 0;
     if (m->has_rport && (rport < m->rport_lo || rport > m->rport_hi)) return 0;
     if (m->has_lport && (lport < m->lport_lo || lport > m->lport_hi)) return 0;
@@ -649,7 +656,7 @@ int FakeInjectUdp(uint32_t raddr, uint16_t rport, uint16_t lport) {
         for (int i = 0; i < MAX_OBJECTS; i++) {
             filter_t *f = &g_filters[i];
             if (f->used && f->layer_id == order[step] && f->action == FWP_ACTION_BLOCK &&
-                matches(&f->m, 17, r, lp, rp, 3)) {
+                matches(&f->m, 17, inbound ? raddr : laddr, r, lp, rp, 3)) {
                 e = (event_t){f->id, f->layer_id, inbound ? raddr : laddr, r, lp, rp, filetime_now(),
                               inbound ? 0x3900u : 0x3901u};
                 dropped = 1;
@@ -662,7 +669,7 @@ int FakeInjectUdp(uint32_t raddr, uint16_t rport, uint16_t lport) {
     int nt = 0;
     if (dropped && collect)
         for (int i = 0; i < MAX_SUBS; i++)
-            if (g_subs[i].used && !g_subs[i].stop && matches(&g_subs[i].m, 17, e.raddr, e.lport, e.rport, 3))
+            if (g_subs[i].used && !g_subs[i].stop && matches(&g_subs[i].m, 17, e.laddr, e.raddr, e.lport, e.rport, 3))
                 targets[nt++] = &g_subs[i];
     pthread_mutex_unlock(&g_mu);
     for (int i = 0; i < nt; i++) offer(targets[i], &e);

@@ -169,7 +169,8 @@ def template_conditions(template: TemplateSpec, inbound: bool) -> Conditions:
         elif cond.field == "protocol":
             c.uint("FWPM_CONDITION_IP_PROTOCOL", "FWP_UINT8", PROTOCOLS.get(str(cond.value), cond.value))
         elif cond.field == "remote_address":
-            c.uint("FWPM_CONDITION_IP_REMOTE_ADDRESS", "FWP_UINT32", int(ipaddress.IPv4Address(str(cond.value))))
+            field = "FWPM_CONDITION_IP_LOCAL_ADDRESS" if inbound else "FWPM_CONDITION_IP_REMOTE_ADDRESS"
+            c.uint(field, "FWP_UINT32", int(ipaddress.IPv4Address(str(cond.value))))
         elif cond.field == "remote_port":
             field = "FWPM_CONDITION_IP_LOCAL_PORT" if inbound else "FWPM_CONDITION_IP_REMOTE_PORT"
             c.port_range(field, int(cond.value), int(cond.high if cond.high is not None else cond.value))

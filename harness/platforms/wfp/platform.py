@@ -12,6 +12,7 @@ tests' fake library, its injection entry point stands in for the network.
 from __future__ import annotations
 
 import ctypes as C
+import ipaddress
 import platform as pyplatform
 import socket
 import sys
@@ -27,7 +28,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import INBOUND_LAYERS, MS_FWP_DIRECTION
 from harness.platforms.wfp.engine import EngineOptions, FilterSession, census
 from harness.platforms.wfp.subscription import Subscription
-from harness.spec import TrafficSpec, TrialSpec
+from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback
 from harness.traffic.pacing import deadlines_ns, generator_report, run_paced
 from harness.traffic.plan import TrafficPlan, plan_traffic
@@ -47,7 +48,7 @@ class UdpSender:
         self.refused = 0
 
     def prepare(self, plan: TrafficPlan) -> None:
-        self.targets = [(plan.addresses[a], int(p)) for a, p in zip(plan.address_index, plan.remote_port)]
+        self.targets = [(str(ipaddress.IPv4Address(int(a))), int(p)) for a, p in zip(plan.remote_v4, plan.remote_port)]
         self.payloads = [int(s).to_bytes(8, "big") for s in plan.seq]
 
     def send(self, first: int, last: int) -> int:
@@ -98,9 +99,7 @@ class FakeInjector:
         self.refused = 0
 
     def prepare(self, plan: TrafficPlan) -> None:
-        import ipaddress
-        addresses = [int(ipaddress.IPv4Address(a)) for a in plan.addresses]
-        self.targets = [(addresses[a], int(p)) for a, p in zip(plan.address_index, plan.remote_port)]
+        self.targets = list(zip(plan.remote_v4.tolist(), plan.remote_port.tolist()))
 
     def send(self, first: int, last: int) -> int:
         for k in range(first, last):
@@ -118,6 +117,7 @@ class WfpPlatform:
 
     def __init__(self, library: str | None = None, sender: str = "udp") -> None:
         self.lib = Library(library)
+        self._senders: dict[str, Any] = {}
         self.options: EngineOptions | None = None
         self.filters: FilterSession | None = None
         try:
@@ -125,10 +125,7 @@ class WfpPlatform:
             self.options.ensure(K["FWPM_ENGINE_COLLECT_NET_EVENTS"], 1)
             self.filters = FilterSession(self.lib)
             self.census = census(self.lib, self.options.session)
-            if hasattr(self.lib.dll, "FakeInjectUdp"):
-                self.sender = FakeInjector(self.lib.dll)
-            else:
-                self.sender = ScapyRawSender() if sender == "raw" else UdpSender()
+            self.sender = self._sender(sender)
             self._max_rate = self._calibrate()
         except BaseException:
             self.close()
@@ -141,7 +138,35 @@ class WfpPlatform:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sender(self, kind: str):
+        if kind not in ("udp", "raw"):
+            raise ValueError(f"wfp sender must be udp or raw, got {kind!r}")
+        if hasattr(self.lib.dll, "FakeInjectUdp"):  # the tests' fake: its classifier stands in for the network
+            kind = "inject"
+        if kind not in self._senders:
+            self._senders[kind] = {"inject": lambda: FakeInjector(self.lib.dll), "raw": ScapyRawSender,
+                                   "udp": UdpSender}[kind]()
+        return self._senders[kind]
+
+    def probe(self, layer: str, sender: str, count: int = 50) -> dict[str, Any]:
+        """Does a block at `layer` of traffic from `sender` produce events here? One small trial."""
+        previous = self.sender
+        try:
+            self.sender = self._sender(sender)
+            spec = TrialSpec(TrafficSpec(count=count), filter=FilterSpec(layer=layer), drain_quiet_s=0.5)
+            r = self.run_trial(spec)
+        except OSError as exc:  # e.g. a raw socket without administrator rights
+            return {"layer": layer, "sender": sender, "events": 0, "error": str(exc)}
+        finally:
+            self.sender = previous
+        return {"layer": layer, "sender": sender, "used": self._sender(sender).name, "sent": count,
+                "events": r.delivered_count, "send_errors": r.generator.get("send_errors", 0),
+                "layer_ids": r.telemetry["layer_ids"], "directions": r.telemetry["directions"]}
+
     def close(self) -> None:
+        for s in self._senders.values():
+            s.close()
+        self._senders.clear()
         if self.filters is not None:
             self.filters.close()
             self.filters = None
@@ -150,10 +175,6 @@ class WfpPlatform:
             self.options = None
 
     # -- what it is --------------------------------------------------------------------------
-    @property
-    def max_events_per_trial(self) -> int:
-        return self.filters.spec.port_count if self.filters and self.filters.spec else 40_001
-
     def describe(self) -> dict[str, Any]:
         return {"platform": self.name, "windows": f"{pyplatform.system()} {pyplatform.version()}",
                 "library": self.lib.path, "subscribe_version": self.lib.subscribe_version,
@@ -175,9 +196,6 @@ class WfpPlatform:
 
     # -- trials ------------------------------------------------------------------------------
     def run_trial(self, spec: TrialSpec) -> TrialResult:
-        if spec.traffic.count > spec.filter.port_count:
-            raise ValueError(f"a wfp trial numbers its packets by remote port: at most {spec.filter.port_count} "
-                             f"packets per trial with this filter, asked for {spec.traffic.count}")
         check_destinations(spec.traffic.remote_addresses)
         self.filters.install(spec.filter)
         plan = plan_traffic(spec)
@@ -186,12 +204,12 @@ class WfpPlatform:
         release = threading.Event()
         callback = Callback(spec.subscriber, spec.traffic.count + 64, release, spec.traffic.seed,
                             extra=("layer_id", "filter_id", "loopback", "direction"))
-        low = spec.filter.remote_port_low
         unix_to_perf = time.time_ns() - time.perf_counter_ns()
+        decode = plan.decode
 
         def on_drop(port: int, unix_ns: int, layer_id: int, filter_id: int, loopback: int, direction: int,
                     remote_v4: int) -> None:
-            callback(port - low, unix_ns - unix_to_perf, layer_id=layer_id, filter_id=filter_id,
+            callback(decode(remote_v4, port), unix_ns - unix_to_perf, layer_id=layer_id, filter_id=filter_id,
                      loopback=loopback, direction=direction)
 
         interval = sys.getswitchinterval()

@@ -1,0 +1,39 @@
+"""Which layer and which sender give events on this machine (wfp only): a block at each layer,
+fifty packets from each sender; the report lists what arrived."""
+import pytest
+
+from harness.spec import LAYERS
+
+SENDERS = ("udp", "raw")
+
+
+@pytest.fixture(scope="module")
+def probes(campaign):
+    if campaign.platform.name != "wfp":
+        pytest.skip("the probe is for the wfp backend")
+    results = []
+    yield results
+    campaign.store.sections["probe"] = results
+    campaign.store.write_summary()
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_probe(campaign, probes, layer, sender):
+    result = campaign.platform.probe(layer, sender)
+    probes.append(result)
+    if "error" not in result:
+        assert result["events"] <= result["sent"], f"more events than packets (someone else's traffic?): {result}"
+    if result.get("events"):
+        # every event came from the probe's own filter at the layer asked for
+        assert len(result["layer_ids"]) == 1, result
+
+
+def test_some_layer_gives_events(campaign, probes):
+    if not probes:
+        pytest.skip("no probe ran")
+    working = [f"{p['layer']}/{p['sender']}" for p in probes if p.get("events")]
+    campaign.check("probe: events arrive", bool(working), working, "at least one layer/sender",
+                   f"events arrived for {', '.join(working) or 'no layer and sender'}")
+    assert working, "no layer/sender combination produced a single net event on this machine: " \
+                    "check that the process is elevated and that net-event collection is allowed"
