@@ -28,9 +28,13 @@ DEFAULT_EXPECTATIONS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Profile:
+    """How hard to look. `ndr` is for virtual time, where long trials cost nothing; `ndr_realtime`
+    bounds trial length on real platforms (and reports the overload it then cannot see)."""
+
     name: str
     burst: BurstConfig
     ndr: NdrConfig
+    ndr_realtime: NdrConfig
     callback_costs_us: tuple[float, ...]
     drain_quiet_s: float = 0.5
     drain_cost_us: float = 5.0
@@ -40,9 +44,12 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", BurstConfig(repetitions=1, verify=1),
-                     NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0), (20.0, 100.0, 500.0)),
+                     NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0),
+                     NdrConfig(resolution=0.05, max_iterations=8, max_duration_s=20.0, confirm_factor=2.0),
+                     (20.0, 100.0, 500.0)),
     "full": Profile("full", BurstConfig(repetitions=3, verify=2),
                     NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=1200.0),
+                    NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=600.0),
                     (5.0, 20.0, 100.0, 500.0, 2000.0), drain_quiet_s=2.0),
 }
 
@@ -98,6 +105,10 @@ class Campaign:
             self._cache[key] = compute()
         return self._cache[key]
 
+    @property
+    def ndr_config(self) -> NdrConfig:
+        return self.profile.ndr if self.platform.capabilities.virtual_time else self.profile.ndr_realtime
+
     def burst(self) -> BurstOutcome:
         def compute() -> BurstOutcome:
             out = search_burst_capacity(self.platform, self.base_spec(), self.store, self.profile.burst)
@@ -121,7 +132,7 @@ class Campaign:
         def compute() -> dict[str, Any]:
             capacity = self.burst().capacity.value
             row = search_ndr(self.platform, self.base_spec(), self.store, cost_us, capacity,
-                             self.platform.max_send_rate_per_s(), self.profile.ndr)
+                             self.platform.max_send_rate_per_s(), self.ndr_config)
             rows = [r for r in self.store.estimates.get("ndr", []) if r["callback_cost_us"] != cost_us]
             self.store.set_estimate("ndr", sorted(rows + [row], key=lambda r: r["callback_cost_us"]))
             return row
@@ -141,7 +152,7 @@ class Campaign:
         def compute() -> dict[str, Any]:
             out = measure_template(self.platform, self.base_spec(), self.store, cost_us, 20_000,
                                    self.burst().capacity.value, self.platform.max_send_rate_per_s(),
-                                   self.profile.ndr)
+                                   self.ndr_config)
             self.store.sections["template"] = out
             self.store.write_summary()
             return out

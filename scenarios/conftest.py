@@ -35,6 +35,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="JSON with expected values (queue_limit, system_buffer, system_buffer_tolerance)")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Callback costs come from the profile (quick: 20, 100, 500 us)."""
+    if "cost_us" in metafunc.fixturenames:
+        costs = PROFILES[metafunc.config.getoption("--profile")].callback_costs_us
+        metafunc.parametrize("cost_us", costs, ids=[f"{c:g}us" for c in costs])
+
+
 def _pairs(option: str, pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
