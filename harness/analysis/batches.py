@@ -83,10 +83,11 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int =
                          min_coverage: float = 0.9, min_lift: float = 5.0) -> tuple[Estimate, Estimate]:
     """(queue_limit, first_batch) from the callback start times of one drain, in delivery order.
 
-    Candidate limits are the most common distances between nearby boundaries; the one whose
-    lattice covers the boundaries best wins. Strays may be many (a busy runtime pauses often), but
-    they fall anywhere, so they hit a given lattice point only with the probability `density`
-    (boundaries per event); a lattice counts only if its coverage is far above that chance.
+    Candidate limits are the most common distances between nearby boundaries (among all of them,
+    and among the largest gaps only); the one whose lattice covers the boundaries best wins.
+    Strays may be many (a busy runtime pauses often), but they fall anywhere, so they hit a given
+    lattice point only with the probability `density` (boundaries per event); a lattice counts
+    only if its coverage is far above that chance.
     Not detectable: no boundaries, fewer than `min_batches` on the lattice, coverage under
     `min_coverage`, or coverage not at least `min_lift` times the chance level."""
     method = "batch boundaries in callback timing (gaps above median + 8 MAD) on a regular lattice"
@@ -98,18 +99,35 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int =
 
     if len(boundaries) == 0:
         return undetectable("not detectable: no gap between callbacks stands out from the per-event spacing")
-    periods = candidate_periods(boundaries)
-    if len(boundaries) < min_batches or len(periods) == 0:
+    if len(boundaries) < min_batches:
         return undetectable(f"not detectable: only {len(boundaries)} batch boundaries (need {min_batches})")
-    fits = [lattice_fit(boundaries, int(q)) for q in periods]
-    best = max(fits, key=lambda f: (f["on_lattice"] * f["coverage"], -f["strays"]))
+    # Turnarounds are usually the largest gaps, so look at the largest half, quarter, ... of the
+    # boundaries too: there the strays thin out while the lattice stays whole.
+    gaps = np.asarray(callback_ns, dtype=np.int64)[boundaries] - np.asarray(callback_ns, dtype=np.int64)[boundaries - 1]
+    fits = []
+    for keep in (1.0, 0.5, 0.25, 0.125):
+        subset = boundaries[gaps >= np.quantile(gaps, 1 - keep)] if keep < 1 else boundaries
+        if len(subset) < min_batches:
+            break
+        density = len(subset) / max(1, len(callback_ns))
+        for q in candidate_periods(subset):
+            fit = lattice_fit(subset, int(q))
+            fit.update({"largest_gaps_share": keep, "chance_coverage": round(density, 4)})
+            fit["lift"] = fit["coverage"] / density if density else 0.0
+            fits.append(fit)
+    if not fits:
+        return undetectable(f"not detectable: no regular spacing among {len(boundaries)} boundaries")
+
+    def acceptable(f: dict) -> bool:
+        return f["on_lattice"] >= min_batches and f["coverage"] >= min_coverage and f["lift"] >= min_lift
+
+    ok = [f for f in fits if acceptable(f)]
+    best = max(ok or fits, key=lambda f: (f["on_lattice"] * f["coverage"], f["lift"]))
     evidence.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items() if k != "first_batch"})
-    evidence["candidates"] = {f["limit"]: round(f["coverage"], 3) for f in fits}
-    density = len(boundaries) / max(1, len(callback_ns))
-    evidence["chance_coverage"] = round(density, 4)
-    if best["on_lattice"] < min_batches or best["coverage"] < min_coverage or best["coverage"] < min_lift * density:
+    evidence["candidates"] = sorted({f["limit"] for f in fits})[:12]
+    if not ok:
         return undetectable(f"not detectable: boundaries irregular (best period {best['limit']} covers "
-                            f"{best['coverage']:.0%} of its lattice, chance alone {density:.0%}, "
+                            f"{best['coverage']:.0%} of its lattice, chance alone {best['chance_coverage']:.0%}, "
                             f"{best['strays']} strays)")
     first = Estimate(best["first_batch"], "lattice offset: events before the first boundary on the lattice",
                      {"limit": best["limit"]})
