@@ -11,8 +11,9 @@ from harness.platforms.wfp.constants import CONSTANTS, GUIDS
 from harness.platforms.wfp.errors import FWP_E, error_name
 
 ROOT = Path(__file__).resolve().parents[1]
-ABI_DIR = next((p for p in (ROOT.parent / "shared" / "wfp-abi", ROOT / "shared" / "wfp-abi") if p.exists()), None)
-pytestmark = pytest.mark.skipif(ABI_DIR is None, reason="../shared/wfp-abi is not beside the checkout")
+SHARED = ROOT.parent / "shared" / "wfp-abi"          # beside the checkout (CI, developer machines)
+COPY = Path(__file__).resolve().parent / "sdk_facts" / "wfp-abi"  # the same files, for anywhere else
+ABI_DIR = SHARED if SHARED.exists() else COPY
 
 
 def facts(name):
@@ -32,6 +33,12 @@ def layout_mismatches(cls, fact) -> list[str]:
         elif member.offset != offset:
             out.append(f"{cls.__name__}.{field}: offset {member.offset} != {offset}")
     return out
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/wfp-abi is not beside the checkout")
+def test_the_copy_in_the_project_is_the_shared_one():
+    for name in ("x64-layouts.json", "guids.json", "constants.json"):
+        assert json.loads((COPY / name).read_text()) == json.loads((SHARED / name).read_text()), name
 
 
 def test_every_structure_matches_the_sdk():
