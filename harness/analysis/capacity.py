@@ -4,7 +4,7 @@ burst_capacity: the longest burst delivered without loss, from the search's tria
 plateau: with the subscriber held, a burst larger than the capacity delivers exactly the
 capacity (the rest is lost at the tail), so the delivered count of oversized bursts is a second,
 independent reading of the same number.
-buffer_depth = burst_capacity - first_batch - queue_limit.
+buffer_depth = capacity - first_batch - queue_limit (all three from one trial where possible).
 """
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ def plateau(trials: pd.DataFrame) -> Estimate:
 
 
 def buffer_depth(capacity: Estimate, first_batch: Estimate, queue_limit: Estimate) -> Estimate:
-    method = "burst_capacity - first_batch - queue_limit"
+    method = "capacity - first_batch - queue_limit"
     missing = [name for name, e in (("burst_capacity", capacity), ("first_batch", first_batch),
                                     ("queue_limit", queue_limit)) if not e.detectable]
     if missing:
         return Estimate.undetectable(method, f"not detectable: needs {', '.join(missing)}")
     return Estimate(int(capacity.value) - int(first_batch.value) - int(queue_limit.value), method,
-                    {"burst_capacity": capacity.value, "first_batch": first_batch.value,
+                    {"capacity": capacity.value, "capacity_from": capacity.method, "first_batch": first_batch.value,
                      "queue_limit": queue_limit.value})

@@ -18,7 +18,7 @@ HEADLINES = [
     ("burst_capacity", "Burst capacity", "longest burst delivered without loss (events)"),
     ("queue_limit", "Next-queue limit", "full batch size seen in the drain (events)"),
     ("first_batch", "First batch", "events taken while the dispatcher woke (events)"),
-    ("buffer_depth", "System buffer", "burst capacity - first batch - queue limit (events)"),
+    ("buffer_depth", "System buffer", "capacity - first batch - queue limit, one drain trial (events)"),
     ("plateau", "Plateau", "delivered count of oversized bursts (events)"),
     ("drain_rate", "Drain rate", "events/s delivered after release"),
 ]
@@ -27,6 +27,10 @@ HEADLINES = [
 def _fmt(value: Any) -> str:
     if value is None:
         return "not detectable"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int):
