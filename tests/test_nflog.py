@@ -97,3 +97,25 @@ def test_sigkill_mid_trial_leaves_nothing_once_the_next_run_starts(tmp_path):
         assert p.namespace in netns.ours()
     left = [n for n in netns.ours() if n.startswith(f"wfpcap-{child.pid}-")]
     assert left == []
+
+
+def test_ctrl_c_mid_trial_cleans_up_at_once():
+    from harness.platforms.nflog import netns
+    script = textwrap.dedent("""
+        from harness.platforms.nflog.platform import NflogPlatform
+        from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+        with NflogPlatform() as p:
+            print(p.namespace, flush=True)
+            p.run_trial(TrialSpec(TrafficSpec(count=600000, pacing="constant", rate_per_s=20000),
+                                  SubscriberSpec(cost_us=100)))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).resolve().parents[1])
+    name = child.stdout.readline().strip()
+    time.sleep(1.5)
+    started = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert time.monotonic() - started < 10        # not after the 30 s trial would have ended
+    assert child.returncode != 0 and "KeyboardInterrupt" in err
+    assert name not in netns.ours()               # nothing left for the next run to clean

@@ -195,7 +195,7 @@ class NflogPlatform:
         self._trial += 1
         tag = self._trial & 0xFFFF
         plan = plan_traffic(spec)
-        sending_done, release = threading.Event(), threading.Event()
+        sending_done, release, abort = threading.Event(), threading.Event(), threading.Event()
         box: dict[str, Any] = {}
         # a drain is over only after the kernel's flush timer has pushed out its last partial batch
         quiet_s = max(spec.drain_quiet_s, self.config.timeout_cs / 100 + 0.1)
@@ -204,7 +204,7 @@ class NflogPlatform:
             try:
                 box["records"] = self.subscriber.run(tag, spec.traffic.count, spec.subscriber, sending_done, release,
                                                      quiet_s, spec.drain_timeout_s + _send_time(spec),
-                                                     spec.traffic.seed + self._trial)
+                                                     spec.traffic.seed + self._trial, abort)
             except BaseException as exc:  # surfaced in the main thread
                 box["error"] = exc
 
@@ -213,9 +213,13 @@ class NflogPlatform:
         t_release = None
         try:
             sent_at, report = self.sender.send(spec, self.config.sender, tag, timeout_s=60 + 3 * _send_time(spec))
+        except BaseException:  # Ctrl-C or a failure: stop sending and reading now, not at the trial's end
+            abort.set()
+            self.sender.kill()
+            raise
         finally:
             sending_done.set()
-            if spec.subscriber.hold:
+            if spec.subscriber.hold and not abort.is_set():
                 time.sleep(spec.settle_s)
             t_release = time.perf_counter_ns()
             release.set()

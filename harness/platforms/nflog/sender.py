@@ -68,7 +68,17 @@ class SenderProcess:
             raise RuntimeError(f"sender failed: {payload}")
         return payload, report
 
+    def kill(self) -> None:
+        """Stop a send in progress at once (the process cannot be asked: it is busy sending)."""
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+
     def close(self) -> None:
+        if not self.proc.is_alive():
+            for s in self.sockets.values():
+                s.close()
+            return
         try:
             self.conn.send(None)
         except (OSError, BrokenPipeError):

@@ -51,7 +51,8 @@ class Subscriber:
                     raise
 
     def run(self, tag: int, expected: int, sub: SubscriberSpec, sending_done: threading.Event,
-            release: threading.Event, quiet_s: float, timeout_s: float, seed: int) -> Records:
+            release: threading.Event, quiet_s: float, timeout_s: float, seed: int,
+            abort: threading.Event | None = None) -> Records:
         callback = Callback(sub, expected + 64, release, seed, extra=("nflog_seq", "batch"))
         rec = Records(columns={})
         clock = time.perf_counter_ns
@@ -59,7 +60,7 @@ class Subscriber:
         start = last = clock()
         self.sock.settimeout(min(0.02, quiet_s / 4))
         try:
-            while True:
+            while not (abort is not None and abort.is_set()):
                 try:
                     nbytes = self.sock.recv_into(self.buf)
                 except socket.timeout:
