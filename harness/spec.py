@@ -169,6 +169,3 @@ class TrialSpec:
 
     def with_count(self, count: int) -> "TrialSpec":
         return replace(self, traffic=replace(self.traffic, count=count))
-
-    def with_rate(self, rate_per_s: float, count: int) -> "TrialSpec":
-        return replace(self, traffic=replace(self.traffic, rate_per_s=rate_per_s, count=count))

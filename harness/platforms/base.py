@@ -24,10 +24,6 @@ DELIVERED_COLUMNS = {
 }
 
 
-def empty_frame(columns: dict[str, Any], n: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({name: np.zeros(n, dtype=dtype) for name, dtype in columns.items()})
-
-
 def frame(columns: dict[str, Any], **arrays: np.ndarray) -> pd.DataFrame:
     """Build a record frame with exactly the layout's columns and dtypes."""
     missing = set(columns) - set(arrays)

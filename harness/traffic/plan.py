@@ -29,10 +29,6 @@ class TrafficPlan:
     port_low: int
     port_count: int
 
-    @property
-    def expected_count(self) -> int:
-        return int(self.expected.sum())
-
     def decode(self, remote_v4: int, port: int) -> int:
         """The sequence number of the packet an event reports by its remote tuple."""
         step = ((remote_v4 >> 16) & 0xFF) - ((int(self.remote_v4[0]) >> 16) & 0xFF) if len(self.remote_v4) else 0
