@@ -28,11 +28,12 @@ def spin_until(deadline_ns: int) -> None:
 
 
 def work_costs(rng: np.random.Generator, sub: SubscriberSpec, n: int) -> np.ndarray:
+    """Per-event work in ns: fixed, or gamma-distributed with coefficient of variation cost_cv."""
     mean = sub.cost_us * 1000
     if sub.cost_cv == 0 or mean == 0:
-        return np.full(n, int(mean), dtype=np.int64)
+        return np.full(n, int(round(mean)), dtype=np.int64)
     shape = 1.0 / sub.cost_cv ** 2
-    return rng.gamma(shape, mean / shape, n).astype(np.int64)
+    return np.round(rng.gamma(shape, mean / shape, n)).astype(np.int64)
 
 
 class Callback:

@@ -171,11 +171,16 @@ def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):
     s.close()
 
 
-def test_unsubscribe_while_held_returns_only_after_release(fake):
-    path, dll = fake
+def blocking_filter(path):
     lib = Library(path)
     fs = FilterSession(lib)
     fs.install(FilterSpec())
+    return lib, fs
+
+
+def test_unsubscribe_while_held_returns_only_after_release(fake):
+    path, dll = fake
+    lib, fs = blocking_filter(path)
     release, entered = threading.Event(), threading.Event()
 
     def held(*args):
@@ -197,9 +202,7 @@ def test_unsubscribe_while_held_returns_only_after_release(fake):
 
 def test_unsubscribe_from_the_callback_is_refused(fake):
     path, dll = fake
-    lib = Library(path)
-    fs = FilterSession(lib)
-    fs.install(FilterSpec())
+    lib, fs = blocking_filter(path)
     errors = []
 
     def on_drop(*args):

@@ -13,6 +13,7 @@ import numpy as np
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, TrialResult, frame
 from harness.platforms.model.dispatcher import simulate
 from harness.spec import TrialSpec
+from harness.subscriber import work_costs
 from harness.traffic.plan import plan_traffic
 
 NS_PER_US = 1_000
@@ -101,7 +102,7 @@ class ModelPlatform:
         arrivals = t_send[expected]  # the platform timestamp: the packet is classified as it is sent
         n = len(arrivals)
         sub = spec.subscriber
-        work = _draw_cost(rng, sub.cost_us, sub.cost_cv, n)
+        work = work_costs(rng, sub, n)
         overhead = int(round(p.per_event_overhead_us * NS_PER_US))
         in_callback = work if sub.mode == "inline" else np.full(n, int(round(sub.copy_cost_us * NS_PER_US)), np.int64)
         service = in_callback + overhead
@@ -138,15 +139,6 @@ class ModelPlatform:
         gaps = rng.exponential(1e9 / t.rate_per_s, n)
         gaps[0] = 0.0
         return np.cumsum(gaps).astype(np.int64)
-
-
-def _draw_cost(rng: np.random.Generator, cost_us: float, cv: float, n: int) -> np.ndarray:
-    """Per-event work in ns: fixed, or gamma-distributed with the given coefficient of variation."""
-    mean = cost_us * NS_PER_US
-    if cv == 0 or mean == 0:
-        return np.full(n, int(round(mean)), dtype=np.int64)
-    shape = 1.0 / (cv * cv)
-    return np.round(rng.gamma(shape, mean / shape, n)).astype(np.int64)
 
 
 def _worker_done(copied_at: np.ndarray, work: np.ndarray) -> np.ndarray:

@@ -73,7 +73,7 @@ class Library:
                     continue
                 raise PlatformUnavailable(f"{self.path} does not export {name}")
             fn.argtypes = list(argtypes)
-            fn.restype = None if name == "FwpmFreeMemory0" else DWORD
+            fn.restype = DWORD
         self.dll.FwpmFreeMemory0.argtypes = [P(C.c_void_p)]
         self.dll.FwpmFreeMemory0.restype = None
         self.subscribe_version = next((v for v in range(4, -1, -1)
