@@ -90,7 +90,7 @@ class Campaign:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         settings = {**platform.describe(), "profile": profile}
-        store = ResultStore(report_dir, fingerprint(settings, machine_label), platform.name)
+        store = ResultStore(report_dir, fingerprint(settings, machine_label, platform.measured()), platform.name)
         store.sections["expected"] = expectations
         store.write_summary()
         return cls(platform, store, PROFILES[profile], expectations)

@@ -26,6 +26,7 @@ def test_is_a_platform(platform):
     assert isinstance(platform, Platform)
     assert platform.describe()["platform"] == platform.name
     assert platform.max_send_rate_per_s() > 0
+    assert platform.measured()["max_send_rate_per_s"] > 0
 
 
 def test_small_held_burst_is_delivered_whole_in_order(platform):

@@ -225,7 +225,7 @@ def test_census_sees_other_subscribers(fake):
     path, dll = fake
     dll.FakeSetForeignSubscriptions(2)
     with WfpPlatform(path) as p:
-        assert p.describe()["existing_subscriptions"] == 2
+        assert p.measured()["existing_subscriptions"] == 2
     dll.FakeSetForeignSubscriptions(0)
 
 

@@ -82,7 +82,13 @@ class Platform(Protocol):
     capabilities: Capabilities
 
     def describe(self) -> dict[str, Any]:
-        """Settings that identify this platform's configuration (go into the machine fingerprint)."""
+        """Settings that identify this platform's configuration: configuration only, nothing measured,
+        so that every run of one configuration lands in one report folder (they are hashed)."""
+        ...
+
+    def measured(self) -> dict[str, Any]:
+        """What the platform measured when it opened (generator rate, other subscribers): stored with
+        each run beside the fingerprint, never hashed into the config id."""
         ...
 
     def run_trial(self, spec: TrialSpec) -> TrialResult:

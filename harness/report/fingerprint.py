@@ -1,7 +1,9 @@
 """Which machine configuration a result belongs to (asv's machine.json, pyperf's metadata).
 
 The stable part (hardware, OS, Python, platform settings) is hashed into the config id that names
-the report folder; volatile facts (load, uptime) are stored with each run but not hashed.
+the report folder. Volatile facts (load, uptime) and what the platform measured when it opened
+(generator rate, other subscribers) are stored with each run but never hashed: two runs of one
+configuration must land in one folder.
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ def _volatile() -> dict[str, Any]:
     return out
 
 
-def fingerprint(platform_settings: dict[str, Any], machine_label: str | None = None) -> dict[str, Any]:
+def fingerprint(platform_settings: dict[str, Any], machine_label: str | None = None,
+                measured: dict[str, Any] | None = None) -> dict[str, Any]:
     stable = {
         "machine": machine_label or socket.gethostname(),
         "os": f"{pyplatform.system()} {pyplatform.release()}",
@@ -62,7 +65,8 @@ def fingerprint(platform_settings: dict[str, Any], machine_label: str | None = N
         "harness_version": harness.__version__,
         "platform": platform_settings,
     }
-    return {"stable": stable, "volatile": _volatile(), "python_executable": sys.executable}
+    return {"stable": stable, "measured": dict(measured or {}), "volatile": _volatile(),
+            "python_executable": sys.executable}
 
 
 def config_id(fp: dict[str, Any]) -> str:

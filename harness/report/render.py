@@ -135,6 +135,9 @@ def _machine(summary: dict[str, Any]) -> list[tuple[str, str]]:
     stable = summary["fingerprint"]["stable"]
     rows = [(k, str(v)) for k, v in stable.items() if k != "platform"]
     rows += [(f"platform.{k}", json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in stable["platform"].items()]
+    measured = summary["fingerprint"].get("measured", {})
+    rows += [(f"measured at open: {k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+             for k, v in measured.items()]
     return rows
 
 

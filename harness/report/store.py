@@ -19,6 +19,7 @@ from harness.analysis.latency import latencies_ns, latency_summary
 from harness.analysis.loss import loss_by_sequence
 from harness.platforms.base import TrialResult
 from harness.report.fingerprint import config_id
+from harness.report.status import new_run
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,6 +52,7 @@ class ResultStore:
         self.sections: dict[str, Any] = {}   # experiment name -> extra data for the report
         self.checks: list[dict[str, Any]] = []  # expectation checks made by scenarios
         self.ground_truth: dict[str, Any] | None = None
+        self.run = new_run(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # see report/status.py
         self._trials = 0
         self._csv_columns: list[str] | None = None
 
@@ -140,6 +142,7 @@ class ResultStore:
         out: dict[str, Any] = {
             "platform": self.platform_name,
             "config_id": self.config_id,
+            "run": self.run,
             "fingerprint": self.fingerprint,
             "estimates": self.estimates,
             "checks": self.checks,

@@ -79,6 +79,9 @@ class ModelPlatform:
     def describe(self) -> dict[str, Any]:
         return {"platform": self.name, "model_params": asdict(self.params)}
 
+    def measured(self) -> dict[str, Any]:
+        return {"max_send_rate_per_s": self.params.sender_rate_per_s}
+
     def max_send_rate_per_s(self) -> float:
         return self.params.sender_rate_per_s
 

@@ -180,8 +180,12 @@ class WfpPlatform:
                 "library": self.lib.path, "subscribe_version": self.lib.subscribe_version,
                 "event_struct": f"FWPM_NET_EVENT{self.lib.subscribe_version + 1}",
                 "net_event_options": self.options.describe() if self.options else {},
-                "existing_subscriptions": self.census["subscriptions"], "sender": self.sender.name,
-                "max_send_rate_per_s": round(self._max_rate, -2)}
+                "sender": self.sender.name}
+
+    def measured(self) -> dict[str, Any]:
+        return {"max_send_rate_per_s": round(self._max_rate, -2),
+                "existing_subscriptions": self.census["subscriptions"],
+                "existing_subscription_keys": self.census["session_keys"]}
 
     def max_send_rate_per_s(self) -> float:
         return self._max_rate
