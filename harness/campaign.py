@@ -3,10 +3,8 @@ several scenarios share (the burst search feeds the drain, the drain feeds the N
 Scenarios ask it for results; it runs each experiment once and records its estimates."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.analysis.backlog import peak_backlog
 from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_capacity
@@ -14,6 +12,8 @@ from harness.experiments.drain import DrainOutcome, measure_drain
 from harness.experiments.inline_copy import compare_inline_copy
 from harness.experiments.sustained import NdrConfig, search_ndr
 from harness.experiments.template import measure_template
+from harness.inputs import BadInput
+from harness.inputs import expectations as read_expectations
 from harness.platforms.base import Platform
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
@@ -63,17 +63,18 @@ def platform_expectations(platform: Platform) -> dict[str, Any]:
 
 
 def load_expectations(path: str | None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = {**DEFAULT_EXPECTATIONS, **(defaults or {})}
-    if path:
-        try:
-            loaded = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read expectations file {path}: {exc}") from None
-        unknown = set(loaded) - set(DEFAULT_EXPECTATIONS)
-        if unknown:
-            raise ValueError(f"unknown keys in expectations file {path}: {', '.join(sorted(unknown))}")
-        out.update(loaded)
-    return out
+    """DEFAULT_EXPECTATIONS, then the platform's `defaults`, then the --expect file (checked:
+    harness/inputs.py). A value of null means: not checked, the measured value is reported."""
+    return read_expectations(path, {**DEFAULT_EXPECTATIONS, **(defaults or {})})
+
+
+def check_measurable(params: Any, profile: str) -> None:
+    """A model whose burst capacity lies beyond the burst search's upper bound cannot be measured."""
+    upper = PROFILES[profile].burst.upper
+    capacity = params.true_burst_capacity()
+    if capacity >= upper:
+        raise BadInput(f"model queue_limit + system_buffer give a burst capacity of {capacity:,} events; "
+                       f"the burst search reaches {upper:,} at most")
 
 
 @dataclass
@@ -82,18 +83,31 @@ class Campaign:
     store: ResultStore
     profile: Profile
     expectations: dict[str, Any]
+    max_send_rate: float = 0.0  # the generator's rate, measured once at the start of the run
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def open(cls, platform: Platform, report_dir: str, profile: str, expectations: dict[str, Any],
-             machine_label: str | None = None) -> "Campaign":
+             machine_label: str | None = None,
+             store_ready: Callable[[ResultStore], None] | None = None) -> "Campaign":
+        """A new run folder; `store_ready(store)` hears of it before the platform measures itself
+        (calibration), so that an interrupted calibration still has a run to mark."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        settings = {**platform.describe(), "profile": profile}
-        store = ResultStore(report_dir, fingerprint(settings, machine_label, platform.measured()), platform.name)
+        store = ResultStore(report_dir, fingerprint(cls.settings(platform, profile), machine_label), platform.name)
         store.sections["expected"] = expectations
         store.write_summary()
-        return cls(platform, store, PROFILES[profile], expectations)
+        if store_ready is not None:
+            store_ready(store)
+        store.at("calibration", running=False)
+        store.fingerprint["measured"] = platform.measured()
+        store.write_summary()
+        return cls(platform, store, PROFILES[profile], expectations, platform.max_send_rate_per_s())
+
+    @staticmethod
+    def settings(platform: Platform, profile: str) -> dict[str, Any]:
+        """What is hashed into the config id besides the machine."""
+        return {**platform.describe(), "profile": profile}
 
     def base_spec(self) -> TrialSpec:
         p = self.profile
@@ -132,7 +146,7 @@ class Campaign:
         def compute() -> dict[str, Any]:
             capacity = self.burst().capacity.value
             row = search_ndr(self.platform, self.base_spec(), self.store, cost_us, capacity,
-                             self.platform.max_send_rate_per_s(), self.ndr_config)
+                             self.max_send_rate, self.ndr_config)
             rows = [r for r in self.store.estimates.get("ndr", []) if r["callback_cost_us"] != cost_us]
             self.store.set_estimate("ndr", sorted(rows + [row], key=lambda r: r["callback_cost_us"]))
             return row
@@ -151,8 +165,7 @@ class Campaign:
     def template(self, cost_us: float) -> dict[str, Any]:
         def compute() -> dict[str, Any]:
             out = measure_template(self.platform, self.base_spec(), self.store, cost_us, 20_000,
-                                   self.burst().capacity.value, self.platform.max_send_rate_per_s(),
-                                   self.ndr_config)
+                                   self.burst().capacity.value, self.max_send_rate, self.ndr_config)
             self.store.sections["template"] = out
             self.store.write_summary()
             return out

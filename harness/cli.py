@@ -6,26 +6,24 @@ import sys
 from pathlib import Path
 
 from harness.analysis.loss import loss_by_sequence
+from harness.files import write_atomic
+from harness.inputs import BadInput, parse_pairs, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.report.compare import collect, compare_markdown
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
+MAX_EVENTS = 50_000_000  # one what-if trial: the model keeps a few arrays of this length
+
 
 def _params(pairs: list[str]) -> ModelParams:
-    overrides = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--model-param needs NAME=VALUE, got {pair!r}")
-        overrides[name.strip()] = value.strip()
-    return ModelParams.from_overrides(overrides)
+    return ModelParams.from_overrides(parse_pairs("--model-param", pairs))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.run)
-    if not (run / "summary.json").exists():
-        raise ValueError(f"{run} is not a run folder (no summary.json)")
+    if not run.is_dir():
+        raise ValueError(f"{run} is not a run folder")
     print(render(run)["html"])
     return 0
 
@@ -33,7 +31,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     text = compare_markdown(collect([Path(p) for p in args.paths]))
     if args.out:
-        Path(args.out).write_text(text)
+        write_atomic(args.out, text)
     print(text, end="")
     return 0
 
@@ -45,6 +43,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     if args.rate is None:
         spec = TrialSpec(TrafficSpec(count=args.count), sub)
     else:
+        if args.rate * args.duration > MAX_EVENTS:
+            raise BadInput(f"--rate x --duration is {args.rate * args.duration:,.0f} events; at most {MAX_EVENTS:,}")
         spec = TrialSpec(TrafficSpec(count=max(1, int(args.rate * args.duration)), pacing="constant",
                                      rate_per_s=args.rate), sub)
     result = platform.run_trial(spec)
@@ -57,8 +57,27 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"wfpcap: {self.prog.removeprefix('wfpcap').strip() + ': ' if self.prog != 'wfpcap' else ''}"
+                     f"{message}\n")
+
+
+def _typed(convert):
+    """An argparse type whose refusal reads as our one line ('argument --count: must be ...')."""
+    def wrapped(text: str):
+        try:
+            return convert(text)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
+    wrapped.__name__ = convert.__name__
+    return wrapped
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wfpcap", description="WFP net-event capacity harness. "
+    p = OneLineParser(prog="wfpcap", description="WFP net-event capacity harness. "
                                 "Measurements run as `pytest scenarios/`; this command renders, compares and asks the model.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("report", help="render a stored run folder again (plots, report.html, report.md)")
@@ -70,11 +89,14 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
     m = sub.add_parser("model", help="what-if on the dispatcher model")
     m.add_argument("--model-param", action="append", default=[], metavar="NAME=VALUE")
-    m.add_argument("--count", type=int, default=20_000, help="burst size (held subscriber)")
-    m.add_argument("--rate", type=float, default=None, help="sustained rate instead of a burst (events/s)")
-    m.add_argument("--duration", type=float, default=10.0, help="sustained trial length (s)")
-    m.add_argument("--cost-us", type=float, default=5.0)
-    m.add_argument("--cost-cv", type=float, default=0.0)
+    m.add_argument("--count", type=_typed(positive("int", MAX_EVENTS)), default=20_000,
+                   help="burst size (held subscriber)")
+    m.add_argument("--rate", type=_typed(positive("float", 1e9)), default=None,
+                   help="sustained rate instead of a burst (events/s)")
+    m.add_argument("--duration", type=_typed(positive("float", 86_400.0)), default=10.0,
+                   help="sustained trial length (s)")
+    m.add_argument("--cost-us", type=_typed(within("float", 0.0, 1e6)), default=5.0)
+    m.add_argument("--cost-cv", type=_typed(within("float", 0.0, 5.0)), default=0.0)
     m.add_argument("--mode", choices=("inline", "copy"), default="inline")
     m.set_defaults(func=cmd_model)
     return p

@@ -1,7 +1,6 @@
 """What a subscription template buys: fewer events delivered, a higher sustainable offered rate."""
 import pytest
 
-from harness.spec import Condition, TemplateSpec
 
 
 def test_template_reduces_delivered_events(campaign):
@@ -15,8 +14,3 @@ def test_template_reduces_delivered_events(campaign):
                    f"fraction {out['match_fraction_sent']}, gain >= 3",
                    f"template delivered {fraction:.1%} of the traffic; sustainable offered rate x{gain:.2f}")
     assert passed, f"template delivered {fraction:.1%} (want {out['match_fraction_sent']:.0%}), NDR gain x{gain:.2f}"
-
-
-def test_duplicate_condition_is_rejected():
-    with pytest.raises(ValueError, match="duplicated"):
-        TemplateSpec((Condition("remote_port", 1000), Condition("remote_port", 2000)))

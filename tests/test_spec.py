@@ -27,3 +27,9 @@ def test_specs_are_frozen():
     with pytest.raises(AttributeError):
         spec.traffic.count = 4
     assert spec.with_count(7).traffic.count == 7 and spec.traffic.count == 3
+
+
+def test_duplicate_condition_is_rejected():
+    # moved from scenarios/: a unit test there made a run that measured nothing look green
+    with pytest.raises(ValueError, match="duplicated"):
+        TemplateSpec((Condition("remote_port", 1000), Condition("remote_port", 2000)))

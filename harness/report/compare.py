@@ -1,23 +1,28 @@
 """Lay several machine configurations side by side (`wfpcap compare`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from harness.report.status import describe, is_complete
+from harness.report.stored import read_summary
 
 ROWS = ["burst_capacity", "queue_limit", "first_batch", "buffer_depth", "plateau", "drain_rate"]
 
 
-def latest_summary(path: Path) -> Path:
-    """A run folder, or a config folder (its newest run), or a summary.json itself."""
+def latest_summary(path: Path) -> dict[str, Any]:
+    """A run folder, a summary.json itself, or a config folder: its newest complete run (runs
+    that were interrupted or measured a subset are skipped; if none is complete, the newest run,
+    whose status the table then shows)."""
     if path.is_file() and path.name == "summary.json":
-        return path
+        return read_summary(path)
     if (path / "summary.json").exists():
-        return path / "summary.json"
-    runs = sorted(p for p in path.glob("*/summary.json"))
+        return read_summary(path / "summary.json")
+    runs = sorted(path.glob("*/summary.json"), reverse=True)
     if not runs:
         raise ValueError(f"no summary.json under {path}")
-    return runs[-1]
+    summaries = [read_summary(p) for p in runs]
+    return next((s for s in summaries if is_complete(s)), summaries[0])
 
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
@@ -29,7 +34,7 @@ def collect(paths: list[Path]) -> list[dict[str, Any]]:
         configs = [p for p in sorted(path.iterdir()) if p.is_dir() and list(p.glob("*/summary.json"))] \
             if path.is_dir() and not (path / "summary.json").exists() and not list(path.glob("*/summary.json")) else [path]
         for c in configs:
-            out.append(json.loads(latest_summary(c).read_text()))
+            out.append(latest_summary(c))
     if not out:
         raise ValueError("nothing to compare")
     return out
@@ -47,6 +52,7 @@ def compare_markdown(summaries: list[dict[str, Any]]) -> str:
     header = "| estimate | " + " | ".join(s["config_id"] for s in summaries) + " |"
     lines = [header, "|---" * (len(summaries) + 1) + "|"]
     lines.append("| platform | " + " | ".join(s["platform"] for s in summaries) + " |")
+    lines.append("| run status | " + " | ".join(describe(s) for s in summaries) + " |")
     lines.append("| machine | " + " | ".join(str(s["fingerprint"]["stable"].get("machine")) for s in summaries) + " |")
     lines.append("| os | " + " | ".join(str(s["fingerprint"]["stable"].get("os")) for s in summaries) + " |")
     for key in ROWS:

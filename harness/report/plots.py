@@ -13,14 +13,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.analysis.backlog import downsample_max  # noqa: E402
+from harness.files import replacing  # noqa: E402
 
 COLORS = {"ok": "#2b8a3e", "lost": "#c92a2a", "queue": "#1971c2", "buffer": "#e8590c", "truth": "#868e96"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        with replacing(path) as tmp:  # whole or absent: never a 0-byte PNG on a full disk
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

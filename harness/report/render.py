@@ -12,7 +12,10 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis.batches import find_boundaries
+from harness.files import write_atomic
 from harness.report import plots
+from harness.report.status import describe, status_of
+from harness.report.stored import read_summary, read_trials
 
 HEADLINES = [
     ("burst_capacity", "Burst capacity", "longest burst delivered without loss (events)"),
@@ -45,11 +48,11 @@ def _evidence(e: dict[str, Any]) -> str:
 
 
 def make_plots(run: Path) -> dict[str, Path]:
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run / "summary.json")
     estimates = summary.get("estimates", {})
     experiments = summary.get("experiments", {})
     expected = experiments.get("expected", {})
-    trials = pd.read_csv(run / "trials.csv") if (run / "trials.csv").exists() else pd.DataFrame()
+    trials = read_trials(run / "trials.csv")
     out: dict[str, Path] = {}
     if not trials.empty and (trials["experiment"] == "burst").any():
         out["delivered_vs_burst"] = plots.delivered_vs_burst(
@@ -80,12 +83,19 @@ def make_plots(run: Path) -> dict[str, Path]:
 
 def render(run: Path | str) -> dict[str, Path]:
     run = Path(run)
+    summary = read_summary(run / "summary.json")  # checked before any plot is drawn
     figures = make_plots(run)
-    summary = json.loads((run / "summary.json").read_text())
     summary["_run"] = str(run)
-    (run / "report.md").write_text(_markdown(summary, figures))
-    (run / "report.html").write_text(_html(summary, figures))
+    write_atomic(run / "report.md", _markdown(summary, figures))
+    write_atomic(run / "report.html", _html(summary, figures))
     return {"html": run / "report.html", "md": run / "report.md", **figures}
+
+
+def status_banner(summary: dict[str, Any]) -> str | None:
+    """One sentence for the top of the report when the run is not complete (None when it is)."""
+    if status_of(summary) == "complete":
+        return None
+    return f"This run is not complete: {describe(summary)}. Its figures cover only what was measured."
 
 
 def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -100,10 +110,7 @@ def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def _generator_lines(run: Path) -> list[str]:
     """How well the traffic generator kept its schedule (real platforms only)."""
-    path = run / "trials.csv"
-    if not path.exists():
-        return []
-    trials = pd.read_csv(path)
+    trials = read_trials(run / "trials.csv")
     if "gen_trusted" not in trials:
         return []
     paced = trials[trials["pacing"] != "burst"]
@@ -142,9 +149,12 @@ def _machine(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
-    lines = [f"# Capacity report: {summary['config_id']}", "",
-             f"Platform **{summary['platform']}**, {summary['trials']} trials, "
-             f"run at {summary['fingerprint']['volatile'].get('timestamp_utc')}.", ""]
+    lines = [f"# Capacity report: {summary['config_id']}", ""]
+    banner = status_banner(summary)
+    if banner:
+        lines += [f"> **{banner}**", ""]
+    lines += [f"Platform **{summary['platform']}**, {summary['trials']} trials, "
+              f"run at {summary['fingerprint']['volatile'].get('timestamp_utc')}.", ""]
     if "ground_truth" in summary:
         lines += ["This run measured the **model** platform: its parameters are listed under ground truth, "
                   "and no estimate read them.", ""]
@@ -183,7 +193,9 @@ def _table(header: list[str], rows: list[list[str]] | list[tuple]) -> str:
 
 def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     e = html.escape
+    banner = status_banner(summary)
     parts = [f"<h1>Capacity report: {e(summary['config_id'])}</h1>",
+             *([f'<p class="status-banner"><b>{e(banner)}</b></p>'] if banner else []),
              f"<p>Platform <b>{e(summary['platform'])}</b>, {summary['trials']} trials, run at "
              f"{e(str(summary['fingerprint']['volatile'].get('timestamp_utc')))}.</p>"]
     if "ground_truth" in summary:
@@ -214,6 +226,7 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
              "text-align:left;vertical-align:top;font-size:14px}th{background:#f1f3f5}img{max-width:100%}"
-             ".note{background:#fff9db;padding:6px}pre{background:#f8f9fa;padding:8px;overflow:auto}")
+             ".note{background:#fff9db;padding:6px}.status-banner{background:#ffe3e3;padding:8px}"
+             "pre{background:#f8f9fa;padding:8px;overflow:auto}")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(summary['config_id'])}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

@@ -5,12 +5,13 @@ what-if tool. Only `ground_truth` in a TrialResult reveals its parameters; estim
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, TrialResult, frame
+from harness.inputs import check_model, model_values
 from harness.platforms.model.dispatcher import simulate
 from harness.spec import TrialSpec
 from harness.subscriber import work_costs
@@ -32,29 +33,12 @@ class ModelParams:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        if self.queue_limit < 1:
-            raise ValueError(f"model queue_limit must be >= 1, got {self.queue_limit}")
-        if self.system_buffer < 0:
-            raise ValueError(f"model system_buffer must be >= 0, got {self.system_buffer}")
-        for name in ("dispatch_latency_us", "batch_turnaround_us", "per_event_overhead_us"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"model {name} must be >= 0, got {getattr(self, name)}")
-        if self.sender_rate_per_s <= 0:
-            raise ValueError("model sender_rate_per_s must be > 0")
+        check_model(asdict(self))  # types, ranges, finiteness: harness/inputs.py
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
         """Build from NAME=VALUE strings (the --model-param option); unknown names are an error."""
-        known = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for name, text in overrides.items():
-            if name not in known:
-                raise ValueError(f"unknown model parameter {name!r}; known: {', '.join(known)}")
-            try:
-                values[name] = int(text) if name in ("queue_limit", "system_buffer", "seed") else float(text)
-            except ValueError:
-                raise ValueError(f"model parameter {name} needs a number, got {text!r}") from None
-        return cls(**values)
+        return cls(**model_values(overrides))
 
     def first_batch(self, arrival_interval_ns: float) -> int:
         """Events that join the first batch of a back-to-back burst while the dispatcher wakes."""
@@ -93,6 +77,10 @@ class ModelPlatform:
 
     def close(self) -> None:
         pass
+
+    def skip_trial(self) -> None:
+        """A resumed run replays a stored trial: advance the per-trial seed as running it would."""
+        self._trials += 1
 
     def run_trial(self, spec: TrialSpec) -> TrialResult:
         p = self.params

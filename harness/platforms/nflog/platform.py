@@ -14,11 +14,12 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from harness.inputs import check_nflog, nflog_values
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, PlatformUnavailable, TrialResult, frame
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.plan import plan_traffic
@@ -38,32 +39,11 @@ class NflogConfig:
     sender: str = "udp"           # udp or raw
 
     def __post_init__(self) -> None:
-        if self.qthresh < 1:
-            raise ValueError("nflog qthresh must be >= 1")
-        if not 1 <= self.timeout_cs <= 6000:
-            raise ValueError("nflog timeout_cs must be within 1..6000 (hundredths of a second)")
-        if not 4096 <= self.nlbufsiz <= NLBUFSIZ_MAX:
-            raise ValueError(f"nflog nlbufsiz must be within 4096..{NLBUFSIZ_MAX}")
-        if self.rcvbuf is not None and self.rcvbuf < 4096:
-            raise ValueError("nflog rcvbuf must be at least 4096 bytes")
-        if self.sender not in ("udp", "raw"):
-            raise ValueError(f"nflog sender must be udp or raw, got {self.sender!r}")
+        check_nflog(asdict(self))  # the ranges the kernel accepts: harness/inputs.py
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> "NflogConfig":
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for name, text in overrides.items():
-            if name not in known:
-                raise ValueError(f"unknown nflog parameter {name!r}; known: {', '.join(sorted(known))}")
-            if name == "sender":
-                values[name] = text
-                continue
-            try:
-                values[name] = int(text)
-            except ValueError:
-                raise ValueError(f"nflog parameter {name} needs a whole number, got {text!r}") from None
-        return cls(**values)
+        return cls(**nflog_values(overrides))
 
 
 def available() -> str | None:
@@ -129,7 +109,7 @@ class NflogPlatform:
             self.rcvbuf_effective = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             self.subscriber = Subscriber(self.sock, PacketParser())
             self.sender = SenderProcess(self.namespace)
-            self._max_rate = self._calibrate()
+            self._max_rate: float | None = None  # calibrated on first use (the run is on disk by then)
         except BaseException:
             self.close()
             raise
@@ -167,9 +147,11 @@ class NflogPlatform:
                 "rcvbuf_effective": self.rcvbuf_effective, "copy_range": COPY_RANGE, "group": NFLOG_GROUP}
 
     def measured(self) -> dict[str, Any]:
-        return {"max_send_rate_per_s": round(self._max_rate, -3)}
+        return {"max_send_rate_per_s": round(self.max_send_rate_per_s(), -3)}
 
     def max_send_rate_per_s(self) -> float:
+        if self._max_rate is None:
+            self._max_rate = self._calibrate()
         return self._max_rate
 
     def send_only(self, traffic: TrafficSpec, kind: str | None = None) -> dict[str, Any]:
@@ -177,8 +159,12 @@ class NflogPlatform:
         report. For calibration and benchmarks."""
         self._trial += 1
         spec = TrialSpec(traffic, SubscriberSpec())
-        _, report = self.sender.send(spec, kind or self.config.sender, self._trial & 0xFFFF,
-                                     timeout_s=60 + 3 * _send_time(spec))
+        try:
+            _, report = self.sender.send(spec, kind or self.config.sender, self._trial & 0xFFFF,
+                                         timeout_s=60 + 3 * _send_time(spec))
+        except BaseException:  # Ctrl-C or a failure: stop the send now, not after it
+            self.sender.kill()
+            raise
         return report
 
     def _calibrate(self) -> float:

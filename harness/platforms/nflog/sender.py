@@ -3,7 +3,10 @@ starts), it owns the sockets inside the namespace and sends each trial's packets
 that pacing never competes with the subscriber for the interpreter lock."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
+import signal
 import socket
 from dataclasses import replace
 from typing import Any
@@ -17,8 +20,23 @@ from harness.traffic.packets import compile_packets
 from harness.traffic.pacing import deadlines_ns, generator_report, run_paced
 from harness.traffic.plan import plan_traffic
 
+PR_SET_PDEATHSIG = 1
 
-def _serve(conn, sockets: dict[str, socket.socket], max_batch: int) -> None:
+
+def die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this child when the parent dies, even by SIGKILL (PR_SET_PDEATHSIG).
+    Signals meant for the run (Ctrl-C in a terminal reaches the whole group) are the parent's to
+    handle: it stops the child itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _serve(conn, sockets: dict[str, socket.socket], max_batch: int, parent: int) -> None:
+    die_with_parent(parent)
     while True:
         try:
             msg = conn.recv()
@@ -54,7 +72,7 @@ class SenderProcess:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         ctx = mp.get_context("fork")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, self.sockets, max_batch), daemon=True,
+        self.proc = ctx.Process(target=_serve, args=(child, self.sockets, max_batch, os.getpid()), daemon=True,
                                 name="wfpcap-sender")
         self.proc.start()
         child.close()

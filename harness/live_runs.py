@@ -1,0 +1,155 @@
+"""Which harness runs are live on this machine: two runs at once share the CPU, the loopback
+path and the kernel, and each measures less than it would alone, so a run says when it had
+company.
+
+A run registers when its session starts (one small JSON file per process in a shared folder,
+WFPCAP_LIVE_DIR or <tmp>/wfpcap-live-runs) and unregisters at its end; the file also says what
+the run is doing (experiment, trial). Namespaces `wfpcap-<pid>-*` of live processes count too,
+so nflog runs that never registered (a benchmark, a test) are seen as well.
+
+    other_live_runs() -> list[LiveRun]   # every live harness run but this process
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.files import write_atomic
+
+NETNS_DIR = Path("/var/run/netns")
+NAMESPACE_RE = re.compile(r"^wfpcap-(\d+)-[0-9a-f]{6}$")  # harness/platforms/nflog/netns.py names
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    pid: int
+    backend: str                 # "model", "nflog", "wfp"; "nflog" for a bare namespace
+    started_utc: str | None = None
+    report: str | None = None    # its run folder, when it registered
+    phase: dict[str, Any] = field(default_factory=dict)  # {"experiment": ..., "trial": ...}
+    source: str = "registry"     # "registry" or "namespace" (seen only by its namespace)
+
+    def describe(self) -> str:
+        where = f", in {self.phase.get('experiment')}" if self.phase.get("experiment") else ""
+        return f"pid {self.pid} ({self.backend}{where}{', since ' + self.started_utc if self.started_utc else ''})"
+
+
+def registry() -> Path:
+    return Path(os.environ.get("WFPCAP_LIVE_DIR") or Path(tempfile.gettempdir()) / "wfpcap-live-runs")
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux), so that a reused pid is not taken for the same run."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int, start: str | None = None) -> bool:
+    if sys.platform.startswith("linux"):
+        now = _start_time(pid)
+        return now is not None and (start is None or now == start)
+    try:
+        os.kill(pid, 0)  # POSIX only: on Windows os.kill would terminate the process
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _entry_path(pid: int) -> Path:
+    return registry() / f"{pid}.json"
+
+
+def register(backend: str, report: str | None, started_utc: str) -> None:
+    folder = registry()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(folder, 0o1777)  # shared by every user's runs, like /tmp
+    except OSError:
+        pass
+    entry = {"pid": os.getpid(), "start": _start_time(os.getpid()), "backend": backend, "report": report,
+             "started_utc": started_utc, "host": socket.gethostname(), "phase": {}}
+    write_atomic(_entry_path(os.getpid()), json.dumps(entry), durable=False)
+
+
+def update_phase(phase: dict[str, Any]) -> None:
+    """Say what this run is doing now (read by other runs and by tests that need a moment)."""
+    path = _entry_path(os.getpid())
+    try:
+        entry = json.loads(path.read_text())
+        entry["phase"] = {"experiment": phase.get("experiment"), "trial": phase.get("trial")}
+        write_atomic(path, json.dumps(entry), durable=False)
+    except (OSError, ValueError):
+        pass  # not registered (a bare campaign): nothing to update
+
+
+def unregister() -> None:
+    try:
+        _entry_path(os.getpid()).unlink()
+    except OSError:
+        pass
+
+
+def _entries() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(registry().glob("*.json")) if registry().is_dir() else []:
+        try:
+            entry = json.loads(path.read_text())
+            if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
+                out.append({**entry, "_path": path})
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _namespace_pids() -> set[int]:
+    try:
+        names = os.listdir(NETNS_DIR)
+    except OSError:
+        return set()
+    return {int(m.group(1)) for m in map(NAMESPACE_RE.match, names) if m}
+
+
+def other_live_runs() -> list[LiveRun]:
+    """Every harness run alive on this machine except this process, registered or seen by its
+    nflog namespace; sorted by pid."""
+    me = os.getpid()
+    runs: dict[int, LiveRun] = {}
+    for e in _entries():
+        if e["pid"] != me and alive(e["pid"], e.get("start")):
+            runs[e["pid"]] = LiveRun(e["pid"], str(e.get("backend")), e.get("started_utc"), e.get("report"),
+                                     e.get("phase") if isinstance(e.get("phase"), dict) else {})
+    for pid in _namespace_pids():
+        if pid != me and pid not in runs and alive(pid):
+            runs[pid] = LiveRun(pid, "nflog", source="namespace")
+    return [runs[p] for p in sorted(runs)]
+
+
+def reap() -> list[str]:
+    """Remove the entries of runs whose process is gone (killed: they could not unregister) and
+    say, one line each, what they left."""
+    said = []
+    for e in _entries():
+        if not alive(e["pid"], e.get("start")):
+            try:
+                e["_path"].unlink()
+            except OSError:
+                continue
+            folder = f"; its run folder {e['report']} stays marked as never finished" if e.get("report") else ""
+            said.append(f"run pid {e['pid']} ({e.get('backend')}) ended without cleaning up{folder}")
+    return said
+
+
+def as_dicts(runs: list[LiveRun]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in runs]
