@@ -1,0 +1,94 @@
+"""Every run says whether it is complete: interrupted (signal or error, and where), subset (not
+every scenario selected or run) or complete; the report shows it, compare prefers complete runs,
+and an interrupted model run resumed gives the summary of an uninterrupted one."""
+import json
+import signal
+
+from harness.report.compare import collect, compare_markdown
+from harness.report.status import status_of
+from session_runs import (comparable, resume_cmd, run, scenario_cmd, small_model_args, start, summaries,
+                          wait_for_phase)
+
+
+def test_sigint_marks_the_run_interrupted_and_resume_equals_an_uninterrupted_run(tmp_path):
+    live = tmp_path / "live"
+    args = small_model_args(tmp_path)
+    whole = run(scenario_cmd(tmp_path / "whole", *args), live)
+    assert whole.returncode == 0, whole.stdout[-2000:]
+    reference = json.loads(summaries(tmp_path / "whole")[0].read_text())
+    assert reference["run"]["status"] == "complete" and "wfpcap run: complete" in whole.stdout
+
+    # interrupted in the middle of the NDR search ...
+    child = start(scenario_cmd(tmp_path / "cut", *args), live)
+    wait_for_phase(child, live, "sustained", min_trial=20)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, (out[-2000:], err[-2000:])
+    [path] = summaries(tmp_path / "cut")
+    cut = json.loads(path.read_text())
+    assert cut["run"]["status"] == "interrupted"
+    assert cut["run"]["interrupted_at"]["experiment"] == "sustained"
+    assert "SIGINT during sustained" in cut["run"]["detail"]
+    assert cut["run"]["scenarios"]["not_finished"]
+    rows = path.with_name("trials.csv").read_text().splitlines()
+    assert cut["trials"] == len(rows) - 1 >= 20  # the summary counts what trials.csv holds
+    html = path.with_name("report.html").read_text()
+    assert "This run is not complete: interrupted: SIGINT" in html
+    assert not (live / f"{child.pid}.json").exists()  # unregistered on the way out
+
+    # ... and continued: nothing measured twice, the same summary as the uninterrupted run
+    resumed = run(resume_cmd(path.parent), live)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    done = json.loads(path.read_text())
+    assert done["run"]["status"] == "complete"
+    assert done["fingerprint"]["volatile"]["resumed"][0]["stored_trials"] == cut["trials"]
+    assert comparable(done) == comparable(reference)
+    assert path.with_name("trials.csv").read_text() == summaries(tmp_path / "whole")[0].with_name("trials.csv").read_text()
+
+
+def test_sigterm_takes_the_path_of_ctrl_c(tmp_path):
+    live = tmp_path / "live"
+    child = start(scenario_cmd(tmp_path / "r", *small_model_args(tmp_path)), live)
+    wait_for_phase(child, live, "sustained", min_trial=5)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 143, (out[-2000:], err[-2000:])
+    [path] = summaries(tmp_path / "r")
+    s = json.loads(path.read_text())
+    assert s["run"]["status"] == "interrupted" and s["run"]["detail"].startswith("SIGTERM during sustained")
+    assert path.with_name("report.html").exists() and "Traceback" not in err
+    assert "wfpcap run: interrupted" in out
+
+
+def test_a_selection_is_a_subset(tmp_path):
+    live = tmp_path / "live"
+    p = run(scenario_cmd(tmp_path / "r", *small_model_args(tmp_path), "-k", "burst_capacity"), live)
+    assert p.returncode == 0, p.stdout[-2000:]
+    s = json.loads(summaries(tmp_path / "r")[0].read_text())
+    assert s["run"]["status"] == "subset"
+    assert "not selected" in s["run"]["detail"] and "test_queue_limit_matches_expectation" in s["run"]["detail"]
+    assert s["run"]["scenarios"]["finished"] == s["run"]["scenarios"]["selected"]
+
+
+def _stored_run(folder, name, status, queue_limit):
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    summary = {"platform": "model", "config_id": "box-model-1", "trials": 1,
+               "run": {"status": status, "detail": "SIGINT during drain" if status != "complete" else ""},
+               "fingerprint": {"stable": {"machine": "box", "platform": {"platform": "model"}}, "volatile": {}},
+               "estimates": {"queue_limit": {"value": queue_limit}}, "checks": [], "experiments": {}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_compare_prefers_the_newest_complete_run_and_flags_the_rest(tmp_path):
+    config = tmp_path / "box-model-1"
+    _stored_run(config, "20260101T000000Z", "complete", 256)
+    _stored_run(config, "20260102T000000Z", "interrupted", 999)
+    [chosen] = collect([tmp_path])
+    assert status_of(chosen) == "complete"
+    table = compare_markdown([chosen])
+    assert "| queue_limit | 256 |" in table and "| run status | complete |" in table
+    only_cut = tmp_path / "other" / "box-model-2"
+    _stored_run(only_cut, "20260102T000000Z", "interrupted", 999)
+    table = compare_markdown(collect([only_cut]))
+    assert "| run status | interrupted: SIGINT during drain |" in table
