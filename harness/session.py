@@ -70,7 +70,9 @@ class SessionState:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     def attach(self, store: ResultStore) -> None:
+        """The run's folder exists: register as live (with where the run is) from here on."""
         self.store = store
+        live_runs.register(store.platform_name, str(store.path), store.run["started_utc"])
         store.listeners.append(live_runs.update_phase)
 
 
@@ -175,7 +177,6 @@ def measuring(config: pytest.Config, platform: Platform, options: RunOptions) ->
                                 store_ready=state.attach)
         store = run.store
         store.fingerprint["volatile"]["removed_leftovers"] = list(getattr(platform, "removed_stale", []))
-        live_runs.register(platform.name, str(store.path), store.run["started_utc"])
         _look_for_company(config, state)
         yield run
     finally:

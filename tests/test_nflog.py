@@ -119,3 +119,15 @@ def test_ctrl_c_mid_trial_cleans_up_at_once():
     assert time.monotonic() - started < 10        # not after the 30 s trial would have ended
     assert child.returncode != 0 and "KeyboardInterrupt" in err
     assert name not in netns.ours()               # nothing left for the next run to clean
+
+
+def test_a_socket_is_never_made_in_a_namespace_that_does_not_exist():
+    # pyroute2 creates a missing namespace by default: a run whose namespace name was briefly not
+    # visible got its sockets in a new, empty namespace ("Network is unreachable")
+    import socket as pysocket
+    from harness.platforms.nflog import netns
+    name = f"wfpcap-{os.getpid()}-abcdef"
+    assert name not in netns.ours()
+    with pytest.raises(OSError):
+        netns.socket_in(name, pysocket.AF_INET, pysocket.SOCK_DGRAM)
+    assert name not in netns.ours()

@@ -76,8 +76,10 @@ def remove(name: str) -> None:
 
 
 def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket that lives in the namespace (created by a short-lived child that entered it)."""
-    return pr_netns.create_socket(name, family, kind, proto)
+    """A socket that lives in the namespace (created by a short-lived child that entered it).
+    flags=0: never create the namespace (pyroute2's default O_CREAT would quietly make a new,
+    empty one, loopback down, whenever the name is briefly not visible)."""
+    return pr_netns.create_socket(name, family, kind, proto, flags=0)
 
 
 def nft(name: str, script: str) -> str:

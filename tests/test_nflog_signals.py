@@ -1,0 +1,108 @@
+"""Signals sent to a real nflog run (`pytest scenarios/ --backend nflog`) during calibration, a
+burst, a drain and a sustained trial: nothing of the run remains (namespace with its nft table
+and NFLOG group, sender process); SIGINT and SIGTERM leave a report marked interrupted; after
+SIGKILL the sender dies with its parent and the next run removes the namespace and says so."""
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from platforms import needs_nflog
+from session_runs import run, scenario_cmd, start, summaries, wait_for_phase
+
+pytestmark = needs_nflog
+
+# the scenario that passes through each phase soonest
+SELECT = {"calibration": "burst_capacity", "burst": "burst_capacity", "drain": "queue_limit_matches",
+          "sustained": "ndr_below_callback_rate and 500us"}
+NETNS = Path("/var/run/netns")
+
+
+def namespaces_of(pid: int) -> list[str]:
+    return sorted(n for n in os.listdir(NETNS) if n.startswith(f"wfpcap-{pid}-")) if NETNS.is_dir() else []
+
+
+def forked_children(pid: int) -> list[int]:
+    """Children that are forks of `pid` (same command line): the sender process."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and (entry / "cmdline").read_bytes() == cmdline:
+                out.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                return True  # dead, waiting for its (dead) parent's reaper
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def started_in(tmp_path: Path, phase: str):
+    live = tmp_path / "live"
+    child = start(scenario_cmd(tmp_path / "reports", "--backend", "nflog", "-k", SELECT[phase]), live)
+    wait_for_phase(child, live, phase, timeout=240)
+    senders = forked_children(child.pid)
+    names = namespaces_of(child.pid)
+    assert names and senders, (names, senders)
+    return child, live, names, senders
+
+
+@pytest.mark.parametrize("phase", ["calibration", "burst", "drain", "sustained"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_leave_nothing_and_a_report_marked_interrupted(tmp_path, phase, signum):
+    child, live, names, senders = started_in(tmp_path, phase)
+    child.send_signal(signum)
+    t0 = time.monotonic()
+    out, err = child.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15, "cleanup took too long"
+    assert child.returncode == 128 + signum, (out[-1500:], err[-1500:])
+    assert namespaces_of(child.pid) == []                     # with it the nft table and the NFLOG group
+    assert all(gone(p) for p in senders)
+    assert "Traceback" not in err
+    [path] = summaries(tmp_path / "reports")
+    s = json.loads(path.read_text())
+    assert s["run"]["status"] == "interrupted", s["run"]
+    assert s["run"]["interrupted_at"]["experiment"] == phase
+    assert s["run"]["detail"].startswith(f"{signal.Signals(signum).name} during {phase}")
+    assert "This run is not complete" in path.with_name("report.html").read_text()
+
+
+@pytest.mark.parametrize("phase", ["calibration", "burst", "drain", "sustained"])
+def test_sigkill_the_sender_dies_with_the_run_and_the_next_run_removes_the_rest(tmp_path, phase):
+    child, live, names, senders = started_in(tmp_path, phase)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    assert all(gone(p) for p in senders), "the sender outlived its parent"
+    assert namespaces_of(child.pid) == names                  # a killed run cannot clean up after itself
+    # the next run removes what the dead one left, says so, and is itself interrupted at once
+    following = start(scenario_cmd(tmp_path / "next", "--backend", "nflog", "-k", SELECT["calibration"]), live)
+    wait_for_phase(following, live, "calibration", timeout=120)
+    following.send_signal(signal.SIGINT)
+    out, err = following.communicate(timeout=60)
+    assert namespaces_of(child.pid) == []
+    for name in names:
+        assert f"removed namespace {name}" in out
+    assert f"run pid {child.pid} (nflog) ended without cleaning up" in out
+    assert not (live / f"{child.pid}.json").exists()
+    killed = json.loads(summaries(tmp_path / "reports")[0].read_text())
+    assert killed["run"]["status"] == "running"               # on disk: never finished
