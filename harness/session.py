@@ -60,8 +60,13 @@ class SessionState:
     others: dict[int, live_runs.LiveRun] = field(default_factory=dict)
     handlers: dict[int, Any] = field(default_factory=dict)
     collected_all: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
 
     def on_signal(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:  # a forked child (sender, netns helper): die as if no handler were set
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if self.signal is not None or self.cleaning:
             self.later_signals += 1
             os.write(2, b"\nwfpcap: cleaning up; the platform is being closed and the report written, please wait\n")

@@ -21,8 +21,16 @@ SELECT = {"calibration": "burst_capacity", "burst": "burst_capacity", "drain": "
 NETNS = Path("/var/run/netns")
 
 
-def namespaces_of(pid: int) -> list[str]:
-    return sorted(n for n in os.listdir(NETNS) if n.startswith(f"wfpcap-{pid}-")) if NETNS.is_dir() else []
+def namespaces_of(pid: int, settle_s: float = 0.5) -> list[str]:
+    """The run's namespaces. Another run's `ip netns add` remounts the folder, which can hide its
+    entries for a moment, so the answer is the union of what is seen over `settle_s`."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        if NETNS.is_dir():
+            seen |= {n for n in os.listdir(NETNS) if n.startswith(f"wfpcap-{pid}-")}
+        time.sleep(0.02)
+    return sorted(seen)
 
 
 def forked_children(pid: int) -> list[int]:

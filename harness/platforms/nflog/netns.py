@@ -8,6 +8,7 @@ import re
 import secrets
 import socket
 import subprocess
+import time
 
 from pyroute2 import netns as pr_netns
 
@@ -79,7 +80,15 @@ def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socke
     """A socket that lives in the namespace (created by a short-lived child that entered it).
     flags=0: never create the namespace (pyroute2's default O_CREAT would quietly make a new,
     empty one, loopback down, whenever the name is briefly not visible)."""
-    return pr_netns.create_socket(name, family, kind, proto, flags=0)
+    for attempt in range(50):
+        try:
+            return pr_netns.create_socket(name, family, kind, proto, flags=0)
+        except FileNotFoundError:
+            # another run's `ip netns add` remounts /run/netns, hiding names for a moment
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def nft(name: str, script: str) -> str:
