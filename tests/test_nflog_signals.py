@@ -108,9 +108,11 @@ def test_sigkill_the_sender_dies_with_the_run_and_the_next_run_removes_the_rest(
     following.send_signal(signal.SIGINT)
     out, err = following.communicate(timeout=60)
     assert namespaces_of(child.pid) == []
-    for name in names:
-        assert f"removed namespace {name}" in out
-    assert f"run pid {child.pid} (nflog) ended without cleaning up" in out
+    assert f"run pid {child.pid} (nflog) ended without cleaning up" in out, out[-3000:]
+    # the namespace is removed by the first nflog run that starts (on a shared machine that may be
+    # another one); when it was this one, it says so
+    said = [name for name in names if f"removed namespace {name}" in out]
+    assert said == names or not said
     assert not (live / f"{child.pid}.json").exists()
     killed = json.loads(summaries(tmp_path / "reports")[0].read_text())
     assert killed["run"]["status"] == "running"               # on disk: never finished
