@@ -3,7 +3,9 @@
 Numbers from include/uapi/linux/netfilter/nfnetlink_log.h and linux/netlink.h. Packet messages
 are parsed in bulk: every message the kernel builds for our fixed-size test packets has the same
 layout, so the layout is learned from the first message of a datagram and the fields of all of
-them are read with numpy strides; anything irregular falls back to a plain walk.
+them are read with numpy strides; anything irregular falls back to a plain walk. A message that
+is cut or whose attributes overrun it raises MalformedMessage: never a record read from the wrong
+bytes.
 """
 from __future__ import annotations
 
@@ -72,6 +74,10 @@ def ack_error(data: bytes) -> int:
     return -struct.unpack_from("=i", data, NLMSG_HDR.size)[0]
 
 
+class MalformedMessage(ValueError):
+    """A datagram the kernel cannot have sent whole (cut, or lengths that overrun it)."""
+
+
 @dataclass
 class Events:
     """Fields of the logged packets in one datagram, in arrival order."""
@@ -92,7 +98,13 @@ class Layout:
     seq_at: int        # offset of the be32 NFULA_SEQ value
     payload_at: int    # offset of the IP packet
     ts_at: int         # offset of the timestamp (two be64), -1 if absent
+    heads_at: tuple[int, ...]  # offsets of the attribute headers
     signature: bytes   # the attribute headers, to check that other messages match
+
+    def matches(self, raw: np.ndarray) -> bool:
+        """Every row (one message each) has this layout's attribute headers where it has them."""
+        cols = np.add.outer(np.asarray(self.heads_at), np.arange(NLA.size)).ravel()
+        return bool(np.all(raw[:, cols] == np.frombuffer(self.signature, dtype=np.uint8)))
 
 
 class PacketParser:
@@ -105,35 +117,53 @@ class PacketParser:
         self.slow_messages = 0
 
     def _learn(self, buf: memoryview, start: int) -> Layout | None:
+        """The layout of the packet message at `start`; None if it carries no harness packet (no
+        payload, or one too short to hold the sequence number)."""
         length = NLMSG_HDR.unpack_from(buf, start)[0]
-        pos = start + NLMSG_HDR.size + NFGEN.size
         end = start + length
+        if length < NLMSG_HDR.size + NFGEN.size or end > len(buf):
+            raise MalformedMessage(f"NFLOG message at byte {start} claims {length} bytes, "
+                                   f"{len(buf) - start} remain")
+        pos = start + NLMSG_HDR.size + NFGEN.size
         seq_at = payload_at = ts_at = -1
+        heads_at: list[int] = []
         signature = bytearray()
-        while pos + NLA.size <= end:
+        while pos < end:
+            if pos + NLA.size > end:
+                raise MalformedMessage(f"NFLOG message at byte {start}: attribute header cut at byte {pos}")
             alen, kind = NLA.unpack_from(buf, pos)
-            if alen < NLA.size:
-                return None
+            if alen < NLA.size or pos + alen > end:
+                raise MalformedMessage(f"NFLOG message at byte {start}: attribute of {alen} bytes at byte {pos} "
+                                       f"overruns the message ({end - pos} left)")
+            heads_at.append(pos - start)
             signature += bytes(buf[pos:pos + NLA.size])
+            size = alen - NLA.size
             kind &= 0x7FFF
             if kind == NFULA_SEQ:
+                if size < 4:
+                    raise MalformedMessage(f"NFLOG message at byte {start}: sequence attribute of {size} bytes")
                 seq_at = pos + NLA.size - start
             elif kind == NFULA_PAYLOAD:
-                payload_at = pos + NLA.size - start
-                if alen - NLA.size < self.seq_offset + 8:
+                if size < self.seq_offset + 8:
                     return None
+                payload_at = pos + NLA.size - start
             elif kind == NFULA_TIMESTAMP:
+                if size < 16:
+                    raise MalformedMessage(f"NFLOG message at byte {start}: timestamp attribute of {size} bytes")
                 ts_at = pos + NLA.size - start
             pos += _align(alen)
-        if seq_at < 0 or payload_at < 0:
+        if payload_at < 0:
             return None
-        return Layout(_align(length), seq_at, payload_at, ts_at, bytes(signature))
+        if seq_at < 0:
+            raise MalformedMessage(f"NFLOG message at byte {start} has no sequence number (NFULNL_CFG_F_SEQ not set?)")
+        return Layout(_align(length), seq_at, payload_at, ts_at, tuple(heads_at), bytes(signature))
 
     def parse(self, data: bytes | bytearray | memoryview, nbytes: int | None = None) -> Events:
         buf = memoryview(data)[: nbytes if nbytes is not None else len(data)]
         if len(buf) < NLMSG_HDR.size:
-            return Events.empty()
-        if self.layout is None or NLMSG_HDR.unpack_from(buf, 0)[0] != self.layout.length:
+            return self._walk(buf)  # empty, or a cut header
+        length, kind = NLMSG_HDR.unpack_from(buf, 0)[:2]
+        if kind == MSG_PACKET and (self.layout is None or length != self.layout.length):
             self.layout = self._learn(buf, 0)
         lay = self.layout
         if lay is not None:
@@ -142,12 +172,11 @@ class PacketParser:
             raw = np.frombuffer(buf[: k * lay.length], dtype=np.uint8).reshape(k, lay.length)
             lengths = raw[:, 0:4].copy().view("<u4").ravel()
             types = raw[:, 4:6].copy().view("<u2").ravel()
-            heads = raw[:, lay.seq_at - 4:lay.seq_at]
-            if k and np.all(lengths == lay.length) and np.all(types == MSG_PACKET) and np.all(heads == heads[0]):
+            if k and np.all(lengths == lay.length) and np.all(types == MSG_PACKET) and lay.matches(raw):
                 events = self._bulk(raw, lay)
                 rest = buf[k * lay.length:]
-                if len(rest) > NLMSG_HDR.size and NLMSG_HDR.unpack_from(rest, 0)[1] == MSG_PACKET:
-                    tail = self._walk(rest)
+                if len(rest):  # the NLMSG_DONE that ends a batch, or messages of another layout
+                    tail = self._walk(rest, k * lay.length)
                     return Events(*(np.concatenate((a, b)) for a, b in zip(
                         (events.payload_seq, events.nflog_seq, events.timestamp_ns),
                         (tail.payload_seq, tail.nflog_seq, tail.timestamp_ns))))
@@ -159,30 +188,36 @@ class PacketParser:
         at = lay.payload_at + self.seq_offset
         seq = raw[:, at:at + 8].copy().view(">u8").ravel().astype(np.int64)
         if lay.ts_at >= 0:
-            t = raw[:, lay.ts_at:lay.ts_at + 16].copy().view(">u8").reshape(-1, 2).astype(np.int64)
+            t = raw[:, lay.ts_at:lay.ts_at + 16].copy().view(">i8").reshape(-1, 2).astype(np.int64)
             ts = t[:, 0] * 1_000_000_000 + t[:, 1] * 1_000
         else:
             ts = np.full(len(seq), -1, dtype=np.int64)
         return Events(seq, nf_seq, ts)
 
-    def _walk(self, buf: memoryview) -> Events:
-        """One message at a time, for datagrams whose messages differ (never on the hot path)."""
-        seqs, nfs, tss = [], [], []
+    def _walk(self, buf: memoryview, at: int = 0) -> Events:
+        """One message at a time, for datagrams whose messages differ (never on the hot path).
+        `at`: where `buf` starts in the datagram, for error messages."""
+        seqs, nfs, secs, usecs, stamped = [], [], [], [], []
         pos = 0
-        while pos + NLMSG_HDR.size <= len(buf):
+        while pos < len(buf):
+            if pos + NLMSG_HDR.size > len(buf):
+                raise MalformedMessage(f"netlink header cut at byte {at + pos} ({len(buf) - pos} bytes left)")
             length, kind = NLMSG_HDR.unpack_from(buf, pos)[:2]
-            if length < NLMSG_HDR.size:
-                break
+            if length < NLMSG_HDR.size or pos + length > len(buf):
+                raise MalformedMessage(f"netlink message at byte {at + pos} claims {length} bytes, "
+                                       f"{len(buf) - pos} remain")
             if kind == MSG_PACKET:
                 lay = self._learn(buf, pos)
                 if lay is not None:
                     self.slow_messages += 1
                     nfs.append(struct.unpack_from(">I", buf, pos + lay.seq_at)[0])
-                    seqs.append(struct.unpack_from(">Q", buf, pos + lay.payload_at + self.seq_offset)[0])
-                    if lay.ts_at >= 0:
-                        sec, usec = struct.unpack_from(">QQ", buf, pos + lay.ts_at)
-                        tss.append(sec * 1_000_000_000 + usec * 1_000)
-                    else:
-                        tss.append(-1)
+                    # signed, as the bulk path's int64 view reads it
+                    seqs.append(struct.unpack_from(">q", buf, pos + lay.payload_at + self.seq_offset)[0])
+                    sec, usec = struct.unpack_from(">qq", buf, pos + lay.ts_at) if lay.ts_at >= 0 else (0, 0)
+                    stamped.append(lay.ts_at >= 0)
+                    secs.append(sec)
+                    usecs.append(usec)
             pos += _align(length)
-        return Events(np.asarray(seqs, np.int64), np.asarray(nfs, np.int64), np.asarray(tss, np.int64))
+        sec, usec = np.asarray(secs, np.int64), np.asarray(usecs, np.int64)
+        ts = np.where(np.asarray(stamped, bool), sec * 1_000_000_000 + usec * 1_000, -1)
+        return Events(np.asarray(seqs, np.int64), np.asarray(nfs, np.int64), ts.astype(np.int64))

@@ -242,6 +242,7 @@ class WfpPlatform:
         ours = c["filter_id"] == self.filters.filter_id
         telemetry = {
             "subscribe_version": subscription.version, "other_events": subscription.other_events,
+            "incomplete_events": subscription.incomplete_events,
             "callback_threads": len(subscription.callback_threads),
             "events_from_other_filters": int((~ours).sum()),
             "layer_ids": sorted({int(x) for x in np.unique(c["layer_id"])}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes as C
 import threading
+from dataclasses import dataclass
 from typing import Callable
 
 from harness.platforms.wfp import abi
@@ -23,6 +24,46 @@ def filetime_to_unix_ns(ft: abi.FILETIME) -> int:
     return (ticks - FILETIME_UNIX_EPOCH) * 100
 
 
+@dataclass(frozen=True)
+class Drop:
+    """What the harness keeps of one CLASSIFY_DROP event."""
+
+    port: int        # the harness's destination port as WFP reports it for the layer
+    unix_ns: int
+    layer_id: int
+    filter_id: int
+    is_loopback: int
+    direction: int
+    remote_v4: int   # host order, as WFP reports IPv4
+
+
+class IncompleteEvent(ValueError):
+    """A classify-drop event without the fields a harness drop has (the header's flags say which
+    are set; an unset field holds whatever was in memory)."""
+
+
+def decode_drop(e, inbound: bool) -> Drop | None:
+    """The drop in one FWPM_NET_EVENTn; None for other event types. Raises IncompleteEvent when the
+    header does not say the port and address are set or the event is not IPv4: reading them anyway
+    would give a record of the wrong port or address."""
+    if e.type != K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]:
+        return None
+    if not e.classifyDrop:
+        raise IncompleteEvent("classify-drop event without its drop data")
+    h, drop = e.header, e.classifyDrop.contents
+    port_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET"]
+    addr_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET"]
+    needed = port_flag | addr_flag | K["FWPM_NET_EVENT_FLAG_IP_VERSION_SET"]
+    if h.flags & needed != needed:
+        raise IncompleteEvent(f"classify-drop event with header flags {h.flags:#x}, needs {needed:#x}")
+    if h.ipVersion != K["FWP_IP_VERSION_V4"]:
+        raise IncompleteEvent(f"classify-drop event of IP version {h.ipVersion}, not IPv4")
+    return Drop(port=h.localPort if inbound else h.remotePort,
+                unix_ns=filetime_to_unix_ns(h.timeStamp), layer_id=drop.layerId, filter_id=drop.filterId,
+                is_loopback=int(getattr(drop, "isLoopback", 0)), direction=int(getattr(drop, "msFwpDirection", 0)),
+                remote_v4=h.localAddrV4 if inbound else h.remoteAddrV4)
+
+
 class Subscription:
     """`on_drop(port, unix_ns, layer_id, filter_id, is_loopback, direction, remote_v4)` runs for each
     drop event; `port` is the harness's destination port as WFP reports it for the layer."""
@@ -32,6 +73,7 @@ class Subscription:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
         self.version = lib.subscribe_version
         self.other_events = 0
+        self.incomplete_events = 0  # classify drops that lack the port, address or IPv4 (decode_drop)
         self.callback_threads: set[int] = set()
         self._keep = []
         sub = abi.FWPM_NET_EVENT_SUBSCRIPTION0()
@@ -50,15 +92,15 @@ class Subscription:
 
     def _on_event(self, context, event) -> None:
         self.callback_threads.add(threading.get_ident())
-        e = event.contents
-        if e.type != K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"] or not e.classifyDrop:
+        try:
+            d = decode_drop(event.contents, self.inbound)
+        except IncompleteEvent:  # another filter's drop (IPv6, no ports): counted, never misread
+            self.incomplete_events += 1
+            return
+        if d is None:
             self.other_events += 1
             return
-        h, drop = e.header, e.classifyDrop.contents
-        port = h.localPort if self.inbound else h.remotePort
-        remote = h.localAddrV4 if self.inbound else h.remoteAddrV4  # host order, as WFP reports IPv4
-        self.on_drop(port, filetime_to_unix_ns(h.timeStamp), drop.layerId, drop.filterId,
-                     int(getattr(drop, "isLoopback", 0)), int(getattr(drop, "msFwpDirection", 0)), remote)
+        self.on_drop(d.port, d.unix_ns, d.layer_id, d.filter_id, d.is_loopback, d.direction, d.remote_v4)
 
     def close(self) -> None:
         if not self.events:
