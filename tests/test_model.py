@@ -111,7 +111,7 @@ def test_model_param_overrides():
     assert p.queue_limit == 128 and p.batch_turnaround_us == 50.5
     with pytest.raises(ValueError, match="unknown model parameter"):
         ModelParams.from_overrides({"queue": "1"})
-    with pytest.raises(ValueError, match="needs a number"):
+    with pytest.raises(ValueError, match="needs a whole number"):
         ModelParams.from_overrides({"queue_limit": "many"})
 
 

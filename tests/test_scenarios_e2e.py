@@ -45,5 +45,5 @@ def test_disagreeing_expectation_fails_with_values_and_still_reports(tmp_path):
 def test_bad_option_is_one_clear_line(tmp_path):
     p = run_scenarios(tmp_path, "--model-param", "queue_limit=lots")
     assert p.returncode == 2
-    assert "wfpcap: model parameter queue_limit needs a number" in p.stdout + p.stderr
+    assert "wfpcap: model parameter queue_limit needs a whole number" in p.stdout + p.stderr
     assert "Traceback" not in p.stdout + p.stderr
