@@ -3,13 +3,13 @@ nothing opened (no platform, no run folder) before it is refused."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
+from harness.cli import main as cli_main
 from harness.inputs import BadInput
 from harness.session import RUN_OPTIONS, run_options
-from session_runs import ROOT, run, scenario_cmd
+from session_runs import run, scenario_cmd
 
 
 class Options:
@@ -120,7 +120,12 @@ def test_the_session_refuses_before_opening_anything(tmp_path):
     (["compare", "/nonexistent"], "/nonexistent does not exist"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_wfpcap_arguments(args, line):
-    p = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 2, (args, p.stdout, p.stderr)
-    assert p.stderr.startswith("wfpcap: ") and p.stderr.count("\n") == 1 and line in p.stderr, p.stderr
+def test_wfpcap_arguments(args, line, capsys):
+    """In-process (the entry point as a process: tests/test_report.py::test_cli_bad_input_is_one_line)."""
+    try:
+        rc = cli_main(args)
+    except SystemExit as exc:  # argparse refuses before main's body
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2, (args, err)
+    assert err.startswith("wfpcap: ") and err.count("\n") == 1 and line in err, err
