@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes as C
 import struct
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.subscription import IncompleteEvent, decode_drop, filetime_to_unix_ns
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ---------------------------------------------------------------- NFLOG: messages as the kernel builds them
 NFULA_PACKET_HDR, NFULA_IFINDEX_INDEV = 1, 4
