@@ -10,7 +10,8 @@ from harness.analysis.backlog import peak_backlog
 from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_capacity
 from harness.experiments.drain import DrainOutcome, measure_drain
 from harness.experiments.inline_copy import compare_inline_copy
-from harness.experiments.sustained import NdrConfig, search_ndr
+from harness.analysis.verdict import Verdict
+from harness.experiments.sustained import NdrConfig, measure_onset, search_ndr
 from harness.experiments.template import measure_template
 from harness.inputs import BadInput
 from harness.inputs import expectations as read_expectations
@@ -36,20 +37,26 @@ class Profile:
     ndr: NdrConfig
     ndr_realtime: NdrConfig
     callback_costs_us: tuple[float, ...]
-    drain_quiet_s: float = 0.5
+    drain_quiet_s: float = 0.25
     drain_cost_us: float = 5.0
     drain_cost_cv: float = 0.2
     inline_copy_work_us: float = 100.0
 
 
+# NDR searches judge short trials by their backlog slope and confirm with one loss trial
+# (experiments/sustained.py). In virtual time trials cost CPU only, so they start short and a
+# confirmation may be long; in real time, trials start at 0.25 s and the confirmation is bounded
+# (the overload it could not have seen is reported as its confirmed resolution).
 PROFILES = {
     "quick": Profile("quick", BurstConfig(repetitions=1, verify=1),
-                     NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0),
-                     NdrConfig(resolution=0.05, max_iterations=8, max_duration_s=20.0, confirm_factor=2.0),
+                     NdrConfig(resolution=0.02, trial_s=0.02, max_trial_s=16.0, max_confirm_s=300.0),
+                     NdrConfig(resolution=0.02, trial_s=0.25, max_trial_s=2.0, max_confirm_s=6.0,
+                               max_confirmations=2, max_trials=16, quiet_s=0.3),
                      (20.0, 100.0, 500.0)),
     "full": Profile("full", BurstConfig(repetitions=3, verify=2),
-                    NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=1200.0),
-                    NdrConfig(resolution=0.02, max_iterations=14, max_duration_s=600.0),
+                    NdrConfig(resolution=0.01, trial_s=0.02, max_trial_s=64.0, max_confirm_s=1200.0),
+                    NdrConfig(resolution=0.01, trial_s=0.5, max_trial_s=8.0, max_confirm_s=60.0,
+                              max_confirmations=3, quiet_s=0.5),
                     (5.0, 20.0, 100.0, 500.0, 2000.0), drain_quiet_s=2.0),
 }
 
@@ -152,10 +159,31 @@ class Campaign:
             return row
         return self._once(f"ndr:{cost_us}", compute)
 
+    def capacity_range(self) -> tuple[int | None, int | None]:
+        """The burst capacity with its measured spread: the search's repetitions and the plateau
+        of the oversized bursts."""
+        burst = self.burst()
+        values = [v for v in (burst.capacity.value, burst.plateau.evidence.get("min"),
+                              burst.plateau.evidence.get("max"), *burst.searches) if v]
+        return (min(values), max(values)) if values else (None, None)
+
+    def onset(self) -> dict[str, Any]:
+        """Loss onset, overloaded at 1.5 x the measured mu of the middle callback cost."""
+        def compute() -> dict[str, Any]:
+            costs = self.profile.callback_costs_us
+            row = self.ndr(costs[len(costs) // 2])
+            low, high = self.capacity_range()
+            out = measure_onset(self.platform, self.base_spec(), self.store, row, low, high,
+                                self.drain().queue_limit.value)
+            self.store.sections["onset"] = out
+            self.store.write_summary()
+            return out
+        return self._once("onset", compute)
+
     def inline_copy(self, rate: float, duration_s: float) -> dict[str, Any]:
         def compute() -> dict[str, Any]:
             out = compare_inline_copy(self.platform, self.base_spec(), self.store, self.profile.inline_copy_work_us,
-                                      rate, duration_s)
+                                      rate, duration_s, self.burst().capacity.value)
             self.store.sections["inline_copy"] = {"work_us": self.profile.inline_copy_work_us,
                                                   "rate_per_s": rate, "duration_s": duration_s, **out}
             self.store.write_summary()
@@ -174,3 +202,9 @@ class Campaign:
     def check(self, name: str, passed: bool, measured: Any, expected: Any, message: str) -> None:
         """Record an expectation check in the report; the scenario then asserts it."""
         self.store.add_check(name, passed, measured, expected, message)
+
+    def verdict(self, name: str, v: Verdict) -> Verdict:
+        """Record a pass / fail / inconclusive verdict in the report (an inconclusive one is not a
+        failure: it carries the spread that kept it from deciding)."""
+        self.store.add_check(name, not v.failed, v.measured, v.expected, v.message, verdict=v.status, spread=v.spread)
+        return v

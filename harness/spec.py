@@ -65,6 +65,12 @@ class Condition:
         if self.high is not None:
             _check(self.field == "remote_port", "only remote_port conditions take a range")
             _check(int(self.value) <= self.high, "template port range low must not exceed high")
+        if self.field == "remote_address":  # an address or a prefix (WFP: FWP_UINT32 or FWP_V4_ADDR_MASK)
+            try:
+                ipaddress.IPv4Network(str(self.value))
+            except ValueError:
+                raise ValueError(f"template remote_address must be an IPv4 address or prefix such as "
+                                 f"127.1.0.0/16, got {self.value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
 """How many events the next queue holds: read from the batch structure of a drain."""
+from harness.analysis.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from verdicts import settle
 
 
 def test_queue_limit_matches_expectation(campaign):
@@ -8,19 +10,24 @@ def test_queue_limit_matches_expectation(campaign):
     if want is None:  # null: not checked, the measured value is reported
         campaign.check("next-queue limit", True, q.value, "not set", f"measured queue limit {q.value}")
         return
-    passed = q.value == want
-    campaign.check("next-queue limit", passed, q.value, want,
-                   f"measured queue limit {q.value} ({q.reason or q.method}), expected {want}")
-    assert passed, f"measured queue limit {q.value} ({q.reason or 'from drain batches'}); expected {want}"
+    if not q.detectable:  # batches could not be seen: nothing measured to compare
+        verdict = Verdict(INCONCLUSIVE, None, want, f"queue limit {q.reason}; expected {want}")
+    else:
+        verdict = Verdict(PASS if q.value == want else FAIL, q.value, want,
+                          f"measured queue limit {q.value} ({q.method}), expected {want}")
+    settle(campaign, "next-queue limit", verdict)
 
 
 def test_backlog_reaches_capacity(campaign):
-    """The backlog seen from records at the end of a held burst holds every event the path kept:
-    it must agree with the burst capacity (5 %: a real kernel's plateau varies by a few %)."""
+    """The backlog seen from records at the end of a held burst holds every event the path kept
+    (but the one in the held callback): it is one more reading of the burst capacity, and must lie
+    within the range of the others."""
     drain = campaign.drain()
     peak = int(drain.backlog["backlog"].max())
-    cap = campaign.burst().capacity.value
-    passed = abs(peak - (cap - 1)) <= max(2, 0.05 * cap)
-    campaign.check("peak backlog vs burst capacity", passed, peak, f"{cap - 1} +/- 5%",
-                   f"peak backlog {peak} while held; burst capacity {cap} (one event is in the held callback)")
-    assert passed, f"peak backlog {peak} does not match burst capacity {cap} - 1"
+    low, high = campaign.capacity_range()
+    step = campaign.burst().capacity.evidence.get("resolution") or 1
+    passed = low is not None and low - step <= peak + 1 <= high + step
+    settle(campaign, "peak backlog vs burst capacity",
+           Verdict(PASS if passed else FAIL, peak, f"{low - 1 - step} .. {high - 1 + step}" if low else "a capacity",
+                   f"peak backlog {peak} while held (one more event is in the held callback); burst capacity "
+                   f"readings {low} .. {high}, search step {step}", {"low": low, "high": high, "step": step}))

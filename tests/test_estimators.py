@@ -115,21 +115,3 @@ def test_stray_pauses_inside_batches_are_rejoined():
         t[at:] += 40_000
     q, first = estimate_queue_limit(t, held=True)
     assert q.value == 16 and q.evidence["strays"] == 4
-
-
-@pytest.mark.parametrize("cost_us", [50.0, 200.0])
-def test_ndr_and_pdr_bracket_the_true_service_rate(tmp_path, cost_us):
-    from harness.experiments.sustained import NdrConfig, search_ndr
-    p = ModelParams(system_buffer=2000)
-    platform = ModelPlatform(p)
-    store = ResultStore(tmp_path, fingerprint(platform.describe()), platform.name)
-    base = TrialSpec(TrafficSpec(count=1), SubscriberSpec())
-    cap = p.true_burst_capacity()
-    s = (cost_us + p.per_event_overhead_us) * 1e-6
-    mu = p.queue_limit / (p.queue_limit * s + p.batch_turnaround_us * 1e-6)  # saturated throughput
-    ndr = search_ndr(platform, base, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01))
-    pdr = search_ndr(platform, base, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01, loss_tolerance=0.05))
-    step = ndr["resolution_per_s"]
-    assert mu - 2 * step <= ndr["rate_per_s"] <= mu + ndr["unresolvable_overload_per_s"]
-    # 5 % loss allowed: the buffer fills, then the path delivers mu of the offered rate
-    assert ndr["rate_per_s"] < pdr["rate_per_s"] <= mu / 0.95 + 2 * step

@@ -13,13 +13,13 @@ from harness.traffic.safety import UnsafeDestination, check_destinations
 
 
 def test_compiled_packets_match_what_scapy_would_build():
-    spec = TrialSpec(TrafficSpec(count=3000, remote_addresses=("127.0.0.1", "127.0.0.2", "127.9.9.9")),
+    spec = TrialSpec(TrafficSpec(count=3000, remote_addresses=("127.0.0.1", "127.0.0.2", "127.9.0.9")),
                      filter=FilterSpec(remote_port_low=30000, remote_port_high=30999))
     batch = compile_packets(plan_traffic(spec))
     for k in (0, 1, 2, 999, 1000, 2999):
         pkt = IP(bytes(batch.data[k]))
         base = ipaddress.IPv4Address(spec.traffic.remote_addresses[k % 3])
-        assert pkt.dst == str(base + ((k // 1000) << 16))  # ports used up: next second octet
+        assert pkt.dst == str(base + ((k // 1000) << 8))  # ports used up: next third octet
         assert pkt[UDP].dport == 30000 + k % 1000
         assert int.from_bytes(bytes(pkt[UDP].payload)[:8], "big") == k
         fresh = pkt.copy()
@@ -36,7 +36,7 @@ def test_every_packet_has_its_own_tuple_and_the_tuple_gives_back_its_number():
     tuples = plan.remote_v4 * 65536 + plan.remote_port
     assert len(np.unique(tuples)) == 25_000
     assert all(plan.decode(int(a), int(p)) == s for a, p, s in zip(plan.remote_v4, plan.remote_port, plan.seq))
-    assert str(ipaddress.IPv4Address(int(plan.remote_v4[-1]))) == "127.2.0.1"
+    assert str(ipaddress.IPv4Address(int(plan.remote_v4[-1]))) == "127.0.2.1"
     with pytest.raises(ValueError, match="remote tuples"):
         plan_traffic(spec.with_count(10_000 * 257))
 
@@ -90,3 +90,38 @@ def test_refuses_anything_but_loopback(address):
 def test_allows_loopback_and_own_namespace_addresses():
     check_destinations(["127.0.0.1", "127.255.0.3"])
     check_destinations(["10.200.0.2"], own_namespace_addresses=["10.200.0.2"])
+
+
+@pytest.mark.parametrize("count", [1, 7, 4_000, 40_001, 40_004, 160_005, 1_000_003])
+def test_template_matches_the_same_share_of_every_trial_size(count):
+    """The template experiment's mix: a quarter of every trial matches, however often the ports wrap."""
+    from harness.experiments.template import MIXED_ADDRESSES, template_for
+    spec = TrialSpec(TrafficSpec(count=count, remote_addresses=MIXED_ADDRESSES), template=template_for())
+    plan = plan_traffic(spec)
+    assert int(plan.expected.sum()) == -(-count // 4)  # ceil(count / 4): packets 0, 4, 8, ...
+    assert plan.expected[::4].all() and not plan.expected[1::4].any()
+    tuples = plan.remote_v4 * 65536 + plan.remote_port
+    assert len(np.unique(tuples)) == count
+    picks = np.linspace(0, count - 1, min(count, 50)).astype(int)
+    assert all(plan.decode(int(plan.remote_v4[i]), int(plan.remote_port[i])) == i for i in picks)
+
+
+def test_mixed_addresses_must_share_the_octet_that_numbers_the_wraps():
+    spec = TrialSpec(TrafficSpec(count=10, remote_addresses=("127.0.0.1", "127.0.5.1")))
+    with pytest.raises(ValueError, match="third octet"):
+        plan_traffic(spec)
+
+
+def test_a_late_sender_reports_its_lag_in_packets():
+    """A 20 ms stall at 10,000 packets/s leaves 200 packets due and unsent: the burst it releases
+    when it catches up. The average rate is still met, so the trial stays trusted by the generator;
+    a quarter of the trial behind is a different load and is not."""
+    traffic = TrafficSpec(count=10_000, pacing="constant", rate_per_s=10_000)
+    offsets = deadlines_ns(traffic)
+    stalled = offsets.copy()
+    stalled[1000:1200] = offsets[1200]  # nothing sent for 20 ms, then the 200 due ones at once
+    report = generator_report(traffic, stalled, offsets, 0)
+    assert report["lag_max_events"] == 200 and report["trusted"]
+    stalled[1000:4000] = offsets[4000]  # 300 ms: 30 % of the trial behind
+    late = generator_report(traffic, stalled, offsets, 0)
+    assert late["lag_max_events"] == 3000 and not late["trusted"] and "behind schedule" in late["reason"]

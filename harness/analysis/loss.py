@@ -31,11 +31,18 @@ class LossSummary:
                 "loss_onset_s": self.onset_s}
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values. (np.unique takes seconds on a million nearly sorted int64 here: its
+    hash path; one sort and a comparison take milliseconds.)"""
+    s = np.sort(np.asarray(values))
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s
+
+
 def loss_by_sequence(sent: pd.DataFrame, delivered: pd.DataFrame) -> LossSummary:
     expected_mask = sent["expected"].to_numpy() if "expected" in sent else np.ones(len(sent), bool)
     expected_seq = sent["seq"].to_numpy()[expected_mask]
     got = delivered["seq"].to_numpy()
-    unique_got = np.unique(got)
+    unique_got = distinct(got)
     hit = np.isin(expected_seq, unique_got)
     lost_seq = expected_seq[~hit]
     delivered_ok = expected_seq[hit]

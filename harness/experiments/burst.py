@@ -69,7 +69,10 @@ def search_burst_capacity(platform: Platform, base: TrialSpec, store: ResultStor
         capacity.value = int(np.median(found))
         capacity.evidence.update({"searches": found, "min": int(min(found)), "max": int(max(found)),
                                   "std": float(np.std(found))})
-    return BurstOutcome(capacity, plateau(trials), found, trials)
+    top = plateau(trials)
+    capacity.evidence["rests_on"] = [int(t) for t in trials.loc[trials["search"] >= 0, "trial"]]
+    top.evidence["rests_on"] = [int(t) for t in trials.loc[trials["lost"] > 0, "trial"]]
+    return BurstOutcome(capacity, top, found, trials)
 
 
 def _search_once(platform: Platform, spec: TrialSpec, store: ResultStore, config: BurstConfig,

@@ -1,8 +1,11 @@
-"""Run one trial and record it at once (or, in a resumed run, hand back the stored one)."""
+"""Run one trial and record it at once (or, in a resumed run, hand back the stored one), with what
+the machine was doing meanwhile."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from harness.analysis.trust import trial_trust
+from harness.interference import Probe, flags
 from harness.platforms.base import Platform, TrialResult
 from harness.report.store import ResultStore
 from harness.spec import TrialSpec
@@ -12,8 +15,11 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
                  keep_events: bool = False, derive: Callable[[TrialResult], dict[str, Any]] | None = None,
                  **extra: Any) -> tuple[TrialResult | None, dict[str, Any]]:
     """The trial's result and its row. `derive(result)` adds columns computed from the whole result
-    (kept in the row, so that a resumed run has them). A replayed trial's result is None unless
-    its events were kept: experiments read rows, and whole results only where they kept events."""
+    (served rate, backlog slope, trust...; kept in the row, so that a resumed run has them). A
+    replayed trial's result is None unless its events were kept: experiments read rows, and whole
+    results only where they kept events. Every row says whether its generator delivered the load
+    (`trusted`); interference is measured around real-time trials only: a simulation is not slowed
+    by its neighbours."""
     store.at(experiment)
     row = store.replay.take(experiment, spec, extra) if store.replay is not None else None
     if row is not None:
@@ -22,7 +28,17 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         if skip is not None:
             skip()
         return (store.replay.result(row, spec, experiment) if keep_events else None), row
+    probe = None if platform.capabilities.virtual_time else Probe()
+    if probe is not None:
+        probe.begin()
     result = platform.run_trial(spec)
-    row = store.record_trial(experiment, result, keep_events=keep_events,
-                             derived=derive(result) if derive else None, **extra)
+    columns: dict[str, Any] = probe.end() if probe is not None else {}
+    if derive is not None:
+        columns.update(derive(result))
+    if "trusted" not in columns:
+        columns.update(trial_trust(result.generator, None))
+    if probe is not None:
+        seen = {**{f"gen_{k}": v for k, v in (result.generator or {}).items()}, **columns}
+        columns["interference"] = "; ".join(flags(seen))
+    row = store.record_trial(experiment, result, keep_events=keep_events, derived=columns, **extra)
     return result, row

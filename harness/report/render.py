@@ -16,6 +16,7 @@ from harness.files import write_atomic
 from harness.report import plots
 from harness.report.status import describe, status_of
 from harness.report.stored import read_summary, read_trials
+from harness.report import sustained as sustained_part
 
 HEADLINES = [
     ("burst_capacity", "Burst capacity", "longest burst delivered without loss (events)"),
@@ -78,6 +79,9 @@ def make_plots(run: Path) -> dict[str, Path]:
         out["loss_vs_rate"] = plots.loss_vs_rate(sustained, ndr, run / "loss_vs_rate.png")
     if "inline_copy" in experiments:
         out["inline_copy"] = plots.inline_copy_plot(experiments["inline_copy"], run / "inline_copy.png")
+    backlog_ndr = sustained_part.backlog_plot(run, summary, run / "backlog_vs_ndr.png")
+    if backlog_ndr:
+        out["backlog_vs_ndr"] = backlog_ndr
     return out
 
 
@@ -126,16 +130,15 @@ def _generator_lines(run: Path) -> list[str]:
 
 
 def _ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
-    rows = []
-    for r in summary["estimates"].get("ndr", []):
-        rows.append([_fmt(r["callback_cost_us"]), _fmt(r.get("callback_rate_per_s")), _fmt(r.get("rate_per_s")),
-                     _fmt(r.get("first_lossy_rate_per_s")), _fmt(r.get("trial_duration_s")),
-                     _fmt(r.get("unresolvable_overload_per_s")), "yes" if r.get("converged") else "no"])
-    return rows
+    return sustained_part.ndr_rows(summary)
 
 
-NDR_HEADER = ["callback cost (µs)", "1/cost (events/s)", "NDR (events/s)", "first lossy rate", "trial (s)",
-              "overload a trial cannot see (events/s)", "converged"]
+NDR_HEADER = sustained_part.NDR_HEADER
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    verdict = check.get("verdict") or ("pass" if check["passed"] else "fail")
+    return "FAIL" if verdict == "fail" else verdict
 
 
 def _machine(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -162,7 +165,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _headline_rows(summary)]
     if summary["checks"]:
         lines += ["", "## Expectations", "", "| check | result | measured | expected |", "|---|---|---|---|"]
-        lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_fmt(c['measured'])} | {c['expected']} |"
+        lines += [f"| {c['name']} | {_verdict(c)} | {_fmt(c['measured'])} | {c['expected']} |"
                   for c in summary["checks"]]
     ndr = _ndr_rows(summary)
     if ndr:
@@ -171,13 +174,21 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in ndr]
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
-    for key in ("inline_copy", "template"):
+    for key in ("inline_copy", "template", "onset"):
         if key in summary["experiments"]:
             lines += ["", f"## {key.replace('_', ' ')}", "", "```json",
                       json.dumps(summary["experiments"][key], indent=2), "```"]
     generator = _generator_lines(Path(summary["_run"]))
     if generator:
         lines += ["", "## Traffic generator", ""] + generator
+    run = Path(summary["_run"])
+    untrusted = sustained_part.untrusted_rows(run)
+    if untrusted:
+        lines += ["", "## Trials not used as evidence", "", "| " + " | ".join(sustained_part.UNTRUSTED_HEADER) + " |",
+                  "|" + "---|" * len(sustained_part.UNTRUSTED_HEADER)] + ["| " + " | ".join(r) + " |" for r in untrusted]
+    interference = sustained_part.interference_lines(run)
+    if interference:
+        lines += ["", "## Interference", ""] + interference
     if "ground_truth" in summary:
         lines += ["", "## Ground truth (model only)", "", "```json", json.dumps(summary["ground_truth"], indent=2), "```"]
     lines += ["", "## Machine", "", "| key | value |", "|---|---|"]
@@ -204,7 +215,7 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     parts += ["<h2>Headline estimates</h2>", _table(["estimate", "value", "meaning", "how"], _headline_rows(summary))]
     if summary["checks"]:
         parts += ["<h2>Expectations</h2>", _table(["check", "result", "measured", "expected", "message"], [
-            (c["name"], "pass" if c["passed"] else "FAIL", _fmt(c["measured"]), c["expected"], c["message"])
+            (c["name"], _verdict(c), _fmt(c["measured"]), c["expected"], c["message"])
             for c in summary["checks"]])]
     ndr = _ndr_rows(summary)
     if ndr:
@@ -213,13 +224,20 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     for name, path in figures.items():
         data = base64.b64encode(path.read_bytes()).decode()
         parts.append(f'<figure><img alt="{e(name)}" src="data:image/png;base64,{data}"></figure>')
-    for key in ("inline_copy", "template"):
+    for key in ("inline_copy", "template", "onset"):
         if key in summary["experiments"]:
             parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
                       f"<pre>{e(json.dumps(summary['experiments'][key], indent=2))}</pre>"]
     generator = _generator_lines(Path(summary["_run"]))
     if generator:
         parts += ["<h2>Traffic generator</h2>"] + [f"<p>{e(line)}</p>" for line in generator]
+    run = Path(summary["_run"])
+    untrusted = sustained_part.untrusted_rows(run)
+    if untrusted:
+        parts += ["<h2>Trials not used as evidence</h2>", _table(sustained_part.UNTRUSTED_HEADER, untrusted)]
+    interference = sustained_part.interference_lines(run)
+    if interference:
+        parts += ["<h2>Interference</h2>"] + [f"<p>{e(line)}</p>" for line in interference]
     if "ground_truth" in summary:
         parts += ["<h2>Ground truth (model only)</h2>", f"<pre>{e(json.dumps(summary['ground_truth'], indent=2))}</pre>"]
     parts += ["<h2>Machine</h2>", _table(["key", "value"], _machine(summary))]

@@ -191,9 +191,12 @@ class ResultStore:
         self.estimates[name] = value
         self.write_summary()
 
-    def add_check(self, name: str, passed: bool, measured: Any, expected: Any, message: str) -> None:
+    def add_check(self, name: str, passed: bool, measured: Any, expected: Any, message: str,
+                  verdict: str | None = None, spread: dict[str, Any] | None = None) -> None:
+        """verdict: pass / fail / inconclusive (analysis/verdict.py); default from `passed`."""
         self.checks.append({"name": name, "passed": bool(passed), "measured": measured,
-                            "expected": expected, "message": message})
+                            "expected": expected, "message": message,
+                            "verdict": verdict or ("pass" if passed else "fail"), "spread": spread or {}})
         self.write_summary()
 
     def summary(self) -> dict[str, Any]:

@@ -83,9 +83,20 @@ def _loop(sender: BatchSender, deadlines: np.ndarray, sent_at: np.ndarray, max_b
                 _yield()
 
 
+def lag_events(sent_at: np.ndarray, deadlines: np.ndarray) -> np.ndarray:
+    """For each packet, how many packets were due but not yet sent when it went: the burst a late
+    sender releases when it catches up."""
+    due = np.searchsorted(deadlines, sent_at, side="right")  # packets due by then, this one included
+    return np.maximum(due - np.arange(1, len(sent_at) + 1), 0)
+
+
 def generator_report(traffic: TrafficSpec, sent_at: np.ndarray, offsets: np.ndarray, t0: int,
-                     rate_tolerance: float = 0.05, lateness_limit_us: float = 1000.0) -> dict[str, Any]:
-    """Achieved rate and lateness; `trusted` is False when the offered load missed its target."""
+                     rate_tolerance: float = 0.05, lag_share: float = 0.25) -> dict[str, Any]:
+    """Achieved rate, lateness and lag; `trusted` is False when the offered load missed its target:
+    the average rate fell short by more than `rate_tolerance`, or at some moment the sender was
+    more than `lag_share` of the trial's packets behind its schedule (it offered a different load:
+    a long hole, then a burst). A shorter lag still matters where it could fill a buffer:
+    `lag_max_events` is there for that judgement (analysis/trust.py)."""
     n = len(sent_at)
     span = (sent_at[-1] - sent_at[0]) / 1e9 if n > 1 else 0.0
     achieved = (n - 1) / span if span > 0 else float("inf")
@@ -95,13 +106,16 @@ def generator_report(traffic: TrafficSpec, sent_at: np.ndarray, offsets: np.ndar
         out.update({"trusted": True, "reason": "back to back: as fast as the sender goes"})
         return out
     p50, p99 = np.percentile(late_us, [50, 99])
+    lag = lag_events(sent_at, offsets + t0)
+    lag_p99, lag_max = np.percentile(lag, 99), int(lag.max())
     out.update({"target_rate_per_s": traffic.rate_per_s, "late_p50_us": round(float(p50), 2),
-                "late_p99_us": round(float(p99), 2), "late_max_us": round(float(late_us.max()), 2)})
+                "late_p99_us": round(float(p99), 2), "late_max_us": round(float(late_us.max()), 2),
+                "lag_p99_events": round(float(lag_p99), 1), "lag_max_events": lag_max})
     reasons = []
     if traffic.pacing == "constant" and achieved < (1 - rate_tolerance) * traffic.rate_per_s:
         reasons.append(f"achieved {achieved:.0f}/s < target {traffic.rate_per_s:.0f}/s")
-    if p99 > lateness_limit_us:
-        reasons.append(f"p99 lateness {p99:.0f} us > {lateness_limit_us:.0f} us")
+    if lag_max > max(1, lag_share * n):
+        reasons.append(f"fell {lag_max} packets behind schedule (> {lag_share:.0%} of {n})")
     out["trusted"] = not reasons
     out["reason"] = "; ".join(reasons)
     return out

@@ -5,8 +5,13 @@ send, and account for, the same packets.
 Every packet of a trial gets its own (remote address, remote port) tuple, because WFP's ALE
 layers classify only the first packet of a tuple and because the tuple is all a WFP event says
 about which packet it was: port = low + seq % ports; once the ports are used up, the address
-moves on by one in its second octet (127.0.0.1, 127.1.0.1, ... all loopback), so
-seq = (second-octet step) * ports + (port - low).
+moves on by one in its third octet (127.0.0.1, 127.0.1.1, ... all loopback), so
+seq = (third-octet step) * ports + (port - low).
+
+Mixed traffic (several base addresses, packet i on address i % n) keeps its mix at every trial
+size: the step stays inside each base's /16, so a template that matches one base's /16 (say
+127.1.0.0/16 of 127.1.0.1, 127.2.0.1, ...) matches the same share of every trial, however many
+times the ports wrap.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import numpy as np
 from harness.spec import PROTOCOLS, TrialSpec
 
 CLASSIFY_DROP = 3  # FWPM_NET_EVENT_TYPE_CLASSIFY_DROP: what a blocking filter produces
+WRAP_SHIFT = 8     # the address steps in its third octet each time the ports wrap
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class TrafficPlan:
 
     def decode(self, remote_v4: int, port: int) -> int:
         """The sequence number of the packet an event reports by its remote tuple."""
-        step = ((remote_v4 >> 16) & 0xFF) - ((int(self.remote_v4[0]) >> 16) & 0xFF) if len(self.remote_v4) else 0
+        step = ((remote_v4 >> WRAP_SHIFT) & 0xFF) - ((int(self.remote_v4[0]) >> WRAP_SHIFT) & 0xFF) if len(self.remote_v4) else 0
         return step * self.port_count + (port - self.port_low)
 
 
@@ -40,12 +46,15 @@ def plan_traffic(spec: TrialSpec) -> TrafficPlan:
     seq = np.arange(t.count, dtype=np.int64)
     port = f.remote_port_low + seq % f.port_count
     bases = np.asarray([int(ipaddress.IPv4Address(a)) for a in t.remote_addresses], dtype=np.int64)
+    if len({(b >> WRAP_SHIFT) & 0xFF for b in bases.tolist()}) > 1:
+        raise ValueError("mixed traffic addresses must share their third octet (it numbers the port wraps): "
+                         + ", ".join(t.remote_addresses))
     wraps = seq // f.port_count
     base = bases[seq % len(bases)]
-    if len(seq) and ((base >> 16) & 0xFF).max() + wraps[-1] > 255:
+    if len(seq) and ((base >> WRAP_SHIFT) & 0xFF).max() + wraps[-1] > 255:
         raise ValueError(f"a trial of {t.count} packets needs more remote tuples than the filter's "
                          f"{f.port_count} ports x the loopback addresses above {t.remote_addresses[0]}")
-    remote = base + (wraps << 16)
+    remote = base + (wraps << WRAP_SHIFT)
     network = ipaddress.IPv4Network(f.remote_prefix)
     first, last = int(network.network_address), int(network.broadcast_address)
     if len(seq) and (remote.min() < first or remote.max() > last):
@@ -62,9 +71,10 @@ def template_mask(spec: TrialSpec, port: np.ndarray, remote_v4: np.ndarray) -> n
         if c.field == "remote_port":
             high = c.high if c.high is not None else int(c.value)
             mask &= (port >= int(c.value)) & (port <= high)
-        elif c.field == "remote_address":
-            wanted = int(ipaddress.IPv4Address(str(c.value)))
-            mask &= remote_v4 == wanted
+        elif c.field == "remote_address":  # an address, or a prefix such as 127.1.0.0/16
+            network = ipaddress.IPv4Network(str(c.value))
+            netmask = int(network.netmask)
+            mask &= (remote_v4 & netmask) == int(network.network_address)
         elif c.field == "protocol":
             value = PROTOCOLS.get(str(c.value), c.value)
             mask &= PROTOCOLS[spec.filter.protocol] == int(value)

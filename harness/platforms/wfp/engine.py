@@ -170,7 +170,10 @@ def template_conditions(template: TemplateSpec, inbound: bool) -> Conditions:
             c.uint("FWPM_CONDITION_IP_PROTOCOL", "FWP_UINT8", PROTOCOLS.get(str(cond.value), cond.value))
         elif cond.field == "remote_address":
             field = "FWPM_CONDITION_IP_LOCAL_ADDRESS" if inbound else "FWPM_CONDITION_IP_REMOTE_ADDRESS"
-            c.uint(field, "FWP_UINT32", int(ipaddress.IPv4Address(str(cond.value))))
+            if "/" in str(cond.value):  # a prefix: FWP_V4_ADDR_MASK
+                c.v4_prefix(field, ipaddress.IPv4Network(str(cond.value)))
+            else:
+                c.uint(field, "FWP_UINT32", int(ipaddress.IPv4Address(str(cond.value))))
         elif cond.field == "remote_port":
             field = "FWPM_CONDITION_IP_LOCAL_PORT" if inbound else "FWPM_CONDITION_IP_REMOTE_PORT"
             c.port_range(field, int(cond.value), int(cond.high if cond.high is not None else cond.value))

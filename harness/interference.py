@@ -1,0 +1,161 @@
+"""Interference: what else the machine was doing while a trial ran.
+
+A shared runner slows the subscriber and the sender, and that moves every rate the harness measures.
+So each trial records, beside its results, what the machine gave it:
+- CPU time used by everything but this harness (its process and its live child processes, such as
+  the sender), in cores, from /proc/stat; and the hypervisor's steal time;
+- the run queue (procs_running) at both ends and the 1-minute load average;
+- whether another harness run is alive on this machine (`other_harness_runs`, a hook for the
+  live-run registry; until it is connected the answer is "not measured").
+The sender's lateness and the subscriber's served rate against its nominal 1/cost come from the
+trial's own records (generator report, analysis/service.py); `flags` turns all of it into words.
+Where /proc is missing (Windows) the CPU figures are None: "not measured", never zero.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+PROC = Path("/proc")
+
+# thresholds for calling something interference in the report (the numbers themselves are always kept)
+OTHERS_SHARE_OF_MACHINE = 0.10   # other processes used more than 10 % of all cores
+STEAL_SHARE = 0.02               # the hypervisor took more than 2 % of CPU time
+SENDER_LATE_P99_US = 1000.0      # the sender's p99 lateness beyond 1 ms
+STALL_SHARE = 0.02               # the subscriber stalled for more than 2 % of its service time
+
+
+def other_harness_runs() -> int | None:
+    """How many other harness runs are alive on this machine; None: not measured.
+
+    Hook for the live-run registry of issue 10 (one registry, kept by the session lifecycle):
+    the lead connects it here. Until then interference from another run shows only in the CPU
+    figures."""
+    return None
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    t: float
+    total: int          # jiffies over all CPUs: user..steal
+    idle: int           # idle + iowait
+    steal: int
+    own_s: float        # CPU seconds of this process and its live children
+    procs_running: int | None
+
+
+def _cpu_line(proc: Path) -> tuple[int, int, int, int | None] | None:
+    try:
+        text = (proc / "stat").read_text()
+    except OSError:
+        return None
+    total = idle = steal = 0
+    running = None
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            v = [int(x) for x in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            v += [0] * (8 - len(v))
+            total, idle, steal = sum(v), v[3] + v[4], v[7]
+        elif line.startswith("procs_running"):
+            running = int(line.split()[1])
+    return total, idle, steal, running
+
+
+def _children(proc: Path) -> list[int]:
+    pids: list[int] = []
+    for task in (proc / "self" / "task").glob("*/children"):
+        try:
+            pids += [int(p) for p in task.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _process_cpu_s(proc: Path, pid: int, tick: float) -> float:
+    try:
+        fields = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
+def sample(proc: Path = PROC) -> CpuSample | None:
+    line = _cpu_line(proc)
+    if line is None:
+        return None
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    t = os.times()
+    own = t.user + t.system + sum(_process_cpu_s(proc, pid, tick) for pid in _children(proc))
+    return CpuSample(time.monotonic(), *line[:3], own, line[3])
+
+
+def _load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+class Probe:
+    """Take `begin()` before a trial and `end()` after it."""
+
+    def __init__(self, proc: Path = PROC, runs: Callable[[], int | None] = other_harness_runs) -> None:
+        self.proc, self.runs = proc, runs
+        self._start: CpuSample | None = None
+
+    def begin(self) -> None:
+        self._start = sample(self.proc)
+
+    def end(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"intf_load1": _load1(), "intf_other_runs": self.runs(),
+                               "intf_cpus": os.cpu_count(), "intf_others_cores": None, "intf_own_cores": None,
+                               "intf_steal_share": None, "intf_procs_running": None}
+        start, stop = self._start, sample(self.proc)
+        if start is None or stop is None or stop.t <= start.t:
+            return out
+        tick = float(os.sysconf("SC_CLK_TCK"))
+        elapsed = stop.t - start.t
+        total = max(1, stop.total - start.total)
+        busy_cores = (stop.total - start.total - (stop.idle - start.idle) - (stop.steal - start.steal)) / tick / elapsed
+        own_cores = (stop.own_s - start.own_s) / elapsed
+        running = [r for r in (start.procs_running, stop.procs_running) if r is not None]
+        out.update({"intf_others_cores": round(max(0.0, busy_cores - own_cores), 3),
+                    "intf_own_cores": round(own_cores, 3),
+                    "intf_steal_share": round((stop.steal - start.steal) / total, 4),
+                    "intf_procs_running": max(running) if running else None})
+        return out
+
+
+def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worst of each interference figure over several trials' records (for one line of flags)."""
+    keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs")
+    out: dict[str, Any] = {"intf_cpus": max((r.get("intf_cpus") or 1 for r in rows), default=1)}
+    for key in keys:
+        values = [r.get(key) for r in rows if r.get(key) is not None and r.get(key) == r.get(key)]
+        out[key] = max(values) if values else None
+    return out
+
+
+def flags(row: dict[str, Any]) -> list[str]:
+    """Interference seen in one trial's record, in words (empty: none seen)."""
+    out = []
+    cpus = row.get("intf_cpus") or 1
+    others = row.get("intf_others_cores")
+    if others is not None and others > OTHERS_SHARE_OF_MACHINE * cpus:
+        out.append(f"other processes used {others:.2f} of {cpus} cores")
+    steal = row.get("intf_steal_share")
+    if steal is not None and steal > STEAL_SHARE:
+        out.append(f"hypervisor steal {steal:.1%}")
+    late = row.get("gen_late_p99_us")
+    if late is not None and late == late and late > SENDER_LATE_P99_US:
+        out.append(f"sender p99 lateness {late / 1000:.1f} ms")
+    stall = row.get("mu_stall_share")
+    if stall is not None and stall == stall and stall > STALL_SHARE:
+        out.append(f"subscriber stalled {stall:.1%} of its service time")
+    runs = row.get("intf_other_runs")
+    if runs:
+        out.append(f"{runs} other harness run(s) alive")
+    return out

@@ -1,0 +1,126 @@
+"""The report's sustained-rate part: beside every NDR its service rate mu, the harness's per-event
+overhead 1/mu - cost, the backlog-slope evidence on both sides and the loss confirmation; the
+trials refused as evidence; the interference measured; a plot of backlog over time for one trial
+below and one above NDR. Works from a run folder alone, like the rest of the report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.report.stored import read_trials  # noqa: E402
+
+NDR_HEADER = ["callback cost (µs)", "1/cost (/s)", "NDR (/s)", "status", "mu (/s), 95% CI", "overhead 1/mu - cost (µs)",
+              "backlog slope below NDR (/s)", "backlog slope above NDR (/s)", "loss confirmation", "trials (refused)"]
+
+
+def _n(v: Any, digits: int = 0) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def _slope(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "-"
+    return (f"{_n(e.get('slope_per_s'))} [{_n(e.get('slope_low_per_s'))}, {_n(e.get('slope_high_per_s'))}] "
+            f"at {_n(e.get('offered_rate_per_s'))}/s ({e.get('verdict_by')})")
+
+
+def _confirmation(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "-"
+    text = (f"{_n(c.get('duration_s'), 1)} s at {_n(c.get('rate_per_s'))}/s, lost {c.get('lost')}; "
+            f"an overload of {_n(c.get('confirmed_resolution_per_s'))}/s would have shown")
+    return text + ("" if c.get("confirmed") else f" — not confirmed: {c.get('reason')}")
+
+
+def ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in summary.get("estimates", {}).get("ndr", []):
+        if "mu_per_s" not in r:  # a loss-only search: no service rate measured
+            continue
+        status = r.get("status", "")
+        if r.get("spread") is not None:
+            status += f" (spread {r['spread']:.1%})"
+        if r.get("status_reasons"):
+            status += ": " + "; ".join(r["status_reasons"])
+        mu = f"{_n(r.get('mu_per_s'))} [{_n(r.get('mu_low_per_s'))}, {_n(r.get('mu_high_per_s'))}]"
+        over = f"{_n(r.get('overhead_us'), 2)} [{_n(r.get('overhead_low_us'), 2)}, {_n(r.get('overhead_high_us'), 2)}]"
+        ndr = _n(r.get("rate_per_s")) + (f" ± {_n(r.get('resolution_per_s'))}" if r.get("resolution_per_s") else "")
+        evidence = r.get("slope_evidence") or {}
+        rows.append([_n(r["callback_cost_us"], 0), _n(r.get("callback_rate_per_s")), ndr, status, mu, over,
+                     _slope(evidence.get("below")), _slope(evidence.get("above")), _confirmation(r.get("confirmation")),
+                     f"{r.get('trials')} ({len(r.get('untrusted_trials') or [])})"])
+    return rows
+
+
+def untrusted_rows(run: Path) -> list[list[str]]:
+    """Every trial refused as evidence because its generator missed the load."""
+    t = read_trials(run / "trials.csv")
+    if "trusted" not in t:
+        return []
+    bad = t[t["trusted"].astype(str) == "False"]
+    return [[str(r["trial"]), str(r["experiment"]), _n(r.get("offered_rate_per_s")), _n(r.get("gen_achieved_rate_per_s")),
+             str(r.get("untrusted_reason", ""))] for _, r in bad.iterrows()]
+
+
+UNTRUSTED_HEADER = ["trial", "experiment", "offered (/s)", "achieved (/s)", "why it is not evidence"]
+
+
+def interference_lines(run: Path) -> list[str]:
+    """What the machine was doing during the real-time trials (nothing to say in virtual time)."""
+    t = read_trials(run / "trials.csv")
+    if "intf_others_cores" not in t or t["intf_others_cores"].isna().all():
+        return []
+    flagged = t["interference"].fillna("").astype(str).str.len() > 0 if "interference" in t else pd.Series(False, t.index)
+    lines = [f"{int(flagged.sum())} of {len(t)} trials saw interference. Other processes used a median "
+             f"{t['intf_others_cores'].median():.2f} (max {t['intf_others_cores'].max():.2f}) of "
+             f"{int(t['intf_cpus'].max())} cores; hypervisor steal max {t['intf_steal_share'].max():.1%}; "
+             f"1-minute load median {t['intf_load1'].median():.2f}."]
+    if "gen_late_p99_us" in t and t["gen_late_p99_us"].notna().any():
+        lines.append(f"Sender p99 lateness: median {t['gen_late_p99_us'].median() / 1000:.2f} ms, "
+                     f"worst {t['gen_late_p99_us'].max() / 1000:.1f} ms.")
+    if "mu_stall_share" in t and t["mu_stall_share"].notna().any():
+        lines.append(f"Subscriber stalls (backlogged, not running): median {t['mu_stall_share'].median():.1%} of "
+                     f"service time, worst {t['mu_stall_share'].max():.1%}.")
+    if "intf_other_runs" in t and t["intf_other_runs"].notna().any():
+        lines.append(f"Other harness runs alive: up to {int(t['intf_other_runs'].max())}.")
+    else:
+        lines.append("Other harness runs: not measured (live-run registry not connected).")
+    return lines
+
+
+def backlog_plot(run: Path, summary: dict[str, Any], path: Path) -> Path | None:
+    """Backlog over time of one trial below and one above NDR, per callback cost."""
+    rows = [r for r in summary.get("estimates", {}).get("ndr", []) if r.get("backlog_traces")]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7.5, 2.6 * len(rows)), squeeze=False)
+    for ax, r in zip(axes[:, 0], rows):
+        for side, color in (("below", "#2b8a3e"), ("above", "#c92a2a")):
+            name = r["backlog_traces"].get(side)
+            frame_path = run / "events" / f"{name}.csv.gz"
+            e = (r.get("slope_evidence") or {}).get(side) or {}
+            if not name or not frame_path.exists():
+                continue
+            f = pd.read_csv(frame_path)
+            ax.step(f["t_s"], f["backlog"], where="post", color=color, lw=1,
+                    label=f"{side} NDR: {_n(e.get('offered_rate_per_s'))}/s, slope {_n(e.get('slope_per_s'))}/s"
+                          + (f", lost {e.get('lost')}" if e.get("lost") else ""))
+            ax.axvline(float(f["send_end_s"].iloc[0]), color=color, ls=":", lw=0.8)
+        ax.set_title(f"{r['callback_cost_us']:g} µs callback: NDR {_n(r.get('rate_per_s'))}/s, "
+                     f"mu {_n(r.get('mu_per_s'))}/s", fontsize=9)
+        ax.set_ylabel("backlog (events)")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time from first send (s); dotted: last send")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,81 @@
+"""Interference: CPU used by others (not by the harness or its sender), steal, and the words a
+report uses for it."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.interference import Probe, _cpu_line, flags
+
+STAT = """cpu  1000 10 500 8000 100 5 5 40 0 0
+cpu0 500 5 250 4000 50 2 2 20 0 0
+intr 12345
+ctxt 999
+procs_running 3
+procs_blocked 0
+"""
+
+
+def test_reads_cpu_totals_steal_and_run_queue(tmp_path):
+    (tmp_path / "stat").write_text(STAT)
+    total, idle, steal, running = _cpu_line(tmp_path)
+    assert (total, idle, steal, running) == (1000 + 10 + 500 + 8000 + 100 + 5 + 5 + 40, 8100, 40, 3)
+
+
+def test_without_proc_nothing_is_measured_and_nothing_breaks(tmp_path):
+    """Windows has no /proc: the figures are None ("not measured"), never zero."""
+    probe = Probe(proc=tmp_path / "missing")
+    probe.begin()
+    out = probe.end()
+    assert out["intf_others_cores"] is None and out["intf_steal_share"] is None and out["intf_own_cores"] is None
+    assert out["intf_other_runs"] is None  # the live-run registry is not connected yet
+    assert flags(out) == []
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc")
+def test_own_work_is_own_and_a_neighbour_is_other():
+    probe = Probe()
+    probe.begin()
+    spin(1.0)
+    mine = probe.end()
+    assert mine["intf_own_cores"] >= 0.4, mine  # spinning: all the CPU a busy machine gave us
+    # a busy process that is not ours (the shell that starts it exits, so it is nobody's child here)
+    pid = int(subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True).stdout)
+    try:
+        time.sleep(0.2)
+        probe.begin()
+        time.sleep(1.0)
+        theirs = probe.end()
+    finally:
+        os.kill(pid, 9)
+    assert theirs["intf_own_cores"] <= 0.2, theirs  # sleeping while the neighbour spins
+    assert theirs["intf_others_cores"] >= 0.5, theirs
+    assert any("other processes used" in f for f in flags(theirs))
+
+
+def test_flags_name_each_kind_of_interference():
+    row = {"intf_cpus": 2, "intf_others_cores": 1.1, "intf_steal_share": 0.05, "gen_late_p99_us": 12_000.0,
+           "mu_stall_share": 0.3, "intf_other_runs": 1}
+    words = "; ".join(flags(row))
+    for part in ("1.10 of 2 cores", "steal 5.0%", "lateness 12.0 ms", "stalled 30.0%", "1 other harness run"):
+        assert part in words
+    assert flags({"intf_cpus": 2, "intf_others_cores": 0.05, "gen_late_p99_us": 80.0, "mu_stall_share": 0.0}) == []
+
+
+def test_worst_of_several_trials_gives_one_line():
+    from harness.interference import worst
+    rows = [{"intf_cpus": 2, "intf_others_cores": 0.5, "gen_late_p99_us": 3000.0},
+            {"intf_cpus": 2, "intf_others_cores": 1.5, "gen_late_p99_us": float("nan"), "mu_stall_share": 0.1}]
+    words = flags(worst(rows))
+    assert words == ["other processes used 1.50 of 2 cores", "sender p99 lateness 3.0 ms",
+                     "subscriber stalled 10.0% of its service time"]

@@ -1,0 +1,139 @@
+"""The NDR searches on the model: the backlog-trend search agrees with the loss-only search in a
+fraction of its trial time, and no search rests on a trial whose generator missed its load."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.experiments.sustained import NdrConfig, search_ndr, search_ndr_by_loss
+from harness.platforms.model import ModelParams, ModelPlatform
+from harness.report.fingerprint import fingerprint
+from harness.report.store import ResultStore
+from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+
+BASE = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=5.0, cost_cv=0.2))
+# the quick profile's virtual-time searches; the loss-only one at 2 % of its 2/cost ceiling resolves
+# about as finely as the trend search at 4 % of NDR (both ~4 % of 1/cost)
+TREND = NdrConfig(resolution=0.04, trial_s=0.02, max_trial_s=16.0, max_confirm_s=300.0)
+LOSS = NdrConfig(resolution=0.02, max_iterations=12, max_duration_s=300.0)
+
+
+def saturated_rate(p: ModelParams, cost_us: float) -> float:
+    s = (cost_us + p.per_event_overhead_us) * 1e-6
+    return p.queue_limit / (p.queue_limit * s + p.batch_turnaround_us * 1e-6)
+
+
+def store_for(platform, tmp_path):
+    return ResultStore(tmp_path, fingerprint(platform.describe()), platform.name)
+
+
+@pytest.mark.parametrize("buffer", [1_000, 16_500, 40_000])
+@pytest.mark.parametrize("cost_us", [20.0, 100.0, 500.0])
+def test_trend_search_equals_loss_search_in_a_fifth_of_the_time(tmp_path, cost_us, buffer):
+    p = ModelParams(system_buffer=buffer, seed=int(cost_us) + buffer)
+    capacity = p.true_burst_capacity()
+    trend = search_ndr(ModelPlatform(p), BASE, store_for(ModelPlatform(p), tmp_path / "t"), cost_us, capacity, 1e6, TREND)
+    loss = search_ndr_by_loss(ModelPlatform(p), BASE, store_for(ModelPlatform(p), tmp_path / "l"), cost_us, capacity,
+                              1e6, LOSS)
+    resolution = max(trend["resolution_per_s"], loss["resolution_per_s"])
+    assert abs(trend["rate_per_s"] - loss["rate_per_s"]) <= resolution, (trend["rate_per_s"], loss["rate_per_s"])
+    assert trend["trial_time_s"] <= loss["trial_time_s"] / 5, (trend["trial_time_s"], loss["trial_time_s"])
+    # and both sit at the model's service rate, which neither was told
+    mu = saturated_rate(p, cost_us)
+    assert abs(trend["rate_per_s"] - mu) <= trend["resolution_per_s"]
+    assert trend["mu_per_s"] == pytest.approx(mu, rel=0.02)
+    assert trend["status"] == "conclusive" and trend["confirmation"]["confirmed"]
+
+
+class Generator:
+    """The model behind a sender like a busy runner's: it cannot offer more than `limit` packets/s
+    (a trial asked for more goes out at `limit`, and says so), and every `stumble`-th trial it falls
+    far behind its schedule once (the trial is flagged untrusted)."""
+
+    def __init__(self, params: ModelParams, limit: float, stumble: int | None = None) -> None:
+        self.model = ModelPlatform(params)
+        self.name, self.limit, self.stumble = "model", limit, stumble
+        self.capabilities = self.model.capabilities
+        self.trials = 0
+
+    def describe(self):
+        return self.model.describe()
+
+    def run_trial(self, spec: TrialSpec):
+        self.trials += 1
+        asked = spec.traffic.rate_per_s
+        actual = min(asked, self.limit)
+        result = self.model.run_trial(replace(spec, traffic=replace(spec.traffic, rate_per_s=actual)))
+        result.spec = spec
+        reasons = []
+        if actual < 0.95 * asked:
+            reasons.append(f"achieved {actual:.0f}/s < target {asked:.0f}/s")
+        lag = 0
+        if self.stumble and self.trials % self.stumble == 0:
+            lag = spec.traffic.count // 5
+            reasons.append(f"fell {lag} packets behind schedule")
+        result.generator = {"achieved_rate_per_s": actual, "target_rate_per_s": asked, "trusted": not reasons,
+                            "reason": "; ".join(reasons), "lag_max_events": lag, "late_p99_us": 0.0}
+        return result
+
+
+def test_a_generator_that_cannot_reach_the_rate_limits_the_search(tmp_path):
+    p = ModelParams(system_buffer=4000)
+    platform = Generator(p, limit=30_000)   # the 20 us subscriber could take ~44,000/s
+    store = store_for(platform, tmp_path)
+    row = search_ndr(platform, BASE, store, 20.0, p.true_burst_capacity(), 1e6, TREND)
+    assert row["rate_per_s"] <= 30_000  # never a rate the generator did not offer
+    assert row["status"] == "generator-limited" and row["generator_limited"]
+    trials = store.trials()
+    untrusted = trials.loc[trials["trusted"] == False, "trial"].tolist()  # noqa: E712
+    assert untrusted and set(untrusted) == set(row["untrusted_trials"])
+    assert not set(row["rests_on"]) & set(untrusted)
+
+
+def test_the_loss_only_search_never_counts_a_missed_load_as_loss_free(tmp_path):
+    p = ModelParams(system_buffer=4000)
+    platform = Generator(p, limit=30_000)
+    store = store_for(platform, tmp_path)
+    row = search_ndr_by_loss(platform, BASE, store, 20.0, p.true_burst_capacity(), 1e6, LOSS)
+    assert row["rate_per_s"] is None or row["rate_per_s"] <= 30_000, row
+
+
+@pytest.mark.parametrize("stumble", [2, 3])
+def test_stumbling_trials_are_run_again_and_never_evidence(tmp_path, stumble):
+    p = ModelParams(system_buffer=4000, seed=stumble)
+    platform = Generator(p, limit=1e7, stumble=stumble)
+    store = store_for(platform, tmp_path)
+    row = search_ndr(platform, BASE, store, 100.0, p.true_burst_capacity(), 1e6, TREND)
+    mu = saturated_rate(p, 100.0)
+    assert abs(row["rate_per_s"] - mu) <= row["resolution_per_s"]
+    trials = store.trials()
+    untrusted = set(trials.loc[trials["trusted"] == False, "trial"])  # noqa: E712
+    assert untrusted and untrusted == set(row["untrusted_trials"])
+    assert not set(row["rests_on"]) & untrusted
+    assert (trials.loc[trials["trial"].isin(untrusted), "verdict"] == "untrusted").all()
+
+
+@pytest.mark.parametrize("cost_us", [50.0, 200.0])
+def test_loss_only_ndr_and_pdr_bracket_the_true_service_rate(tmp_path, cost_us):
+    p = ModelParams(system_buffer=2000)
+    platform = ModelPlatform(p)
+    store = store_for(platform, tmp_path)
+    cap = p.true_burst_capacity()
+    mu = saturated_rate(p, cost_us)
+    ndr = search_ndr_by_loss(platform, BASE, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01))
+    pdr = search_ndr(platform, BASE, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01, loss_tolerance=0.05))
+    step = ndr["resolution_per_s"]
+    assert mu - 2 * step <= ndr["rate_per_s"] <= mu + ndr["unresolvable_overload_per_s"]
+    # 5 % loss allowed: the buffer fills, then the path delivers mu of the offered rate
+    assert ndr["rate_per_s"] < pdr["rate_per_s"] <= mu / 0.95 + 2 * step
+
+
+def test_every_sustained_trial_records_mu_slope_and_trust(tmp_path):
+    p = ModelParams()
+    platform = ModelPlatform(p)
+    store = store_for(platform, tmp_path)
+    search_ndr(platform, BASE, store, 100.0, p.true_burst_capacity(), 1e6, TREND)
+    t = store.trials("sustained")
+    for column in ("mu_per_s", "mu_low_per_s", "overhead_us", "slope_per_s", "slope_low_per_s", "verdict", "trusted"):
+        assert column in t and t[column].notna().all(), column
+    assert np.isin(t["verdict"], ["overloaded", "sustained"]).all()
