@@ -12,7 +12,8 @@ import pytest
 from harness.analysis.loss import loss_by_sequence
 from harness.experiments.burst import BurstConfig, search_burst_capacity
 from harness.experiments.drain import measure_drain
-from harness.experiments.sustained import NdrConfig, search_ndr, sustained_spec
+from harness.experiments.sustained import NdrConfig, analyse_sustained, search_ndr, sustained_spec
+from harness.interference import Probe, flags
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
@@ -55,14 +56,29 @@ def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
         store = store_for(p, tmp_path)
         cap = search_burst_capacity(p, BASE, store, BurstConfig(start=1024, sweep=())).capacity.value
         result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(),
-                            NdrConfig(resolution=0.05, min_duration_s=0.5))
+                            NdrConfig(resolution=0.05, trial_s=0.25, max_trial_s=2.0, max_confirm_s=6.0,
+                                      max_confirmations=2, quiet_s=0.3))
         ndr = result["rate_per_s"]
         assert ndr and ndr < 1e6 / 50.0 * 1.05
-        longer = 2 * result["trial_duration_s"]
-        keep = p.run_trial(sustained_spec(BASE, 50.0, ndr, longer))
-        assert loss_by_sequence(keep.sent, keep.delivered).lost == 0
+        assert ndr <= result["mu_high_per_s"] + result["resolution_per_s"]  # no faster than it was served
+        longer = 2 * result["confirmation"]["duration_s"]
+        keep, noise = watched(p, sustained_spec(BASE, 50.0, ndr, longer))
+        lost = loss_by_sequence(keep.sent, keep.delivered).lost
+        if lost and noise:  # a stall of the subscriber longer than the buffer rides out: not the path
+            pytest.skip(f"inconclusive: lost {lost} events at NDR while {'; '.join(noise)}")
+        assert lost == 0
         above = p.run_trial(sustained_spec(BASE, 50.0, 1.2 * ndr, longer))
         assert loss_by_sequence(above.sent, above.delivered).lost > 0
+
+
+def watched(platform, spec):
+    """Run a trial and say what interference it saw (harness/interference.py)."""
+    probe = Probe()
+    probe.begin()
+    result = platform.run_trial(spec)
+    seen = {**probe.end(), **{f"gen_{k}": v for k, v in (result.generator or {}).items()},
+            **analyse_sustained(result, None, 0.01)}
+    return result, flags(seen)
 
 
 def test_refuses_traffic_outside_loopback():

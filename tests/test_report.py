@@ -27,11 +27,15 @@ def test_summary_shape_and_report(tmp_path):
         assert "value" in s["estimates"][key]
     assert s["estimates"]["buffer_depth"]["value"] == 2000
     assert s["estimates"]["ndr"][0]["callback_cost_us"] == 100.0 and s["estimates"]["ndr"][0]["rate_per_s"] > 0
+    # beside the NDR: mu, the harness's overhead and the backlog-slope evidence on both sides
+    row = s["estimates"]["ndr"][0]
+    assert row["mu_per_s"] and row["overhead_us"] is not None and row["slope_evidence"]["above"]["slope_per_s"]
     assert s["ground_truth"]["true_burst_capacity"] == 2000 + 256 + 21
     html = paths["html"].read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<img" in html and 'src="http' not in html
+    assert html.count("data:image/png;base64,") == 5 and "<img" in html and 'src="http' not in html
     assert "16,500" not in html and "2,000" in html
-    for name in ("delivered_vs_burst", "drain_timeline", "backlog", "loss_vs_rate"):
+    assert "mu (/s), 95% CI" in html and "backlog slope below NDR" in html
+    for name in ("delivered_vs_burst", "drain_timeline", "backlog", "loss_vs_rate", "backlog_vs_ndr"):
         assert paths[name].stat().st_size > 10_000
     trials = (c.store.path / "trials.csv").read_text().splitlines()
     assert len(trials) == s["trials"] + 1

@@ -49,7 +49,8 @@ class ServiceRate:
         r = lambda v, d=1: None if v is None else round(float(v), d)  # noqa: E731
         return {f"{prefix}per_s": r(self.mu_per_s), f"{prefix}low_per_s": r(self.low_per_s),
                 f"{prefix}high_per_s": r(self.high_per_s), f"{prefix}cv": r(self.cv, 4),
-                f"{prefix}gaps": self.gaps, f"{prefix}median_gap_us": r(self.median_gap_us, 2),
+                f"{prefix}gaps": self.gaps, f"{prefix}served_s": round(self.served_s, 9),
+                f"{prefix}median_gap_us": r(self.median_gap_us, 2),
                 f"{prefix}stall_share": round(self.stall_share, 4), f"{prefix}stalls": self.stalls}
 
 
@@ -108,12 +109,13 @@ def rate_from_gaps(gaps_ns: np.ndarray, chunks: int = 10, confidence: float = 0.
 
 
 def pooled_rows(rows: list[dict[str, Any]]) -> ServiceRate | None:
-    """mu over several trials from their recorded columns alone (a resumed run has no gaps): all
-    their service time together; the interval is the service-time weighted mean of theirs."""
-    used = [r for r in rows if r.get("mu_per_s") and r.get("mu_gaps")]
+    """mu over several trials, from their recorded columns alone (so that a resumed run, which has
+    the rows and not the gaps, gets the same): all their service time together; the interval is
+    the service-time weighted mean of theirs."""
+    used = [r for r in rows if r.get("mu_per_s") and r.get("mu_gaps") and r.get("mu_served_s")]
     if not used:
         return None
-    served = np.array([r["mu_gaps"] / r["mu_per_s"] for r in used])
+    served = np.array([r["mu_served_s"] for r in used], dtype=float)
     gaps = int(sum(r["mu_gaps"] for r in used))
     w = served / served.sum()
 

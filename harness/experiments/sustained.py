@@ -89,18 +89,21 @@ def default_max_rate(cost_us: float, generator_max: float) -> float:
 
 @dataclass
 class Judged:
-    """A sustained trial, analysed: its row, its service gaps, and its backlog over time (at most
-    2,000 points, peaks kept) for the report. trials.csv keeps each trial's own verdict; the row
-    here may carry the search's decision about it (a point estimate at the longest trial, a slope
-    that held up in a trial twice as long)."""
+    """A sustained trial, analysed. trials.csv keeps each trial's own verdict; the row here may
+    carry the search's decision about it (a point estimate at the longest trial, a slope that held
+    up in a trial twice as long). Everything the search reads is in the row, so that a resumed run,
+    which replays stored rows, decides the same."""
 
     row: dict[str, Any]
-    gaps_ns: np.ndarray | None      # None: replayed by a resumed run
-    backlog: pd.DataFrame | None
 
     @property
     def verdict(self) -> str:
         return self.row["verdict"]
+
+
+def trace_name(trial: int) -> str:
+    """The stored backlog-over-time frame of a sustained trial (events/backlog-NNNN.csv.gz)."""
+    return f"backlog-{int(trial):04d}"
 
 
 def expected_share(result: TrialResult) -> float:
@@ -111,9 +114,9 @@ def expected_share(result: TrialResult) -> float:
 
 
 def analyse_sustained(result: TrialResult, capacity: int | None, margin_share: float,
-                      loss_tolerance: float = 0.0, backlog: pd.DataFrame | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    """Columns for a sustained trial's row: trust, served rate, backlog slope and the verdict; and
-    the service gaps themselves. `margin_share` x the offered event rate is the slope that counts
+                      loss_tolerance: float = 0.0, backlog: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Columns for a sustained trial's row: trust, served rate, backlog slope and the verdict.
+    `margin_share` x the offered event rate is the slope that counts
     as overload (half a resolution step). The verdict, in order of evidence:
     untrusted (the generator missed its load); overloaded by loss; overloaded or sustained by the
     backlog slope; overloaded because the subscriber, backlogged, served surely less than was
@@ -149,7 +152,7 @@ def analyse_sustained(result: TrialResult, capacity: int | None, margin_share: f
     columns = {**trust, **service.to_dict(), **trend.to_dict(), "slope_margin_per_s": round(margin, 1),
                "expected_share": round(share, 6), "verdict": verdict, "verdict_by": evidence,
                "overhead_us": None if not service.measured else round(service.overhead_us(cost), 3)}
-    return columns, gaps
+    return columns
 
 
 class _Search:
@@ -174,15 +177,16 @@ class _Search:
 
         def analyse(result: TrialResult) -> dict[str, Any]:
             backlog = backlog_over_time(result.sent, result.delivered)
-            columns, box["gaps"] = analyse_sustained(result, self.capacity, self.config.resolution / 2,
-                                                     self.config.loss_tolerance, backlog)
-            box["backlog"] = _trace(result, backlog)
+            columns = analyse_sustained(result, self.capacity, self.config.resolution / 2,
+                                        self.config.loss_tolerance, backlog)
+            box["trace"] = _trace(result, backlog)
             return columns
 
         _, row = run_recorded(self.platform, spec, self.store, self.experiment, derive=analyse,
                               search_cost_us=self.cost_us, **self.tags, **tags)
-        # a resumed run replays the stored row: its gaps and backlog are gone, its columns are not
-        judged = Judged(row, box.get("gaps"), box.get("backlog"))
+        if "trace" in box:  # a fresh trial (a replayed one stored its trace the first time)
+            self.store.save_frame(trace_name(row["trial"]), box["trace"])
+        judged = Judged(row)
         self.judged.append(judged)
         if not row["trusted"]:
             self.untrusted.append(int(row["trial"]))
@@ -352,22 +356,14 @@ def _ndr_result(s: _Search, cost_us: float, low: float, high: float | None, low_
     trusted = [j for j in s.judged if j.row["trusted"]]
     saturated = [j for j in trusted if j.row["verdict"] == "overloaded" and j.row.get("mu_per_s")]
     mu_from = saturated or [j for j in trusted if j.row.get("mu_per_s")]
-    if mu_from and all(j.gaps_ns is not None for j in mu_from):
-        mu = rate_from_gaps(np.concatenate([j.gaps_ns for j in mu_from]))
-    else:
-        mu = pooled_rows([j.row for j in mu_from]) if mu_from else None
+    mu = pooled_rows([j.row for j in mu_from])
     per_trial = np.array([j.row["mu_per_s"] for j in mu_from], dtype=float)
     confirmed = bool(confirmation and confirmation.get("confirmed"))
     ndr = low if low > 0 else None  # by backlog trend; `confirmed` says whether a loss trial agreed
     by_trial = {int(j.row["trial"]): j for j in s.judged}
     if low_row is None and confirmed:
         low_row = by_trial[confirmation["trial"]].row
-    traces = {}
-    for side, row in (("below", low_row), ("above", high_row)):
-        if row is not None and by_trial[int(row["trial"])].backlog is not None:
-            name = f"backlog-{s.experiment}-{cost_us:g}us-{side}"
-            s.store.save_frame(name, by_trial[int(row["trial"])].backlog)
-            traces[side] = name
+    traces = {side: trace_name(row["trial"]) for side, row in (("below", low_row), ("above", high_row)) if row is not None}
     rests_on = sorted({int(j.row["trial"]) for j in mu_from}
                       | {int(r["trial"]) for r in (low_row, high_row) if r is not None}
                       | ({confirmation["trial"]} if confirmation and confirmation["trusted"] else set()))
