@@ -11,6 +11,7 @@ from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_ca
 from harness.experiments.drain import DrainOutcome, measure_drain
 from harness.experiments.inline_copy import compare_inline_copy
 from harness.analysis.verdict import Verdict
+from harness.interference import flags, worst
 from harness.experiments.sustained import NdrConfig, measure_onset, search_ndr
 from harness.experiments.template import measure_template
 from harness.inputs import BadInput
@@ -166,6 +167,12 @@ class Campaign:
         values = [v for v in (burst.capacity.value, burst.plateau.evidence.get("min"),
                               burst.plateau.evidence.get("max"), *burst.searches) if v]
         return (min(values), max(values)) if values else (None, None)
+
+    def interference_in(self, trials: list[int]) -> list[str]:
+        """Interference seen in these trials (the worst of each figure), in words."""
+        wanted = {int(t) for t in trials}
+        rows = [r for r in self.store.rows if int(r["trial"]) in wanted]
+        return flags(worst(rows)) if any(r.get("intf_others_cores") is not None for r in rows) else []
 
     def onset(self) -> dict[str, Any]:
         """Loss onset, overloaded at 1.5 x the measured mu of the middle callback cost."""

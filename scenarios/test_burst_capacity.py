@@ -12,12 +12,16 @@ def test_burst_capacity_is_bounded(campaign):
     step = cap.evidence.get("resolution") or 1
     low = (plateau.evidence.get("min") or plateau.value or 0) - step
     high = (plateau.evidence.get("max") or plateau.value or 0) + step
-    status = PASS if plateau.detectable and low <= cap.value <= high else FAIL
+    passed = plateau.detectable and low <= cap.value <= high
+    noise = [] if passed else campaign.interference_in(cap.evidence.get("rests_on", []))
+    status = PASS if passed else INCONCLUSIVE if noise else FAIL
     settle(campaign, "plateau agrees with burst capacity",
            Verdict(status, cap.value, f"{low} .. {high}",
                    f"burst capacity {cap.value} (search) vs plateau {plateau.value} "
-                   f"(oversized bursts delivered {plateau.evidence.get('min')} .. {plateau.evidence.get('max')})",
-                   {"plateau_min": plateau.evidence.get("min"), "plateau_max": plateau.evidence.get("max"), "step": step}))
+                   f"(oversized bursts delivered {plateau.evidence.get('min')} .. {plateau.evidence.get('max')})"
+                   + (f" ({'; '.join(noise)})" if noise else ""),
+                   {"plateau_min": plateau.evidence.get("min"), "plateau_max": plateau.evidence.get("max"), "step": step,
+                    "interference": noise}))
 
 
 def test_system_buffer_matches_expectation(campaign):

@@ -27,7 +27,13 @@ def test_backlog_reaches_capacity(campaign):
     low, high = campaign.capacity_range()
     step = campaign.burst().capacity.evidence.get("resolution") or 1
     passed = low is not None and low - step <= peak + 1 <= high + step
+    # a real kernel's capacity depends on how fast the burst went in (a preempted sender leaves partial
+    # batches, which take more buffer per event): a miss while the machine interfered decides nothing
+    trials = [campaign.store.sections["drain"]["trial"], *campaign.burst().capacity.evidence.get("rests_on", [])]
+    noise = campaign.interference_in(trials)
+    status = PASS if passed else INCONCLUSIVE if noise else FAIL
     settle(campaign, "peak backlog vs burst capacity",
-           Verdict(PASS if passed else FAIL, peak, f"{low - 1 - step} .. {high - 1 + step}" if low else "a capacity",
+           Verdict(status, peak, f"{low - 1 - step} .. {high - 1 + step}" if low else "a capacity",
                    f"peak backlog {peak} while held (one more event is in the held callback); burst capacity "
-                   f"readings {low} .. {high}, search step {step}", {"low": low, "high": high, "step": step}))
+                   f"readings {low} .. {high}, search step {step}" + (f" ({'; '.join(noise)})" if noise else ""),
+                   {"low": low, "high": high, "step": step, "interference": noise}))
