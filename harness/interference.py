@@ -5,8 +5,8 @@ So each trial records, beside its results, what the machine gave it:
 - CPU time used by everything but this harness (its process and its live child processes, such as
   the sender), in cores, from /proc/stat; and the hypervisor's steal time;
 - the run queue (procs_running) at both ends and the 1-minute load average;
-- whether another harness run is alive on this machine (`other_harness_runs`, a hook for the
-  live-run registry; until it is connected the answer is "not measured").
+- whether another harness run is alive on this machine (`other_harness_runs`, from the
+  live-run registry).
 The sender's lateness and the subscriber's served rate against its nominal 1/cost come from the
 trial's own records (generator report, analysis/service.py); `flags` turns all of it into words.
 Where /proc is missing (Windows) the CPU figures are None: "not measured", never zero.
@@ -29,12 +29,13 @@ STALL_SHARE = 0.02               # the subscriber stalled for more than 2 % of i
 
 
 def other_harness_runs() -> int | None:
-    """How many other harness runs are alive on this machine; None: not measured.
-
-    Hook for the live-run registry of issue 10 (one registry, kept by the session lifecycle):
-    the lead connects it here. Until then interference from another run shows only in the CPU
-    figures."""
-    return None
+    """How many other harness runs are alive on this machine (the live-run registry of the session
+    lifecycle, plus nflog namespaces of live processes); None: the registry could not be read."""
+    from harness.live_runs import other_live_runs
+    try:
+        return len(other_live_runs())
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def test_without_proc_nothing_is_measured_and_nothing_breaks(tmp_path):
     probe.begin()
     out = probe.end()
     assert out["intf_others_cores"] is None and out["intf_steal_share"] is None and out["intf_own_cores"] is None
-    assert out["intf_other_runs"] is None  # the live-run registry is not connected yet
+    assert not out["intf_other_runs"]
     assert flags(out) == []
 
 
@@ -79,3 +79,24 @@ def test_worst_of_several_trials_gives_one_line():
     words = flags(worst(rows))
     assert words == ["other processes used 1.50 of 2 cores", "sender p99 lateness 3.0 ms",
                      "subscriber stalled 10.0% of its service time"]
+
+
+def test_another_live_harness_run_is_counted_and_named(tmp_path, monkeypatch):
+    """A second run registered in the live-run registry (here: a child process standing in for
+    it) shows in the trial's interference record and in its flags."""
+    monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))
+    other = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; from harness import live_runs; "
+                              "live_runs.register('nflog', None, 'now'); print('ready', flush=True); "
+                              "sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        probe = Probe(proc=tmp_path / "missing")
+        probe.begin()
+        out = probe.end()
+        assert out["intf_other_runs"] == 1
+        assert "1 other harness run(s) alive" in flags(out)
+    finally:
+        other.stdin.close()
+        other.wait(timeout=10)
