@@ -1,9 +1,12 @@
-"""Which platforms this machine can run, for the contract tests."""
+"""Which platforms this machine can run, for the contract tests; the fake fwpuclnt's controls."""
 from __future__ import annotations
+
+import ctypes
 
 import pytest
 
 from harness.platforms.model import ModelPlatform
+from netns import fresh_netns, reason as netns_reason
 
 
 def nflog_reason() -> str | None:
@@ -18,17 +21,61 @@ def fake_wfp_library(max_subscribe: int = 4) -> str:
     return str(build(max_subscribe))
 
 
+def fake_controls(path: str) -> ctypes.CDLL:
+    """The fake's test entry points with their prototypes."""
+    dll = ctypes.CDLL(path)
+    u32, u64, c_int = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int
+    dll.FakeInjectUdp.argtypes = [u32, ctypes.c_uint16, ctypes.c_uint16]
+    dll.FakeSetForeignRate.argtypes = [ctypes.c_double]
+    dll.FakeFailNext.argtypes = [ctypes.c_char_p, u32]
+    dll.FakeConfigureDelivery.argtypes = [u32, c_int, c_int]
+    dll.FakeGeneratedEvents.restype = u64
+    dll.FakeLost.argtypes = [ctypes.c_void_p]
+    dll.FakeLost.restype = u64
+    dll.FakeCaptureStats.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64), ctypes.POINTER(c_int)]
+    return dll
+
+
+def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 2000, turnaround_us: int = 100) -> None:
+    dll.FakeConfigure(queue_limit, system_buffer, turnaround_us)
+    dll.FakeConfigureDelivery(1, 1, 0)
+    dll.FakeSetElevated(1)
+    dll.FakeSetForeignRate(0.0)
+    dll.FakeSetForeignSubscriptions(0)
+
+
+def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:
+    """(state, packets, drops): state 1 = capturing real traffic in a test namespace."""
+    packets, drops, error = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int()
+    state = dll.FakeCaptureStats(ctypes.byref(packets), ctypes.byref(drops), ctypes.byref(error))
+    return state, packets.value, drops.value
+
+
+def object_counts(dll: ctypes.CDLL) -> list[int]:
+    """[sessions, filters, sublayers, subscriptions] alive in the fake."""
+    counts = [ctypes.c_int() for _ in range(4)]
+    dll.FakeObjectCounts(*[ctypes.byref(c) for c in counts])
+    return [c.value for c in counts]
+
+
+def open_wfp(path: str, **kwargs):
+    """The wfp platform on the fake, opened in a fresh network namespace: its capture, sender
+    process and sockets live there, so the real senders' packets are all the fake sees."""
+    from harness.platforms.wfp.platform import WfpPlatform
+    if netns_reason():
+        pytest.skip(netns_reason())
+    with fresh_netns():
+        return WfpPlatform(path, **kwargs)
+
+
 def make(name: str, **config):
     if name == "model":
         return ModelPlatform()
     if name == "wfp":
-        import ctypes
-        from harness.platforms.wfp.platform import WfpPlatform
         path = fake_wfp_library()
-        fake = ctypes.CDLL(path)
-        fake.FakeConfigure(config.get("queue_limit", 256), config.get("system_buffer", 4000),
-                           config.get("turnaround_us", 100))
-        return WfpPlatform(path)
+        reset_fake(fake_controls(path), config.get("queue_limit", 256), config.get("system_buffer", 4000),
+                   config.get("turnaround_us", 100))
+        return open_wfp(path)
     if name == "nflog":
         reason = nflog_reason()
         if reason:

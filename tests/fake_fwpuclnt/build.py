@@ -7,7 +7,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("fake_fwpuclnt.c")
+HERE = Path(__file__).parent
+SOURCES = sorted(HERE.glob("*.c"))
+HEADERS = sorted(HERE.glob("*.h"))
 
 
 def compiler() -> str | None:
@@ -15,11 +17,11 @@ def compiler() -> str | None:
 
 
 def build(max_subscribe: int = 4) -> Path:
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES + HEADERS)).hexdigest()[:12]
     out = Path(tempfile.gettempdir()) / f"wfpcap-fake-fwpuclnt-{digest}-s{max_subscribe}.so"
     if not out.exists():
-        tmp = out.with_suffix(".tmp.so")
-        subprocess.run([compiler() or "cc", "-shared", "-fPIC", "-O2", "-pthread", "-Wall", "-Werror",
-                        f"-DMAX_SUBSCRIBE={max_subscribe}", "-o", str(tmp), str(SOURCE)], check=True)
+        tmp = out.with_suffix(f".{__import__('os').getpid()}.tmp.so")
+        subprocess.run([compiler() or "cc", "-shared", "-fPIC", "-O2", "-pthread", "-Wall", "-Wextra", "-Werror",
+                        f"-DMAX_SUBSCRIBE={max_subscribe}", "-o", str(tmp), *map(str, SOURCES)], check=True)
         tmp.replace(out)
     return out

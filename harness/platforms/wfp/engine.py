@@ -192,7 +192,11 @@ class FilterSession:
         sl.subLayerKey = self.sublayer_key
         sl.displayData.name = C.cast(self._names[0], C.c_void_p)
         sl.weight = 0x7FFF
-        lib.call("FwpmSubLayerAdd0", self.session.handle, C.byref(sl), None)
+        try:
+            lib.call("FwpmSubLayerAdd0", self.session.handle, C.byref(sl), None)
+        except BaseException:
+            self.session.close()
+            raise
         self.filter_id: int | None = None
         self.spec: FilterSpec | None = None
 

@@ -1,0 +1,322 @@
+/* Classification of UDP packets at the four layers, as WFP does it for a loopback datagram.
+ *
+ * Outgoing copy: ALE_AUTH_CONNECT_V4, then OUTBOUND_TRANSPORT_V4 (local = source).
+ * Incoming copy: only if the outgoing copy was not dropped, and only where a UDP socket listens on
+ * the destination (Microsoft's "UDP packet flows": without a listener a datagram takes the
+ * INBOUND_IPPACKET discard path and never reaches the transport or ALE receive layers); then
+ * INBOUND_TRANSPORT_V4, then ALE_AUTH_RECV_ACCEPT_V4 (local = destination).
+ * The first blocking filter that matches drops the packet and makes one CLASSIFY_DROP event.
+ * The app id of a packet is the image of the process that owns its local port's socket
+ * (/proc/thread-self/net/udp -> socket inode -> /proc/<pid>/fd -> /proc/<pid>/exe).
+ * Undocumented on Windows, configurable here: with RECLASSIFY=0 an ALE layer remembers a blocked
+ * tuple for 60 s and drops its later packets without a new event.
+ * Every event made is also kept in a log ring (time, tuple, filter) for an enumerable store.
+ */
+#include "fake.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TTL_100NS (60ull * 10000000ull)
+#define LOG_SIZE 65536
+
+static pthread_mutex_t c_mu = PTHREAD_MUTEX_INITIALIZER;    /* socket table, owners, tuples, log */
+static pthread_mutex_t app_mu = PTHREAD_MUTEX_INITIALIZER;  /* interned app ids (taken inside c_mu) */
+
+uint64_t filetime_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 10000000ull + (uint64_t)ts.tv_nsec / 100ull + 116444736000000000ull;
+}
+
+/* ---- app ids ------------------------------------------------------------------------------------ */
+static struct { uint32_t size; uint8_t bytes[APP_BYTES]; } g_apps[MAX_APPS + 1];
+static int g_napps;
+
+int intern_app(const uint8_t *bytes, uint32_t size) {
+    if (!bytes || size == 0 || size > APP_BYTES) return 0;
+    pthread_mutex_lock(&app_mu);
+    int found = 0;
+    for (int i = 1; i <= g_napps && !found; i++)
+        if (g_apps[i].size == size && memcmp(g_apps[i].bytes, bytes, size) == 0) found = i;
+    if (!found && g_napps < MAX_APPS) {
+        found = ++g_napps;
+        g_apps[found].size = size;
+        memcpy(g_apps[found].bytes, bytes, size);
+    }
+    pthread_mutex_unlock(&app_mu);
+    return found;
+}
+
+int app_bytes(int app, const uint8_t **bytes) {
+    if (app <= 0 || app > g_napps) return 0;
+    *bytes = g_apps[app].bytes;
+    return (int)g_apps[app].size;
+}
+
+int app_id_of_path(const char *path, uint8_t *out, uint32_t cap) {
+    char text[APP_BYTES / 2];
+    int n = snprintf(text, sizeof text, "\\device\\harddiskvolume1%s", path);
+    if (n <= 0 || (uint32_t)(2 * (n + 1)) > cap) return 0;
+    for (int i = 0; i <= n; i++) {  /* lower case, backslashes, UTF-16LE, NUL included */
+        char c = text[i] == '/' ? '\\' : text[i];
+        out[2 * i] = (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        out[2 * i + 1] = 0;
+    }
+    return 2 * (n + 1);
+}
+
+static int app_of_pid(long pid) {
+    char link[64], path[1024];
+    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n <= 0) return 0;
+    path[n] = 0;
+    uint8_t bytes[APP_BYTES];
+    int size = app_id_of_path(path, bytes, sizeof bytes);
+    return size > 0 ? intern_app(bytes, (uint32_t)size) : 0;
+}
+
+int self_app(void) {
+    static int app;
+    if (!app) app = app_of_pid((long)getpid());
+    return app;
+}
+
+/* ---- UDP sockets of this thread's network namespace ------------------------------------------- */
+typedef struct { uint32_t addr; uint16_t port; unsigned long inode; int next; } sock_t;
+static sock_t *g_socks;
+static int g_nsocks, g_capsocks;
+static int g_head[65536];
+static uint32_t g_head_gen[65536], g_gen = 1;  /* nothing current before the first read */
+static uint64_t g_table_time;  /* FILETIME when the table was read */
+static struct { unsigned long inode; int app; } g_owner[256];
+static int g_nowner;
+
+static void read_udp_table(void) {
+    FILE *f = fopen("/proc/thread-self/net/udp", "r");
+    g_table_time = filetime_now();
+    g_nsocks = 0;
+    g_gen++;
+    if (!f) return;
+    char line[512];
+    if (!fgets(line, sizeof line, f)) { fclose(f); return; }
+    unsigned addr, port;
+    unsigned long inode;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, " %*d: %x:%x %*x:%*x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &addr, &port, &inode) != 3)
+            continue;
+        if (g_nsocks == g_capsocks) {
+            g_capsocks = g_capsocks ? 2 * g_capsocks : 1024;
+            g_socks = realloc(g_socks, sizeof(sock_t) * (size_t)g_capsocks);
+        }
+        sock_t *s = &g_socks[g_nsocks];
+        s->addr = ntohl(addr);
+        s->port = (uint16_t)port;
+        s->inode = inode;
+        s->next = g_head_gen[s->port] == g_gen ? g_head[s->port] : -1;
+        g_head[s->port] = g_nsocks;
+        g_head_gen[s->port] = g_gen;
+        g_nsocks++;
+    }
+    fclose(f);
+}
+
+/* A socket bound to addr:port (or to any address on port). The table is read again on a miss when
+ * it is older than the packet (a socket bound before the packet was sent is always seen), and on a
+ * hit when it is more than 100 ms older (a socket closed since then is soon forgotten). */
+static const sock_t *socket_on(uint32_t addr, uint16_t port, uint64_t packet_time) {
+    if (g_table_time + 1000000u < packet_time) read_udp_table();
+    for (int pass = 0; pass < 2; pass++) {
+        if (g_head_gen[port] == g_gen)
+            for (int i = g_head[port]; i >= 0; i = g_socks[i].next)
+                if (g_socks[i].addr == addr || g_socks[i].addr == 0) return &g_socks[i];
+        if (pass == 0 && g_table_time <= packet_time) read_udp_table();
+        else break;
+    }
+    return NULL;
+}
+
+static long pid_of_inode(unsigned long inode) {
+    char want[64];
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    DIR *proc = opendir("/proc");
+    if (!proc) return 0;
+    long found = 0;
+    struct dirent *p;
+    while (!found && (p = readdir(proc))) {
+        char *end;
+        long pid = strtol(p->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%ld/fd", pid);
+        DIR *fds = opendir(dir);
+        if (!fds) continue;
+        struct dirent *d;
+        while ((d = readdir(fds))) {
+            char link[320], target[64];
+            snprintf(link, sizeof link, "%s/%s", dir, d->d_name);
+            ssize_t n = readlink(link, target, sizeof target - 1);
+            if (n > 0) { target[n] = 0; if (strcmp(target, want) == 0) { found = pid; break; } }
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+    return found;
+}
+
+static int app_of_socket(const sock_t *s) {
+    if (!s) return 0;
+    for (int i = 0; i < g_nowner; i++)
+        if (g_owner[i].inode == s->inode) return g_owner[i].app;
+    int app = app_of_pid(pid_of_inode(s->inode));
+    int slot = g_nowner < 256 ? g_nowner++ : (int)(s->inode % 256);
+    g_owner[slot].inode = s->inode;
+    g_owner[slot].app = app;
+    return app;
+}
+
+/* ---- blocked tuples (RECLASSIFY=0) -------------------------------------------------------------- */
+typedef struct { uint32_t laddr, raddr; uint16_t lport, rport; uint64_t filter_id, time; } tuple_t;
+#define TUPLES (1u << 16)
+static tuple_t g_tuples[TUPLES];
+
+static tuple_t *tuple_slot(const event_t *e, int *found) {
+    uint32_t h = (e->laddr * 2654435761u) ^ (e->raddr * 40503u) ^ ((uint32_t)e->lport << 16) ^ e->rport;
+    tuple_t *oldest = NULL;
+    for (uint32_t k = 0; k < 8; k++) {
+        tuple_t *t = &g_tuples[(h + k) & (TUPLES - 1)];
+        if (t->time && t->laddr == e->laddr && t->raddr == e->raddr && t->lport == e->lport &&
+            t->rport == e->rport && t->filter_id == e->filter_id && e->filetime - t->time < TTL_100NS) {
+            *found = 1;
+            return t;
+        }
+        if (!oldest || t->time < oldest->time) oldest = t;
+    }
+    *found = 0;
+    return oldest;
+}
+
+void classify_reset(void) {  /* a new capture (another namespace) or another configuration */
+    pthread_mutex_lock(&c_mu);
+    memset(g_tuples, 0, sizeof g_tuples);
+    g_nsocks = 0;
+    g_gen++;
+    g_table_time = 0;
+    g_nowner = 0;
+    pthread_mutex_unlock(&c_mu);
+}
+
+/* ---- the event log ------------------------------------------------------------------------------ */
+static event_t g_log[LOG_SIZE];
+static uint64_t g_logged;
+
+void emit(const event_t *e) {
+    pthread_mutex_lock(&c_mu);
+    g_log[g_logged % LOG_SIZE] = *e;
+    g_logged++;
+    pthread_mutex_unlock(&c_mu);
+    sub_t *targets[MAX_SUBS];
+    int nt = 0;
+    pthread_mutex_lock(&g_mu);
+    if (g_options[0])  /* FWPM_ENGINE_COLLECT_NET_EVENTS */
+        for (int i = 0; i < MAX_SUBS; i++) {
+            const match_t *m = &g_subs[i].m;
+            if (!g_subs[i].used || g_subs[i].stop) continue;
+            if ((m->has_proto && m->proto != e->proto) || (m->has_type && m->type != CLASSIFY_DROP) ||
+                (m->has_laddr && (e->laddr & m->lmask) != (m->laddr & m->lmask)) ||
+                (m->has_raddr && (e->raddr & m->rmask) != (m->raddr & m->rmask)) ||
+                (m->has_lport && (e->lport < m->lport_lo || e->lport > m->lport_hi)) ||
+                (m->has_rport && (e->rport < m->rport_lo || e->rport > m->rport_hi)) ||
+                (m->app && m->app != e->app))
+                continue;
+            targets[nt++] = &g_subs[i];
+        }
+    pthread_mutex_unlock(&g_mu);
+    for (int i = 0; i < nt; i++) offer(targets[i], e);
+}
+
+/* ---- classification ----------------------------------------------------------------------------- */
+typedef struct { uint32_t laddr, raddr; uint16_t lport, rport; uint64_t time; } view_t;
+
+/* Returns 1 if a blocking filter at `layer` drops the packet; makes its event unless `quiet`. */
+static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint, int quiet) {
+    filter_t active[16];
+    int n = 0;
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < MAX_OBJECTS && n < 16; i++)
+        if (g_filters[i].used && g_filters[i].layer_id == layer && g_filters[i].action == FWP_ACTION_BLOCK)
+            active[n++] = g_filters[i];
+    pthread_mutex_unlock(&g_mu);
+    int ale = layer == LAYER_CONNECT || layer == LAYER_RECV_ACCEPT;
+    for (int i = 0; i < n; i++) {
+        const match_t *m = &active[i].m;
+        if ((m->has_proto && m->proto != IPPROTO_UDP_) ||
+            (m->has_laddr && (v->laddr & m->lmask) != (m->laddr & m->lmask)) ||
+            (m->has_raddr && (v->raddr & m->rmask) != (m->raddr & m->rmask)) ||
+            (m->has_lport && (v->lport < m->lport_lo || v->lport > m->lport_hi)) ||
+            (m->has_rport && (v->rport < m->rport_lo || v->rport > m->rport_hi)))
+            continue;
+        pthread_mutex_lock(&c_mu);
+        int app = app_hint > 0 ? app_hint : ale ? app_of_socket(socket_on(v->laddr, v->lport, v->time)) : 0;
+        if (m->app && m->app != app) { pthread_mutex_unlock(&c_mu); continue; }
+        event_t e = {active[i].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
+                     v->time, direction, app};
+        int silent = 0;
+        if (ale && !g_cfg.reclassify) {
+            int found;
+            tuple_t *t = tuple_slot(&e, &found);
+            silent = found;
+            *t = (tuple_t){e.laddr, e.raddr, e.lport, e.rport, e.filter_id, e.filetime};
+        }
+        pthread_mutex_unlock(&c_mu);
+        if (!quiet && !silent) emit(&e);
+        return 1;
+    }
+    return 0;
+}
+
+int classify_outgoing(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint64_t filetime, int app_hint) {
+    view_t v = {src, dst, sport, dport, filetime};
+    return at_layer(LAYER_CONNECT, &v, DIR_OUT_MS, app_hint, 0) ||
+           at_layer(LAYER_OUT_TRANSPORT, &v, DIR_OUT_MS, app_hint, 0);
+}
+
+static int outgoing_dropped(const view_t *v, int app_hint) {
+    return at_layer(LAYER_CONNECT, v, DIR_OUT_MS, app_hint, 1) || at_layer(LAYER_OUT_TRANSPORT, v, DIR_OUT_MS, app_hint, 1);
+}
+
+int classify_incoming(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint64_t filetime, int app_hint) {
+    view_t out = {src, dst, sport, dport, filetime};
+    if (outgoing_dropped(&out, app_hint)) return 0;  /* this copy never existed */
+    pthread_mutex_lock(&c_mu);
+    int listening = socket_on(dst, dport, filetime) != NULL;
+    pthread_mutex_unlock(&c_mu);
+    if (!listening) return 0;  /* the discard path: no transport or ALE receive classification */
+    view_t in = {dst, src, dport, sport, filetime};
+    return at_layer(LAYER_IN_TRANSPORT, &in, DIR_IN_MS, app_hint, 0) ||
+           at_layer(LAYER_RECV_ACCEPT, &in, DIR_IN_MS, app_hint, 0);
+}
+
+/* ---- test entry points -------------------------------------------------------------------------- */
+/* How many events the fake has made (its own filters' and foreign ones), and the index-th of the
+ * last LOG_SIZE: filter id, layer id, local/remote address and port, FILETIME. */
+uint64_t FakeGeneratedEvents(void) { return __atomic_load_n(&g_logged, __ATOMIC_SEQ_CST); }
+
+int FakeLoggedEvent(uint64_t index, uint64_t *filter_id, uint16_t *layer_id, uint32_t *laddr, uint32_t *raddr,
+                    uint16_t *lport, uint16_t *rport, uint64_t *filetime) {
+    pthread_mutex_lock(&c_mu);
+    int ok = index < g_logged && g_logged - index <= LOG_SIZE;
+    if (ok) {
+        const event_t *e = &g_log[index % LOG_SIZE];
+        *filter_id = e->filter_id; *layer_id = e->layer_id; *laddr = e->laddr; *raddr = e->raddr;
+        *lport = e->lport; *rport = e->rport; *filetime = e->filetime;
+    }
+    pthread_mutex_unlock(&c_mu);
+    return ok;
+}

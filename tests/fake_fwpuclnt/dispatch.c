@@ -1,0 +1,250 @@
+/* Net-event subscriptions and the dispatcher of the field notes.
+ *
+ * An event offered while the dispatcher is idle joins the batch being formed (up to Q); later
+ * ones wait in one FIFO of Q + B places (the next queue, then the system buffer); beyond that
+ * they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
+ * turnaround, and takes the next Q waiting events as its next batch.
+ * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
+ * threads (serialized: one batch at a time, but each on a different thread).
+ * FwpmNetEventUnsubscribe0 waits for a running callback; called from a delivery thread of the same
+ * subscription it never returns, as it would on Windows.
+ */
+#include "fake.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+sub_t g_subs[MAX_SUBS];
+DWORD parse_template(const FWPM_NET_EVENT_ENUM_TEMPLATE0 *t, match_t *m);
+uint64_t subscribe_counted(void);
+
+static void deliver(sub_t *s, const event_t *e) {
+    FWPM_NET_EVENT_CLASSIFY_DROP2 drop = {0};
+    drop.filterId = e->filter_id;
+    drop.layerId = e->layer_id;
+    int inbound = e->direction == DIR_IN_MS;
+    drop.msFwpDirection = g_cfg.plain_directions ? (inbound ? 1u : 0u) : e->direction;
+    drop.isLoopback = 1;
+    union { FWPM_NET_EVENT1 v1; FWPM_NET_EVENT2 v2; FWPM_NET_EVENT3 v3; FWPM_NET_EVENT5 v5; } ev;
+    memset(&ev, 0, sizeof ev);
+    FWPM_NET_EVENT_HEADER0 *h = (FWPM_NET_EVENT_HEADER0 *)&ev;  /* the common header prefix */
+    h->timeStamp.dwLowDateTime = (uint32_t)e->filetime;
+    h->timeStamp.dwHighDateTime = (uint32_t)(e->filetime >> 32);
+    h->flags = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x100;  /* protocol, addresses, ports, ip version */
+    h->ipVersion = 0;
+    h->ipProtocol = e->proto;
+    h->localAddrV4 = e->laddr;
+    h->remoteAddrV4 = e->raddr;
+    h->localPort = e->lport;
+    h->remotePort = e->rport;
+    uint8_t app[APP_BYTES];
+    const uint8_t *bytes;
+    int n = app_bytes(e->app, &bytes);
+    if (n > 0) {  /* the event's own copy of the app id, gone with the event */
+        memcpy(app, bytes, (size_t)n);
+        h->flags |= 0x20;
+        h->appId.size = (uint32_t)n;
+        h->appId.data = app;
+    }
+    switch (s->version) {  /* SubscribeN delivers FWPM_NET_EVENT(N+1) */
+    case 0: ev.v1.type = CLASSIFY_DROP; ev.v1.classifyDrop = (FWPM_NET_EVENT_CLASSIFY_DROP1 *)&drop; break;
+    case 1: ev.v2.type = CLASSIFY_DROP; ev.v2.classifyDrop = &drop; break;
+    case 2: case 3: ev.v3.type = CLASSIFY_DROP; ev.v3.classifyDrop = &drop; break;
+    default: ev.v5.type = CLASSIFY_DROP; ev.v5.classifyDrop = &drop; break;
+    }
+    s->cb(s->ctx, &ev);
+    memset(&ev, 0xA5, sizeof ev);  /* the memory is gone once the callback returns */
+    memset(&drop, 0xA5, sizeof drop);
+    memset(app, 0xA5, sizeof app);
+}
+
+static void deliver_batch(sub_t *s, const event_t *batch, uint32_t n) {
+    for (uint32_t i = 0; i < n && !__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST); i++) deliver(s, &batch[i]);
+}
+
+static void *worker_loop(void *arg) {
+    worker_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->quit && !w->busy) pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit) break;
+        pthread_mutex_unlock(&w->mu);
+        deliver_batch(w->s, w->batch, w->n);
+        pthread_mutex_lock(&w->mu);
+        w->busy = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Batch k runs on thread k % threads (0 = the dispatcher itself); the dispatcher waits for it. */
+static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
+    uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
+    if (k == 0) { deliver_batch(s, batch, n); return; }
+    worker_t *w = &s->workers[k - 1];
+    pthread_mutex_lock(&w->mu);
+    w->batch = batch; w->n = n; w->busy = 1;
+    pthread_cond_broadcast(&w->cv);
+    while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *dispatcher(void *arg) {
+    sub_t *s = arg;
+    uint32_t q = s->queue_limit, total = s->queue_limit + s->buffer;
+    event_t *batch = malloc(sizeof(event_t) * (q ? q : 1));
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && s->forming_n == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) break;
+        uint32_t n = s->forming_n;  /* the batch formed while the dispatcher woke up */
+        memcpy(batch, s->forming, n * sizeof(event_t));
+        s->forming_n = 0;
+        s->busy = 1;
+        for (;;) {
+            pthread_mutex_unlock(&s->mu);
+            run_batch(s, batch, n);
+            if (g_cfg.turnaround_us) {  /* kernel packets released, next batch prepared */
+                struct timespec ts = {0, (long)g_cfg.turnaround_us * 1000L};
+                nanosleep(&ts, NULL);
+            }
+            pthread_mutex_lock(&s->mu);
+            s->delivered += n;
+            s->batches++;
+            if (s->stop || s->w_n == 0) break;
+            n = s->w_n < q ? s->w_n : q;  /* next queue becomes the batch */
+            for (uint32_t i = 0; i < n; i++) batch[i] = s->waiting[(s->w_head + i) % total];
+            s->w_head = (s->w_head + n) % total;
+            s->w_n -= n;
+        }
+        s->busy = 0;
+        if (s->stop) break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(batch);
+    return NULL;
+}
+
+void offer(sub_t *s, const event_t *e) {
+    pthread_mutex_lock(&s->mu);
+    uint32_t total = s->queue_limit + s->buffer;
+    if (s->stop) {
+        /* unsubscribing: nothing more is delivered */
+    } else if (!s->busy && s->forming_n < s->queue_limit) {
+        s->forming[s->forming_n++] = *e;
+        pthread_cond_signal(&s->cv);
+    } else if (s->w_n < total) {
+        s->waiting[(s->w_head + s->w_n) % total] = *e;
+        s->w_n++;
+    } else {
+        s->lost++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static DWORD subscribe(int version, HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0 *sub, callback_t cb, void *ctx,
+                       HANDLE *out) {
+    session_t *s = session_of(h);
+    subscribe_counted();
+    if (!s) return ERROR_INVALID_HANDLE;
+    DWORD code;
+    if (fail_point("FwpmNetEventSubscribe", &code)) return code;
+    if (!g_cfg.elevated) return ERROR_ACCESS_DENIED;
+    if (s->in_txn) return FWP_E_TXN_IN_PROGRESS;
+    if (!sub || !cb || !out) return ERROR_INVALID_PARAMETER;
+    match_t m;
+    DWORD rc = parse_template(sub->enumTemplate, &m);
+    if (rc) return rc;
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < MAX_SUBS; i++)
+        if (!g_subs[i].used) {
+            sub_t *n = &g_subs[i];
+            memset(n, 0, sizeof *n);
+            n->used = 1; n->owner = s; n->version = version; n->cb = cb; n->ctx = ctx; n->m = m;
+            n->session_key = sub->sessionKey;
+            n->queue_limit = g_cfg.queue_limit;
+            n->buffer = g_cfg.buffer;
+            n->forming = calloc(n->queue_limit ? n->queue_limit : 1, sizeof(event_t));
+            n->waiting = calloc((size_t)n->queue_limit + n->buffer + 1, sizeof(event_t));
+            pthread_mutex_init(&n->mu, NULL);
+            pthread_cond_init(&n->cv, NULL);
+            n->nworkers = (int)g_cfg.threads - 1;
+            for (int k = 0; k < n->nworkers; k++) {
+                worker_t *w = &n->workers[k];
+                w->s = n;
+                pthread_mutex_init(&w->mu, NULL);
+                pthread_cond_init(&w->cv, NULL);
+                pthread_create(&w->thread, NULL, worker_loop, w);
+            }
+            pthread_create(&n->thread, NULL, dispatcher, n);
+            *out = n;
+            pthread_mutex_unlock(&g_mu);
+            return ERROR_SUCCESS;
+        }
+    pthread_mutex_unlock(&g_mu);
+    return ERROR_INVALID_PARAMETER;
+}
+
+#define SUBSCRIBE(N) \
+    DWORD FwpmNetEventSubscribe##N(HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0 *sub, callback_t cb, void *ctx, \
+                                   HANDLE *out) { return subscribe(N, h, sub, cb, ctx, out); }
+SUBSCRIBE(0)
+#if MAX_SUBSCRIBE >= 1
+SUBSCRIBE(1)
+#endif
+#if MAX_SUBSCRIBE >= 2
+SUBSCRIBE(2)
+#endif
+#if MAX_SUBSCRIBE >= 3
+SUBSCRIBE(3)
+#endif
+#if MAX_SUBSCRIBE >= 4
+SUBSCRIBE(4)
+#endif
+
+static int is_delivery_thread(const sub_t *s) {
+    if (pthread_equal(pthread_self(), s->thread)) return 1;
+    for (int k = 0; k < s->nworkers; k++)
+        if (pthread_equal(pthread_self(), s->workers[k].thread)) return 1;
+    return 0;
+}
+
+void stop_subscription(sub_t *s) {
+    if (is_delivery_thread(s))  /* waits for the running callback: its own. Windows hangs here. */
+        for (;;) sleep(3600);
+    pthread_mutex_lock(&s->mu);
+    __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);  /* returns only once a running callback has returned */
+    for (int k = 0; k < s->nworkers; k++) {
+        worker_t *w = &s->workers[k];
+        pthread_mutex_lock(&w->mu);
+        w->quit = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+    }
+    pthread_mutex_lock(&g_mu);
+    free(s->forming);
+    free(s->waiting);
+    s->used = 0;
+    pthread_mutex_unlock(&g_mu);
+}
+
+DWORD FwpmNetEventUnsubscribe0(HANDLE h, HANDLE events) {
+    if (!session_of(h)) return ERROR_INVALID_HANDLE;
+    if (!events) return ERROR_SUCCESS;
+    sub_t *s = events;
+    if (s < g_subs || s >= g_subs + MAX_SUBS || !s->used) return ERROR_INVALID_HANDLE;
+    DWORD code;
+    if (fail_point("FwpmNetEventUnsubscribe0", &code)) return code;  /* still subscribed */
+    stop_subscription(s);
+    return ERROR_SUCCESS;
+}
+
+/* Events this subscription lost because its queue and buffer were full. */
+uint64_t FakeLost(HANDLE events) { return events ? ((sub_t *)events)->lost : 0; }
