@@ -56,8 +56,9 @@ def _words(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block).view(">u2").astype(np.uint64).sum(axis=1)
 
 
-def compile_packets(plan: TrafficPlan, payload_len: int = 16) -> PacketBatch:
-    base = np.frombuffer(template(payload_len), dtype=np.uint8)
+def compile_packets(plan: TrafficPlan, payload_len: int = 16, sport: int = 40000) -> PacketBatch:
+    """`sport`: the source port, that of the sender's own UDP socket (raw packets from its port)."""
+    base = np.frombuffer(template(payload_len, sport), dtype=np.uint8)
     n = len(plan.seq)
     data = np.repeat(base[None, :], n, axis=0)
     dst = plan.remote_v4.astype(np.uint32)

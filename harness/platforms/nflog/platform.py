@@ -2,9 +2,10 @@
 
 Per run: an own network namespace (loopback up), an nftables rule in its input hook that logs
 the test traffic to an NFLOG group and drops it, an NFLOG subscriber bound to that group inside
-the namespace, and a sender process with a UDP and a raw socket inside it. Mapping to WFP terms:
-a kernel batch (one netlink datagram of up to `qthresh` events) plays the dispatcher's batch,
-the netlink socket's receive buffer plays the system buffer, and a full buffer loses events.
+the namespace, and a sender process (harness.traffic.sender_process) whose sockets live inside
+it. Mapping to WFP terms: a kernel batch (one netlink datagram of up to `qthresh` events) plays
+the dispatcher's batch, the netlink socket's receive buffer plays the system buffer, and a full
+buffer loses events.
 """
 from __future__ import annotations
 
@@ -83,8 +84,9 @@ class NflogPlatform:
             raise PlatformUnavailable(reason)
         from harness.platforms.nflog import netns  # pyroute2 is Linux-only
         from harness.platforms.nflog.netlink import NETLINK_NETFILTER, PacketParser, ack_error, bind_messages
-        from harness.platforms.nflog.sender import SenderProcess
+        from harness.platforms.nflog.sockets import NamespaceSockets
         from harness.platforms.nflog.subscriber import Subscriber
+        from harness.traffic.sender_process import SenderProcess
 
         self.config = config or NflogConfig()
         self._netns = netns
@@ -108,7 +110,7 @@ class NflogPlatform:
                     raise OSError(err, f"NFLOG configuration refused: {os.strerror(err)}")
             self.rcvbuf_effective = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             self.subscriber = Subscriber(self.sock, PacketParser())
-            self.sender = SenderProcess(self.namespace)
+            self.sender = SenderProcess(NamespaceSockets(self.namespace))
             self._max_rate: float | None = None  # calibrated on first use (the run is on disk by then)
         except BaseException:
             self.close()

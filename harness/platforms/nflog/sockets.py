@@ -1,0 +1,36 @@
+"""How the nflog platform's sender process makes its sockets: inside the run's network namespace
+(entered in the child), batched with sendmmsg."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from harness.platforms.nflog.mmsg import MmsgSender
+from harness.traffic.packets import PacketBatch
+
+SNDBUF = 4 << 20
+
+
+@dataclass(frozen=True)
+class NamespaceSockets:
+    namespace: str
+
+    def enter(self) -> dict[str, Any]:
+        from pyroute2 import netns
+        netns.setns(self.namespace, flags=0)  # this thread, and every socket it makes from now on
+        return {}
+
+    def udp(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        s.bind(("127.0.0.1", 0))
+        return s
+
+    def raw(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        return s
+
+    def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> MmsgSender:
+        return MmsgSender(sock, kind, packets)

@@ -1,0 +1,35 @@
+"""How the wfp platform's sender process makes its sockets: plain loopback sockets made in the
+child (Windows has no fork to hand them over), one sendto per packet. The child reports its own
+image (GetModuleFileNameW(NULL)): the app id that WFP sees for its packets."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from harness.platforms.wfp.winsys import WinSys
+from harness.traffic.packets import PacketBatch
+from harness.traffic.sender_process import SendtoSender
+
+
+@dataclass(frozen=True)
+class LoopbackSockets:
+    library: str | None = None  # off Windows: the library that stands in for kernel32 (the fake)
+
+    def enter(self) -> dict[str, Any]:
+        return {"image": WinSys(self.library).module_file_name()}
+
+    def udp(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        return s
+
+    def raw(self) -> socket.socket:
+        """Send only: IPPROTO_RAW with IP_HDRINCL (administrator). Never SIO_RCVALL, which is what
+        scapy's native Windows socket turns on to receive: a promiscuous capture of the runner."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        return s
+
+    def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> SendtoSender:
+        return SendtoSender(sock, kind, packets)

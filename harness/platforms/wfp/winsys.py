@@ -1,0 +1,67 @@
+"""The few Windows system calls the wfp backend needs beside fwpuclnt.
+
+On Windows they come from kernel32; elsewhere from the library named by WFPCAP_FWPUCLNT (the tests'
+fake exports the same names), so the very same ctypes code runs in the Linux tests.
+- GetSystemTimePreciseAsFileTime: event timestamps are FILETIMEs; Python 3.11/3.12 on Windows
+  give time.time_ns() a resolution of about 15.6 ms, too coarse to relate them to perf_counter.
+- GetModuleFileNameW(NULL): the image of the running process. In a venv, sys.executable is a
+  launcher (Windows) or a symbolic link (elsewhere), not the image WFP sees as the app id.
+"""
+from __future__ import annotations
+
+import ctypes as C
+import os
+import sys
+import time
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.abi import FILETIME
+
+ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
+FILETIME_UNIX_EPOCH = 116444736000000000  # 100 ns ticks from 1601-01-01 to 1970-01-01
+
+
+def filetime_to_unix_ns(ticks: int) -> int:
+    return (ticks - FILETIME_UNIX_EPOCH) * 100
+
+
+class WinSys:
+    def __init__(self, library: str | None = None) -> None:
+        if sys.platform == "win32":
+            self.dll = C.WinDLL("kernel32", use_last_error=True)
+        else:
+            path = library or os.environ.get(ENV_OVERRIDE)
+            if not path:
+                raise PlatformUnavailable(f"Windows system calls need Windows (or {ENV_OVERRIDE})")
+            self.dll = C.CDLL(path)
+        self.dll.GetSystemTimePreciseAsFileTime.argtypes = [C.POINTER(FILETIME)]
+        self.dll.GetSystemTimePreciseAsFileTime.restype = None
+        self.dll.GetModuleFileNameW.argtypes = [C.c_void_p, C.c_wchar_p, C.c_uint32]
+        self.dll.GetModuleFileNameW.restype = C.c_uint32
+
+    def precise_unix_ns(self) -> int:
+        ft = FILETIME()
+        self.dll.GetSystemTimePreciseAsFileTime(C.byref(ft))
+        return filetime_to_unix_ns((ft.dwHighDateTime << 32) | ft.dwLowDateTime)
+
+    def unix_minus_perf_ns(self, samples: int = 7) -> int:
+        """unix time - perf_counter time, from the tightest of a few bracketed readings."""
+        best: tuple[int, int] | None = None
+        for _ in range(samples):
+            before = time.perf_counter_ns()
+            unix = self.precise_unix_ns()
+            after = time.perf_counter_ns()
+            if best is None or after - before < best[0]:
+                best = (after - before, unix - (before + after) // 2)
+        return best[1]
+
+    def module_file_name(self, size: int = 32) -> str:
+        """GetModuleFileNameW(NULL): grows the buffer while the path does not fit (it truncates)."""
+        while True:
+            buf = C.create_unicode_buffer(size)
+            n = self.dll.GetModuleFileNameW(None, buf, size)
+            if n == 0:
+                raise OSError("GetModuleFileNameW(NULL) failed")
+            if n < size:
+                return buf.value
+            size *= 2

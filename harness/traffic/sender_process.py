@@ -1,0 +1,261 @@
+"""The traffic generator in a process of its own, on every platform.
+
+It never competes with the subscriber's callbacks for the interpreter lock. Started with the
+`spawn` method (the only one Windows has, and the same on Linux so that the code that runs on
+Windows runs in the Linux tests), it makes its sockets itself, through a picklable factory that
+the platform hands over (nflog: inside its network namespace; wfp: plain loopback sockets). It
+dies with its parent: a watchdog thread waits on the parent's sentinel.
+
+Per trial it opens a fresh UDP socket, so every trial has a new local port and with it new
+tuples: a classify cache can never decide a trial's result. The raw sender sends the same
+scapy-compiled packets, with that port as their source, through a send-only raw socket; it never
+captures. For inbound layers it first binds a receiver on every destination port, because a
+datagram without a listener never reaches them. The trial's sockets stay open until the next
+trial, so whatever classifies the packets afterwards still finds them.
+"""
+from __future__ import annotations
+
+import errno
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+from multiprocessing import connection
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.spec import TrialSpec
+from harness.traffic.packets import SEQ_OFFSET, PacketBatch, compile_packets
+from harness.traffic.pacing import BatchSender, deadlines_ns, generator_report, run_paced
+from harness.traffic.plan import TrafficPlan, plan_traffic
+
+KINDS = ("udp", "raw")
+_BUSY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
+
+
+class SocketFactory(Protocol):
+    """How a platform's sockets are made, called in the sender process (so it must pickle)."""
+
+    def enter(self) -> dict[str, Any]:
+        """Once, first thing in the child (e.g. enter a namespace); returns facts for the parent."""
+        ...
+
+    def udp(self) -> socket.socket:
+        ...
+
+    def raw(self) -> socket.socket:
+        ...
+
+    def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> BatchSender:
+        ...
+
+
+class SendtoSender:
+    """One sendto per packet (every OS). A send that a filter refuses (WSAEACCES on Windows) is
+    counted, not an error; a full send queue makes the pacer try again."""
+
+    def __init__(self, sock: socket.socket, kind: str, packets: PacketBatch) -> None:
+        skip = SEQ_OFFSET if kind == "udp" else 0
+        self.sock = sock
+        self.payloads = [bytes(row) for row in packets.data[:, skip:]]
+        ports = packets.dport.tolist() if kind == "udp" else [0] * len(packets.dport)
+        self.targets = [(socket.inet_ntoa(int(a).to_bytes(4, "big")), p) for a, p in zip(packets.dst.tolist(), ports)]
+        self.refused = 0
+
+    def send(self, first: int, last: int) -> int:
+        sendto, payloads, targets = self.sock.sendto, self.payloads, self.targets
+        for k in range(first, last):
+            try:
+                sendto(payloads[k], targets[k])
+            except OSError as exc:
+                if exc.errno in _BUSY:
+                    return k - first
+                self.refused += 1
+        return last - first
+
+
+def tagged(plan: TrafficPlan, tag: int) -> TrafficPlan:
+    """Carry the trial number in the top 16 bits of the payload's sequence field, so that a late
+    event of an earlier trial is never mistaken for one of this trial (nflog reads the payload)."""
+    return replace(plan, seq=plan.seq | (np.int64(tag) << 48))
+
+
+def _watch_parent() -> None:
+    """Exit at once when the parent is gone (killed or crashed), even in the middle of a send."""
+    parent = mp.parent_process()
+    if parent is not None:
+        connection.wait([parent.sentinel])
+        os._exit(1)
+
+
+def _raise_fd_limit() -> None:
+    try:
+        import resource  # POSIX only; Windows has no per-process socket limit of this kind
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _receivers(plan: TrafficPlan) -> tuple[list[socket.socket], int]:
+    """A UDP socket on every destination port (any address); a port someone else holds already
+    has a listener, which is all an inbound layer needs."""
+    held, elsewhere = [], 0
+    for port in np.unique(plan.remote_port).tolist():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError as exc:
+            s.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise OSError(exc.errno, f"cannot bind a receiver on port {port}: {exc.strerror}") from None
+            elsewhere += 1
+            continue
+        held.append(s)
+    return held, elsewhere
+
+
+class _Child:
+    def __init__(self, conn, sockets: SocketFactory, max_batch: int) -> None:
+        self.conn, self.sockets, self.max_batch = conn, sockets, max_batch
+        self.held: list[socket.socket] = []
+        self.last: tuple[Any, np.ndarray, TrialSpec] | None = None
+
+    def release(self) -> None:
+        for s in self.held:
+            s.close()
+        self.held.clear()
+        self.last = None
+
+    def trial(self, spec: TrialSpec, kind: str, tag: int, receivers: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        self.release()
+        if kind not in KINDS:
+            raise ValueError(f"sender kind must be udp or raw, got {kind!r}")
+        plan = plan_traffic(spec)
+        bound = elsewhere = 0
+        if receivers:
+            listeners, elsewhere = _receivers(plan)
+            self.held += listeners
+            bound = len(listeners)
+        udp = self.sockets.udp()  # a fresh local port for this trial's tuples
+        self.held.append(udp)
+        port = udp.getsockname()[1]
+        packets = compile_packets(tagged(plan, tag), sport=port)
+        sock = udp
+        if kind == "raw":
+            sock = self.sockets.raw()
+            self.held.append(sock)
+        sender = self.sockets.sender(sock, kind, packets)
+        self.last = (sender, deadlines_ns(spec.traffic), spec)
+        sent_at, report = self.paced()
+        report.update(local_port=port, receivers=bound, receivers_elsewhere=elsewhere)
+        return sent_at, report
+
+    def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Send the current trial's packets (again) from its sockets, on schedule."""
+        if self.last is None:
+            raise RuntimeError("no trial to send again")
+        sender, offsets, spec = self.last
+        refused = getattr(sender, "refused", 0)
+        sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
+        report = generator_report(spec.traffic, sent_at, offsets, t0)
+        report["send_errors"] = getattr(sender, "refused", 0) - refused
+        report["sender_pid"] = os.getpid()
+        return sent_at, report
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg = self.conn.recv()
+            except EOFError:
+                return
+            if msg is None:
+                return
+            try:
+                if msg[0] == "trial":
+                    self.conn.send(("ok", *self.trial(*msg[1:])))
+                else:  # "again"
+                    self.conn.send(("ok", *self.paced()))
+            except Exception as exc:  # reported to the parent as one line
+                self.release()
+                self.conn.send(("error", f"{type(exc).__name__}: {exc}", None))
+
+
+def _main(conn, sockets: SocketFactory, max_batch: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: it is the parent's to handle (it stops
+    # this process itself, at once)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, daemon=True, name="wfpcap-sender-watchdog").start()
+    _raise_fd_limit()
+    try:
+        info = sockets.enter()
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}", None))
+        return
+    conn.send(("ok", {**info, "pid": os.getpid()}, None))
+    child = _Child(conn, sockets, max_batch)
+    try:
+        child.serve()
+    finally:
+        child.release()
+
+
+class SenderError(RuntimeError):
+    pass
+
+
+class SenderProcess:
+    """The parent's handle: `send` runs one trial's traffic and returns (send times, report)."""
+
+    def __init__(self, sockets: SocketFactory, max_batch: int = 256, start_timeout_s: float = 120.0) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_main, args=(child, sockets, max_batch), daemon=True, name="wfpcap-sender")
+        self.proc.start()
+        child.close()
+        try:
+            self.info: dict[str, Any] = self._reply(start_timeout_s, "start")[0]
+        except BaseException:
+            self.kill()
+            raise
+
+    def _reply(self, timeout_s: float, what: str) -> tuple[Any, Any]:
+        if not self.conn.poll(timeout_s):
+            raise TimeoutError(f"sender did not {what} within {timeout_s:.0f} s")
+        try:
+            status, payload, report = self.conn.recv()
+        except EOFError:
+            raise SenderError(f"sender process died (exit code {self.proc.exitcode})") from None
+        if status != "ok":
+            raise SenderError(f"sender failed: {payload}")
+        return payload, report
+
+    def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float,
+             receivers: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        self.conn.send(("trial", spec, kind, tag, receivers))
+        return self._reply(timeout_s, "finish")
+
+    def again(self, timeout_s: float) -> tuple[np.ndarray, dict[str, Any]]:
+        """The last trial's packets once more, from the same sockets (the same tuples)."""
+        self.conn.send(("again",))
+        return self._reply(timeout_s, "finish")
+
+    def kill(self) -> None:
+        """Stop a send in progress at once (the process cannot be asked: it is busy sending)."""
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(timeout=5)
+            self.kill()
+        self.conn.close()

@@ -1,0 +1,117 @@
+"""The traffic generator process that both real platforms use (spawned, its own sockets)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.platforms.wfp.sockets import LoopbackSockets
+from harness.spec import FilterSpec, TrafficSpec, TrialSpec
+from harness.traffic.sender_process import SenderError, SenderProcess
+from netns import NetNamespace, needs_netns
+from platforms import fake_wfp_library
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = TrialSpec(TrafficSpec(count=20), filter=FilterSpec(remote_port_low=31000, remote_port_high=31999))
+
+
+@pytest.fixture(scope="module")
+def sender():
+    from netns import reason
+    if reason():
+        pytest.skip(reason())
+    ns = NetNamespace()
+    with ns:
+        s = SenderProcess(LoopbackSockets(fake_wfp_library()))
+    yield s, ns
+    s.close()
+    ns.close()
+
+
+def received(ns, ports, action):
+    with ns:
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in ports]
+    for s, p in zip(socks, ports):
+        s.bind(("127.0.0.1", p))
+        s.settimeout(2.0)
+    result = action()
+    got = []
+    for s in socks:
+        data, source = s.recvfrom(100)
+        got.append((int.from_bytes(data[:8], "big") & ((1 << 48) - 1), source[1]))
+        s.close()
+    return result, got
+
+
+def test_reports_the_image_it_runs(sender):
+    s, _ = sender
+    assert s.info["image"] == os.path.realpath(f"/proc/{s.info['pid']}/exe")
+    assert s.info["pid"] == s.proc.pid != os.getpid()
+
+
+@needs_netns
+@pytest.mark.parametrize("kind", ["udp", "raw"])
+def test_each_trial_sends_from_a_fresh_port(sender, kind):
+    s, ns = sender
+    ports = list(range(31000, 31020))
+    (_, first), got = received(ns, ports, lambda: s.send(SPEC, kind, 1, timeout_s=30))
+    assert [g[0] for g in got] == list(range(20))                # numbered in the payload
+    assert {g[1] for g in got} == {first["local_port"]}          # raw too: from the trial's own port
+    (_, second), _ = received(ns, ports, lambda: s.send(SPEC, kind, 2, timeout_s=30))
+    assert second["local_port"] != first["local_port"]           # new tuples every trial
+    (_, again), got = received(ns, ports, lambda: s.again(timeout_s=30))
+    assert {g[1] for g in got} == {second["local_port"]} and again["packets"] == 20  # the same tuples once more
+
+
+@needs_netns
+def test_receivers_are_bound_on_every_destination_port_when_asked(sender):
+    s, ns = sender
+    _, report = s.send(SPEC, "udp", 3, timeout_s=30, receivers=True)
+    assert report["receivers"] == 20
+    with ns:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):
+        probe.bind(("0.0.0.0", 31005))  # held by the sender until its next trial
+    probe.close()
+
+
+def test_a_failure_in_the_child_is_one_line_and_it_keeps_serving(sender):
+    s, _ = sender
+    with pytest.raises(SenderError, match="sender failed: ValueError: sender kind must be udp or raw"):
+        s.send(SPEC, "carrier-pigeon", 4, timeout_s=30)
+    assert s.proc.is_alive()
+
+
+PARENT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, "tests")
+    from harness.platforms.wfp.sockets import LoopbackSockets
+    from harness.spec import TrafficSpec, TrialSpec
+    from harness.traffic.sender_process import SenderProcess
+    s = SenderProcess(LoopbackSockets(sys.argv[1]))
+    print(s.proc.pid, flush=True)
+    s.conn.send(("trial", TrialSpec(TrafficSpec(count=2_000_000, pacing="constant", rate_per_s=50_000)), "udp", 1, False))
+    time.sleep(60)
+""")
+
+
+def test_the_sender_dies_with_its_parent_even_while_sending():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, fake_wfp_library()], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    parent.send_signal(signal.SIGKILL)  # no handler, no atexit: like TerminateProcess
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists() and \
+            Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)
+    gone = not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    if not gone:
+        os.kill(child, signal.SIGKILL)
+    assert gone, "the sender outlived its parent"
