@@ -83,6 +83,7 @@ class NetNamespace:
 
     def close(self) -> None:
         os.close(self.fd)
+        self.fd = -1
 
 
 @contextmanager

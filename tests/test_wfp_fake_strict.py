@@ -18,7 +18,7 @@ from harness.platforms.wfp.api import HANDLE, Library, WfpError, callback_type
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
 from harness.spec import FilterSpec
-from netns import NetNamespace, in_fresh_netns, needs_netns
+from netns import NetNamespace, needs_netns
 from platforms import capture_stats, fake_controls, fake_wfp_library, object_counts, reset_fake
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -227,7 +227,7 @@ void emit(const event_t *e) {
     if (g_options[0])  /* FWPM_ENGINE_COLLECT_NET_EVENTS */
         for (int i = 0; i < MAX_SUBS; i++) {
             const match_t *m = &g_subs[i].m;
-            if (!g_subs[i].used || g_subs[i].stop) continue;
+            if (!g_subs[i].used || g_subs[i].stop || e->filetime < g_subs[i].created) continue;
             if ((m->has_proto && m->proto != e->proto) || (m->has_type && m->type != CLASSIFY_DROP) ||
                 (m->has_laddr && (e->laddr & m->lmask) != (m->laddr & m->lmask)) ||
                 (m->has_raddr && (e->raddr & m->rmask) != (m->raddr & m->rmask)) ||

@@ -165,6 +165,7 @@ static DWORD subscribe(int version, HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0
             memset(n, 0, sizeof *n);
             n->used = 1; n->owner = s; n->version = version; n->cb = cb; n->ctx = ctx; n->m = m;
             n->session_key = sub->sessionKey;
+            n->created = filetime_now();
             n->queue_limit = g_cfg.queue_limit;
             n->buffer = g_cfg.buffer;
             n->forming = calloc(n->queue_limit ? n->queue_limit : 1, sizeof(event_t));

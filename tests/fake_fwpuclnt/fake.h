@@ -152,6 +152,7 @@ typedef struct {                  /* a delivery thread other than the dispatcher
 
 struct sub_s {
     int used; session_t *owner; int version; callback_t cb; void *ctx; match_t m; GUID session_key;
+    uint64_t created;  /* FILETIME: only events of later packets are delivered to it */
     pthread_t thread; pthread_mutex_t mu; pthread_cond_t cv; int stop; int busy;
     event_t *forming; uint32_t forming_n;
     event_t *waiting; uint32_t w_head, w_n;  /* next queue + system buffer: one FIFO of Q + B places */
