@@ -5,6 +5,9 @@ It records (seq, platform timestamp, callback time, thread) into preallocated ar
 - inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0) is a busy wait in the callback;
 - copy: the callback spends only `copy_cost_us` and hands the event to a worker thread, which does
   the work and stamps when it finished.
+While it exists the garbage collector is off (and, in copy mode, the switch interval is short and
+the worker runs); `close()` (or leaving `with Callback(...)`) puts all of it back, whatever ended
+the trial.
 """
 from __future__ import annotations
 
@@ -59,7 +62,17 @@ class Callback:
             self._jobs = queue.SimpleQueue()
             self._worker = threading.Thread(target=self._work_loop, daemon=True, name="wfpcap-copy-worker")
             sys.setswitchinterval(2e-5)  # let the worker and the callback thread interleave finely
-            self._worker.start()
+            try:
+                self._worker.start()
+            except BaseException:
+                self.close()
+                raise
+
+    def __enter__(self) -> "Callback":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, seq: int, t_event_ns: int, **extra: int) -> None:
         t_cb = time.perf_counter_ns()
@@ -92,14 +105,22 @@ class Callback:
             spin_until(clock() + int(self.work[i]))
             self.columns["t_done"][i] = clock()
 
-    def finish(self, timeout_s: float = 60.0) -> dict[str, np.ndarray]:
-        """Stop the worker (after it has done every queued event); return the filled columns."""
-        if self._jobs is not None:
-            self._jobs.put(-1)
-            self._worker.join(timeout=timeout_s)
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop the worker (after it has done every queued event), restore the switch interval and
+        the garbage collector. Safe to call more than once."""
+        try:
+            if self._jobs is not None:
+                self._jobs.put(-1)
+                if self._worker.is_alive():
+                    self._worker.join(timeout=timeout_s)
+                self._jobs = None
+        finally:
             sys.setswitchinterval(self._interval)
-            self._jobs = None
-        if self._collecting:
-            gc.enable()
-            self._collecting = False
+            if self._collecting:
+                gc.enable()
+                self._collecting = False
+
+    def finish(self, timeout_s: float = 60.0) -> dict[str, np.ndarray]:
+        """close(), then the filled columns."""
+        self.close(timeout_s)
         return {name: column[: self.n] for name, column in self.columns.items()}

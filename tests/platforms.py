@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -58,14 +60,16 @@ def object_counts(dll: ctypes.CDLL) -> list[int]:
     return [c.value for c in counts]
 
 
-def open_wfp(path: str, **kwargs):
-    """The wfp platform on the fake, opened in a fresh network namespace: its capture, sender
+@contextmanager
+def open_wfp(path: str, **kwargs) -> Iterator:
+    """The wfp platform on the fake, used inside a fresh network namespace: its capture, sender
     process and sockets live there, so the real senders' packets are all the fake sees."""
     from harness.platforms.wfp.platform import WfpPlatform
     if netns_reason():
         pytest.skip(netns_reason())
     with fresh_netns():
-        return WfpPlatform(path, **kwargs)
+        with WfpPlatform(path, **kwargs) as p:
+            yield p
 
 
 def make(name: str, **config):
@@ -75,7 +79,11 @@ def make(name: str, **config):
         path = fake_wfp_library()
         reset_fake(fake_controls(path), config.get("queue_limit", 256), config.get("system_buffer", 4000),
                    config.get("turnaround_us", 100))
-        return open_wfp(path)
+        if netns_reason():
+            pytest.skip(netns_reason())
+        from harness.platforms.wfp.platform import WfpPlatform
+        with fresh_netns():  # what it opens lives there; a restarted sender would not
+            return WfpPlatform(path)
     if name == "nflog":
         reason = nflog_reason()
         if reason:

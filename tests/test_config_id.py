@@ -6,7 +6,7 @@ import pytest
 
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelPlatform
-from platforms import fake_wfp_library, needs_nflog
+from platforms import fake_wfp_library, needs_nflog, open_wfp
 
 
 def config_id_of(platform, tmp_path) -> tuple[str, dict]:
@@ -35,14 +35,13 @@ def test_nflog_runs_share_one_folder_although_the_generator_rate_differs(tmp_pat
 
 
 def test_wfp_runs_share_one_folder_although_other_subscribers_come_and_go(tmp_path):
-    from harness.platforms.wfp.platform import WfpPlatform
     path = fake_wfp_library()
     dll = ctypes.CDLL(path)
     ids = set()
     try:
         for foreign in (0, 3):
             dll.FakeSetForeignSubscriptions(foreign)
-            with WfpPlatform(path) as p:
+            with open_wfp(path) as p:
                 cid, fp = config_id_of(p, tmp_path)
             ids.add(cid)
             assert fp["measured"]["existing_subscriptions"] == foreign

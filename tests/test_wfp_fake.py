@@ -1,6 +1,9 @@
-"""The whole wfp backend on Linux, against the fake fwpuclnt built from tests/fake_fwpuclnt."""
+"""The whole wfp backend on Linux, against the fake fwpuclnt built from tests/fake_fwpuclnt: the
+API calls with injected packets, the platform with real ones in a test namespace."""
 import ctypes
 import ipaddress
+import os
+import sys
 import threading
 import time
 
@@ -10,28 +13,26 @@ from harness.experiments.burst import BurstConfig, search_burst_capacity
 from harness.experiments.drain import measure_drain
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.engine import Conditions, EngineOptions, FilterSession, Session
-from harness.platforms.wfp.platform import WfpPlatform
+from harness.platforms.wfp.engine import Conditions, FilterSession, Session
 from harness.platforms.wfp.subscription import Subscription
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
 from harness.spec import Condition, FilterSpec, SubscriberSpec, TemplateSpec, TrafficSpec, TrialSpec
-from platforms import fake_wfp_library
+from platforms import fake_controls, fake_wfp_library, object_counts, open_wfp, reset_fake
 
 COLLECT = K["FWPM_ENGINE_COLLECT_NET_EVENTS"]
+IMAGE = os.path.realpath(sys.executable)  # what injected packets come from
 
 
 @pytest.fixture()
-def fake():
+def fake(tmp_path, monkeypatch):
+    monkeypatch.setenv("WFPCAP_STATE_DIR", str(tmp_path / "state"))
     path = fake_wfp_library()
-    dll = ctypes.CDLL(path)
-    dll.FakeConfigure(256, 2000, 100)
-    dll.FakeSetForeignSubscriptions(0)
-    dll.FakeInjectUdp.argtypes = [ctypes.c_uint32, ctypes.c_uint16, ctypes.c_uint16]
+    dll = fake_controls(path)
+    reset_fake(dll)
     yield path, dll
-    counts = [ctypes.c_int() for _ in range(4)]
-    dll.FakeObjectCounts(*[ctypes.byref(c) for c in counts])
-    assert [c.value for c in counts] == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
+    reset_fake(dll)
+    assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
     assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
 
 
@@ -44,12 +45,12 @@ def set_collect(path, value):
 def test_options_read_changed_only_when_needed_and_restored(fake):
     path, dll = fake
     set_collect(path, 0)  # a machine where someone turned net events off
-    with WfpPlatform(path) as p:
+    with open_wfp(path) as p:
         assert p.describe()["net_event_options"]["collect_net_events"] == 0  # as found
         assert dll.FakeOption(COLLECT) == 1  # on while the harness runs
     assert dll.FakeOption(COLLECT) == 0  # and put back
     set_collect(path, 1)
-    with WfpPlatform(path):
+    with open_wfp(path):
         pass
     assert dll.FakeOption(COLLECT) == 1
 
@@ -58,7 +59,7 @@ def test_options_are_restored_when_a_trial_raises(fake):
     path, dll = fake
     set_collect(path, 0)
     with pytest.raises(ValueError, match="refusing to send to 10.1.2.3"):
-        with WfpPlatform(path) as p:
+        with open_wfp(path) as p:
             p.run_trial(TrialSpec(TrafficSpec(count=10, remote_addresses=("10.1.2.3",)),
                                   filter=FilterSpec(remote_prefix="10.0.0.0/8")))
     assert dll.FakeOption(COLLECT) == 0
@@ -85,7 +86,7 @@ def test_dynamic_session_takes_its_filter_along(fake):
     path, dll = fake
     lib = Library(path)
     fs = FilterSession(lib)
-    fs.install(FilterSpec(layer="OUTBOUND_TRANSPORT_V4", match_own_process=True))
+    fs.install(FilterSpec(layer="ALE_AUTH_CONNECT_V4", match_own_process=True), IMAGE)
     counts = [ctypes.c_int() for _ in range(4)]
     dll.FakeObjectCounts(*[ctypes.byref(c) for c in counts])
     assert (counts[1].value, counts[2].value) == (1, 1)
@@ -97,15 +98,14 @@ def test_dynamic_session_takes_its_filter_along(fake):
 @pytest.mark.parametrize("max_subscribe", [4, 2, 0])
 def test_injected_drops_decode_exactly(fake, max_subscribe):
     path = fake_wfp_library(max_subscribe)
-    dll = ctypes.CDLL(path)
-    dll.FakeConfigure(256, 2000, 100)
-    dll.FakeInjectUdp.argtypes = [ctypes.c_uint32, ctypes.c_uint16, ctypes.c_uint16]
+    dll = fake_controls(path)
+    reset_fake(dll)
     lib = Library(path)
     assert lib.subscribe_version == max_subscribe
     fs = FilterSession(lib)
     filter_id = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
     got = []
-    sub = Subscription(lib, fs.session, None, inbound=False, on_drop=lambda *a: got.append(a))
+    sub = Subscription(lib, fs.session, None, False, filter_id, got.append)
     before = time.time_ns()
     for k, address in enumerate(("127.0.0.1", "127.0.0.9", "127.1.2.3")):
         dll.FakeInjectUdp(int(ipaddress.IPv4Address(address)), 20000 + 7 * k, 40000)
@@ -115,28 +115,17 @@ def test_injected_drops_decode_exactly(fake, max_subscribe):
     after = time.time_ns()
     sub.close()
     fs.close()
-    assert [g[0] for g in got] == [20000, 20007, 20014]
-    assert [str(ipaddress.IPv4Address(g[6])) for g in got] == ["127.0.0.1", "127.0.0.9", "127.1.2.3"]
-    assert all(before - 1_000 <= g[1] <= after for g in got)    # FILETIME decoded to the right instant
-    assert {g[2] for g in got} == {K["FWPS_LAYER_ALE_AUTH_CONNECT_V4"]}
-    assert {g[3] for g in got} == {filter_id}
-    assert {(g[4], g[5]) for g in got} == {(1, 0x3901)}          # loopback, outbound (msFwpDirection)
-
-
-def test_inbound_layer_numbers_by_local_port(fake):
-    path, _ = fake
-    with WfpPlatform(path) as p:
-        spec = TrialSpec(TrafficSpec(count=300), SubscriberSpec(), filter=FilterSpec(layer="INBOUND_TRANSPORT_V4"),
-                         drain_quiet_s=0.2)
-        r = p.run_trial(spec)
-    assert sorted(r.delivered["seq"]) == list(range(300))
-    assert r.telemetry["layer_ids"] == [K["FWPS_LAYER_INBOUND_TRANSPORT_V4"]]
-    assert r.telemetry["directions"] == {"in": 300}
+    assert [g.port for g in got] == [20000, 20007, 20014]
+    assert [str(ipaddress.IPv4Address(g.remote_v4)) for g in got] == ["127.0.0.1", "127.0.0.9", "127.1.2.3"]
+    assert all(before - 1_000 <= g.unix_ns <= after for g in got)    # FILETIME decoded to the right instant
+    assert {g.layer_id for g in got} == {K["FWPS_LAYER_ALE_AUTH_CONNECT_V4"]}
+    assert {g.filter_id for g in got} == {filter_id}
+    assert {(g.loopback, g.direction) for g in got} == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
 
 
 def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):
     path, dll = fake
-    with WfpPlatform(path) as p:
+    with open_wfp(path) as p:
         spec = TrialSpec(TrafficSpec(count=400, remote_addresses=("127.0.0.1", "127.0.0.2")), SubscriberSpec(),
                          template=TemplateSpec((Condition("remote_address", "127.0.0.2"),
                                                 Condition("net_event_type", 3),
@@ -145,7 +134,6 @@ def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):
         r = p.run_trial(spec)
         assert sorted(r.delivered["seq"]) == list(range(1, 200, 2))
         calls = dll.FakeSubscribeCalls()
-        lib, session = p.lib, p.filters.session
         with pytest.raises(ValueError, match="duplicate condition FWPM_CONDITION_IP_REMOTE_PORT"):
             c = Conditions()
             c.port_range("FWPM_CONDITION_IP_REMOTE_PORT", 1, 2)
@@ -174,20 +162,19 @@ def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):
 def blocking_filter(path):
     lib = Library(path)
     fs = FilterSession(lib)
-    fs.install(FilterSpec())
-    return lib, fs
+    return lib, fs, fs.install(FilterSpec())
 
 
 def test_unsubscribe_while_held_returns_only_after_release(fake):
     path, dll = fake
-    lib, fs = blocking_filter(path)
+    lib, fs, fid = blocking_filter(path)
     release, entered = threading.Event(), threading.Event()
 
     def held(*args):
         entered.set()
         release.wait()
 
-    sub = Subscription(lib, fs.session, None, inbound=False, on_drop=held)
+    sub = Subscription(lib, fs.session, None, False, fid, held)
     dll.FakeInjectUdp(0x7F000001, 20000, 40000)
     assert entered.wait(5)
     done = threading.Event()
@@ -202,7 +189,7 @@ def test_unsubscribe_while_held_returns_only_after_release(fake):
 
 def test_unsubscribe_from_the_callback_is_refused(fake):
     path, dll = fake
-    lib, fs = blocking_filter(path)
+    lib, fs, fid = blocking_filter(path)
     errors = []
 
     def on_drop(*args):
@@ -211,7 +198,7 @@ def test_unsubscribe_from_the_callback_is_refused(fake):
         except RuntimeError as exc:
             errors.append(str(exc))
 
-    sub = Subscription(lib, fs.session, None, inbound=False, on_drop=on_drop)
+    sub = Subscription(lib, fs.session, None, False, fid, on_drop)
     dll.FakeInjectUdp(0x7F000001, 20000, 40000)
     deadline = time.monotonic() + 5
     while not errors and time.monotonic() < deadline:
@@ -224,7 +211,7 @@ def test_unsubscribe_from_the_callback_is_refused(fake):
 def test_census_sees_other_subscribers(fake):
     path, dll = fake
     dll.FakeSetForeignSubscriptions(2)
-    with WfpPlatform(path) as p:
+    with open_wfp(path) as p:
         assert p.measured()["existing_subscriptions"] == 2
     dll.FakeSetForeignSubscriptions(0)
 
@@ -233,7 +220,7 @@ def test_census_sees_other_subscribers(fake):
 def test_burst_experiment_recovers_the_fake_dispatcher(fake, tmp_path, queue_limit, system_buffer):
     path, dll = fake
     dll.FakeConfigure(queue_limit, system_buffer, 300)
-    with WfpPlatform(path) as p:
+    with open_wfp(path) as p:
         store = ResultStore(tmp_path, fingerprint(p.describe()), p.name)
         base = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=5.0), drain_quiet_s=0.3)
         burst = search_burst_capacity(p, base, store, BurstConfig(start=512, sweep=()))

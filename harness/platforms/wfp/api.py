@@ -46,6 +46,17 @@ _PROTOTYPES: dict[str, tuple] = {
 }
 
 
+# Subscriptions whose FwpmNetEventUnsubscribe0 has not yet succeeded: WFP may still call their
+# ctypes callback, so it must stay alive whatever happens to the object that made it. They leave
+# when unsubscribing succeeds or when their session closes (which ends its subscriptions).
+UNTIL_UNSUBSCRIBED: set = set()
+
+
+def release_callbacks(session) -> None:
+    for subscription in [s for s in UNTIL_UNSUBSCRIBED if s.session is session]:
+        UNTIL_UNSUBSCRIBED.discard(subscription)
+
+
 def callback_type(version: int):
     """FWPM_NET_EVENT_CALLBACK<version>: void (void* context, const FWPM_NET_EVENT<version+1>* event)."""
     return abi.FUNCTYPE(None, C.c_void_p, P(abi.EVENT_FOR_SUBSCRIBE[version]))
@@ -66,6 +77,7 @@ class Library:
         except OSError as exc:
             raise PlatformUnavailable(f"cannot load fwpuclnt ({path or 'fwpuclnt.dll'}): {exc}") from None
         self.path = path or "fwpuclnt.dll"
+        self.override = path  # None: the system's fwpuclnt.dll
         for name, argtypes in _PROTOTYPES.items():
             fn = getattr(self.dll, name, None)
             if fn is None:

@@ -39,6 +39,8 @@ CONSTANTS = {
     "FWP_MATCH_RANGE": 5,
     "FWP_IP_VERSION_V4": 0,
     "FWP_ACTION_BLOCK": 0x1001,
+    "FWP_DIRECTION_OUTBOUND": 0,
+    "FWP_DIRECTION_INBOUND": 1,
     "FWPM_SESSION_FLAG_DYNAMIC": 1,
     "RPC_C_AUTHN_WINNT": 10,
     "RPC_C_AUTHN_DEFAULT": 0xFFFFFFFF,
@@ -48,8 +50,10 @@ CONSTANTS = {
     "FWPS_LAYER_ALE_AUTH_CONNECT_V4": 48,
 }
 
-# classifyDrop->msFwpDirection does not use FWP_DIRECTION (0/1) but these (classify_drop2 docs)
-MS_FWP_DIRECTION = {0x3900: "in", 0x3901: "out", 0x3902: "forward"}
+# classifyDrop->msFwpDirection: the documentation gives the MS_FWP values (classify_drop2 docs),
+# real Windows also reports FWP_DIRECTION_OUTBOUND/INBOUND (0/1) (simplewall handles both)
+DIRECTIONS = {0x3900: "in", 0x3901: "out", 0x3902: "forward",
+              CONSTANTS["FWP_DIRECTION_OUTBOUND"]: "out", CONSTANTS["FWP_DIRECTION_INBOUND"]: "in"}
 
 # which side of the packet the harness's sequence number (its destination port) is on, per layer
 INBOUND_LAYERS = {"ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"}

@@ -1,35 +1,30 @@
-"""Engine sessions, engine options, the sublayer and the blocking filter.
+"""Engine sessions, the sublayer and the blocking filter.
 
 Two sessions, as WFP requires: engine options are global, persist across reboots and cannot be
-set from a dynamic session or inside a transaction, so a non-dynamic session reads them first,
-changes only what a trial needs and restores them on every exit path; a dynamic session owns the
-sublayer and the filters, so they vanish with the process even if it crashes.
+set from a dynamic session or inside a transaction, so a non-dynamic session handles them
+(options.py); a dynamic session owns the sublayer and the filters, so they vanish with the
+process even if it crashes.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes as C
 import ipaddress
-import signal
-import sys
-import threading
 import uuid
 from typing import Any
 
 from harness.platforms.wfp import abi
-from harness.platforms.wfp.api import HANDLE, Library
+from harness.platforms.wfp.api import HANDLE, Library, release_callbacks
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import GUIDS, INBOUND_LAYERS
 from harness.spec import PROTOCOLS, FilterSpec, TemplateSpec
 
-OPTION_NAMES = {K["FWPM_ENGINE_COLLECT_NET_EVENTS"]: "collect_net_events",
-                K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]: "net_event_match_any_keywords"}
-
-
 class Session:
-    def __init__(self, lib: Library, dynamic: bool, name: str) -> None:
+    """An engine session. `key`: open the session of that key (refused with FWP_E_ALREADY_EXISTS
+    while another process holds it: how a later run tells a live run from a killed one)."""
+
+    def __init__(self, lib: Library, dynamic: bool, name: str, key: str | None = None) -> None:
         self.lib = lib
-        self.key = abi.GUID.from_text(str(uuid.uuid4()))
+        self.key = abi.GUID.from_text(key or str(uuid.uuid4()))
         self._name = C.create_unicode_buffer(name)
         s = abi.FWPM_SESSION0()
         s.sessionKey = self.key
@@ -41,8 +36,9 @@ class Session:
 
     def close(self) -> None:
         if self.handle:
-            handle, self.handle = self.handle, HANDLE()
-            self.lib.call("FwpmEngineClose0", handle)
+            self.lib.call("FwpmEngineClose0", self.handle)
+            self.handle = HANDLE()
+            release_callbacks(self)  # the session's subscriptions ended with it
 
     def get_option(self, option: int) -> int:
         value = C.POINTER(abi.FWP_VALUE0)()
@@ -56,54 +52,6 @@ class Session:
         value = abi.FWP_VALUE0(type=K["FWP_UINT32"])
         value.uint32 = number
         self.lib.call("FwpmEngineSetOption0", self.handle, option, C.byref(value))
-
-
-class EngineOptions:
-    """Reads the net-event options at start; `ensure` changes one only when it differs; `restore`
-    puts back what was changed. Restored on close, at interpreter exit, and on SIGTERM/SIGBREAK."""
-
-    WATCHED = tuple(OPTION_NAMES)
-
-    def __init__(self, lib: Library) -> None:
-        self.session = Session(lib, dynamic=False, name="wfpcap options")
-        self.found = {option: self.session.get_option(option) for option in self.WATCHED}
-        self.changed: dict[int, int] = {}
-        self._previous_handlers: dict[int, Any] = {}
-        atexit.register(self.close)
-        if threading.current_thread() is threading.main_thread():
-            for name in ("SIGTERM", "SIGBREAK"):
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self.close()
-        raise SystemExit(128 + signum)
-
-    def ensure(self, option: int, value: int) -> None:
-        if self.session.get_option(option) != value:
-            self.changed.setdefault(option, self.found[option])
-            self.session.set_option(option, value)
-
-    def restore(self) -> None:
-        for option, value in list(self.changed.items()):
-            self.session.set_option(option, value)
-            del self.changed[option]
-
-    def close(self) -> None:
-        if not self.session.handle:
-            return
-        try:
-            self.restore()
-        finally:
-            self.session.close()
-            for sig, handler in self._previous_handlers.items():
-                signal.signal(sig, handler)
-            self._previous_handlers.clear()
-            atexit.unregister(self.close)
-
-    def describe(self) -> dict[str, int]:
-        return {OPTION_NAMES[o]: v for o, v in self.found.items()}
 
 
 class Conditions:
@@ -200,7 +148,9 @@ class FilterSession:
         self.filter_id: int | None = None
         self.spec: FilterSpec | None = None
 
-    def install(self, spec: FilterSpec) -> int:
+    def install(self, spec: FilterSpec, image: str | None = None) -> int:
+        """The blocking filter for `spec`; `image`: the file of the process that sends (its app id
+        is the ALE layers' app-id condition when the spec asks to match its own process)."""
         if spec == self.spec and self.filter_id is not None:
             return self.filter_id
         self.remove()
@@ -212,8 +162,10 @@ class FilterSession:
                      spec.remote_port_low, spec.remote_port_high)
         app_id = None
         if spec.match_own_process and spec.layer.startswith("ALE_"):
+            if not image:
+                raise ValueError("a filter that matches its own process needs the sending process's image")
             app_id = C.POINTER(abi.FWP_BYTE_BLOB)()
-            self.lib.call("FwpmGetAppIdFromFileName0", sys.executable, C.byref(app_id))
+            self.lib.call("FwpmGetAppIdFromFileName0", image, C.byref(app_id))
             c.blob("FWPM_CONDITION_ALE_APP_ID", app_id)
         try:
             arr, n = c.array()

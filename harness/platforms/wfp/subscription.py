@@ -1,7 +1,12 @@
 """A net-event subscription: FwpmNetEventSubscribeN at the highest version the library exports,
 an optional template, and a ctypes callback that copies what the harness needs out of each
-CLASSIFY_DROP event (the event memory is gone once the callback returns) into the subscriber's
-Callback. Unsubscribe waits for a running callback, so it is refused from the callback's thread.
+CLASSIFY_DROP event (the event memory is gone once the callback returns).
+
+Only the harness's own filter counts: every other CLASSIFY_DROP on the machine (a runner has
+drops of its own) is counted apart, per filter, and never reaches the subscriber's Callback.
+Unsubscribe waits for a running callback, so it is refused from the callback's threads; until
+it has succeeded the ctypes callback is kept alive (api.UNTIL_UNSUBSCRIBED), because WFP may still
+call it.
 """
 from __future__ import annotations
 
@@ -11,17 +16,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from harness.platforms.wfp import abi
-from harness.platforms.wfp.api import HANDLE, Library, WfpError, callback_type
+from harness.platforms.wfp.api import HANDLE, UNTIL_UNSUBSCRIBED, Library, WfpError, callback_type
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Session, template_conditions
+from harness.platforms.wfp.winsys import filetime_to_unix_ns
 from harness.spec import TemplateSpec
 
-FILETIME_UNIX_EPOCH = 116444736000000000  # 100 ns ticks from 1601-01-01 to 1970-01-01
-
-
-def filetime_to_unix_ns(ft: abi.FILETIME) -> int:
-    ticks = (ft.dwHighDateTime << 32) | ft.dwLowDateTime
-    return (ticks - FILETIME_UNIX_EPOCH) * 100
+__all__ = ["Drop", "IncompleteEvent", "Subscription", "decode_drop", "filetime_to_unix_ns"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class IncompleteEvent(ValueError):
 def decode_drop(e, inbound: bool) -> Drop | None:
     """The drop in one FWPM_NET_EVENTn; None for other event types. Raises IncompleteEvent when the
     header does not say the port and address are set or the event is not IPv4: reading them anyway
-    would give a record of the wrong port or address."""
+    would give a record of the wrong port or address. The one place that reads an event (swap it
+    for a bulk decoder, not the callers)."""
     if e.type != K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]:
         return None
     if not e.classifyDrop:
@@ -65,15 +67,16 @@ def decode_drop(e, inbound: bool) -> Drop | None:
 
 
 class Subscription:
-    """`on_drop(port, unix_ns, layer_id, filter_id, is_loopback, direction, remote_v4)` runs for each
-    drop event; `port` is the harness's destination port as WFP reports it for the layer."""
+    """`on_drop(drop: Drop)` runs for each drop event of `filter_id`."""
 
     def __init__(self, lib: Library, session: Session, template: TemplateSpec | None, inbound: bool,
-                 on_drop: Callable[..., None]) -> None:
+                 filter_id: int, on_drop: Callable[[Drop], None]) -> None:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
+        self.filter_id = filter_id
         self.version = lib.subscribe_version
-        self.other_events = 0
-        self.incomplete_events = 0  # classify drops that lack the port, address or IPv4 (decode_drop)
+        self.other_events = 0                 # not CLASSIFY_DROP
+        self.incomplete_events = 0            # classify drops that lack the port, address or IPv4 (decode_drop)
+        self.foreign: dict[int, int] = {}     # drops of other filters, per filter id
         self.callback_threads: set[int] = set()
         self._keep = []
         sub = abi.FWPM_NET_EVENT_SUBSCRIPTION0()
@@ -84,28 +87,36 @@ class Subscription:
             tmpl.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
-        self._callback = callback_type(self.version)(self._on_event)  # must outlive the subscription
+        self._callback = callback_type(self.version)(self._on_event)
         self.events = HANDLE()
         rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, None, C.byref(self.events))
         if rc:
             raise WfpError(f"FwpmNetEventSubscribe{self.version}", rc)
+        UNTIL_UNSUBSCRIBED.add(self)
+
+    @property
+    def foreign_events(self) -> int:
+        return sum(self.foreign.values())
 
     def _on_event(self, context, event) -> None:
         self.callback_threads.add(threading.get_ident())
         try:
-            d = decode_drop(event.contents, self.inbound)
+            drop = decode_drop(event.contents, self.inbound)
         except IncompleteEvent:  # another filter's drop (IPv6, no ports): counted, never misread
             self.incomplete_events += 1
             return
-        if d is None:
+        if drop is None:
             self.other_events += 1
-            return
-        self.on_drop(d.port, d.unix_ns, d.layer_id, d.filter_id, d.is_loopback, d.direction, d.remote_v4)
+        elif drop.filter_id != self.filter_id:
+            self.foreign[drop.filter_id] = self.foreign.get(drop.filter_id, 0) + 1
+        else:
+            self.on_drop(drop)
 
     def close(self) -> None:
         if not self.events:
             return
         if threading.get_ident() in self.callback_threads:
             raise RuntimeError("FwpmNetEventUnsubscribe0 waits for the running callback: never call it from there")
-        events, self.events = self.events, HANDLE()
-        self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, events)
+        self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
+        self.events = HANDLE()
+        UNTIL_UNSUBSCRIBED.discard(self)

@@ -21,7 +21,8 @@ ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
 FILETIME_UNIX_EPOCH = 116444736000000000  # 100 ns ticks from 1601-01-01 to 1970-01-01
 
 
-def filetime_to_unix_ns(ticks: int) -> int:
+def filetime_to_unix_ns(ft: FILETIME) -> int:
+    ticks = (ft.dwHighDateTime << 32) | ft.dwLowDateTime
     return (ticks - FILETIME_UNIX_EPOCH) * 100
 
 
@@ -42,7 +43,7 @@ class WinSys:
     def precise_unix_ns(self) -> int:
         ft = FILETIME()
         self.dll.GetSystemTimePreciseAsFileTime(C.byref(ft))
-        return filetime_to_unix_ns((ft.dwHighDateTime << 32) | ft.dwLowDateTime)
+        return filetime_to_unix_ns(ft)
 
     def unix_minus_perf_ns(self, samples: int = 7) -> int:
         """unix time - perf_counter time, from the tightest of a few bracketed readings."""

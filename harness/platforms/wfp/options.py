@@ -1,0 +1,144 @@
+"""The machine's net-event options: read first, changed only when a trial needs it, put back.
+
+FWPM_ENGINE_COLLECT_NET_EVENTS and FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS are global and survive
+reboots. A non-dynamic session reads them when the platform opens; `ensure` changes one only when
+it differs, and `close` restores what was changed: on close, on an exception or Ctrl-C (the
+platform is a context manager), at interpreter exit, and on SIGTERM/SIGBREAK where a handler runs.
+On Windows a killed process (TerminateProcess, which is what os.kill and a cancelled CI job do)
+runs no handler and no atexit. So before the first change the options found are written to a
+state file; the next start finds it and restores what the killed run left changed (only options
+still as that run set them), then removes it. The state file names the killed run's session key:
+opening a session with that key fails with FWP_E_ALREADY_EXISTS while that run is still alive.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.api import Library, WfpError
+from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.engine import Session
+
+OPTION_NAMES = {K["FWPM_ENGINE_COLLECT_NET_EVENTS"]: "collect_net_events",
+                K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]: "net_event_match_any_keywords"}
+STATE_FILE = "net-event-options.json"
+
+
+def state_dir(environ: Mapping[str, str] = os.environ, platform: str = sys.platform) -> Path:
+    """WFPCAP_STATE_DIR, else machine-wide (the options are the machine's): %ProgramData%\\wfpcap on
+    Windows, the temporary directory's wfpcap elsewhere (where only the tests' fake has options)."""
+    if environ.get("WFPCAP_STATE_DIR"):
+        return Path(environ["WFPCAP_STATE_DIR"])
+    base = environ.get("ProgramData") if platform == "win32" else None
+    return Path(base or tempfile.gettempdir()) / "wfpcap"
+
+
+def restore_left_by_killed_run(lib: Library, path: Path | None = None) -> dict[str, Any]:
+    """Put back the options that a run killed before it could restore them left changed; return
+    what was done per option. Refuses while that run is still alive."""
+    path = path or state_dir() / STATE_FILE
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+        key, left, found = state["session_key"], state["set"], state["found"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PlatformUnavailable(f"cannot read the options state file {path} ({exc}): check the net-event "
+                                  "options by hand (netsh wfp show options) and remove it") from None
+    try:
+        session = Session(lib, dynamic=False, name="wfpcap restore", key=key)
+    except WfpError as exc:
+        if exc.name == "FWP_E_ALREADY_EXISTS":
+            raise PlatformUnavailable(f"another wfpcap run (pid {state.get('pid')}) holds the net-event options "
+                                      f"(state file {path}); wait for it to end") from None
+        raise
+    done: dict[str, Any] = {}
+    try:
+        for text, value in left.items():
+            option = int(text)
+            now = session.get_option(option)
+            if now == value:
+                session.set_option(option, int(found[text]))
+                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "restored_to": int(found[text])}
+            else:  # changed again since then, by someone else: theirs now
+                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "found_now": now, "restored_to": None}
+    finally:
+        session.close()
+    path.unlink()
+    return done
+
+
+class EngineOptions:
+    """Reads the net-event options at start; `ensure` changes one only when it differs; `restore`
+    puts back what was changed. Restored on close, at interpreter exit, and on SIGTERM/SIGBREAK."""
+
+    WATCHED = tuple(OPTION_NAMES)
+
+    def __init__(self, lib: Library) -> None:
+        self.state_path = state_dir() / STATE_FILE
+        self.restored = restore_left_by_killed_run(lib, self.state_path)
+        self.session = Session(lib, dynamic=False, name="wfpcap options")
+        self.found = {option: self.session.get_option(option) for option in self.WATCHED}
+        self.changed: dict[int, int] = {}   # option -> value found
+        self._set: dict[int, int] = {}      # option -> value set
+        self._previous_handlers: dict[int, Any] = {}
+        atexit.register(self.close)
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGTERM", "SIGBREAK"):
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.close()
+        raise SystemExit(128 + signum)
+
+    def _remember(self) -> None:
+        """The state file, written before a change is made (atomically: a killed run leaves a whole one)."""
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({
+            "session_key": str(self.session.key), "pid": os.getpid(),
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "found": {str(o): v for o, v in self.changed.items()}, "set": {str(o): v for o, v in self._set.items()}}))
+        os.replace(tmp, self.state_path)
+
+    def ensure(self, option: int, value: int) -> None:
+        if self.session.get_option(option) != value:
+            self.changed.setdefault(option, self.found[option])
+            self._set[option] = value
+            self._remember()
+            self.session.set_option(option, value)
+
+    def restore(self) -> None:
+        for option, value in list(self.changed.items()):
+            self.session.set_option(option, value)
+            del self.changed[option]
+            del self._set[option]
+        self.state_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if not self.session.handle:
+            return
+        try:
+            if self.changed:
+                self.restore()
+        finally:
+            self.session.close()
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
+            self._previous_handlers.clear()
+            atexit.unregister(self.close)
+
+    def describe(self) -> dict[str, int]:
+        return {OPTION_NAMES[o]: v for o, v in self.found.items()}
