@@ -42,7 +42,10 @@ def campaign(request: pytest.FixtureRequest):
         options = session.run_options(request.config)  # every input checked before anything opens
         platform = open_platform(options.backend, options.model_params, options.nflog)
     except PlatformUnavailable as exc:
-        pytest.skip(f"backend {request.config.getoption('--backend')} cannot run here: {exc}")
+        named = request.config.getoption("--backend")
+        if named == "auto":  # only auto may pass over a machine where it cannot measure
+            pytest.skip(f"backend auto cannot run here: {exc}")
+        pytest.exit(f"wfpcap: backend {named} cannot run here: {exc}", returncode=2)
     except ValueError as exc:
         pytest.exit(f"wfpcap: {exc}", returncode=2)
     with session.measuring(request.config, platform, options) as run:

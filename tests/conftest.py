@@ -1,4 +1,38 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture()
+def fake(tmp_path, monkeypatch):
+    """The fake fwpuclnt, reset; a state directory of the test's own; nothing may be left behind."""
+    from platforms import fake_controls, fake_wfp_library, object_counts, reset_fake
+    monkeypatch.setenv("WFPCAP_STATE_DIR", str(tmp_path / "state"))
+    path = fake_wfp_library()
+    dll = fake_controls(path)
+    reset_fake(dll)
+    yield path, dll
+    reset_fake(dll)
+    assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
+    assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the slow tests (the whole scenario suite against the fake fwpuclnt)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long; run with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,4 +1,7 @@
 """The Windows workflow: valid YAML, the runner/Python matrix, reports uploaded, one comparison."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -28,3 +31,29 @@ def test_reports_are_uploaded_even_when_a_scenario_fails_and_then_compared():
     assert compare["needs"] == "measure"
     assert any("wfpcap compare" in s.get("run", "") for s in compare["steps"])
     assert any(s.get("uses", "").startswith("actions/download-artifact") for s in compare["steps"])
+
+
+def compare_step(workdir: Path) -> subprocess.CompletedProcess:
+    """The compare job's script, run as the runner would (bash, a step summary file)."""
+    step = next(s for s in load()["jobs"]["compare"]["steps"] if "wfpcap compare" in s.get("run", ""))
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(workdir / "summary.md"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def test_compare_says_clearly_when_no_report_arrived(tmp_path):
+    done = compare_step(tmp_path)  # all-reports/ does not even exist: no artifact was uploaded
+    assert done.returncode == 1
+    assert "No capacity report arrived" in done.stdout and "::error::" in done.stdout
+    assert "## No capacity report arrived" in (tmp_path / "summary.md").read_text()
+    download = next(s for s in load()["jobs"]["compare"]["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["continue-on-error"] is True  # a missing artifact is reported by the step above
+
+
+def test_compare_lays_out_the_reports_that_arrived(tmp_path):
+    from harness.campaign import Campaign, load_expectations
+    from harness.platforms.model import ModelPlatform
+    Campaign.open(ModelPlatform(), str(tmp_path / "all-reports"), "quick", load_expectations(None), "runner-a")
+    done = compare_step(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 report(s) arrived" in done.stdout and (tmp_path / "comparison.md").exists()

@@ -1,0 +1,48 @@
+"""`pytest scenarios/ --backend wfp` as a Windows runner runs it, here against the fake fwpuclnt
+(its defaults: a 256-event next queue, a 16,500-event system buffer) in a network namespace of
+its own, with the real sender process; and a named backend that cannot open fails the session."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netns import in_fresh_netns, needs_netns
+from platforms import fake_wfp_library
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scenarios(tmp_path, env, *extra, timeout=600):
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "-q", "-p", "no:cacheprovider",
+           "--backend", "wfp", "--report-dir", str(tmp_path / "reports"), "--machine-label", "fake", *extra]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WFPCAP_")},
+           "WFPCAP_STATE_DIR": str(tmp_path / "state"), **env}
+    return subprocess.run(in_fresh_netns(cmd), capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+# 12. A backend named explicitly that cannot open skipped every scenario: a green job that measured nothing.
+@needs_netns
+def test_a_named_backend_that_cannot_open_fails_the_session_with_the_reason(tmp_path):
+    nothing = scenarios(tmp_path, {})  # no fwpuclnt on Linux
+    assert nothing.returncode == 2, nothing.stdout[-2000:]
+    assert "wfpcap: backend wfp cannot run here: wfp needs Windows" in nothing.stdout + nothing.stderr
+    user = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library(), "WFPCAP_FAKE_ELEVATED": "0"})
+    assert user.returncode == 2, user.stdout[-2000:]
+    assert "ERROR_ACCESS_DENIED" in user.stdout + user.stderr and "elevated" in user.stdout + user.stderr
+
+
+@needs_netns
+@pytest.mark.slow
+def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
+    done = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library()}, timeout=3600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = json.loads(next((tmp_path / "reports").glob("*/*/summary.json")).read_text())
+    e = summary["estimates"]
+    assert (e["queue_limit"]["value"], e["buffer_depth"]["value"]) == (256, 16_500)
+    assert e["burst_capacity"]["value"] == e["first_batch"]["value"] + 256 + 16_500
+    probe = summary["experiments"]["probe"]
+    assert len(probe) == 8 and all(case["events"] == case["sent"] and "error" not in case for case in probe), probe
+    assert summary["run"]["status"] == "complete"
