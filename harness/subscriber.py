@@ -55,6 +55,7 @@ class Callback:
         self._jobs: queue.SimpleQueue | None = None
         self._worker: threading.Thread | None = None
         self._interval = sys.getswitchinterval()
+        self._abandon = False  # the trial failed: the worker drops what is left
         # the collector's pauses (tens of us every few dozen callbacks) would look like batch gaps
         self._collecting = gc.isenabled()
         gc.disable()
@@ -71,7 +72,8 @@ class Callback:
     def __enter__(self) -> "Callback":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type, *exc: object) -> None:
+        self._abandon = exc_type is not None
         self.close()
 
     def __call__(self, seq: int, t_event_ns: int, **extra: int) -> None:
@@ -102,6 +104,8 @@ class Callback:
             i = self._jobs.get()
             if i < 0:
                 return
+            if self._abandon:
+                continue
             spin_until(clock() + int(self.work[i]))
             self.columns["t_done"][i] = clock()
 

@@ -18,22 +18,10 @@ from harness.platforms.wfp.subscription import Subscription
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
 from harness.spec import Condition, FilterSpec, SubscriberSpec, TemplateSpec, TrafficSpec, TrialSpec
-from platforms import fake_controls, fake_wfp_library, object_counts, open_wfp, reset_fake
+from platforms import fake_controls, fake_wfp_library, open_wfp, reset_fake
 
 COLLECT = K["FWPM_ENGINE_COLLECT_NET_EVENTS"]
 IMAGE = os.path.realpath(sys.executable)  # what injected packets come from
-
-
-@pytest.fixture()
-def fake(tmp_path, monkeypatch):
-    monkeypatch.setenv("WFPCAP_STATE_DIR", str(tmp_path / "state"))
-    path = fake_wfp_library()
-    dll = fake_controls(path)
-    reset_fake(dll)
-    yield path, dll
-    reset_fake(dll)
-    assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
-    assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
 
 
 def set_collect(path, value):

@@ -16,25 +16,15 @@ import pytest
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import HANDLE, Library, WfpError, callback_type
 from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.constants import GUIDS
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
 from harness.spec import FilterSpec
 from netns import NetNamespace, needs_netns
-from platforms import capture_stats, fake_controls, fake_wfp_library, object_counts, reset_fake
+from platforms import capture_stats, object_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 INBOUND = ("INBOUND_TRANSPORT_V4", "ALE_AUTH_RECV_ACCEPT_V4")
 FOREIGN_FILTER = 0xF00D
-
-
-@pytest.fixture()
-def fake():
-    path = fake_wfp_library()
-    dll = fake_controls(path)
-    reset_fake(dll)
-    yield path, dll
-    reset_fake(dll)
-    assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
-    assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
 
 
 class Events:
@@ -196,7 +186,7 @@ def add_filter(lib, session, layer, conditions):
     f = abi.FWPM_FILTER0()
     name = ctypes.create_unicode_buffer("test")
     f.displayData.name = ctypes.cast(name, ctypes.c_void_p)
-    f.layerKey = abi.GUID.from_text(__import__("harness.platforms.wfp.constants", fromlist=["GUIDS"]).GUIDS[f"FWPM_LAYER_{layer}"])
+    f.layerKey = abi.GUID.from_text(GUIDS[f"FWPM_LAYER_{layer}"])
     f.numFilterConditions = n
     f.filterCondition = ctypes.cast(arr, ctypes.POINTER(abi.FWPM_FILTER_CONDITION0))
     f.action.type = K["FWP_ACTION_BLOCK"]

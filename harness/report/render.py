@@ -174,7 +174,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in ndr]
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
-    for key in ("inline_copy", "template", "onset"):
+    for key in ("inline_copy", "template", "onset", "probe", "delivery"):
         if key in summary["experiments"]:
             lines += ["", f"## {key.replace('_', ' ')}", "", "```json",
                       json.dumps(summary["experiments"][key], indent=2), "```"]
@@ -224,7 +224,7 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     for name, path in figures.items():
         data = base64.b64encode(path.read_bytes()).decode()
         parts.append(f'<figure><img alt="{e(name)}" src="data:image/png;base64,{data}"></figure>')
-    for key in ("inline_copy", "template", "onset"):
+    for key in ("inline_copy", "template", "onset", "probe", "delivery"):
         if key in summary["experiments"]:
             parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
                       f"<pre>{e(json.dumps(summary['experiments'][key], indent=2))}</pre>"]

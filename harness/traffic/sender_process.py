@@ -33,7 +33,15 @@ from harness.traffic.pacing import BatchSender, deadlines_ns, generator_report, 
 from harness.traffic.plan import TrafficPlan, plan_traffic
 
 KINDS = ("udp", "raw")
-_BUSY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
+
+
+def _errnos(*names: str) -> set[int]:
+    """Socket errors by name; on Windows a socket's OSError carries the WSA code."""
+    return {getattr(errno, name) for name in names if hasattr(errno, name)}
+
+
+_BUSY = _errnos("EAGAIN", "EWOULDBLOCK", "ENOBUFS", "WSAEWOULDBLOCK", "WSAENOBUFS")
+_IN_USE = _errnos("EADDRINUSE", "WSAEADDRINUSE")
 
 
 class SocketFactory(Protocol):
@@ -102,16 +110,18 @@ def _raise_fd_limit() -> None:
 
 
 def _receivers(plan: TrafficPlan) -> tuple[list[socket.socket], int]:
-    """A UDP socket on every destination port (any address); a port someone else holds already
-    has a listener, which is all an inbound layer needs."""
+    """A UDP socket on every destination (loopback address, port): never on all addresses, so
+    that nothing from outside can reach them. One that someone else holds already is a
+    listener too, which is all an inbound layer needs."""
     held, elsewhere = [], 0
-    for port in np.unique(plan.remote_port).tolist():
+    pairs = np.unique(np.stack([plan.remote_v4, plan.remote_port], axis=1), axis=0).tolist()
+    for address, port in pairs:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            s.bind(("0.0.0.0", port))
+            s.bind((socket.inet_ntoa(int(address).to_bytes(4, "big")), port))
         except OSError as exc:
             s.close()
-            if exc.errno != errno.EADDRINUSE:
+            if exc.errno not in _IN_USE:
                 raise OSError(exc.errno, f"cannot bind a receiver on port {port}: {exc.strerror}") from None
             elsewhere += 1
             continue

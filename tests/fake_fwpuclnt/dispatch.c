@@ -131,8 +131,8 @@ static void *dispatcher(void *arg) {
 void offer(sub_t *s, const event_t *e) {
     pthread_mutex_lock(&s->mu);
     uint32_t total = s->queue_limit + s->buffer;
-    if (s->stop) {
-        /* unsubscribing: nothing more is delivered */
+    if (s->stop || e->filetime < s->created) {
+        /* unsubscribing, or a slot taken over by a later subscription: not for this one */
     } else if (!s->busy && s->forming_n < s->queue_limit) {
         s->forming[s->forming_n++] = *e;
         pthread_cond_signal(&s->cv);
