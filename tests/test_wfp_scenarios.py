@@ -45,4 +45,3 @@ def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     assert e["burst_capacity"]["value"] == e["first_batch"]["value"] + 256 + 16_500
     probe = summary["experiments"]["probe"]
     assert len(probe) == 8 and all(case["events"] == case["sent"] and "error" not in case for case in probe), probe
-    assert summary["run"]["status"] == "complete"

@@ -18,6 +18,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import GUIDS, INBOUND_LAYERS
 from harness.spec import PROTOCOLS, FilterSpec, TemplateSpec
 
+
 class Session:
     """An engine session. `key`: open the session of that key (refused with FWP_E_ALREADY_EXISTS
     while another process holds it: how a later run tells a live run from a killed one)."""
