@@ -41,6 +41,7 @@ def fake_controls(path: str) -> ctypes.CDLL:
 def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 2000, turnaround_us: int = 100) -> None:
     dll.FakeConfigure(queue_limit, system_buffer, turnaround_us)
     dll.FakeConfigureDelivery(1, 1, 0)
+    dll.FakeSetDispatchLatency(20)
     dll.FakeSetElevated(1)
     dll.FakeSetForeignRate(0.0)
     dll.FakeSetForeignSubscriptions(0)

@@ -215,3 +215,13 @@ def test_burst_experiment_recovers_the_fake_dispatcher(fake, tmp_path, queue_lim
         drain = measure_drain(p, base, store, int(burst.capacity.value * 1.25) + 1, burst.capacity)
     assert drain.queue_limit.value == queue_limit, drain.queue_limit.to_dict()
     assert drain.buffer_depth.value == system_buffer
+
+
+@pytest.mark.parametrize("latency_us,first_batch", [(0, 1), (1_000_000, 64)])
+def test_an_idle_dispatchers_first_batch_is_what_arrives_within_its_latency(fake, latency_us, first_batch):
+    path, dll = fake
+    dll.FakeConfigure(64, 1000, 100)
+    dll.FakeSetDispatchLatency(latency_us)  # by the packets' times, whenever the capture hands them over
+    with open_wfp(path) as p:
+        r = p.run_trial(TrialSpec(TrafficSpec(count=3000), SubscriberSpec(hold=True), drain_quiet_s=0.3))
+    assert r.delivered_count == first_batch + 64 + 1000

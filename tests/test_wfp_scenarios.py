@@ -42,6 +42,7 @@ def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     summary = json.loads(next((tmp_path / "reports").glob("*/*/summary.json")).read_text())
     e = summary["estimates"]
     assert (e["queue_limit"]["value"], e["buffer_depth"]["value"]) == (256, 16_500)
-    assert e["burst_capacity"]["value"] == e["first_batch"]["value"] + 256 + 16_500
+    # the first batch is what arrives within the dispatch latency: one or two events, trial by trial
+    assert abs(e["burst_capacity"]["value"] - (e["first_batch"]["value"] + 256 + 16_500)) <= 2, e
     probe = summary["experiments"]["probe"]
     assert len(probe) == 8 and all(case["events"] == case["sent"] and "error" not in case for case in probe), probe

@@ -1,8 +1,9 @@
-/* Net-event subscriptions and the dispatcher of the field notes.
+/* Net-event subscriptions and the dispatcher of the field notes (as the model platform has it).
  *
- * An event offered while the dispatcher is idle joins the batch being formed (up to Q); later
- * ones wait in one FIFO of Q + B places (the next queue, then the system buffer); beyond that
- * they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
+ * An event that finds the dispatcher idle opens a batch; what arrives within the dispatch latency
+ * of it (by the packets' own times, not by when the capture hands them over) joins that batch
+ * (up to Q). Later ones wait in one FIFO of Q + B places (the next queue, then the system
+ * buffer); beyond that they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
  * turnaround, and takes the next Q waiting events as its next batch.
  * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
  * threads (serialized: one batch at a time, but each on a different thread).
@@ -131,9 +132,12 @@ static void *dispatcher(void *arg) {
 void offer(sub_t *s, const event_t *e) {
     pthread_mutex_lock(&s->mu);
     uint32_t total = s->queue_limit + s->buffer;
+    uint64_t window = (uint64_t)g_cfg.dispatch_latency_us * 10u;  /* FILETIME ticks */
     if (s->stop || e->filetime < s->created) {
         /* unsubscribing, or a slot taken over by a later subscription: not for this one */
-    } else if (!s->busy && s->forming_n < s->queue_limit) {
+    } else if (!s->busy && (s->forming_n == 0 ||
+                            (s->forming_n < s->queue_limit && e->filetime <= s->forming_since + window))) {
+        if (s->forming_n == 0) s->forming_since = e->filetime;
         s->forming[s->forming_n++] = *e;
         pthread_cond_signal(&s->cv);
     } else if (s->w_n < total) {

@@ -154,7 +154,7 @@ struct sub_s {
     int used; session_t *owner; int version; callback_t cb; void *ctx; match_t m; GUID session_key;
     uint64_t created;  /* FILETIME: only events of later packets are delivered to it */
     pthread_t thread; pthread_mutex_t mu; pthread_cond_t cv; int stop; int busy;
-    event_t *forming; uint32_t forming_n;
+    event_t *forming; uint32_t forming_n; uint64_t forming_since;  /* FILETIME of its first event */
     event_t *waiting; uint32_t w_head, w_n;  /* next queue + system buffer: one FIFO of Q + B places */
     uint32_t queue_limit, buffer;
     int nworkers; worker_t workers[MAX_THREADS];
@@ -163,6 +163,7 @@ struct sub_s {
 
 typedef struct {
     uint32_t queue_limit, buffer, turnaround_us;
+    uint32_t dispatch_latency_us; /* an idle dispatcher's first batch: what arrives this soon after its first event */
     uint32_t threads;          /* delivery threads per subscription (batches take turns, serialized) */
     int reclassify;            /* 1: every packet of a blocked tuple is classified again at ALE */
     double foreign_rate;       /* CLASSIFY_DROP events per second from a filter that is not the caller's */

@@ -38,7 +38,7 @@ session_t g_sessions[MAX_SESSIONS];
 filter_t g_filters[MAX_OBJECTS];
 static sublayer_t g_sublayers[MAX_OBJECTS];
 uint32_t g_options[6] = {1, 0, 0, 0, 0, 0};
-config_t g_cfg = {256, 16500, 100, 1, 1, 0.0, 1, 0, ""};
+config_t g_cfg = {256, 16500, 100, 20, 1, 1, 0.0, 1, 0, ""};
 static uint64_t g_next_filter_id = 70000;
 static long g_outstanding;
 static uint32_t g_foreign_subscriptions;
@@ -105,6 +105,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.queue_limit = env_uint("WFPCAP_FAKE_QUEUE_LIMIT", g_cfg.queue_limit);
     g_cfg.buffer = env_uint("WFPCAP_FAKE_BUFFER", g_cfg.buffer);
     g_cfg.turnaround_us = env_uint("WFPCAP_FAKE_TURNAROUND_US", g_cfg.turnaround_us);
+    g_cfg.dispatch_latency_us = env_uint("WFPCAP_FAKE_DISPATCH_LATENCY_US", g_cfg.dispatch_latency_us);
     g_cfg.threads = env_uint("WFPCAP_FAKE_THREADS", g_cfg.threads);
     g_cfg.reclassify = (int)env_uint("WFPCAP_FAKE_RECLASSIFY", (unsigned)g_cfg.reclassify);
     g_cfg.elevated = (int)env_uint("WFPCAP_FAKE_ELEVATED", (unsigned)g_cfg.elevated);
@@ -427,6 +428,7 @@ void FakeConfigureDelivery(uint32_t threads, int reclassify, int plain_direction
     classify_reset();
 }
 
+void FakeSetDispatchLatency(uint32_t us) { g_cfg.dispatch_latency_us = us; }
 void FakeSetElevated(int elevated) { g_cfg.elevated = elevated; }
 void FakeSetForeignRate(double per_second) { g_cfg.foreign_rate = per_second; }
 void FakeSetForeignSubscriptions(uint32_t n) { g_foreign_subscriptions = n; }
