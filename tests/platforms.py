@@ -45,6 +45,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeSetElevated(1)
     dll.FakeSetForeignRate(0.0)
     dll.FakeSetForeignSubscriptions(0)
+    dll.FakeResetOptions()
 
 
 def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:

@@ -448,6 +448,13 @@ long FakeOutstandingAllocations(void) { return __atomic_load_n(&g_outstanding, _
 uint64_t FakeSubscribeCalls(void) { return __atomic_load_n(&g_subscribe_calls, __ATOMIC_SEQ_CST); }
 uint32_t FakeOption(uint32_t option) { return option < 6 ? g_options[option] : 0; }
 
+void FakeResetOptions(void) {  /* Windows' defaults: collection on, no keywords */
+    pthread_mutex_lock(&g_mu);
+    memset(g_options, 0, sizeof g_options);
+    g_options[0] = 1;
+    pthread_mutex_unlock(&g_mu);
+}
+
 int FakeObjectCounts(int *sessions, int *filters, int *sublayers, int *subscriptions) {
     pthread_mutex_lock(&g_mu);
     *sessions = *filters = *sublayers = *subscriptions = 0;
