@@ -108,7 +108,7 @@ def test_injected_drops_decode_exactly(fake, max_subscribe):
     assert all(before - 1_000 <= g.unix_ns <= after for g in got)    # FILETIME decoded to the right instant
     assert {g.layer_id for g in got} == {K["FWPS_LAYER_ALE_AUTH_CONNECT_V4"]}
     assert {g.filter_id for g in got} == {filter_id}
-    assert {(g.loopback, g.direction) for g in got} == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
+    assert {(g.is_loopback, g.direction) for g in got} == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
 
 
 def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):

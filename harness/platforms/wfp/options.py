@@ -3,7 +3,8 @@
 FWPM_ENGINE_COLLECT_NET_EVENTS and FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS are global and survive
 reboots. A non-dynamic session reads them when the platform opens; `ensure` changes one only when
 it differs, and `close` restores what was changed: on close, on an exception or Ctrl-C (the
-platform is a context manager), at interpreter exit, and on SIGTERM/SIGBREAK where a handler runs.
+platform is a context manager), at interpreter exit, and on SIGTERM/SIGBREAK where a handler runs
+(its own, unless the caller has one: the scenario session's closes the platform).
 On Windows a killed process (TerminateProcess, which is what os.kill and a cancelled CI job do)
 runs no handler and no atexit. So before the first change the options found are written to a
 state file; the next start finds it and restores what the killed run left changed (only options
@@ -96,7 +97,9 @@ class EngineOptions:
         if threading.current_thread() is threading.main_thread():
             for name in ("SIGTERM", "SIGBREAK"):
                 sig = getattr(signal, name, None)
-                if sig is not None:
+                # never over a handler of the caller's (the scenario session turns SIGTERM into
+                # Ctrl-C, which closes the platform and with it these options)
+                if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
                     self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:

@@ -63,7 +63,7 @@ class WfpPlatform:
             self.filters = FilterSession(self.lib)
             self.census = census(self.lib, self.options.session)
             self._start_sender()
-            self._max_rate = self._calibrate()
+            self._max_rate: float | None = None  # calibrated on first use (the run is on disk by then)
         except BaseException as exc:
             self.close()
             if isinstance(exc, WfpError) and exc.code == ERROR_ACCESS_DENIED:
@@ -106,7 +106,7 @@ class WfpPlatform:
                 "sender": self.sender_kind}
 
     def measured(self) -> dict[str, Any]:
-        return {"max_send_rate_per_s": round(self._max_rate, -2),
+        return {"max_send_rate_per_s": round(self.max_send_rate_per_s(), -2),
                 "existing_subscriptions": self.census["subscriptions"],
                 "existing_subscription_keys": self.census["session_keys"],
                 "sender_image": self.image,
@@ -118,6 +118,8 @@ class WfpPlatform:
         return dict(self._seen)
 
     def max_send_rate_per_s(self) -> float:
+        if self._max_rate is None:
+            self._max_rate = self._calibrate()
         return self._max_rate
 
     def _calibrate(self) -> float:
