@@ -42,12 +42,15 @@ def resources() -> dict[str, int]:
 
 
 def _children() -> list[int]:
+    """This process's children, except multiprocessing's resource tracker: once a sender process
+    has been spawned it lives as long as the interpreter, whatever the platforms do."""
     me = str(os.getpid())
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1] == me:
+                if open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1] == me and \
+                        b"multiprocessing.resource_tracker" not in open(f"/proc/{entry}/cmdline", "rb").read():
                     out.append(int(entry))
             except (OSError, IndexError):
                 pass

@@ -35,19 +35,15 @@ def namespaces_of(pid: int, settle_s: float = 0.5) -> list[str]:
     return sorted(seen)
 
 
-def forked_children(pid: int) -> list[int]:
-    """Children that are forks of `pid` (same command line): the sender process."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
+def sender_children(pid: int) -> list[int]:
+    """Children of `pid` that multiprocessing spawned (the sender process; not its resource tracker)."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and (entry / "cmdline").read_bytes() == cmdline:
+            if ppid == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
                 out.append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue
@@ -71,7 +67,7 @@ def started_in(tmp_path: Path, phase: str):
     live = tmp_path / "live"
     child = start(scenario_cmd(tmp_path / "reports", "--backend", "nflog", "-k", SELECT[phase]), live)
     wait_for_phase(child, live, phase, timeout=240)
-    senders = forked_children(child.pid)
+    senders = sender_children(child.pid)
     names = namespaces_of(child.pid)
     assert names and senders, (names, senders)
     return child, live, names, senders

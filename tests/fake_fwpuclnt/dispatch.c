@@ -2,7 +2,7 @@
  *
  * An event that finds the dispatcher idle opens a batch; what arrives within the dispatch latency
  * of it (by the packets' own times, not by when the capture hands them over) joins that batch
- * (up to Q). Later ones wait in one FIFO of Q + B places (the next queue, then the system
+ * (up to Q), and the dispatcher starts it once that window is over. Later ones wait in one FIFO of Q + B places (the next queue, then the system
  * buffer); beyond that they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
  * turnaround, and takes the next Q waiting events as its next batch.
  * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
@@ -93,6 +93,17 @@ static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
     pthread_mutex_unlock(&w->mu);
 }
 
+/* The first batch stays open for the dispatch latency after its first packet (by the clock the
+ * packets' times are on), unless it is full or a later packet has been seen already. */
+static void wait_dispatch_latency(sub_t *s) {
+    uint64_t until = s->forming_since + (uint64_t)g_cfg.dispatch_latency_us * 10u;
+    while (!s->stop && s->forming_n < s->queue_limit && !s->forming_closed && filetime_now() < until) {
+        uint64_t unix_100ns = until - 116444736000000000ull;
+        struct timespec at = {(time_t)(unix_100ns / 10000000u), (long)(unix_100ns % 10000000u) * 100L};
+        pthread_cond_timedwait(&s->cv, &s->mu, &at);  /* CLOCK_REALTIME, the packets' clock */
+    }
+}
+
 static void *dispatcher(void *arg) {
     sub_t *s = arg;
     uint32_t q = s->queue_limit, total = s->queue_limit + s->buffer;
@@ -101,9 +112,12 @@ static void *dispatcher(void *arg) {
     for (;;) {
         while (!s->stop && s->forming_n == 0) pthread_cond_wait(&s->cv, &s->mu);
         if (s->stop) break;
-        uint32_t n = s->forming_n;  /* the batch formed while the dispatcher woke up */
+        wait_dispatch_latency(s);
+        if (s->stop) break;
+        uint32_t n = s->forming_n;  /* the first batch */
         memcpy(batch, s->forming, n * sizeof(event_t));
         s->forming_n = 0;
+        s->forming_closed = 0;
         s->busy = 1;
         for (;;) {
             pthread_mutex_unlock(&s->mu);
@@ -143,6 +157,10 @@ void offer(sub_t *s, const event_t *e) {
     } else if (s->w_n < total) {
         s->waiting[(s->w_head + s->w_n) % total] = *e;
         s->w_n++;
+        if (!s->busy) {  /* the first batch's window is over: the dispatcher need not wait longer */
+            s->forming_closed = 1;
+            pthread_cond_signal(&s->cv);
+        }
     } else {
         s->lost++;
     }

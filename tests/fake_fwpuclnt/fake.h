@@ -155,6 +155,7 @@ struct sub_s {
     uint64_t created;  /* FILETIME: only events of later packets are delivered to it */
     pthread_t thread; pthread_mutex_t mu; pthread_cond_t cv; int stop; int busy;
     event_t *forming; uint32_t forming_n; uint64_t forming_since;  /* FILETIME of its first event */
+    int forming_closed;  /* a packet later than the dispatch latency has been seen */
     event_t *waiting; uint32_t w_head, w_n;  /* next queue + system buffer: one FIFO of Q + B places */
     uint32_t queue_limit, buffer;
     int nworkers; worker_t workers[MAX_THREADS];
