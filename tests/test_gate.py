@@ -109,8 +109,10 @@ def test_baseline_gate_passes_an_identical_nflog_configuration_run_again(tmp_pat
 def test_bad_baseline_is_one_clear_line(tmp_path):
     run = tmp_path / "cfg" / "20260101T000000Z"
     run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"config_id": "cfg", "run": {"status": "interrupted",
-                                                                              "detail": "SIGINT"}}))
+    (run / "summary.json").write_text(json.dumps({
+        "platform": "model", "config_id": "cfg", "trials": 0, "run": {"status": "interrupted", "detail": "SIGINT"},
+        "fingerprint": {"stable": {"platform": {"platform": "model"}}, "volatile": {}},
+        "estimates": {}, "checks": [], "experiments": {}}))
     for target in (tmp_path / "missing", run):
         p = pytest_scenarios(tmp_path, tmp_path / "r", "--baseline", str(target))
         assert p.returncode == 2, p.stdout[-2000:]
