@@ -64,8 +64,12 @@ def noisy_copy(source: Path, config: Path, name: str, rng: np.random.Generator, 
 def graft_ndr(source: Path, dest: Path) -> None:
     """Give `dest` the NDR rows and sustained trials of `source` (both real runs)."""
     src, dst = (json.loads((p / "summary.json").read_text()) for p in (source, dest))
-    dst["estimates"]["ndr"] = src["estimates"]["ndr"]
-    (dest / "summary.json").write_text(json.dumps(dst, indent=2))
-    trials = pd.read_csv(source / "trials.csv")
-    merged = pd.concat([pd.read_csv(dest / "trials.csv"), trials[trials["experiment"] == "sustained"]])
+    own = pd.read_csv(dest / "trials.csv")
+    grafted = pd.read_csv(source / "trials.csv")
+    grafted = grafted[grafted["experiment"] == "sustained"].copy()
+    grafted["trial"] = range(len(own), len(own) + len(grafted))  # trials.csv numbers its rows in order
+    merged = pd.concat([own, grafted], ignore_index=True)
     merged.to_csv(dest / "trials.csv", index=False)
+    dst["estimates"]["ndr"] = src["estimates"]["ndr"]
+    dst["trials"] = len(merged)
+    (dest / "summary.json").write_text(json.dumps(dst, indent=2))
