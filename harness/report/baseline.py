@@ -172,10 +172,12 @@ def judge(baseline: dict[str, Reading], current: dict[str, Reading], threshold_p
 
 def verdict_lines(verdicts: list[Verdict], baseline: Baseline, current_config: str) -> list[str]:
     failed = [v for v in verdicts if v.failed]
-    judged = [v for v in verdicts if v.outcome != "not gated"]
+    judged = [v for v in verdicts if v.outcome not in ("not gated", "inconclusive", "not measured")]
+    doubtful = sum(v.outcome == "inconclusive" for v in verdicts)
     head = (f"baseline {baseline.source} ({baseline.config_id}, run {', '.join(baseline.runs)}): "
             + (f"{len(failed)} regression(s) in {len(judged)} estimates" if failed
-               else f"no regression in {len(judged)} estimates"))
+               else f"no regression in {len(judged)} estimates")
+            + (f", {doubtful} inconclusive (not judged)" if doubtful else ""))
     lines = [head]
     if baseline.config_id != current_config:
         lines.append(f"note: the baseline is another configuration ({baseline.config_id}, this run {current_config})")
