@@ -133,3 +133,33 @@ def test_nflog_verbose_run_shows_a_line_per_trial_as_it_ends(tmp_path):
     assert len(shown) == len(pd.read_csv(run / "trials.csv")) > 5, p.stdout[-3000:]
     assert all(" burst #" in line and ", delivered " in line and " s wall); search " in line for line in shown)
     assert_ends_with_headline(p.stdout, run)
+
+
+def test_a_line_starts_on_its_own_even_after_a_note_written_under_capture(tmp_path):
+    """Another plugin writing to the terminal while pytest captures output (a note during the
+    campaign's setup) must not glue the first progress line to pytest's test name."""
+    conftest = tmp_path / "conftest.py"
+    conftest.write_text(
+        "import pytest\n"
+        "pytest_plugins = ('harness.report.pytest_plugin',)\n"
+        "class Store:\n"
+        "    def __init__(self, path):\n"
+        "        self.path, self.trial_listeners, self.checks, self.config_id = path, [], [], 'x'\n"
+        "    def summary(self): return {}\n"
+        "class Campaign:\n"
+        "    class profile:\n"
+        "        class burst: repetitions, verify, sweep = 1, 1, ()\n"
+        "    class ndr_config: resolution, confirm_factor = 0.02, 3.0\n"
+        "@pytest.fixture(scope='session')\n"
+        "def campaign(request, tmp_path_factory):\n"
+        "    request.config.pluginmanager.get_plugin('terminalreporter').write_line('a note under capture')\n"
+        "    c = Campaign(); c.store = Store(tmp_path_factory.mktemp('run'))\n"
+        "    return c\n")
+    (tmp_path / "test_x.py").write_text(
+        "def test_one(campaign):\n"
+        "    for listener in campaign.store.trial_listeners:\n"
+        "        listener({'experiment': 'burst', 'count': 10, 'delivered': 10, 'lost': 0, 'send_span_s': 0.0}, 0.1)\n")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout
+    assert len(progress_lines(p.stdout)) == 1, p.stdout

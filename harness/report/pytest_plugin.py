@@ -53,6 +53,7 @@ class Reporting:
         self.report: str | None = None
         self.regressions = 0
         self.trials = None
+        self._first_in_test = True
         path = config.getoption("--baseline")
         if path:
             threshold = config.getoption("--fail-if-worse")
@@ -73,6 +74,12 @@ class Reporting:
         if reporter is None:
             return
         with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            # the first line of a test starts a line of its own: pytest left the test's name open, and
+            # the reporter cannot tell when someone wrote under capture (it then believes the line ended)
+            if self._first_in_test:
+                self._first_in_test = False
+                reporter.write("\n")
+                reporter.currentfspath = None
             reporter.ensure_newline()
             reporter.write_line(line)
 
@@ -89,6 +96,7 @@ class Reporting:
     # -- JUnit properties ----------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):
+        self._first_in_test = True
         campaign = getattr(item, "funcargs", {}).get("campaign")
         if campaign is None:
             return (yield)
@@ -122,6 +130,8 @@ class Reporting:
         if self.campaign is None:
             return
         store = self.campaign.store
+        if not (store.path / "summary.json").exists():  # nothing was written: nothing to judge or render
+            return
         summary = json.loads((store.path / "summary.json").read_text())
         if self.baseline is not None:
             threshold = self.config.getoption("--fail-if-worse")
