@@ -47,7 +47,7 @@ def digests(run):
             for pattern in DATA for p in sorted(run.glob(pattern)) if p.is_file()}
 
 
-@pytest.mark.parametrize("after", [3, 25])  # in the burst search; in the second NDR search
+@pytest.mark.parametrize("after", [3, 19])  # in the burst search; in the second NDR search
 def test_an_interrupted_run_renders_marked_incomplete(tmp_path, after):
     run = interrupted_run(tmp_path, after)
     paths = render(run)
@@ -60,7 +60,7 @@ def test_an_interrupted_run_renders_marked_incomplete(tmp_path, after):
 
 
 def test_report_command_renders_again_with_identical_data_files(tmp_path):
-    run = interrupted_run(tmp_path, 25)
+    run = interrupted_run(tmp_path, 19)
     (run / "progress.log").write_text("wfpcap +0:01 burst #1: ...\n")
     first = render(run)
     before = digests(run)

@@ -121,8 +121,14 @@ def _ndr_reading(row: dict[str, Any], trials: pd.DataFrame | None) -> Reading:
     if spread and 0 < spread[0] < 1:
         low, high = rate * (1 - spread[0]), max(high, rate * (1 + spread[0]))
     reasons = row.get("status_reasons")
-    reasons = [str(r) for r in reasons] if isinstance(reasons, list) else []
-    why = "; ".join(reasons) or str(row["status"]) if row.get("status") not in (None, "conclusive") else ""
+    # a varying service rate is what `spread` measures and widens the interval by: the gate judges
+    # around it; every other reason (not confirmed, generator-limited, interference) means no verdict
+    reasons = [str(r) for r in reasons if not str(r).startswith("mu varied")] if isinstance(reasons, list) else []
+    why = "; ".join(reasons) if row.get("status") not in (None, "conclusive") else ""
+    if row.get("status") not in (None, "conclusive", "inconclusive"):
+        why = why or str(row["status"])
+    if row.get("status") is not None:  # the search judged its own trials (by backlog trend, not by loss)
+        return Reading(key, title, "events/s", "higher", rate, low, max(rate, high), inconclusive=why)
     search = _ndr_trials(trials, cost)
     if len(search):
         deciding = search[search["offered_rate_per_s"] <= high * (1 + 1e-9)]  # the trials that made the bracket
