@@ -9,7 +9,7 @@ from harness.analysis.loss import loss_by_sequence
 from harness.files import write_atomic
 from harness.inputs import BadInput, parse_pairs, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.compare import collect, compare_markdown
+from harness.report import baseline, compare, fleet, history
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
@@ -29,10 +29,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    text = compare_markdown(collect([Path(p) for p in args.paths]))
+    threshold = baseline.DEFAULT_THRESHOLD_PCT if args.fail_if_worse is None else args.fail_if_worse
+    found = compare.collect([Path(p) for p in args.paths], args.reference, threshold)
+    text = compare.markdown(found)
     if args.out:
         write_atomic(args.out, text)
+    if args.html:
+        fleet.write_html(found, Path(args.html))
     print(text, end="")
+    if args.fail_if_worse is not None and found.regressions():
+        print("\n".join(f"wfpcap: {line}" for line in compare.regression_lines(found)), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    saved = baseline.save(Path(args.source), Path(args.out), args.last)
+    print(f"baseline {args.out}: {saved.config_id}, run {', '.join(saved.runs)}, {len(saved.readings)} estimates")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    built = history.build(Path(args.config))
+    paths = history.write(built, Path(args.out) if args.out else None)
+    print("\n".join(history.summary_lines(built)))
+    print(f"history: {paths['html']}")
     return 0
 
 
@@ -85,8 +106,27 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
     c = sub.add_parser("compare", help="lay configurations side by side (config folders, run folders or reports/)")
     c.add_argument("paths", nargs="+")
-    c.add_argument("--out", help="also write the table to this file")
+    c.add_argument("--out", help="also write the Markdown to this file (e.g. a CI job summary)")
+    c.add_argument("--html", help="write the fleet page (self-contained HTML) to this file")
+    c.add_argument("--reference", help="configuration the others are compared with (label C1.. or config id; "
+                                        "default: the first)")
+    c.add_argument("--fail-if-worse", type=_typed(within("float", 0.0, 99.0)), default=None, metavar="PCT",
+                   help="exit 1 if a configuration is worse than the reference by more than PCT percent "
+                        "(outside the measured spread); without it, differences are judged at "
+                        f"{baseline.DEFAULT_THRESHOLD_PCT:g} %% and only shown")
     c.set_defaults(func=cmd_compare)
+    b = sub.add_parser("baseline", help="baselines for the regression gate")
+    bsub = b.add_subparsers(dest="action", required=True)
+    bs = bsub.add_parser("save", help="write a small baseline JSON from a run or a configuration folder")
+    bs.add_argument("source", help="a complete run folder, or a configuration folder (its latest complete run)")
+    bs.add_argument("--out", required=True, help="the JSON file to write (check it in)")
+    bs.add_argument("--last", type=_typed(positive("int", 10_000)), default=1,
+                    help="combine the last N complete runs of a configuration folder (median, union of spreads)")
+    bs.set_defaults(func=cmd_baseline_save)
+    h = sub.add_parser("history", help="one configuration over time: trends, spreads and step changes")
+    h.add_argument("config", help="a configuration folder, reports/<config-id>/")
+    h.add_argument("--out", help="folder for history.html, history.md and the plots (default: the config folder)")
+    h.set_defaults(func=cmd_history)
     m = sub.add_parser("model", help="what-if on the dispatcher model")
     m.add_argument("--model-param", action="append", default=[], metavar="NAME=VALUE")
     m.add_argument("--count", type=_typed(positive("int", MAX_EVENTS)), default=20_000,

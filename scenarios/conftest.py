@@ -9,7 +9,8 @@ from harness.campaign import PROFILES
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.select import BACKENDS, open_platform
 
-pytest_plugins = ("harness.session",)
+# the session's lifecycle; reporting (progress, JUnit properties, --baseline, headline)
+pytest_plugins = ("harness.session", "harness.report.pytest_plugin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

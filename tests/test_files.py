@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from harness.campaign import Campaign, load_expectations
 from harness.files import WriteFailed
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.compare import collect, compare_markdown
+from harness.report.compare import collect, markdown
 from harness.report.render import render
 from harness.report.store import ResultStore
 from harness.report.stored import StoredFileError, read_summary, read_trial_rows
@@ -114,7 +114,7 @@ def valid_run(tmp_path_factory):
 def _all_readers(run_dir):
     """report, compare and --resume on one run folder: each must end cleanly or with ValueError."""
     outcomes = []
-    for reader in (lambda: render(run_dir), lambda: compare_markdown(collect([run_dir])),
+    for reader in (lambda: render(run_dir), lambda: markdown(collect([run_dir])),
                    lambda: run_options(Options(resume=str(run_dir)))):
         try:
             reader()

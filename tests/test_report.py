@@ -5,9 +5,10 @@ import sys
 
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.compare import collect, compare_markdown
+from harness.report.compare import collect, markdown
 from harness.report.fingerprint import config_id, fingerprint
 from harness.report.render import render
+from stored_runs import set_status
 
 
 def run_campaign(tmp_path, **params):
@@ -64,11 +65,15 @@ def test_config_id_is_stable_and_tracks_settings():
 
 
 def test_compare_two_configurations(tmp_path):
-    run_campaign(tmp_path)
-    run_campaign(tmp_path, queue_limit=128)
-    table = compare_markdown(collect([tmp_path]))
-    assert table.count("test-box-model-") == 2
-    assert "| queue_limit | 256 | 128 |" in table or "| queue_limit | 128 | 256 |" in table
+    for c in (run_campaign(tmp_path), run_campaign(tmp_path, queue_limit=128)):
+        set_status(c.store.path, "complete")
+    found = collect([tmp_path])
+    table = markdown(found)
+    rows = [line for line in table.splitlines() if line.startswith("| C")]
+    assert len(rows) == 3 and all("test-box-model-" in r for r in rows)  # two headline rows, one difference row
+    queue = sorted(r.split(" | ")[6] for r in rows[:2])
+    assert queue == ["128", "256"], rows
+    assert "Next-queue limit" in table and "-50.0% worse" in table or "+100.0% better" in table
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

@@ -4,7 +4,7 @@ and an interrupted model run resumed gives the summary of an uninterrupted one."
 import json
 import signal
 
-from harness.report.compare import collect, compare_markdown
+from harness.report.compare import collect, markdown
 from harness.report.status import status_of
 from session_runs import (comparable, resume_cmd, run, scenario_cmd, small_model_args, start, summaries,
                           wait_for_phase)
@@ -84,11 +84,14 @@ def test_compare_prefers_the_newest_complete_run_and_flags_the_rest(tmp_path):
     config = tmp_path / "box-model-1"
     _stored_run(config, "20260101T000000Z", "complete", 256)
     _stored_run(config, "20260102T000000Z", "interrupted", 999)
-    [chosen] = collect([tmp_path])
-    assert status_of(chosen) == "complete"
-    table = compare_markdown([chosen])
-    assert "| queue_limit | 256 |" in table and "| run status | complete |" in table
+    fleet = collect([tmp_path])
+    [chosen] = fleet.entries
+    assert status_of(chosen.run.summary) == "complete" and chosen.run.name == "20260101T000000Z"
+    assert [r.name for r in chosen.skipped] == ["20260102T000000Z"]  # the newer run, flagged
+    table = markdown(fleet)
+    assert "| 256 |" in table and "999" not in table
     only_cut = tmp_path / "other" / "box-model-2"
     _stored_run(only_cut, "20260102T000000Z", "interrupted", 999)
-    table = compare_markdown(collect([only_cut]))
-    assert "| run status | interrupted: SIGINT during drain |" in table
+    fleet = collect([config, only_cut])
+    assert [e.config_id for e in fleet.entries] == ["box-model-1"]
+    assert "left out, no complete run: box-model-2" in markdown(fleet)

@@ -1,4 +1,4 @@
-"""The Windows workflow: valid YAML, the runner/Python matrix, reports uploaded, one comparison."""
+"""The Windows workflow: valid YAML, the runner/Python matrix, reports uploaded, one fleet page."""
 import os
 import subprocess
 import sys
@@ -13,6 +13,10 @@ def load():
     return yaml.safe_load(WORKFLOW.read_text())
 
 
+def step(job, name):
+    return next(s for s in job["steps"] if s.get("name") == name)
+
+
 def test_matrix_covers_runners_and_pythons():
     job = load()["jobs"]["measure"]
     matrix = job["strategy"]["matrix"]
@@ -23,14 +27,28 @@ def test_matrix_covers_runners_and_pythons():
     assert "pytest scenarios/ --backend wfp" in commands
 
 
+def test_measure_writes_junit_live_progress_and_the_headline_and_gates_on_a_checked_in_baseline():
+    job = load()["jobs"]["measure"]
+    measure = step(job, "Measure the WFP net-event path")
+    assert measure["shell"] == "bash"
+    assert " -v" in measure["run"] and '--junitxml "reports/junit-$CONFIG.xml"' in measure["run"]
+    assert '--baseline "baselines/$CONFIG.json"' in measure["run"]
+    summary = step(job, "Headline into the job summary")
+    assert summary["if"] == "always()" and "headline.md >> \"$GITHUB_STEP_SUMMARY\"" in summary["run"]
+
+
 def test_reports_are_uploaded_even_when_a_scenario_fails_and_then_compared():
     jobs = load()["jobs"]
     upload = [s for s in jobs["measure"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
     assert upload and upload[0]["if"] == "always()" and upload[0]["with"]["path"] == "reports/"
     compare = jobs["compare"]
     assert compare["needs"] == "measure"
-    assert any("wfpcap compare" in s.get("run", "") for s in compare["steps"])
     assert any(s.get("uses", "").startswith("actions/download-artifact") for s in compare["steps"])
+    fleet = step(compare, "Fleet page")["run"]
+    assert "wfpcap compare all-reports/ --out fleet.md --html fleet.html" in fleet
+    assert 'cat fleet.md >> "$GITHUB_STEP_SUMMARY"' in fleet
+    artifact = [s for s in compare["steps"] if s.get("uses", "").startswith("actions/upload-artifact")][0]
+    assert artifact["with"]["path"].split() == ["fleet.html", "fleet.md", "all-reports/"]
 
 
 def compare_step(workdir: Path) -> subprocess.CompletedProcess:
@@ -51,9 +69,8 @@ def test_compare_says_clearly_when_no_report_arrived(tmp_path):
 
 
 def test_compare_lays_out_the_reports_that_arrived(tmp_path):
-    from harness.campaign import Campaign, load_expectations
-    from harness.platforms.model import ModelPlatform
-    Campaign.open(ModelPlatform(), str(tmp_path / "all-reports"), "quick", load_expectations(None), "runner-a")
+    from stored_runs import real_run
+    real_run(tmp_path / "all-reports", label="runner-a")
     done = compare_step(tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "1 report(s) arrived" in done.stdout and (tmp_path / "comparison.md").exists()
+    assert "1 report(s) arrived" in done.stdout and (tmp_path / "fleet.md").exists() and (tmp_path / "fleet.html").exists()

@@ -2,6 +2,7 @@
 the machine was doing meanwhile."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from harness.analysis.trust import trial_trust
@@ -28,6 +29,7 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         if skip is not None:
             skip()
         return (store.replay.result(row, spec, experiment) if keep_events else None), row
+    started = time.monotonic()
     probe = None if platform.capabilities.virtual_time else Probe()
     if probe is not None:
         probe.begin()
@@ -41,4 +43,6 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         seen = {**{f"gen_{k}": v for k, v in (result.generator or {}).items()}, **columns}
         columns["interference"] = "; ".join(flags(seen))
     row = store.record_trial(experiment, result, keep_events=keep_events, derived=columns, **extra)
+    for listener in store.trial_listeners:  # after the trial and on disk: live progress may print now
+        listener(row, time.monotonic() - started)
     return result, row

@@ -145,3 +145,76 @@ def inline_copy_plot(result: dict[str, Any], path: Path) -> Path:
     ax2.set_ylabel("events lost (%)")
     ax2.set_title("Loss at the same offered rate")
     return _save(fig, path)
+
+
+def trend(labels: list[str], values: list[float], lows: list[float], highs: list[float],
+          levels: list[tuple[int, int, float]], steps: list[int], title: str, unit: str, path: Path) -> Path:
+    """One estimate over runs: each run's value with its measured spread, the fitted levels and
+    the detected steps (index of the first run after each step)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    x = np.arange(1, len(values) + 1)
+    v = np.asarray(values, dtype=float)
+    err = np.vstack([v - np.asarray(lows, dtype=float), np.asarray(highs, dtype=float) - v])
+    ax.errorbar(x, v, yerr=err, fmt="o", color=COLORS["queue"], ms=5, capsize=3, lw=1, label="run (measured spread)")
+    for k, (start, end, level) in enumerate(levels):
+        ax.hlines(level, start - 0.4, end + 0.4, color=COLORS["truth"], lw=2, alpha=0.7,
+                  label="level between steps" if k == 0 else None)
+    for k, index in enumerate(steps):
+        ax.axvline(index + 0.5, color=COLORS["lost"], ls="--", lw=1.2,
+                   label=f"step at run {index + 1}" if len(steps) == 1 else ("step" if k == 0 else None))
+    every = max(1, len(labels) // 20)  # a long history keeps readable tick labels
+    ax.set_xticks(x[::every], labels[::every], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _fleet_styles(n: int) -> list[tuple[Any, str]]:
+    """Distinct colour and marker per configuration, readable up to a few dozen."""
+    cmap = plt.get_cmap("tab20" if n <= 20 else "turbo")
+    markers = "os^vD<>ph*"
+    return [(cmap(k % 20 / 20 if n <= 20 else k / max(1, n - 1)), markers[k % len(markers)]) for k in range(n)]
+
+
+def _fleet_legend(fig: plt.Figure, ax: plt.Axes, n: int) -> None:
+    ax.legend(fontsize=7, ncol=max(1, (n + 14) // 15), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="configuration", title_fontsize=8, frameon=False)
+
+
+def fleet_bursts(series: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
+    """Delivered vs burst size, one line per configuration (each burst trial of its run)."""
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    for (label, trials), (color, marker) in zip(series, _fleet_styles(len(series))):
+        t = trials.sort_values("count")
+        ax.plot(t["count"], t["delivered"], marker=marker, ms=4, lw=1, color=color, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("burst size (events sent back to back, subscriber held)")
+    ax.set_ylabel("events delivered")
+    ax.set_title("Delivered vs burst size: each plateau is a configuration's burst capacity")
+    ax.grid(alpha=0.3, which="both")
+    _fleet_legend(fig, ax, len(series))
+    return _save(fig, path)
+
+
+def fleet_loss(series: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
+    """Loss vs offered rate, one panel per callback cost, one line per configuration."""
+    costs = sorted({c for _, t in series for c in t["search_cost_us"].dropna().unique()})
+    fig, axes = plt.subplots(1, max(1, len(costs)), figsize=(4 * max(1, len(costs)) + 2, 4.2), squeeze=False)
+    styles = _fleet_styles(len(series))
+    for ax, cost in zip(axes[0], costs):
+        for (label, trials), (color, marker) in zip(series, styles):
+            t = trials[trials["search_cost_us"] == cost].sort_values("offered_rate_per_s")
+            if len(t):
+                ax.plot(t["offered_rate_per_s"], t["loss_ratio"] * 100, marker=marker, ms=3, lw=0.8, color=color,
+                        label=label)
+        ax.axvline(1e6 / cost, color=COLORS["truth"], ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(f"callback {cost:g} µs (dotted: 1/cost)", fontsize=9)
+        ax.set_xlabel("offered rate (events/s)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("events lost (%)")
+    _fleet_legend(fig, axes[0][-1], len(series))
+    return _save(fig, path)

@@ -3,8 +3,6 @@
 rendered again with `wfpcap report DIR`."""
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,9 @@ import pandas as pd
 
 from harness.analysis.batches import find_boundaries
 from harness.files import write_atomic
-from harness.report import plots
+from harness.report import headline, plots
+from harness.report.page import document, esc, fmt, image, md_table, table
+from harness.report.spread import readings
 from harness.report.status import describe, status_of
 from harness.report.stored import read_summary, read_trials
 from harness.report import sustained as sustained_part
@@ -28,23 +28,9 @@ HEADLINES = [
 ]
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "not detectable"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def _evidence(e: dict[str, Any]) -> str:
     skip = {"value", "detectable", "method", "reason", "interior_sizes_seen"}
-    parts = [f"{k}={_fmt(v) if not isinstance(v, (list, dict)) else v}" for k, v in e.items() if k not in skip]
+    parts = [f"{k}={fmt(v) if not isinstance(v, (list, dict)) else v}" for k, v in e.items() if k not in skip]
     return "; ".join(parts[:8])
 
 
@@ -59,7 +45,7 @@ def make_plots(run: Path) -> dict[str, Path]:
         out["delivered_vs_burst"] = plots.delivered_vs_burst(
             trials[trials["experiment"] == "burst"], estimates, run / "delivered_vs_burst.png")
     drain = experiments.get("drain")
-    if drain:
+    if drain and "trial" in drain:
         events = sorted((run / "events").glob(f"{drain['trial']:04d}-drain-delivered.csv.gz"))
         if events:
             delivered = pd.read_csv(events[0]).sort_values("t_callback_ns", kind="stable")
@@ -90,26 +76,67 @@ def render(run: Path | str) -> dict[str, Path]:
     summary = read_summary(run / "summary.json")  # checked before any plot is drawn
     figures = make_plots(run)
     summary["_run"] = str(run)
-    write_atomic(run / "report.md", _markdown(summary, figures))
+    write_atomic(run / "report.md", _markdown(summary, figures))  # UTF-8, whole or absent
     write_atomic(run / "report.html", _html(summary, figures))
     return {"html": run / "report.html", "md": run / "report.md", **figures}
 
 
-def status_banner(summary: dict[str, Any]) -> str | None:
-    """One sentence for the top of the report when the run is not complete (None when it is)."""
-    if status_of(summary) == "complete":
-        return None
-    return f"This run is not complete: {describe(summary)}. Its figures cover only what was measured."
-
-
-def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     rows = []
+    found = readings(summary, read_trials(Path(summary["_run"]) / "trials.csv"))
     for key, title, meaning in HEADLINES:
         e = summary["estimates"].get(key)
         if isinstance(e, dict):
-            value = _fmt(e.get("value")) if e.get("detectable", True) else (e.get("reason") or "not detectable")
-            rows.append((title, value, meaning, f"{e.get('method', '')}. {_evidence(e)}"))
+            value = fmt(e.get("value")) if e.get("detectable", True) else (e.get("reason") or "not detectable")
+            spread = found[key].spread_text() if key in found else ""
+            rows.append((title, value, spread, meaning, f"{e.get('method', '')}. {_evidence(e)}"))
     return rows
+
+
+HEADLINE_HEADER = ["estimate", "value", "measured spread", "meaning", "how"]
+
+
+def incomplete_lines(summary: dict[str, Any]) -> list[str]:
+    """The banner of a run that did not complete: what happened and what did not finish."""
+    if status_of(summary) == "complete":
+        return []
+    run = summary.get("run") or {}
+    out = [f"This run is not complete: {describe(summary)}. The numbers below are what it measured before it stopped."]
+    where = run.get("interrupted_at")
+    if isinstance(where, dict) and where:
+        out.append("Stopped at: " + ", ".join(f"{k} {v}" for k, v in where.items()))
+    not_finished = (run.get("scenarios") or {}).get("not_finished") or []
+    if not_finished:
+        out.append(f"Scenarios that did not finish: {', '.join(not_finished)}")
+    return out
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """The short verdict at the top of the report. Other verdicts (a diagnosis of the machine,
+    issue 8) add their lines here, before the numbers."""
+    est = summary["estimates"]
+    out = [f"Run: {describe(summary)}."]
+    checks = summary.get("checks") or []
+    failed = [c["name"] for c in checks if not c["passed"]]
+    if checks:
+        out.append(f"Expectations: {len(checks) - len(failed)} of {len(checks)} met"
+                   + (f"; not met: {', '.join(failed)}." if failed else "."))
+    gate = headline.baseline_section(summary)
+    if gate:
+        out += [f"Baseline: {gate['lines'][0]}."] + [line for line in gate["lines"][1:] if "REGRESSION" in line]
+    values = {k: (est.get(k) or {}).get("value") for k in ("burst_capacity", "first_batch", "queue_limit",
+                                                           "buffer_depth")}
+    if all(isinstance(v, (int, float)) for v in values.values()):
+        out.append(f"A held subscriber loses nothing up to {fmt(values['burst_capacity'])} events: first batch "
+                   f"{fmt(values['first_batch'])} + next queue {fmt(values['queue_limit'])} + system buffer "
+                   f"{fmt(values['buffer_depth'])}.")
+    elif isinstance(values["burst_capacity"], (int, float)):
+        out.append(f"A held subscriber loses nothing up to {fmt(values['burst_capacity'])} events.")
+    ndr = [r for r in est.get("ndr") or [] if r.get("rate_per_s")]
+    if ndr:
+        out.append("Highest loss-free rate: " + ", ".join(f"{fmt(r['rate_per_s'])}/s with a {r['callback_cost_us']:g} µs "
+                                                          "callback" for r in ndr) + ".")
+    return out
 
 
 def _generator_lines(run: Path) -> list[str]:
@@ -152,26 +179,24 @@ def _machine(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
-    lines = [f"# Capacity report: {summary['config_id']}", ""]
-    banner = status_banner(summary)
-    if banner:
-        lines += [f"> **{banner}**", ""]
-    lines += [f"Platform **{summary['platform']}**, {summary['trials']} trials, "
-              f"run at {summary['fingerprint']['volatile'].get('timestamp_utc')}.", ""]
+    lines = [f"# Capacity report: {summary['config_id']}", "",
+             f"Platform **{summary['platform']}**, {summary['trials']} trials, "
+             f"run at {summary['fingerprint']['volatile'].get('timestamp_utc')}.", ""]
     if "ground_truth" in summary:
         lines += ["This run measured the **model** platform: its parameters are listed under ground truth, "
                   "and no estimate read them.", ""]
-    lines += ["## Headline estimates", "", "| estimate | value | meaning | how |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _headline_rows(summary)]
+    lines += [f"> **{line}**" for line in incomplete_lines(summary)] + ([""] if incomplete_lines(summary) else [])
+    lines += ["## Verdict", ""] + [f"- {line}" for line in verdict_lines(summary)] + [""]
+    lines += ["## Headline estimates", "", *md_table(HEADLINE_HEADER, _headline_rows(summary))]
+    gate = headline.baseline_section(summary)
+    if gate:
+        lines += ["", "## Baseline", ""] + [f"- {line}" for line in gate["lines"]]
     if summary["checks"]:
-        lines += ["", "## Expectations", "", "| check | result | measured | expected |", "|---|---|---|---|"]
-        lines += [f"| {c['name']} | {_verdict(c)} | {_fmt(c['measured'])} | {c['expected']} |"
-                  for c in summary["checks"]]
+        lines += ["", "## Expectations", "", *md_table(["check", "result", "measured", "expected"], [
+            (c["name"], _verdict(c), fmt(c["measured"]), c["expected"]) for c in summary["checks"]])]
     ndr = _ndr_rows(summary)
     if ndr:
-        lines += ["", "## Sustained rate per callback cost (NDR)", "", "| " + " | ".join(NDR_HEADER) + " |",
-                  "|" + "---|" * len(NDR_HEADER)]
-        lines += ["| " + " | ".join(r) + " |" for r in ndr]
+        lines += ["", "## Sustained rate per callback cost (NDR)", "", *md_table(NDR_HEADER, ndr)]
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
     for key in ("inline_copy", "template", "onset", "probe", "delivery"):
@@ -191,39 +216,39 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         lines += ["", "## Interference", ""] + interference
     if "ground_truth" in summary:
         lines += ["", "## Ground truth (model only)", "", "```json", json.dumps(summary["ground_truth"], indent=2), "```"]
-    lines += ["", "## Machine", "", "| key | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in _machine(summary)]
+    lines += ["", "## Machine", "", *md_table(["key", "value"], _machine(summary))]
     return "\n".join(lines) + "\n"
 
 
-def _table(header: list[str], rows: list[list[str]] | list[tuple]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
-    e = html.escape
-    banner = status_banner(summary)
-    parts = [f"<h1>Capacity report: {e(summary['config_id'])}</h1>",
-             *([f'<p class="status-banner"><b>{e(banner)}</b></p>'] if banner else []),
+    e = esc
+    parts = [f"<h1>Capacity report: {e(summary['config_id'])}</h1>"]
+    banner = incomplete_lines(summary)
+    if banner:
+        parts.append('<div class="banner" id="incomplete">' + "".join(f"<p>{e(x)}</p>" for x in banner) + "</div>")
+    failing = any(not c["passed"] for c in summary.get("checks") or []) or \
+        bool((headline.baseline_section(summary) or {}).get("regressions"))
+    parts += [f'<div class="verdict{" fail" if failing or banner else ""}" id="verdict"><h2>Verdict</h2>'
+              + "".join(f"<p>{e(x)}</p>" for x in verdict_lines(summary)) + "</div>",
              f"<p>Platform <b>{e(summary['platform'])}</b>, {summary['trials']} trials, run at "
              f"{e(str(summary['fingerprint']['volatile'].get('timestamp_utc')))}.</p>"]
     if "ground_truth" in summary:
         parts.append("<p class=note>This run measured the <b>model</b> platform; its parameters are shown under "
                      "ground truth and no estimate read them.</p>")
-    parts += ["<h2>Headline estimates</h2>", _table(["estimate", "value", "meaning", "how"], _headline_rows(summary))]
+    parts += ["<h2>Headline estimates</h2>", table(HEADLINE_HEADER, _headline_rows(summary), "headline")]
+    gate = headline.baseline_section(summary)
+    if gate:
+        parts += ["<h2>Baseline</h2>"] + [f"<p>{e(line)}</p>" for line in gate["lines"]]
     if summary["checks"]:
-        parts += ["<h2>Expectations</h2>", _table(["check", "result", "measured", "expected", "message"], [
-            (c["name"], _verdict(c), _fmt(c["measured"]), c["expected"], c["message"])
+        parts += ["<h2>Expectations</h2>", table(["check", "result", "measured", "expected", "message"], [
+            (c["name"], _verdict(c), fmt(c["measured"]), c["expected"], c["message"])
             for c in summary["checks"]])]
     ndr = _ndr_rows(summary)
     if ndr:
-        parts += ["<h2>Sustained rate per callback cost (NDR)</h2>", _table(NDR_HEADER, ndr)]
+        parts += ["<h2>Sustained rate per callback cost (NDR)</h2>", table(NDR_HEADER, ndr, "ndr")]
     parts.append("<h2>Plots</h2>")
     for name, path in figures.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f'<figure><img alt="{e(name)}" src="data:image/png;base64,{data}"></figure>')
+        parts.append(image(path, name))
     for key in ("inline_copy", "template", "onset", "probe", "delivery"):
         if key in summary["experiments"]:
             parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
@@ -234,17 +259,11 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     run = Path(summary["_run"])
     untrusted = sustained_part.untrusted_rows(run)
     if untrusted:
-        parts += ["<h2>Trials not used as evidence</h2>", _table(sustained_part.UNTRUSTED_HEADER, untrusted)]
+        parts += ["<h2>Trials not used as evidence</h2>", table(sustained_part.UNTRUSTED_HEADER, untrusted, "untrusted")]
     interference = sustained_part.interference_lines(run)
     if interference:
         parts += ["<h2>Interference</h2>"] + [f"<p>{e(line)}</p>" for line in interference]
     if "ground_truth" in summary:
         parts += ["<h2>Ground truth (model only)</h2>", f"<pre>{e(json.dumps(summary['ground_truth'], indent=2))}</pre>"]
-    parts += ["<h2>Machine</h2>", _table(["key", "value"], _machine(summary))]
-    style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:left;vertical-align:top;font-size:14px}th{background:#f1f3f5}img{max-width:100%}"
-             ".note{background:#fff9db;padding:6px}.status-banner{background:#ffe3e3;padding:8px}"
-             "pre{background:#f8f9fa;padding:8px;overflow:auto}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(summary['config_id'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    parts += ["<h2>Machine</h2>", table(["key", "value"], _machine(summary), "machine")]
+    return document(str(summary["config_id"]), parts)

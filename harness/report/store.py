@@ -94,6 +94,7 @@ class ResultStore:
         # where the run is: {"experiment", "trial", "running"}; listeners hear every change
         self.position: dict[str, Any] = {"experiment": None, "trial": None, "running": False}
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.trial_listeners: list[Callable[[dict[str, Any], float], None]] = []  # (row, wall s), see trial.py
         self.replay: Any = None  # harness.resume.Replay when this run continues an interrupted one
 
     # -- where the run is --------------------------------------------------------------------
