@@ -274,3 +274,19 @@ def test_the_probe_reports_whether_a_blocked_tuple_is_classified_again(fake, rec
         transport = p.probe("OUTBOUND_TRANSPORT_V4", "udp")
     assert (connect["events"], connect["events_on_repeat"]) == (50, 50 if reclassify else 0)
     assert (transport["events"], transport["events_on_repeat"]) == (50, 50)  # per packet, always
+
+
+# Review of issue 7: a user without administrator rights on a machine where net-event collection
+# is off got a raw WfpError (the cleanup's own access-denied masked the first) and a state file.
+def test_a_plain_user_on_a_machine_with_collection_off_is_told_to_elevate(fake):
+    path, dll = fake
+    collecting = Session(Library(path), dynamic=False, name="off")
+    collecting.set_option(COLLECT, 0)
+    collecting.close()
+    dll.FakeSetElevated(0)
+    with pytest.raises(PlatformUnavailable, match="need an elevated process"):
+        with open_wfp(path):
+            pass
+    assert not (state_dir() / STATE_FILE).exists()  # nothing was changed: nothing to restore later
+    assert dll.FakeOption(COLLECT) == 0
+    dll.FakeSetElevated(1)

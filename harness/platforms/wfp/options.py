@@ -117,11 +117,24 @@ class EngineOptions:
         os.replace(tmp, self.state_path)
 
     def ensure(self, option: int, value: int) -> None:
-        if self.session.get_option(option) != value:
-            self.changed.setdefault(option, self.found[option])
-            self._set[option] = value
-            self._remember()
+        if self.session.get_option(option) == value:
+            return
+        first_change = option not in self.changed
+        self.changed.setdefault(option, self.found[option])
+        self._set[option] = value
+        self._remember()  # before the change: a run killed right after it leaves what to undo
+        try:
             self.session.set_option(option, value)
+        except BaseException:
+            # refused (e.g. ERROR_ACCESS_DENIED without administrator rights): nothing changed,
+            # so nothing to restore now or at the next start
+            if first_change:
+                del self.changed[option], self._set[option]
+            if self.changed:
+                self._remember()
+            else:
+                self.state_path.unlink(missing_ok=True)
+            raise
 
     def restore(self) -> None:
         for option, value in list(self.changed.items()):

@@ -65,10 +65,15 @@ class WfpPlatform:
             self._start_sender()
             self._max_rate: float | None = None  # calibrated on first use (the run is on disk by then)
         except BaseException as exc:
-            self.close()
+            cleanup = ""
+            try:
+                self.close()
+            except Exception as failed:  # noqa: BLE001 - said beside the first error, never instead of it
+                cleanup = f" (cleaning up also failed: {failed})"
+                exc.add_note(cleanup.strip(" ()"))
             if isinstance(exc, WfpError) and exc.code == ERROR_ACCESS_DENIED:
                 raise PlatformUnavailable(f"{exc}: WFP sessions, filters and subscriptions need an elevated "
-                                          "process (an administrator prompt)") from None
+                                          f"process (an administrator prompt){cleanup}") from None
             raise
 
     # -- lifecycle ---------------------------------------------------------------------------
