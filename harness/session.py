@@ -5,8 +5,8 @@
 - Status: the run ends complete, subset (scenarios not selected: -k, a single file; or never run:
   -x) or interrupted (a signal or an error; where: experiment, trial, scenario), in summary.json
   (harness/report/status.py), the report's banner and the terminal.
-- Signals: SIGTERM takes the path of Ctrl-C (KeyboardInterrupt: the platform cleans up, the report
-  is written, exit status 128 + signal). Once cleanup has begun, further signals are noted and
+- Signals: SIGTERM (and Ctrl-Break on Windows) takes the path of Ctrl-C (KeyboardInterrupt: the
+  platform cleans up, the report is written, exit status 128 + signal). Once cleanup has begun, further signals are noted and
   do not cut it short.
 - Company: the run registers as live (harness/live_runs.py), warns when other harness runs are
   live, and says what it removed that killed runs had left.
@@ -289,8 +289,15 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState()
     config.stash[STATE] = state
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stopping_signals():
             state.handlers[sig] = signal.signal(sig, state.on_signal)
+
+
+def stopping_signals() -> list[int]:
+    """Ctrl-C, SIGTERM (runners, `timeout`) and, on Windows, Ctrl-Break: each stops the run the way
+    Ctrl-C does. Without this, Ctrl-Break reached the wfp options' own handler, which restored the
+    options and raised SystemExit inside a test: pytest logged one failure and measured on."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
