@@ -48,13 +48,17 @@ _PROTOTYPES: dict[str, tuple] = {
 
 # Subscriptions whose FwpmNetEventUnsubscribe0 has not yet succeeded: WFP may still call their
 # ctypes callback, so it must stay alive whatever happens to the object that made it. They leave
-# when unsubscribing succeeds or when their session closes (which ends its subscriptions).
+# when unsubscribing succeeds. When their session closes instead, they move to ORPHANED for the
+# rest of the process: Microsoft documents that Unsubscribe waits for a running callback, but not
+# that FwpmEngineClose0 does, and keeping a few callbacks costs nothing.
 UNTIL_UNSUBSCRIBED: set = set()
+ORPHANED: list = []
 
 
 def release_callbacks(session) -> None:
     for subscription in [s for s in UNTIL_UNSUBSCRIBED if s.session is session]:
         UNTIL_UNSUBSCRIBED.discard(subscription)
+        ORPHANED.append(subscription)
 
 
 def callback_type(version: int):

@@ -56,7 +56,9 @@ class WfpPlatform:
         self.options: EngineOptions | None = None
         self.filters: FilterSession | None = None
         self._trials = 0
-        self._seen = {"trials": 0, "callback_threads_max": 0, "foreign_events": 0, "events_per_tuple_max": 0}
+        self._seen = {"trials": 0, "callback_threads_max": 0, "foreign_events": 0, "events_per_tuple_max": 0,
+                      "failed_unsubscribes": 0, "leaked_subscriptions": 0}
+        self._leaked: list[Subscription] = []  # unsubscribe failed: retried before every later trial
         try:
             self.options = EngineOptions(self.lib)
             self.options.ensure(K["FWPM_ENGINE_COLLECT_NET_EVENTS"], 1)
@@ -175,8 +177,20 @@ class WfpPlatform:
                       foreign_events=t["foreign_events"])
         return result
 
+    def _retry_unsubscribes(self) -> None:
+        """A subscription whose unsubscribe failed still gets every event of the (reused) filter:
+        try again before each trial, and say how many are still live (observed())."""
+        for subscription in list(self._leaked):
+            try:
+                subscription.close()
+                self._leaked.remove(subscription)
+            except WfpError:
+                pass
+        self._seen["leaked_subscriptions"] = len(self._leaked)
+
     def _trial(self, spec: TrialSpec, send: Send) -> TrialResult:
         check_destinations(spec.traffic.remote_addresses)
+        self._retry_unsubscribes()
         filter_id = self.filters.install(spec.filter, self.image)
         plan = plan_traffic(spec)
         inbound = spec.filter.layer in INBOUND_LAYERS
@@ -200,7 +214,13 @@ class WfpPlatform:
                 self._drain(callback, spec)
             finally:
                 release.set()
-                subscription.close()  # from this thread, never from the callback's
+                try:
+                    subscription.close()  # from this thread, never from the callback's
+                except WfpError:
+                    self._seen["failed_unsubscribes"] += 1
+                    self._leaked.append(subscription)
+                    self._seen["leaked_subscriptions"] = len(self._leaked)
+                    raise
             c = callback.finish()
         return self._result(spec, plan, sent_at, report, c, subscription, filter_id,
                             t_release if spec.subscriber.hold else None, callback.overflow)
