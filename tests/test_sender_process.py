@@ -115,3 +115,23 @@ def test_the_sender_dies_with_its_parent_even_while_sending():
     if not gone:
         os.kill(child, signal.SIGKILL)
     assert gone, "the sender outlived its parent"
+
+
+@needs_netns
+def test_refused_sends_are_counted_by_error_name(sender):
+    """A send that the system refuses (on Windows a blocking ALE filter can answer WSAEACCES) is
+    counted and named, not an error: here an nftables drop on output in the test's own namespace,
+    which Linux answers with EPERM."""
+    s, ns = sender
+    rules = ("table ip refuse {\n chain out {\n type filter hook output priority 0; policy accept;\n"
+             " udp dport 31000-31009 drop\n }\n}\n")
+    with ns:
+        subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        _, report = s.send(SPEC, "udp", 3, timeout_s=30)
+    finally:
+        with ns:
+            subprocess.run(["nft", "delete", "table", "ip", "refuse"], check=True)
+    assert report["send_errors"] == 10 and report["send_error_kinds"] == {"EPERM": 10}
+    _, clean = s.send(SPEC, "udp", 4, timeout_s=30)
+    assert clean["send_errors"] == 0 and clean["send_error_kinds"] == {}

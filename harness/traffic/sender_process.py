@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+from collections import Counter
 from dataclasses import replace
 from multiprocessing import connection
 from typing import Any, Protocol
@@ -61,6 +62,12 @@ class SocketFactory(Protocol):
         ...
 
 
+def error_name(exc: OSError) -> str:
+    """EACCES, WSAEACCES (Windows sockets carry WSA codes in winerror), or the number."""
+    code = getattr(exc, "winerror", None) or exc.errno
+    return errno.errorcode.get(code, str(code))
+
+
 class SendtoSender:
     """One sendto per packet (every OS). A send that a filter refuses (WSAEACCES on Windows) is
     counted, not an error; a full send queue makes the pacer try again."""
@@ -72,6 +79,7 @@ class SendtoSender:
         ports = packets.dport.tolist() if kind == "udp" else [0] * len(packets.dport)
         self.targets = [(socket.inet_ntoa(int(a).to_bytes(4, "big")), p) for a, p in zip(packets.dst.tolist(), ports)]
         self.refused = 0
+        self.errors: Counter[str] = Counter()  # refused sends by error name (EACCES, WSAEACCES, ...)
 
     def send(self, first: int, last: int) -> int:
         sendto, payloads, targets = self.sock.sendto, self.payloads, self.targets
@@ -82,6 +90,7 @@ class SendtoSender:
                 if exc.errno in _BUSY:
                     return k - first
                 self.refused += 1
+                self.errors[error_name(exc)] += 1
         return last - first
 
 
@@ -171,9 +180,11 @@ class _Child:
             raise RuntimeError("no trial to send again")
         sender, offsets, spec = self.last
         refused = getattr(sender, "refused", 0)
+        errors_before = Counter(getattr(sender, "errors", {}))
         sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
         report = generator_report(spec.traffic, sent_at, offsets, t0)
         report["send_errors"] = getattr(sender, "refused", 0) - refused
+        report["send_error_kinds"] = dict(Counter(getattr(sender, "errors", {})) - errors_before)
         report["sender_pid"] = os.getpid()
         return sent_at, report
 

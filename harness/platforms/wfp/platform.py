@@ -172,7 +172,8 @@ class WfpPlatform:
             self.sender_kind = previous
         t = first.telemetry
         result.update(events=first.delivered_count, events_on_repeat=repeat.delivered_count,
-                      send_errors=first.generator.get("send_errors", 0), receivers=first.generator.get("receivers", 0),
+                      send_errors=first.generator.get("send_errors", 0),
+                      send_error_kinds=first.generator.get("send_error_kinds", {}), receivers=first.generator.get("receivers", 0),
                       layer_ids=t["layer_ids"], directions=t["directions"], callback_threads=t["callback_threads"],
                       foreign_events=t["foreign_events"])
         return result
