@@ -300,3 +300,18 @@ def test_a_plain_user_on_a_machine_with_collection_off_is_told_to_elevate(fake):
     assert not (state_dir() / STATE_FILE).exists()  # nothing was changed: nothing to restore later
     assert dll.FakeOption(COLLECT) == 0
     dll.FakeSetElevated(1)
+
+
+def test_an_option_changed_by_someone_else_during_the_run_is_left_as_they_set_it(fake):
+    path, _ = fake
+    lib = Library(path)
+    admin = Session(lib, dynamic=False, name="someone else")
+    admin.set_option(COLLECT, 0)
+    options = EngineOptions(lib)
+    options.ensure(COLLECT, 1)
+    admin.set_option(COLLECT, 7)  # an administrator's tool changes it while the run measures
+    options.close()
+    assert admin.get_option(COLLECT) == 7 and not (state_dir() / STATE_FILE).exists()
+    assert options.left_alone == {"collect_net_events": {"set_by_run": 1, "found_now": 7}}
+    admin.set_option(COLLECT, 1)
+    admin.close()

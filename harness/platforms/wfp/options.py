@@ -89,7 +89,12 @@ class EngineOptions:
         self.state_path = state_dir() / STATE_FILE
         self.restored = restore_left_by_killed_run(lib, self.state_path)
         self.session = Session(lib, dynamic=False, name="wfpcap options")
-        self.found = {option: self.session.get_option(option) for option in self.WATCHED}
+        try:
+            self.found = {option: self.session.get_option(option) for option in self.WATCHED}
+        except BaseException:
+            self.session.close()
+            raise
+        self.left_alone: dict[str, dict[str, int]] = {}  # changed by someone else during the run: theirs
         self.changed: dict[int, int] = {}   # option -> value found
         self._set: dict[int, int] = {}      # option -> value set
         self._previous_handlers: dict[int, Any] = {}
@@ -137,8 +142,14 @@ class EngineOptions:
             raise
 
     def restore(self) -> None:
+        """Put back what this run changed, unless someone else changed it again meanwhile (as the
+        killed-run path does): then it is theirs, and left as they set it."""
         for option, value in list(self.changed.items()):
-            self.session.set_option(option, value)
+            now = self.session.get_option(option)
+            if now == self._set[option]:
+                self.session.set_option(option, value)
+            else:
+                self.left_alone[OPTION_NAMES.get(option, str(option))] = {"set_by_run": self._set[option], "found_now": now}
             del self.changed[option]
             del self._set[option]
         self.state_path.unlink(missing_ok=True)
