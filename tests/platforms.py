@@ -43,6 +43,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeConfigureDelivery(1, 1, 0)
     dll.FakeSetDispatchLatency(20)
     dll.FakeSetElevated(1)
+    dll.FakeSetClockStep(1)
     dll.FakeSetForeignRate(0.0)
     dll.FakeSetForeignSubscriptions(0)
     dll.FakeResetOptions()

@@ -315,3 +315,17 @@ def test_an_option_changed_by_someone_else_during_the_run_is_left_as_they_set_it
     assert options.left_alone == {"collect_net_events": {"set_by_run": 1, "found_now": 7}}
     admin.set_option(COLLECT, 1)
     admin.close()
+
+
+# Review of issue 7: how fine Windows stamps net events is undocumented; the fake stamped to the
+# 100 ns and nothing said what a real machine does. Each trial now reports the clock's step.
+@pytest.mark.parametrize("step_100ns", [1, 10_000])  # FILETIME's own 100 ns; a 1 ms tick
+def test_each_trial_reports_the_step_of_the_event_clock(fake, step_100ns):
+    path, dll = fake
+    dll.FakeSetClockStep(step_100ns)
+    with open_wfp(path) as p:
+        r = p.run_trial(TrialSpec(TrafficSpec(count=2000, rate_per_s=20_000), drain_quiet_s=0.3))
+        seen = p.observed()
+    step = r.telemetry["event_clock_step_ns"]
+    assert step % (100 * step_100ns) == 0 and seen["event_clock_step_ns"] == step
+    assert step <= (100_000 if step_100ns == 1 else 2_000_000)  # 2,000 events over 0.1 s: steps are seen

@@ -31,8 +31,9 @@ static void deliver(sub_t *s, const event_t *e) {
     union { FWPM_NET_EVENT1 v1; FWPM_NET_EVENT2 v2; FWPM_NET_EVENT3 v3; FWPM_NET_EVENT5 v5; } ev;
     memset(&ev, 0, sizeof ev);
     FWPM_NET_EVENT_HEADER0 *h = (FWPM_NET_EVENT_HEADER0 *)&ev;  /* the common header prefix */
-    h->timeStamp.dwLowDateTime = (uint32_t)e->filetime;
-    h->timeStamp.dwHighDateTime = (uint32_t)(e->filetime >> 32);
+    uint64_t stamp = e->filetime - e->filetime % g_cfg.clock_step_100ns;  /* the event clock's resolution */
+    h->timeStamp.dwLowDateTime = (uint32_t)stamp;
+    h->timeStamp.dwHighDateTime = (uint32_t)(stamp >> 32);
     h->flags = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x100;  /* protocol, addresses, ports, ip version */
     h->ipVersion = 0;
     h->ipProtocol = e->proto;

@@ -171,6 +171,8 @@ typedef struct {
     int elevated;              /* 0: calls that need administrator rights return ERROR_ACCESS_DENIED */
     int plain_directions;      /* 1: msFwpDirection as FWP_DIRECTION_OUTBOUND/INBOUND (0/1) */
     char options_file[512];    /* engine options persist here, as Windows keeps them across reboots */
+    uint32_t clock_step_100ns; /* event header timestamps are multiples of this: how fine Windows stamps
+                                  net events is undocumented (1 = FILETIME's own 100 ns) */
 } config_t;
 
 extern pthread_mutex_t g_mu;

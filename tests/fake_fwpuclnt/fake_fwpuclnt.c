@@ -38,7 +38,7 @@ session_t g_sessions[MAX_SESSIONS];
 filter_t g_filters[MAX_OBJECTS];
 static sublayer_t g_sublayers[MAX_OBJECTS];
 uint32_t g_options[6] = {1, 0, 0, 0, 0, 0};
-config_t g_cfg = {256, 16500, 100, 20, 1, 1, 0.0, 1, 0, ""};
+config_t g_cfg = {256, 16500, 100, 20, 1, 1, 0.0, 1, 0, "", 1};
 static uint64_t g_next_filter_id = 70000;
 static long g_outstanding;
 static uint32_t g_foreign_subscriptions;
@@ -110,6 +110,8 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.reclassify = (int)env_uint("WFPCAP_FAKE_RECLASSIFY", (unsigned)g_cfg.reclassify);
     g_cfg.elevated = (int)env_uint("WFPCAP_FAKE_ELEVATED", (unsigned)g_cfg.elevated);
     g_cfg.plain_directions = (int)env_uint("WFPCAP_FAKE_PLAIN_DIRECTIONS", (unsigned)g_cfg.plain_directions);
+    g_cfg.clock_step_100ns = env_uint("WFPCAP_FAKE_CLOCK_STEP_100NS", g_cfg.clock_step_100ns);
+    if (g_cfg.clock_step_100ns < 1) g_cfg.clock_step_100ns = 1;
     const char *rate = getenv("WFPCAP_FAKE_FOREIGN_RATE");
     if (rate && *rate) g_cfg.foreign_rate = strtod(rate, NULL);
     const char *file = getenv("WFPCAP_FAKE_OPTIONS_FILE");
@@ -430,6 +432,7 @@ void FakeConfigureDelivery(uint32_t threads, int reclassify, int plain_direction
 
 void FakeSetDispatchLatency(uint32_t us) { g_cfg.dispatch_latency_us = us; }
 void FakeSetElevated(int elevated) { g_cfg.elevated = elevated; }
+void FakeSetClockStep(uint32_t step_100ns) { g_cfg.clock_step_100ns = step_100ns ? step_100ns : 1; }
 void FakeSetForeignRate(double per_second) { g_cfg.foreign_rate = per_second; }
 void FakeSetForeignSubscriptions(uint32_t n) { g_foreign_subscriptions = n; }
 

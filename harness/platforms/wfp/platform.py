@@ -41,6 +41,14 @@ ERROR_ACCESS_DENIED = 5
 Send = Callable[[], tuple[np.ndarray, dict[str, Any]]]
 
 
+def event_clock_step_ns(t_event_ns: np.ndarray) -> int | None:
+    """The smallest non-zero gap between event timestamps: an upper bound on the resolution of the
+    clock Windows stamps net events with (undocumented; FILETIME itself counts 100 ns). No estimator
+    uses event times, but a reader comparing them with callback times needs to know."""
+    gaps = np.diff(np.unique(np.asarray(t_event_ns, dtype=np.int64)))
+    return int(gaps.min()) if len(gaps) else None
+
+
 class WfpPlatform:
     name = "wfp"
     capabilities = Capabilities(allow_events=False, templates=True, census=True, hold=True,
@@ -244,12 +252,16 @@ class WfpPlatform:
             "directions": {DIRECTIONS.get(int(d), str(int(d))): int(n)
                            for d, n in zip(*np.unique(c["direction"], return_counts=True))},
             "not_recorded": overflow,
+            "event_clock_step_ns": event_clock_step_ns(c["t_event"]),
         }
         seen = self._seen
         seen["trials"] += 1
         seen["callback_threads_max"] = max(seen["callback_threads_max"], telemetry["callback_threads"])
         seen["foreign_events"] += telemetry["foreign_events"]
         seen["events_per_tuple_max"] = max(seen["events_per_tuple_max"], telemetry["events_per_tuple_max"])
+        step = telemetry["event_clock_step_ns"]
+        if step is not None:
+            seen["event_clock_step_ns"] = min(step, seen.get("event_clock_step_ns") or step)
         return TrialResult(spec=spec, sent=sent, delivered=delivered, t_release_ns=t_release,
                            telemetry=telemetry, generator=report)
 
