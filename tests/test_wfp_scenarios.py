@@ -45,4 +45,7 @@ def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     # the first batch is what arrives within the dispatch latency: one or two events, trial by trial
     assert abs(e["burst_capacity"]["value"] - (e["first_batch"]["value"] + 256 + 16_500)) <= 2, e
     probe = summary["experiments"]["probe"]
-    assert len(probe) == 8 and all(case["events"] == case["sent"] and "error" not in case for case in probe), probe
+    assert len(probe) == 8 and all("error" not in case for case in probe), probe
+    # UDP sends are classified per new tuple at ALE and per packet below it (documented); whether a
+    # raw socket's IP_HDRINCL datagrams are classified at ALE is not, so raw cases are only recorded
+    assert all(case["events"] == case["sent"] for case in probe if case["sender"] == "udp"), probe
