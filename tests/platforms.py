@@ -35,6 +35,9 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeLost.argtypes = [ctypes.c_void_p]
     dll.FakeLost.restype = u64
     dll.FakeCaptureStats.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64), ctypes.POINTER(c_int)]
+    dll.FakeSetStoreSize.argtypes = [u32]
+    dll.FakeSetDeliverAtMost.argtypes = [ctypes.c_long]
+    dll.FakeSetBfeState.argtypes = [u32]
     return dll
 
 
@@ -47,6 +50,9 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeSetForeignRate(0.0)
     dll.FakeSetForeignSubscriptions(0)
     dll.FakeResetOptions()
+    dll.FakeSetStoreSize(100_000)
+    dll.FakeSetDeliverAtMost(-1)
+    dll.FakeSetBfeState(4)  # SERVICE_RUNNING
 
 
 def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:

@@ -120,7 +120,7 @@ static void *foreign(void *arg) {
         if (rate <= 0) continue;
         n++;  /* someone else's blocked connection: another filter, another tuple, ports anywhere */
         event_t e = {FOREIGN_FILTER_ID, LAYER_CONNECT, IPPROTO_UDP_, 0x7F000001u, 0x7F000001u,
-                     (uint16_t)(50000 + n % 10000), (uint16_t)(1 + (n * 7919u) % 65535u), filetime_now(), DIR_OUT_MS, 0};
+                     (uint16_t)(50000 + n % 10000), (uint16_t)(1 + (n * 7919u) % 65535u), filetime_now(), DIR_OUT_MS, 0, 0};
         emit(&e);
     }
     return NULL;

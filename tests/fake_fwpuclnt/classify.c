@@ -224,11 +224,15 @@ void emit(const event_t *e) {
     sub_t *targets[MAX_SUBS];
     int nt = 0;
     pthread_mutex_lock(&g_mu);
-    if (g_options[0])  /* FWPM_ENGINE_COLLECT_NET_EVENTS */
+    /* FWPM_ENGINE_COLLECT_NET_EVENTS; allow events only with FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW set */
+    int collect = g_options[0] && (!e->allow || (g_options[1] & KEYWORD_CLASSIFY_ALLOW));
+    if (collect) store_event(e);
+    if (collect)
         for (int i = 0; i < MAX_SUBS; i++) {
             const match_t *m = &g_subs[i].m;
             if (!g_subs[i].used || g_subs[i].stop || e->filetime < g_subs[i].created) continue;
-            if ((m->has_proto && m->proto != e->proto) || (m->has_type && m->type != CLASSIFY_DROP) ||
+            if (e->allow && g_subs[i].version < 1) continue;  /* FWPM_NET_EVENT1 has no classifyAllow */
+            if ((m->has_proto && m->proto != e->proto) || (m->has_type && m->type != event_type(e)) ||
                 (m->has_laddr && (e->laddr & m->lmask) != (m->laddr & m->lmask)) ||
                 (m->has_raddr && (e->raddr & m->rmask) != (m->raddr & m->rmask)) ||
                 (m->has_lport && (e->lport < m->lport_lo || e->lport > m->lport_hi)) ||
@@ -250,10 +254,12 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
     int n = 0;
     pthread_mutex_lock(&g_mu);
     for (int i = 0; i < MAX_OBJECTS && n < 16; i++)
-        if (g_filters[i].used && g_filters[i].layer_id == layer && g_filters[i].action == FWP_ACTION_BLOCK)
+        if (g_filters[i].used && g_filters[i].layer_id == layer &&
+            (g_filters[i].action == FWP_ACTION_BLOCK || g_filters[i].action == FWP_ACTION_PERMIT))
             active[n++] = g_filters[i];
     pthread_mutex_unlock(&g_mu);
     int ale = layer == LAYER_CONNECT || layer == LAYER_RECV_ACCEPT;
+    int permitted = -1;  /* a matching permit filter: an allow event unless a block wins */
     for (int i = 0; i < n; i++) {
         const match_t *m = &active[i].m;
         if ((m->has_proto && m->proto != IPPROTO_UDP_) ||
@@ -265,8 +271,13 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
         pthread_mutex_lock(&c_mu);
         int app = app_hint > 0 ? app_hint : ale ? app_of_socket(socket_on(v->laddr, v->lport, v->time)) : 0;
         if (m->app && m->app != app) { pthread_mutex_unlock(&c_mu); continue; }
+        if (active[i].action == FWP_ACTION_PERMIT) {
+            if (permitted < 0) permitted = i;
+            pthread_mutex_unlock(&c_mu);
+            continue;
+        }
         event_t e = {active[i].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
-                     v->time, direction, app};
+                     v->time, direction, app, 0};
         int silent = 0;
         if (ale && !g_cfg.reclassify) {
             int found;
@@ -277,6 +288,17 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
         pthread_mutex_unlock(&c_mu);
         if (!quiet && !silent) emit(&e);
         return 1;
+    }
+    if (permitted >= 0 && !quiet) {
+        int app = app_hint > 0 ? app_hint : 0;
+        if (!app && ale) {
+            pthread_mutex_lock(&c_mu);
+            app = app_of_socket(socket_on(v->laddr, v->lport, v->time));
+            pthread_mutex_unlock(&c_mu);
+        }
+        event_t e = {active[permitted].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
+                     v->time, direction, app, 1};
+        emit(&e);
     }
     return 0;
 }

@@ -56,6 +56,12 @@ static void deliver(sub_t *s, const event_t *e) {
     case 2: case 3: ev.v3.type = CLASSIFY_DROP; ev.v3.classifyDrop = &drop; break;
     default: ev.v5.type = CLASSIFY_DROP; ev.v5.classifyDrop = &drop; break;
     }
+    if (e->allow) {  /* CLASSIFY_ALLOW0 has CLASSIFY_DROP1's members: the same prefix of `drop` */
+        if (s->version == 1) { ev.v2.type = CLASSIFY_ALLOW; ev.v2.classifyAllow = &drop; }
+        else if (s->version <= 3) { ev.v3.type = CLASSIFY_ALLOW; ev.v3.classifyAllow = &drop; }
+        else { ev.v5.type = CLASSIFY_ALLOW; ev.v5.classifyAllow = &drop; }
+    }
+    if (subscription_dead(s)) return;  /* died (WFPCAP_FAKE_DELIVER_AT_MOST): nothing reaches the callback */
     s->cb(s->ctx, &ev);
     memset(&ev, 0xA5, sizeof ev);  /* the memory is gone once the callback returns */
     memset(&drop, 0xA5, sizeof drop);
@@ -168,7 +174,7 @@ void offer(sub_t *s, const event_t *e) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static DWORD subscribe(int version, HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0 *sub, callback_t cb, void *ctx,
+__attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0 *sub, callback_t cb, void *ctx,
                        HANDLE *out) {
     session_t *s = session_of(h);
     subscribe_counted();
@@ -215,7 +221,9 @@ static DWORD subscribe(int version, HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0
 #define SUBSCRIBE(N) \
     DWORD FwpmNetEventSubscribe##N(HANDLE h, const FWPM_NET_EVENT_SUBSCRIPTION0 *sub, callback_t cb, void *ctx, \
                                    HANDLE *out) { return subscribe(N, h, sub, cb, ctx, out); }
+#if MAX_SUBSCRIBE >= 0
 SUBSCRIBE(0)
+#endif
 #if MAX_SUBSCRIBE >= 1
 SUBSCRIBE(1)
 #endif

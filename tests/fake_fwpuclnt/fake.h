@@ -105,6 +105,9 @@ typedef struct { FWPM_NET_EVENT_HEADER3 header; uint32_t type;
 #define FWP_ACTION_BLOCK 0x1001u
 #define FWPM_SESSION_FLAG_DYNAMIC 1u
 #define CLASSIFY_DROP 3u
+#define CLASSIFY_ALLOW 6u
+#define KEYWORD_CLASSIFY_ALLOW 0x10u
+#define FWP_ACTION_PERMIT 0x1002u
 #define IPPROTO_UDP_ 17
 
 /* run-time layer ids (FWPS_BUILTIN_LAYERS) */
@@ -140,6 +143,7 @@ typedef struct { int used; GUID key; session_t *owner; } sublayer_t;
 typedef struct {
     uint64_t filter_id; uint16_t layer_id; uint8_t proto; uint32_t laddr, raddr; uint16_t lport, rport;
     uint64_t filetime; uint32_t direction; int app;
+    int allow;  /* 0: CLASSIFY_DROP (filter_id is the blocking filter's), 1: CLASSIFY_ALLOW (the permit's) */
 } event_t;
 
 typedef void (*callback_t)(void *context, const void *event);
@@ -160,6 +164,7 @@ struct sub_s {
     uint32_t queue_limit, buffer;
     int nworkers; worker_t workers[MAX_THREADS];
     uint64_t lost, delivered, batches;
+    uint64_t handed;  /* events handed to the callback so far (netevents.c: a subscription that dies) */
 };
 
 typedef struct {
@@ -200,6 +205,10 @@ int app_id_of_path(const char *path, uint8_t *out, uint32_t cap);
 int self_app(void);
 void classify_reset(void);
 uint64_t filetime_now(void);
+/* netevents.c */
+void store_event(const event_t *e);
+int subscription_dead(sub_t *s);
+uint32_t event_type(const event_t *e);
 /* capture.c */
 void capture_start(void);
 void capture_stop(void);
