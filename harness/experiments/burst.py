@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness.analysis.capacity import burst_capacity, plateau
 from harness.analysis.estimate import Estimate
-from harness.experiments.trial import run_recorded
+from harness.experiments.trial import SubscriptionFailed, run_recorded
 from harness.platforms.base import Platform
 from harness.report.store import ResultStore
 from harness.spec import TrialSpec
@@ -55,7 +55,13 @@ def held(spec: TrialSpec) -> TrialSpec:
 def search_burst_capacity(platform: Platform, base: TrialSpec, store: ResultStore,
                           config: BurstConfig = BurstConfig()) -> BurstOutcome:
     spec = held(base)
-    searches = [_search_once(platform, spec, store, config, rep) for rep in range(config.repetitions)]
+    try:
+        searches = [_search_once(platform, spec, store, config, rep) for rep in range(config.repetitions)]
+    except SubscriptionFailed as exc:  # the search stops: a dead subscription has no capacity
+        reason = f"not detectable: {exc}"
+        return BurstOutcome(Estimate.undetectable("search", reason, subscription_failed=True),
+                            Estimate.undetectable("plateau", reason, subscription_failed=True), [],
+                            store.trials(EXPERIMENT))
     found = [s for s in searches if s is not None]
     if found:
         best = int(np.median(found))

@@ -12,6 +12,17 @@ from harness.report.store import ResultStore
 from harness.spec import TrialSpec
 
 
+class SubscriptionFailed(RuntimeError):
+    """Traffic was offered and the subscription delivered nothing, or died: no trial after it can
+    measure anything, and a capacity of 0 would be a lie."""
+
+
+def _healthy(row: dict[str, Any]) -> None:
+    state = row.get("subscription")
+    if isinstance(state, str) and state != "alive":
+        raise SubscriptionFailed(f"trial {row.get('trial')}: subscription {state}")
+
+
 def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experiment: str,
                  keep_events: bool = False, derive: Callable[[TrialResult], dict[str, Any]] | None = None,
                  **extra: Any) -> tuple[TrialResult | None, dict[str, Any]]:
@@ -28,6 +39,7 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         skip = getattr(platform, "skip_trial", None)  # seeded platforms keep their streams in step
         if skip is not None:
             skip()
+        _healthy(row)
         return (store.replay.result(row, spec, experiment) if keep_events else None), row
     started = time.monotonic()
     probe = None if platform.capabilities.virtual_time else Probe()
@@ -35,6 +47,7 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         probe.begin()
     result = platform.run_trial(spec)
     columns: dict[str, Any] = probe.end() if probe is not None else {}
+    columns.update((result.telemetry or {}).get("row_columns", {}))  # sent/recorded/delivered, health
     if derive is not None:
         columns.update(derive(result))
     if "trusted" not in columns:
@@ -45,4 +58,5 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
     row = store.record_trial(experiment, result, keep_events=keep_events, derived=columns, **extra)
     for listener in store.trial_listeners:  # after the trial and on disk: live progress may print now
         listener(row, time.monotonic() - started)
+    _healthy(row)
     return result, row

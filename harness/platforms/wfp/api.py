@@ -43,6 +43,8 @@ _PROTOTYPES: dict[str, tuple] = {
     "FwpmGetAppIdFromFileName0": (C.c_wchar_p, P(P(abi.FWP_BYTE_BLOB))),
     "FwpmNetEventUnsubscribe0": (HANDLE, HANDLE),
     "FwpmNetEventSubscriptionsGet0": (HANDLE, P(P(P(abi.FWPM_NET_EVENT_SUBSCRIPTION0))), P(C.c_uint32)),
+    "FwpmNetEventCreateEnumHandle0": (HANDLE, P(abi.FWPM_NET_EVENT_ENUM_TEMPLATE0), P(HANDLE)),
+    "FwpmNetEventDestroyEnumHandle0": (HANDLE, HANDLE),
 }
 
 
@@ -101,6 +103,14 @@ class Library:
                         C.c_void_p, P(HANDLE)]
         sub.restype = DWORD
         self.subscribe_fn = sub
+        # the store's enumerator of the same event struct: SubscribeN delivers, EnumN+1 returns, FWPM_NET_EVENT(N+1)
+        self.enum_version = self.subscribe_version + 1
+        enum = getattr(self.dll, f"FwpmNetEventEnum{self.enum_version}", None)
+        if enum is not None:
+            enum.argtypes = [HANDLE, HANDLE, C.c_uint32, P(P(P(abi.EVENT_FOR_SUBSCRIBE[self.subscribe_version]))),
+                             P(C.c_uint32)]
+            enum.restype = DWORD
+        self.enum_fn = enum  # None: the store cannot be read at this version (the count says so)
 
     def call(self, name: str, *args) -> None:
         rc = getattr(self.dll, name)(*args)

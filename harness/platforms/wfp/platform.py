@@ -27,7 +27,9 @@ from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import DIRECTIONS, INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, census
+from harness.platforms.wfp.netevents import count_trial, loss_stage
 from harness.platforms.wfp.options import EngineOptions
+from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
 from harness.platforms.wfp.subscription import Drop, Subscription
 from harness.platforms.wfp.winsys import WinSys
@@ -221,6 +223,8 @@ class WfpPlatform:
                 t_release = time.perf_counter_ns()
                 release.set()
                 self._drain(callback, spec)
+                t_drained_ns = self.winsys.precise_unix_ns()
+                health = self._health(subscription, spec, callback.n)
             finally:
                 release.set()
                 try:
@@ -231,8 +235,53 @@ class WfpPlatform:
                     self._seen["leaked_subscriptions"] = len(self._leaked)
                     raise
             c = callback.finish()
-        return self._result(spec, plan, sent_at, report, c, subscription, filter_id,
-                            t_release if spec.subscriber.hold else None, callback.overflow)
+        result = self._result(spec, plan, sent_at, report, c, subscription, filter_id,
+                              t_release if spec.subscriber.hold else None, callback.overflow)
+        t_first_ns = int(sent_at.min()) + unix_minus_perf if len(sent_at) else t_drained_ns
+        self._count(result, plan, filter_id, t_first_ns - 1_000_000, t_drained_ns, inbound, health)
+        return result
+
+    # -- subscription health and the independent count -----------------------------------------
+    CANARY_TIMEOUT_S = 2.0
+
+    def _health(self, subscription: Subscription, spec: TrialSpec, delivered: int) -> dict[str, Any]:
+        """Is the subscription alive after the trial? One canary datagram of the harness's filter,
+        sent once the drain is quiet, must arrive within 2 s (TinyWall saw a subscription die
+        silently after BFE trouble: a dead one delivers nothing more, and says nothing)."""
+        canaries: list[Drop] = []
+        subscription.on_drop = canaries.append  # the trial's callback has seen its last event
+        inbound = spec.filter.layer in INBOUND_LAYERS
+        start = time.monotonic()
+        send_datagrams([("127.0.0.1", spec.traffic.remote_addresses[0], spec.filter.remote_port_high)], listen=inbound)
+        while not canaries and time.monotonic() - start < self.CANARY_TIMEOUT_S:
+            time.sleep(0.002)
+        canary_s = round(time.monotonic() - start, 4) if canaries else None
+        if spec.traffic.count and delivered == 0:
+            state = "delivered nothing (dead or ineffective)"
+        elif canaries:
+            state = "alive"
+        else:
+            state = (f"died during the trial: {delivered} events delivered, then not the canary within "
+                     f"{self.CANARY_TIMEOUT_S:g} s")
+        return {"subscription": state, "canary_s": canary_s}
+
+    def _count(self, result: TrialResult, plan, filter_id: int, start_ns: int, end_ns: int, inbound: bool,
+               health: dict[str, Any]) -> None:
+        """sent, recorded by the system (its net-event store), delivered to the subscriber; where
+        the loss happened. Into the telemetry and the trial's row."""
+        spec = result.spec
+        sent = spec.traffic.count
+        seqs = result.delivered["seq"].to_numpy()
+        delivered = int(len(np.unique(seqs[(seqs >= 0) & (seqs < sent)])))
+        try:
+            count = count_trial(self.lib, self.filters.session, filter_id, start_ns, end_ns, spec.filter.remote_prefix,
+                                inbound, plan.decode, sent)
+        except (WfpError, RuntimeError) as exc:
+            count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
+        count["loss_at"] = loss_stage(sent, count["recorded_packets"], delivered, count["store_too_small"])
+        columns = {**health, **count, "delivered_packets": delivered}
+        result.telemetry.update(columns)
+        result.telemetry["row_columns"] = columns
 
     def _result(self, spec, plan, sent_at, report, c, subscription, filter_id, t_release, overflow) -> TrialResult:
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
