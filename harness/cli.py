@@ -57,6 +57,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Can this machine measure WFP net events? Exit 1 naming the first failing check."""
+    from harness.platforms.wfp.doctor import diagnose
+    lines = diagnose(args.library).lines()
+    print("\n".join(lines))
+    if args.out:
+        write_atomic(args.out, "\n".join(lines) + "\n")
+    return 0 if lines[-1].startswith("doctor: all") else 1
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     """What-if on the model: one held burst, or one sustained trial at a rate."""
     platform = ModelPlatform(_params(args.model_param))
@@ -127,6 +137,10 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("config", help="a configuration folder, reports/<config-id>/")
     h.add_argument("--out", help="folder for history.html, history.md and the plots (default: the config folder)")
     h.set_defaults(func=cmd_history)
+    d = sub.add_parser("doctor", help="can this machine measure WFP net events? one line per check")
+    d.add_argument("--library", default=None, help="fwpuclnt to load (default: the system's, or WFPCAP_FWPUCLNT)")
+    d.add_argument("--out", default=None, help="also write the lines to this file (the CI diagnostics bundle)")
+    d.set_defaults(func=cmd_doctor)
     m = sub.add_parser("model", help="what-if on the dispatcher model")
     m.add_argument("--model-param", action="append", default=[], metavar="NAME=VALUE")
     m.add_argument("--count", type=_typed(positive("int", MAX_EVENTS)), default=20_000,

@@ -7,7 +7,7 @@ import pytest
 
 from harness.campaign import PROFILES
 from harness.platforms.base import PlatformUnavailable
-from harness.platforms.select import BACKENDS, open_platform
+from harness.platforms.select import BACKENDS, open_platform, resolve
 
 # the session's lifecycle; reporting (progress, JUnit properties, --baseline, headline)
 pytest_plugins = ("harness.session", "harness.report.pytest_plugin")
@@ -41,6 +41,7 @@ def campaign(request: pytest.FixtureRequest):
     from harness import session  # loaded as a plugin above; imported here so pytest can rewrite it first
     try:
         options = session.run_options(request.config)  # every input checked before anything opens
+        diagnosis = _doctor_first(request.config, options.backend)
         platform = open_platform(options.backend, options.model_params, options.nflog)
     except PlatformUnavailable as exc:
         named = request.config.getoption("--backend")
@@ -50,4 +51,21 @@ def campaign(request: pytest.FixtureRequest):
     except ValueError as exc:
         pytest.exit(f"wfpcap: {exc}", returncode=2)
     with session.measuring(request.config, platform, options) as run:
+        if diagnosis is not None:
+            run.store.sections["doctor"] = diagnosis.to_dict()
         yield run
+
+
+def _doctor_first(config: pytest.Config, backend: str):
+    """On wfp, `wfpcap doctor`'s checks come first: a failed one stops the session at once with its
+    line (no hour of red tests); only auto may pass over the machine instead."""
+    if resolve(backend) != "wfp":
+        return None
+    from harness.platforms.wfp.doctor import diagnose
+    diagnosis = diagnose()
+    if diagnosis.ok:
+        return diagnosis
+    reason = diagnosis.lines()[-1]
+    if config.getoption("--backend") == "auto":
+        pytest.skip(f"backend auto cannot run here: {reason}")
+    pytest.exit(f"wfpcap: backend wfp cannot run here: {reason}\n" + "\n".join(diagnosis.lines()[:-1]), returncode=2)

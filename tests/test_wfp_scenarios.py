@@ -28,10 +28,22 @@ def scenarios(tmp_path, env, *extra, timeout=600):
 def test_a_named_backend_that_cannot_open_fails_the_session_with_the_reason(tmp_path):
     nothing = scenarios(tmp_path, {})  # no fwpuclnt on Linux
     assert nothing.returncode == 2, nothing.stdout[-2000:]
-    assert "wfpcap: backend wfp cannot run here: wfp needs Windows" in nothing.stdout + nothing.stderr
+    assert "wfpcap: backend wfp cannot run here: doctor: FAILED at 'elevated': " in nothing.stdout + nothing.stderr
+    assert "needs Windows" in nothing.stdout + nothing.stderr
     user = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library(), "WFPCAP_FAKE_ELEVATED": "0"})
     assert user.returncode == 2, user.stdout[-2000:]
-    assert "ERROR_ACCESS_DENIED" in user.stdout + user.stderr and "elevated" in user.stdout + user.stderr
+    assert "doctor: FAILED at 'elevated': IsUserAnAdmin: no" in user.stdout + user.stderr
+
+
+# Issue 8: the doctor is the suite's first step; a failed check stops the session at once with its line.
+@needs_netns
+def test_a_failed_doctor_stops_the_session_at_once_naming_the_check(tmp_path):
+    dead = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library(), "WFPCAP_FAKE_DELIVER_AT_MOST": "0"}, timeout=120)
+    out = dead.stdout + dead.stderr
+    assert dead.returncode == 2, out[-2000:]
+    assert "wfpcap: backend wfp cannot run here: doctor: FAILED at 'canary event': no event of filter" in out
+    assert "PASS  elevated" in out and "FAIL  canary event" in out
+    assert " passed" not in out and " failed" not in out  # no scenario ran
 
 
 @needs_netns

@@ -1,0 +1,150 @@
+"""`wfpcap doctor`: can this machine measure WFP net events? One line per check, pass or fail,
+with the evidence; the first failing check is named. The scenario session runs the same checks
+before anything else and stops at once when one fails (no hour of red tests).
+
+Checks, in order: elevated; the Base Filtering Engine service running; fwpuclnt loaded and its
+highest FwpmNetEventSubscribeN; the net-event options as found (restoring, and saying so, what a
+killed earlier run left changed); other net-event subscriptions; a dynamic sublayer and filter can
+be added; one canary packet makes one event of the harness's own filter within 2 s.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.api import Library, WfpError
+from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.constants import INBOUND_LAYERS
+from harness.platforms.wfp.engine import FilterSession, Session, census
+from harness.platforms.wfp.options import OPTION_NAMES, restore_left_by_killed_run
+from harness.platforms.wfp.recorder import Recorder, send_datagrams
+from harness.platforms.wfp.system import System
+from harness.spec import FilterSpec
+
+CANARY_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: not run, an earlier check it needs failed
+    evidence: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL' if self.ok is False else 'SKIP'}  {self.name}: {self.evidence}"
+
+
+@dataclass
+class Diagnosis:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if c.ok is False), None)
+
+    def lines(self) -> list[str]:
+        failed = self.first_failure
+        last = (f"doctor: all {len(self.checks)} checks passed" if failed is None
+                else f"doctor: FAILED at '{failed.name}': {failed.evidence}")
+        return [c.line() for c in self.checks] + [last]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [{"name": c.name, "ok": c.ok, "evidence": c.evidence} for c in self.checks]}
+
+
+def _attempt(name: str, step: Callable[[], tuple[bool, str]]) -> Check:
+    try:
+        ok, evidence = step()
+    except (WfpError, PlatformUnavailable, OSError, RuntimeError, ValueError) as exc:
+        ok, evidence = False, str(exc)
+    return Check(name, ok, evidence)
+
+
+def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diagnosis:
+    spec = spec or FilterSpec()
+    checks: list[Check] = []
+
+    def system_check(name: str, ask: Callable[[System], tuple[bool, str]]) -> None:
+        checks.append(_attempt(name, lambda: ask(System(library))))
+
+    system_check("elevated", lambda s: (True, "IsUserAnAdmin: yes") if s.elevated() else
+                 (False, "IsUserAnAdmin: no; WFP sessions, filters and subscriptions need an administrator prompt"))
+    system_check("Base Filtering Engine", lambda s: ((state := s.service_state("BFE")) == "running",
+                                                     f"service BFE {state}"))
+    lib: list[Library] = []
+
+    def load() -> tuple[bool, str]:
+        lib.append(Library(library))
+        v = lib[0].subscribe_version
+        enum = f"FwpmNetEventEnum{v + 1} {'exported' if lib[0].enum_fn else 'MISSING (no independent count)'}"
+        return True, f"{lib[0].path}: FwpmNetEventSubscribe{v} (delivers FWPM_NET_EVENT{v + 1}), {enum}"
+
+    checks.append(_attempt("fwpuclnt", load))
+    later = ("net-event options", "other subscriptions", "sublayer and filter", "canary event")
+    if not lib:
+        return Diagnosis(checks + [Check(n, None, "needs fwpuclnt") for n in later])
+    lib_ = lib[0]
+
+    def options() -> tuple[bool, str]:
+        restored = restore_left_by_killed_run(lib_)
+        session = Session(lib_, dynamic=False, name="wfpcap doctor")
+        try:
+            found = {name: session.get_option(o) for o, name in OPTION_NAMES.items()}
+        finally:
+            session.close()
+        text = ", ".join(f"{k}={v}" for k, v in found.items())
+        if restored:
+            said = "; ".join(f"{k} left at {v['left_by_run']} by a killed run, "
+                             + (f"restored to {v['restored_to']}" if v["restored_to"] is not None
+                                else f"changed since by someone else ({v['found_now']}), left alone")
+                             for k, v in restored.items())
+            return False, f"{said}; now {text} (run the doctor again)"
+        return True, f"as found: {text}; nothing left changed by a killed run"
+
+    checks.append(_attempt("net-event options", options))
+    session = Session(lib_, dynamic=False, name="wfpcap doctor")
+    try:
+        def others() -> tuple[bool, str]:
+            c = census(lib_, session)
+            keys = ", ".join(c["session_keys"][:10]) + (" ..." if len(c["session_keys"]) > 10 else "")
+            return True, f"{c['subscriptions']} other subscription(s)" + (f": session keys {keys}" if keys else "")
+
+        checks.append(_attempt("other subscriptions", others))
+        filters: list[FilterSession] = []
+        try:
+            def add() -> tuple[bool, str]:
+                filters.append(FilterSession(lib_))
+                filter_id = filters[0].install(spec)
+                return True, f"dynamic sublayer and a block filter at {spec.layer} added (filter id {filter_id})"
+
+            checks.append(_attempt("sublayer and filter", add))
+            if checks[-1].ok:
+                checks.append(_attempt("canary event", lambda: canary(lib_, filters[0], spec)))
+            else:
+                checks.append(Check("canary event", None, "needs a filter"))
+        finally:
+            for f in filters:
+                f.close()
+    finally:
+        session.close()
+    return Diagnosis(checks)
+
+
+def canary(lib: Library, filters: FilterSession, spec: FilterSpec) -> tuple[bool, str]:
+    """One datagram the filter blocks; its event must reach a fresh subscription within 2 s."""
+    own = filters.filter_id
+    with Recorder(lib, filters.session) as rec:
+        send_datagrams([("127.0.0.1", "127.0.0.1", spec.remote_port_high)], listen=spec.layer in INBOUND_LAYERS)
+        took = rec.wait_for(lambda seen: any(s.filter_id == own and s.type == K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]
+                                             for s in seen), CANARY_TIMEOUT_S)
+        others = sum(1 for s in rec.seen if s.filter_id != own)
+    if took is None:
+        return False, (f"no event of filter {own} within {CANARY_TIMEOUT_S:g} s ({others} event(s) of other "
+                       "filters arrived): the subscription is dead or net events are not collected")
+    return True, f"event of filter {own} after {took * 1000:.0f} ms ({others} event(s) of other filters)"

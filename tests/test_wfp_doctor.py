@@ -1,0 +1,100 @@
+"""`wfpcap doctor` on the fake: passes on a healthy configuration, and for each injected fault
+fails naming the check; the scenario session stops at once with the failing line."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.platforms.wfp.doctor import diagnose
+from netns import fresh_netns, in_fresh_netns, needs_netns
+from platforms import fake_wfp_library
+
+ROOT = Path(__file__).resolve().parents[1]
+ERROR_ACCESS_DENIED = 5
+CHECKS = ["elevated", "Base Filtering Engine", "fwpuclnt", "net-event options", "other subscriptions",
+          "sublayer and filter", "canary event"]
+
+
+def first_failure(path):
+    with fresh_netns():  # the canary is a real packet; the fake sees it in this namespace
+        d = diagnose(path)
+    return d, (d.first_failure.name if d.first_failure else None)
+
+
+@needs_netns
+def test_a_healthy_configuration_passes_every_check(fake):
+    path, dll = fake
+    dll.FakeSetForeignSubscriptions(2)
+    d, failed = first_failure(path)
+    assert failed is None and d.ok, d.lines()
+    assert [c.name for c in d.checks] == CHECKS
+    lines = d.lines()
+    assert lines[-1] == "doctor: all 7 checks passed"
+    assert "FwpmNetEventSubscribe4 (delivers FWPM_NET_EVENT5), FwpmNetEventEnum5 exported" in lines[2]
+    assert "2 other subscription(s): session keys" in lines[4]
+    assert lines[6].startswith("PASS  canary event: event of filter ")
+
+
+@needs_netns
+@pytest.mark.parametrize("fault, check", [
+    ("non-elevated", "elevated"),
+    ("bfe stopped", "Base Filtering Engine"),
+    ("filter add refused", "sublayer and filter"),
+    ("canary never arrives", "canary event"),
+])
+def test_each_fault_fails_naming_its_check(fake, fault, check):
+    path, dll = fake
+    if fault == "non-elevated":
+        dll.FakeSetElevated(0)
+    elif fault == "bfe stopped":
+        dll.FakeSetBfeState(1)  # SERVICE_STOPPED
+    elif fault == "filter add refused":
+        dll.FakeFailNext(b"FwpmFilterAdd0", ERROR_ACCESS_DENIED)
+    else:
+        dll.FakeSetDeliverAtMost(0)  # the subscription is dead from the start
+    d, failed = first_failure(path)
+    assert failed == check, d.lines()
+    assert d.lines()[-1].startswith(f"doctor: FAILED at '{check}': ")
+
+
+@needs_netns
+def test_no_subscription_version_exported_fails_the_fwpuclnt_check(fake):
+    d, failed = first_failure(fake_wfp_library(max_subscribe=-1))
+    assert failed == "fwpuclnt" and "exports no FwpmNetEventSubscribeN" in d.first_failure.evidence
+    assert [c.ok for c in d.checks[3:]] == [None] * 4  # the checks that need it say so, they do not crash
+
+
+KILLED = textwrap.dedent("""
+    import sys
+    from harness.platforms.wfp.api import Library
+    from harness.platforms.wfp.options import EngineOptions
+    o = EngineOptions(Library(sys.argv[1]))
+    o.ensure(1, 0x10)  # FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS += CLASSIFY_ALLOW, as the allow experiment does
+    print("changed", flush=True)
+    sys.stdin.read()
+""")
+
+
+@needs_netns
+def test_options_left_changed_by_a_killed_run_are_restored_and_said(fake, tmp_path):
+    path, _ = fake
+    options = tmp_path / "bfe-options"
+    options.write_text("1\n0\n0\n0\n0\n0\n")
+    env = {**os.environ, "WFPCAP_FAKE_OPTIONS_FILE": str(options), "WFPCAP_STATE_DIR": str(tmp_path / "state")}
+    killed = subprocess.Popen([sys.executable, "-c", KILLED, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT)
+    assert killed.stdout.readline().strip() == "changed" and options.read_text().split()[1] == "16"
+    killed.kill()  # TerminateProcess: no handler, no atexit
+    killed.wait()
+    doctor = [sys.executable, "-m", "harness.cli", "doctor", "--library", path, "--out", str(tmp_path / "doctor.txt")]
+    first = subprocess.run(in_fresh_netns(doctor), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert ("doctor: FAILED at 'net-event options': net_event_match_any_keywords left at 16 by a killed run, "
+            "restored to 0") in first.stdout
+    assert (tmp_path / "doctor.txt").read_text() == first.stdout
+    assert options.read_text().split()[1] == "0"
+    again = subprocess.run(in_fresh_netns(doctor), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert again.returncode == 0 and again.stdout.strip().endswith("doctor: all 7 checks passed"), again.stdout
