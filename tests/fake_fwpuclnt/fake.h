@@ -135,6 +135,7 @@ typedef struct {
     int has_lport; uint16_t lport_lo, lport_hi;
     int has_type; uint32_t type;
     int app;
+    int has_user;  /* ALE_USER_ID in a template: the fake's events carry no user id, so none matches */
 } match_t;
 
 typedef struct { int used; uint64_t id; uint16_t layer_id; session_t *owner; match_t m; uint32_t action; } filter_t;

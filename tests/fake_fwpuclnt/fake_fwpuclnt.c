@@ -54,6 +54,7 @@ static const GUID COND_LOCAL_ADDRESS = {0xd9ee00de, 0xc1ef, 0x4617, {0xbf, 0xe3,
 static const GUID COND_REMOTE_PORT = {0xc35a604d, 0xd22b, 0x4e1a, {0x91, 0xb4, 0x68, 0xf6, 0x74, 0xee, 0x67, 0x4b}};
 static const GUID COND_LOCAL_PORT = {0x0c1ba1af, 0x5765, 0x453f, {0xaf, 0x22, 0xa8, 0xf7, 0x91, 0xac, 0x77, 0x5b}};
 static const GUID COND_APP_ID = {0xd78e1e87, 0x8644, 0x4ea5, {0x94, 0x37, 0xd8, 0x09, 0xec, 0xef, 0xc9, 0x71}};
+static const GUID COND_USER_ID = {0xaf043a0a, 0xb34d, 0x4f86, {0x97, 0x9c, 0xc9, 0x03, 0x71, 0xaf, 0x6e, 0x66}};
 static const GUID COND_NET_EVENT_TYPE = {0x206e9996, 0x490e, 0x40cf, {0xb8, 0x31, 0xb3, 0x86, 0x41, 0xeb, 0x6f, 0xcb}};
 
 int guid_eq(const GUID *a, const GUID *b) { return memcmp(a, b, sizeof(GUID)) == 0; }
@@ -312,6 +313,9 @@ static DWORD parse_conditions(const FWPM_FILTER_CONDITION0 *c, uint32_t n, match
         } else if (guid_eq(k, &COND_NET_EVENT_TYPE) && layer == TEMPLATE) {
             if (v->type != FWP_UINT32) return FWP_E_TYPE_MISMATCH;
             m->has_type = 1; m->type = v->uint32;
+        } else if (guid_eq(k, &COND_USER_ID) && layer == TEMPLATE) {  /* the documented eight: a SID */
+            if (v->type != 13 /* FWP_SID */ || !v->ptr) return FWP_E_TYPE_MISMATCH;
+            m->has_user = 1;
         } else if (guid_eq(k, &COND_APP_ID) && (layer == TEMPLATE || ale)) {
             if (v->type != FWP_BYTE_BLOB_TYPE || !v->byteBlob) return FWP_E_TYPE_MISMATCH;
             m->app = intern_app(v->byteBlob->data, v->byteBlob->size);

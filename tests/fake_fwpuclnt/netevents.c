@@ -63,7 +63,8 @@ static int matches(const match_t *m, const event_t *e) {
              (m->has_laddr && (e->laddr & m->lmask) != (m->laddr & m->lmask)) ||
              (m->has_raddr && (e->raddr & m->rmask) != (m->raddr & m->rmask)) ||
              (m->has_lport && (e->lport < m->lport_lo || e->lport > m->lport_hi)) ||
-             (m->has_rport && (e->rport < m->rport_lo || e->rport > m->rport_hi)) || (m->app && m->app != e->app));
+             (m->has_rport && (e->rport < m->rport_lo || e->rport > m->rport_hi)) || (m->app && m->app != e->app) ||
+             m->has_user);
 }
 
 static uint64_t ft(FILETIME t) { return ((uint64_t)t.dwHighDateTime << 32) | t.dwLowDateTime; }

@@ -148,11 +148,13 @@ class FilterSession:
             raise
         self.filter_id: int | None = None
         self.spec: FilterSpec | None = None
+        self.action = "block"
 
-    def install(self, spec: FilterSpec, image: str | None = None) -> int:
-        """The blocking filter for `spec`; `image`: the file of the process that sends (its app id
-        is the ALE layers' app-id condition when the spec asks to match its own process)."""
-        if spec == self.spec and self.filter_id is not None:
+    def install(self, spec: FilterSpec, image: str | None = None, action: str = "block") -> int:
+        """The blocking filter for `spec` (or a permit: the allow-visibility experiment); `image`:
+        the file of the process that sends (its app id is the ALE layers' app-id condition when the
+        spec asks to match its own process)."""
+        if spec == self.spec and action == self.action and self.filter_id is not None:
             return self.filter_id
         self.remove()
         inbound = spec.layer in INBOUND_LAYERS
@@ -177,13 +179,13 @@ class FilterSession:
             f.weight.type = K["FWP_EMPTY"]
             f.numFilterConditions = n
             f.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
-            f.action.type = K["FWP_ACTION_BLOCK"]
+            f.action.type = K["FWP_ACTION_PERMIT" if action == "permit" else "FWP_ACTION_BLOCK"]
             filter_id = C.c_uint64()
             self.lib.call("FwpmFilterAdd0", self.session.handle, C.byref(f), None, C.byref(filter_id))
         finally:
             if app_id:
                 self.lib.free(app_id)
-        self.filter_id, self.spec = int(filter_id.value), spec
+        self.filter_id, self.spec, self.action = int(filter_id.value), spec, action
         return self.filter_id
 
     def remove(self) -> None:

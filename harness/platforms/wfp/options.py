@@ -141,6 +141,18 @@ class EngineOptions:
                 self.state_path.unlink(missing_ok=True)
             raise
 
+    def put_back(self, option: int) -> None:
+        """Restore one option now (the others stay as they are); the state file keeps the rest."""
+        if option not in self.changed:
+            return
+        self.session.set_option(option, self.changed[option])
+        del self.changed[option]
+        del self._set[option]
+        if self.changed:
+            self._remember()
+        else:
+            self.state_path.unlink(missing_ok=True)
+
     def restore(self) -> None:
         """Put back what this run changed, unless someone else changed it again meanwhile (as the
         killed-run path does): then it is theirs, and left as they set it."""

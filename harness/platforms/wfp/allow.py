@@ -1,0 +1,65 @@
+"""Does a user-mode subscriber get allow events? (The seed says drop events only.)
+
+A permit filter on the harness's own traffic, and the same datagrams twice: with
+FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS as found, then with FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW
+added. The keyword is global and persistent, so it goes through the platform's EngineOptions (the
+state file a killed run leaves for the next start) and is put back before this returns, whatever
+happens. CLASSIFY_ALLOW exists in FWPM_NET_EVENT2 and later: a subscription at version 0 cannot
+carry one, and says so.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.recorder import TYPE_NAMES, Recorder, send_datagrams
+from harness.spec import FilterSpec
+
+KEYWORDS = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
+CLASSIFY_ALLOW = K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"]
+PORT = 61000  # outside the drop filter's default range: the permit is the only filter that matches
+
+
+def _case(platform, filter_id: int, count: int, port: int) -> dict[str, Any]:
+    keywords = platform.options.session.get_option(KEYWORDS)
+    with Recorder(platform.lib, platform.filters.session) as rec:
+        send_datagrams([("127.0.0.1", "127.0.0.1", port + i) for i in range(count)])
+        rec.wait_for(lambda seen: sum(s.filter_id == filter_id for s in seen) >= count, 2.0)
+        rec.settle()
+        own = Counter(TYPE_NAMES.get(s.type, str(s.type)) for s in rec.seen if s.filter_id == filter_id)
+        others = len(rec.seen) - sum(own.values())
+    return {"keywords": keywords, "sent": count, "events": dict(own), "events_of_other_filters": others}
+
+
+def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
+    """Which event types arrive for a permit filter's traffic, keywords as found and with
+    CLASSIFY_ALLOW; the per-machine fact in one sentence."""
+    spec = FilterSpec(remote_port_low=PORT, remote_port_high=PORT + 2 * count - 1)
+    filter_id = platform.filters.install(spec, platform.image, action="permit")
+    found = platform.options.found[KEYWORDS]
+    try:
+        as_found = _case(platform, filter_id, count, PORT)
+        platform.options.ensure(KEYWORDS, found | CLASSIFY_ALLOW)
+        try:
+            with_keyword = _case(platform, filter_id, count, PORT + count)  # fresh tuples
+        finally:
+            platform.options.put_back(KEYWORDS)
+    finally:
+        platform.filters.remove()
+    allows = [case["events"].get("CLASSIFY_ALLOW", 0) for case in (as_found, with_keyword)]
+    version = platform.lib.subscribe_version
+    if version < 1:
+        fact = (f"not detectable: FwpmNetEventSubscribe{version} delivers FWPM_NET_EVENT{version + 1}, which has no "
+                "classifyAllow")
+    elif found & CLASSIFY_ALLOW:
+        fact = (f"the keyword was already set here ({found:#x}): {allows[0]} of {count} permitted datagrams gave "
+                "an allow event")
+    else:
+        fact = (f"allow events: {allows[0]} of {count} with the keywords as found ({found:#x}), {allows[1]} of "
+                f"{count} with CLASSIFY_ALLOW added"
+                + ("; a user-mode subscriber gets allow events only with the keyword" if allows[0] == 0 < allows[1]
+                   else ""))
+    return {"keywords_found": found, "keywords_after": platform.options.session.get_option(KEYWORDS),
+            "subscribe_version": version, "cases": {"as found": as_found, "with CLASSIFY_ALLOW": with_keyword},
+            "fact": fact}
