@@ -48,3 +48,23 @@ def test_the_keyword_is_put_back_after_an_exception_mid_experiment(wfp, monkeypa
         allow_visibility(platform, count=5)
     assert dll.FakeOption(KEYWORDS) == found and not platform.options.state_path.exists()
     assert platform.filters.filter_id is None  # the permit filter is gone too
+
+
+@needs_netns
+def test_the_condition_matrix_shows_the_documented_fields_filtering_and_the_others_refused_by_name(wfp):
+    from harness.platforms.wfp.template_matrix import DOCUMENTED, template_matrix
+    platform, _ = wfp
+    out = template_matrix(platform)
+    rows = {r["field"]: r for r in out["rows"]}
+    honoured = DOCUMENTED | {"FWPM_CONDITION_NET_EVENT_TYPE"}
+    for field in honoured:  # the fake follows the documented seven with a GUID, plus NET_EVENT_TYPE
+        r = rows[field]
+        assert r["accepted"] and r["filters"] is True and r["duplicate_refused"], r
+        assert r["duplicate_error"] == "FWP_E_DUPLICATE_CONDITION"
+    # the mixed traffic really was mixed: a field that splits it let part of it through
+    assert rows["FWPM_CONDITION_IP_REMOTE_PORT"]["arrived"] == rows["FWPM_CONDITION_IP_REMOTE_PORT"]["offered"] // 2 > 0
+    assert rows["FWPM_CONDITION_IP_LOCAL_ADDRESS"]["arrived"] == 2
+    refused = [r for r in out["rows"] if r["field"].startswith("FWPM_") and r["field"] not in honoured]
+    assert refused and all(r["accepted"] is False and r["error"] == "FWP_E_CONDITION_NOT_FOUND" for r in refused)
+    assert "SCOPE_ID has no GUID" in rows["(scopeId)"]["note"]
+    assert out["summary"].startswith("template conditions that filter: ") and "DIRECTION (FWP_E_CONDITION_NOT_FOUND)" in out["summary"]
