@@ -74,3 +74,20 @@ def test_compare_lays_out_the_reports_that_arrived(tmp_path):
     done = compare_step(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "1 report(s) arrived" in done.stdout and (tmp_path / "fleet.md").exists() and (tmp_path / "fleet.html").exists()
+
+
+def test_doctor_runs_first_and_the_diagnostics_bundle_is_uploaded_whatever_happened():
+    steps = load()["jobs"]["measure"]["steps"]
+    names = [s.get("name") for s in steps]
+    doctor = step(load()["jobs"]["measure"], "Doctor")
+    assert "wfpcap doctor --out diagnostics/doctor.txt" in doctor["run"] and "if" not in doctor
+    assert names.index("Doctor") < names.index("Measure the WFP net-event path")
+    assert names.index("Install") < names.index("Doctor")
+    bundle = step(load()["jobs"]["measure"], "Diagnostics bundle")
+    assert bundle["if"] == "always()" and names.index("Diagnostics bundle") > names.index("Measure the WFP net-event path")
+    for wanted in ("diagnostics/doctor.txt", "netsh wfp show state file=diagnostics/", "netsh wfp show netevents file=diagnostics/",
+                   "Get-Service BFE", "Copy-Item -Recurse -Force reports diagnostics/reports"):
+        assert wanted in bundle["run"], wanted
+    upload = step(load()["jobs"]["measure"], "Upload the diagnostics bundle")
+    assert upload["if"] == "always()" and upload["with"]["path"] == "diagnostics/"
+    assert upload["uses"].startswith("actions/upload-artifact") and names.index("Upload the diagnostics bundle") > names.index("Diagnostics bundle")
