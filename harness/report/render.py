@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness.analysis.batches import find_boundaries
 from harness.files import write_atomic
-from harness.report import headline, plots
+from harness.report import findings, headline, plots
 from harness.report.page import document, esc, fmt, image, md_table, table
 from harness.report.spread import readings
 from harness.report.status import describe, status_of
@@ -136,7 +136,7 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
     if ndr:
         out.append("Highest loss-free rate: " + ", ".join(f"{fmt(r['rate_per_s'])}/s with a {r['callback_cost_us']:g} µs "
                                                           "callback" for r in ndr) + ".")
-    return out
+    return out + findings.finding_lines(summary)  # the seed's questions, each with numbers or a reason
 
 
 def _generator_lines(run: Path) -> list[str]:
@@ -197,9 +197,14 @@ def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     ndr = _ndr_rows(summary)
     if ndr:
         lines += ["", "## Sustained rate per callback cost (NDR)", "", *md_table(NDR_HEADER, ndr)]
+    counts, matrix = findings.count_rows(summary), findings.matrix_rows(summary)
+    if counts:
+        lines += ["", "## Sent, recorded by the system, delivered", "", *md_table(findings.COUNT_HEADER, counts)]
+    if matrix:
+        lines += ["", "## Template conditions on this machine", "", *md_table(findings.MATRIX_HEADER, matrix)]
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
-    for key in ("inline_copy", "template", "onset", "probe", "delivery"):
+    for key in ("doctor", "allow_visibility", "inline_copy", "template", "onset", "probe", "delivery"):
         if key in summary["experiments"]:
             lines += ["", f"## {key.replace('_', ' ')}", "", "```json",
                       json.dumps(summary["experiments"][key], indent=2), "```"]
@@ -246,10 +251,15 @@ def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     ndr = _ndr_rows(summary)
     if ndr:
         parts += ["<h2>Sustained rate per callback cost (NDR)</h2>", table(NDR_HEADER, ndr, "ndr")]
+    counts, matrix = findings.count_rows(summary), findings.matrix_rows(summary)
+    if counts:
+        parts += ["<h2>Sent, recorded by the system, delivered</h2>", table(findings.COUNT_HEADER, counts, "counts")]
+    if matrix:
+        parts += ["<h2>Template conditions on this machine</h2>", table(findings.MATRIX_HEADER, matrix, "matrix")]
     parts.append("<h2>Plots</h2>")
     for name, path in figures.items():
         parts.append(image(path, name))
-    for key in ("inline_copy", "template", "onset", "probe", "delivery"):
+    for key in ("doctor", "allow_visibility", "inline_copy", "template", "onset", "probe", "delivery"):
         if key in summary["experiments"]:
             parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
                       f"<pre>{e(json.dumps(summary['experiments'][key], indent=2))}</pre>"]

@@ -1,0 +1,133 @@
+"""The report's lead: the questions the seed's claims raise, each answered in a sentence with its
+numbers and its confidence, or "not detectable" with the reason (issue 8).
+
+- Is there a queue limit, and is it 256? How deep is the buffer, and is it ~16,500?
+- What callback cost keeps up with what rate?
+- Where was loss seen: before event generation or in delivery (the BFE store's count, wfp only)?
+- Which event types arrive (allow visibility), and which template conditions work (the matrix)?
+A dead subscription (no events, or the canary after a trial never arrived) comes first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.report.page import fmt
+from harness.report.spread import ndr_key, readings
+from harness.report.stored import read_trials
+
+FIELD_NOTES = {"queue_limit": 256, "buffer_depth": 16_500}
+COUNT_HEADER = ["trial", "experiment", "sent", "recorded by the system", "delivered", "loss at", "subscription"]
+
+
+def _confidence(reading) -> str:
+    if reading is None or reading.value is None:
+        return ""
+    if reading.inconclusive:
+        return f"low confidence ({reading.inconclusive})"
+    spread = reading.spread_text()
+    return f"measured spread {spread}" if spread else "one reading, no spread measured"
+
+
+def _compare(key: str, what: str, e: dict[str, Any] | None, reading, tolerance: float) -> str:
+    if not isinstance(e, dict):
+        return f"{what}: not detectable: this run did not measure it."
+    if not e.get("detectable", True) or e.get("value") is None:
+        return f"{what}: not detectable: {str(e.get('reason') or 'no reason given').removeprefix('not detectable: ')}."
+    value, note = e["value"], FIELD_NOTES[key]
+    agrees = abs(value - note) <= tolerance * note
+    return (f"{what}: {fmt(value)} events, {'consistent with' if agrees else 'unlike'} the field notes' "
+            f"{note:,}; {_confidence(reading)}.")
+
+
+def _trials(summary: dict[str, Any]) -> pd.DataFrame:
+    run = summary.get("_run")
+    return read_trials(Path(run) / "trials.csv") if run else pd.DataFrame()
+
+
+def finding_lines(summary: dict[str, Any]) -> list[str]:
+    est = summary.get("estimates") or {}
+    experiments = summary.get("experiments") or {}
+    trials = _trials(summary)
+    found = readings(summary, trials if not trials.empty else None)
+    out: list[str] = []
+    if "subscription" in trials:
+        dead = trials[trials["subscription"].notna() & (trials["subscription"] != "alive")]
+        if len(dead):
+            first = dead.iloc[0]
+            out.append(f"The subscription failed in {len(dead)} trial(s), first in trial {int(first['trial'])}: "
+                       f"{first['subscription']}. Its experiment stopped there; no capacity is reported for it.")
+    out.append(_compare("queue_limit", "Queue limit", est.get("queue_limit"), found.get("queue_limit"), 0.0))
+    out.append(_compare("buffer_depth", "System buffer", est.get("buffer_depth"), found.get("buffer_depth"), 0.05))
+    ndr = [r for r in est.get("ndr") or [] if isinstance(r, dict) and "callback_cost_us" in r]
+    if ndr:
+        parts = []
+        for r in sorted(ndr, key=lambda r: r["callback_cost_us"]):
+            rate = r.get("rate_per_s")
+            conf = _confidence(found.get(ndr_key(r["callback_cost_us"])))
+            parts.append(f"a {r['callback_cost_us']:g} µs callback keeps up with {fmt(rate)}/s ({conf})" if rate
+                         else f"a {r['callback_cost_us']:g} µs callback: not detectable ({r.get('reason') or r.get('status')})")
+        out.append("Callback cost and rate: " + "; ".join(parts) + ".")
+    else:
+        out.append("Callback cost and rate: not detectable: no sustained-rate search ran.")
+    out.append(_loss_line(trials))
+    allow = experiments.get("allow_visibility")
+    out.append(f"Event types: {allow['fact']}." if isinstance(allow, dict) and allow.get("fact") else
+               "Event types: not detectable: the allow-visibility experiment runs on the wfp backend only.")
+    matrix = experiments.get("template_matrix")
+    out.append(f"Template conditions: {matrix['summary']}." if isinstance(matrix, dict) and matrix.get("summary") else
+               "Template conditions: not detectable: the condition matrix runs on the wfp backend only.")
+    return out
+
+
+def _loss_line(trials: pd.DataFrame) -> str:
+    if "loss_at" not in trials:
+        return ("Where loss happens: not detectable: only the wfp backend has an independent count (the BFE's own "
+                "net-event store).")
+    judged = trials[trials["loss_at"].notna()]
+    small = int(judged["loss_at"].str.startswith("unknown (store too small").sum())
+    generation = int(judged["loss_at"].str.contains("generation").sum())
+    delivery = int(judged["loss_at"].str.contains("delivery").sum())
+    clean = int((judged["loss_at"] == "none").sum())
+    return (f"Where loss happens (sent vs recorded by the system vs delivered, {len(judged)} trials): in delivery in "
+            f"{delivery}, before event generation in {generation}, none in {clean}"
+            + (f"; {small} trial(s) larger than the store, not judged" if small else "") + ".")
+
+
+def count_rows(summary: dict[str, Any], limit: int = 60) -> list[list[str]]:
+    """Per trial: sent, recorded by the system, delivered, where the loss was (wfp only)."""
+    trials = _trials(summary)
+    if "recorded" not in trials:
+        return []
+    rows = []
+    for _, t in trials.head(limit).iterrows():
+        recorded = "" if pd.isna(t.get("recorded")) else fmt(int(t["recorded"]))
+        if t.get("store_too_small") in (True, "True"):
+            recorded += " (store too small)"
+        rows.append([str(int(t["trial"])), str(t["experiment"]), fmt(int(t["count"])) if "count" in t else "",
+                     recorded, fmt(int(t["delivered"])) if "delivered" in t else "", str(t.get("loss_at", "")),
+                     str(t.get("subscription", ""))])
+    return rows
+
+
+MATRIX_HEADER = ["condition", "event member", "documented", "accepted", "filters", "duplicate refused"]
+
+
+def matrix_rows(summary: dict[str, Any]) -> list[list[str]]:
+    matrix = (summary.get("experiments") or {}).get("template_matrix")
+    if not isinstance(matrix, dict):
+        return []
+
+    def yes(v, detail=""):
+        return "" if v is None else ("yes" if v else "no") + (f" ({detail})" if detail else "")
+
+    rows = []
+    for r in matrix.get("rows", []):
+        accepted = r.get("error") if r.get("accepted") is False else yes(r.get("accepted"))
+        filters = yes(r.get("filters"), f"{r.get('arrived')} of {r.get('offered')}, {r.get('expected')} expected"
+                      if "offered" in r else "") or r.get("note", "")
+        rows.append([r["field"], r.get("member", ""), yes(r.get("documented")), accepted or r.get("note", ""), filters,
+                     yes(r.get("duplicate_refused"))])
+    return rows
