@@ -2,9 +2,8 @@
 system recorded (the BFE's net-event store) beside what was sent and what was delivered."""
 import pytest
 
-from harness.experiments.burst import BurstConfig, search_burst_capacity
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.campaign import Campaign, load_expectations
+from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from netns import needs_netns
 from platforms import open_wfp
@@ -41,17 +40,21 @@ def test_a_burst_larger_than_the_queue_is_counted_recorded_and_delivered(wfp):
 
 
 @needs_netns
-def test_a_subscription_that_dies_mid_burst_stops_the_search_with_that_reason(wfp, tmp_path):
+def test_a_subscription_that_dies_mid_burst_stops_the_search_and_leads_the_report(wfp, tmp_path, monkeypatch):
     platform, dll = wfp
+    monkeypatch.setattr(type(platform), "CANARY_TIMEOUT_S", 0.5)  # the fake's events arrive in milliseconds
+    c = Campaign.open(platform, str(tmp_path), "quick", load_expectations(None), "fake")
     dll.FakeSetDeliverAtMost(300)  # every subscription goes silent after 300 events
-    r = platform.run_trial(TrialSpec(TrafficSpec(count=2_000), HELD))
-    assert r.telemetry["subscription"].startswith("died during the trial: 300 events delivered")
-    assert r.telemetry["recorded"] == 2_000  # the system made every event; delivery failed
-    store = ResultStore(tmp_path, fingerprint(platform.describe()), platform.name)
-    outcome = search_burst_capacity(platform, TrialSpec(TrafficSpec(count=1)), store, BurstConfig(start=1024))
-    assert not outcome.capacity.detectable and outcome.capacity.value is None
-    assert "subscription died during the trial" in outcome.capacity.reason
-    assert len(store.trials("burst")) == 1  # stopped at the first trial, not a search down to 0
+    outcome = c.burst()
+    assert outcome.capacity.value is None and "subscription died during the trial" in outcome.capacity.reason
+    [row] = c.store.trials("burst").to_dict("records")  # stopped at the first trial, not searched down to 0
+    assert row["subscription"].startswith("died during the trial: 300 events delivered")
+    assert row["recorded"] == row["count"] == 1024  # the system made every event; delivery failed
+    c.store.write_summary()
+    render(c.store.path)
+    verdict = (c.store.path / "report.md").read_text().split("## Headline estimates")[0]
+    assert "The subscription failed in 1 trial(s), first in trial 0: died during the trial: 300 events" in verdict
+    assert "A held subscriber loses nothing" not in verdict
     dll.FakeSetDeliverAtMost(0)  # never delivers: the issue's own words
     nothing = platform.run_trial(TrialSpec(TrafficSpec(count=100), HELD)).telemetry
     assert nothing["subscription"] == "delivered nothing (dead or ineffective)"
