@@ -96,3 +96,15 @@ def test_fake_library_layout_matches_the_sdk():
             assert (structs[name]["size"], structs[name]["align"]) == (v.value, a.value), name
         checked, i = checked + 1, i + 1
     assert checked > 100
+
+
+def test_service_status_layout_computed_from_the_sdk_definition():
+    """SERVICE_STATUS (winsvc.h: seven DWORDs, dwServiceType .. dwWaitHint) is not among the WFP facts
+    in ../shared/wfp-abi; its x64 layout follows from that definition: 28 bytes, 4-byte aligned."""
+    import ctypes
+    from harness.platforms.wfp.system import SERVICE_STATUS
+    names = ["dwServiceType", "dwCurrentState", "dwControlsAccepted", "dwWin32ExitCode", "dwServiceSpecificExitCode",
+             "dwCheckPoint", "dwWaitHint"]
+    assert [f[0] for f in SERVICE_STATUS._fields_] == names
+    assert ctypes.sizeof(SERVICE_STATUS) == 28 and ctypes.alignment(SERVICE_STATUS) == 4
+    assert [getattr(SERVICE_STATUS, n).offset for n in names] == [4 * i for i in range(7)]

@@ -6,7 +6,7 @@ from harness.campaign import Campaign, load_expectations
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from netns import needs_netns
-from platforms import open_wfp
+from platforms import fake_controls, fake_wfp_library, open_wfp
 
 HELD = SubscriberSpec(hold=True)
 
@@ -58,3 +58,53 @@ def test_a_subscription_that_dies_mid_burst_stops_the_search_and_leads_the_repor
     dll.FakeSetDeliverAtMost(0)  # never delivers: the issue's own words
     nothing = platform.run_trial(TrialSpec(TrafficSpec(count=100), HELD)).telemetry
     assert nothing["subscription"] == "delivered nothing (dead or ineffective)"
+
+
+def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscriptions_version(fake):
+    """FwpmNetEventCreateEnumHandle0 snapshots the store with the template's window; EnumN+1 pages
+    through it (FWPM_NET_EVENT(N+1), the subscription's struct), each page freed with
+    FwpmFreeMemory0 (the fixture checks), DestroyEnumHandle0 ends it."""
+    import ipaddress
+    from harness.platforms.wfp.api import Library
+    from harness.platforms.wfp.engine import FilterSession
+    from harness.platforms.wfp.netevents import count_trial, enumerate_store
+    from harness.platforms.wfp.winsys import WinSys
+    from harness.spec import FilterSpec
+    for version in (4, 0):  # Subscribe4 -> Enum5 (FWPM_NET_EVENT5); Subscribe0 -> Enum1 (FWPM_NET_EVENT1)
+        lib = Library(fake_wfp_library(version))
+        dll = fake_controls(lib.path)  # each build is a library of its own
+        assert (lib.subscribe_version, lib.enum_version) == (version, version + 1)
+        dll.FakeSetStoreSize(100_000)
+        filters = FilterSession(lib)
+        try:
+            fid = filters.install(FilterSpec())
+            clock = WinSys(lib.override)
+            start = clock.precise_unix_ns()
+            for k in range(250):
+                assert dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000) == 1
+            end = clock.precise_unix_ns()
+            pages, seen = [], []
+            original = lib.enum_fn
+
+            def counting(*args):
+                rc = original(*args)
+                pages.append(args[4]._obj.value)
+                return rc
+            lib.enum_fn = counting
+            snapshot_then_more = []
+            enumerate_store(lib, filters.session, start, end + 60 * 10**9, None,  # a window into the future
+                            lambda e: seen.append((type(e).__name__, e.type, e.classifyDrop.contents.filterId,
+                                                   e.header.remotePort)) or snapshot_then_more.append(
+                                dll.FakeInjectUdp(0x7F000001, 30000, 40000)))
+            assert pages == [250, 0]  # a page of up to 1,000, then an empty one ends it
+            assert len(seen) == 250 and {s[:3] for s in seen} == {(f"FWPM_NET_EVENT{version + 1}", 3, fid)}
+            assert snapshot_then_more == [1] * 250  # events made while enumerating ...
+            assert sorted(s[3] for s in seen) == list(range(20000, 20250))  # ... are not in the snapshot
+            count = count_trial(lib, filters.session, fid, start, end, "127.0.0.0/8", False, lambda a, p: p - 20000, 300)
+            assert (count["recorded"], count["recorded_packets"]) == (250, 250)
+            # 300 "sent", the first 250 recorded: not a wrapped store's tail, so loss before generation
+            assert not count["store_too_small"]
+        finally:
+            filters.close()
+        assert dll.FakeOpenEnumHandles() == 0
+        assert dll.FakeOutstandingAllocations() == 0

@@ -94,7 +94,8 @@ def count_trial(lib: Library, session: Session, filter_id: int, start_ns: int, e
     seqs = np.unique(np.fromiter((decode(a, p) for a, p in tuples), dtype=np.int64, count=len(tuples)))
     seqs = seqs[(seqs >= 0) & (seqs < sent)]
     out: dict[str, Any] = {"recorded": len(tuples), "recorded_packets": int(len(seqs)), "store_too_small": False}
-    if len(seqs) < sent:  # did the store lose the trial's head? then nothing older than it is left
+    # a wrapped store lost the trial's head: what is left is its tail, and nothing older than it
+    if 0 < len(seqs) < sent and seqs[0] == sent - len(seqs):
         older: list[int] = []
         enumerate_store(lib, session, 0, start_ns - 1, None, lambda e: older.append(1), limit=1)
         out["store_too_small"] = not older
