@@ -108,3 +108,15 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
             filters.close()
         assert dll.FakeOpenEnumHandles() == 0
         assert dll.FakeOutstandingAllocations() == 0
+
+
+@needs_netns
+def test_the_canary_is_a_packet_the_template_lets_through(wfp, monkeypatch):
+    from harness.experiments.template import MIXED_ADDRESSES, template_for
+    platform, _ = wfp
+    monkeypatch.setattr(type(platform), "CANARY_TIMEOUT_S", 0.5)
+    traffic = TrafficSpec(count=400, remote_addresses=MIXED_ADDRESSES)
+    t = platform.run_trial(TrialSpec(traffic, HELD, template=template_for("127.2.0.0/16"))).telemetry
+    assert t["subscription"] == "alive" and t["canary_s"] is not None  # the first address is not the template's
+    nothing = platform.run_trial(TrialSpec(traffic, HELD, template=template_for("127.9.0.0/16"))).telemetry
+    assert nothing["subscription"] == "alive" and nothing["canary"].startswith("not sent")

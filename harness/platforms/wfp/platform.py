@@ -14,6 +14,7 @@ send-only raw socket; always from the sender process (harness.traffic.sender_pro
 """
 from __future__ import annotations
 
+import ipaddress
 import platform as pyplatform
 import threading
 import time
@@ -224,7 +225,7 @@ class WfpPlatform:
                 release.set()
                 self._drain(callback, spec)
                 t_drained_ns = self.winsys.precise_unix_ns()
-                health = self._health(subscription, spec, callback.n)
+                health = self._health(subscription, spec, plan, callback.n)
             finally:
                 release.set()
                 try:
@@ -244,15 +245,21 @@ class WfpPlatform:
     # -- subscription health and the independent count -----------------------------------------
     CANARY_TIMEOUT_S = 2.0
 
-    def _health(self, subscription: Subscription, spec: TrialSpec, delivered: int) -> dict[str, Any]:
+    def _health(self, subscription: Subscription, spec: TrialSpec, plan, delivered: int) -> dict[str, Any]:
         """Is the subscription alive after the trial? One canary datagram of the harness's filter,
-        sent once the drain is quiet, must arrive within 2 s (TinyWall saw a subscription die
-        silently after BFE trouble: a dead one delivers nothing more, and says nothing)."""
+        to a tuple the template lets through, sent once the drain is quiet, must arrive within
+        2 s (TinyWall saw a subscription die silently after BFE trouble: a dead one delivers
+        nothing more, and says nothing)."""
+        through = np.flatnonzero(plan.expected)
+        if not len(through):  # the template lets nothing of this trial through: nothing to judge by
+            return {"subscription": "alive", "canary_s": None, "canary": "not sent: the template matches no packet"}
         canaries: list[Drop] = []
         subscription.on_drop = canaries.append  # the trial's callback has seen its last event
         inbound = spec.filter.layer in INBOUND_LAYERS
+        first = int(through[0])
+        address = str(ipaddress.IPv4Address(int(plan.remote_v4[first])))
         start = time.monotonic()
-        send_datagrams([("127.0.0.1", spec.traffic.remote_addresses[0], spec.filter.remote_port_high)], listen=inbound)
+        send_datagrams([("127.0.0.1", address, int(plan.remote_port[first]))], listen=inbound)
         while not canaries and time.monotonic() - start < self.CANARY_TIMEOUT_S:
             time.sleep(0.002)
         canary_s = round(time.monotonic() - start, 4) if canaries else None
