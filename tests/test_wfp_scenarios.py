@@ -61,3 +61,12 @@ def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     # UDP sends are classified per new tuple at ALE and per packet below it (documented); whether a
     # raw socket's IP_HDRINCL datagrams are classified at ALE is not, so raw cases are only recorded
     assert all(case["events"] == case["sent"] for case in probe if case["sender"] == "udp"), probe
+    # issue 8: the doctor ran first and passed; every trial was alive and counted by the store; the
+    # machine's facts are recorded and lead the report
+    assert summary["experiments"]["doctor"]["ok"] is True
+    assert summary["experiments"]["allow_visibility"]["cases"]["with CLASSIFY_ALLOW"]["events"].get("CLASSIFY_ALLOW")
+    assert "template conditions that filter: IP_PROTOCOL" in summary["experiments"]["template_matrix"]["summary"]
+    import pandas as pd
+    trials = pd.read_csv(next((tmp_path / "reports").glob("*/*/trials.csv")))
+    assert (trials["subscription"] == "alive").all() and trials["recorded"].notna().all()
+    assert (trials["loss_at"].str.contains("generation") == False).all()  # noqa: E712 (the fake makes every event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import GUIDS
-from harness.platforms.wfp.recorder import Recorder, Seen, send_datagrams
+from harness.platforms.wfp.recorder import Recorder, Seen
 from harness.spec import FilterSpec
+from harness.traffic.safety import check_destinations
 
 DOCUMENTED = {"FWPM_CONDITION_IP_PROTOCOL", "FWPM_CONDITION_IP_LOCAL_ADDRESS", "FWPM_CONDITION_IP_REMOTE_ADDRESS",
               "FWPM_CONDITION_IP_LOCAL_PORT", "FWPM_CONDITION_IP_REMOTE_PORT", "FWPM_CONDITION_ALE_APP_ID",
@@ -179,8 +181,6 @@ def _row(platform, lib, session, filter_id: int, cand: Candidate, source_port: i
 
 def _send_from_ports(packets: list[tuple[str, str, int]], first_port: int) -> None:
     """Source k of SOURCES sends from first_port + k: the local port is part of the mixed traffic."""
-    import socket
-    from harness.traffic.safety import check_destinations
     check_destinations([p[1] for p in packets] + [p[0] for p in packets])
     socks: dict[str, socket.socket] = {}
     try:
