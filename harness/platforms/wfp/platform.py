@@ -259,7 +259,11 @@ class WfpPlatform:
         first = int(through[0])
         address = str(ipaddress.IPv4Address(int(plan.remote_v4[first])))
         start = time.monotonic()
-        send_datagrams([("127.0.0.1", address, int(plan.remote_port[first]))], listen=inbound)
+        try:
+            send_datagrams([("127.0.0.1", address, int(plan.remote_port[first]))], listen=inbound)
+        except OSError as exc:  # no verdict from the canary; the trial itself stands
+            return {"subscription": "alive" if delivered or not spec.traffic.count else
+                    "delivered nothing (dead or ineffective)", "canary_s": None, "canary": f"not sent: {exc}"}
         while not canaries and time.monotonic() - start < self.CANARY_TIMEOUT_S:
             time.sleep(0.002)
         canary_s = round(time.monotonic() - start, 4) if canaries else None

@@ -5,6 +5,7 @@ events, each decoded in full."""
 from __future__ import annotations
 
 import ctypes as C
+import errno
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Session
 from harness.traffic.safety import check_destinations
 
+WSAEADDRINUSE = 10048
 PAYLOADS = {K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]: "classifyDrop", K["FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW"]: "classifyAllow"}
 TYPE_NAMES = {3: "CLASSIFY_DROP", 6: "CLASSIFY_ALLOW", 7: "CAPABILITY_DROP", 8: "CAPABILITY_ALLOW",
               9: "CLASSIFY_DROP_MAC", 0: "IKEEXT_MM_FAILURE", 1: "IKEEXT_QM_FAILURE", 2: "IKEEXT_EM_FAILURE",
@@ -115,7 +117,11 @@ def send_datagrams(packets: Iterable[tuple[str, str, int]], listen: bool = False
             for dst, port in {(dst, port) for _, dst, port in packets}:
                 r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sockets.append(r)
-                r.bind((dst, port))
+                try:
+                    r.bind((dst, port))
+                except OSError as exc:  # a socket listens there already (the sender's receiver): enough
+                    if exc.errno != errno.EADDRINUSE and getattr(exc, "winerror", None) != WSAEADDRINUSE:
+                        raise
         for src, dst, port in packets:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sockets.append(s)
