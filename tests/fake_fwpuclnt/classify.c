@@ -187,7 +187,10 @@ typedef struct { uint32_t laddr, raddr; uint16_t lport, rport; uint64_t filter_i
 static tuple_t g_tuples[TUPLES];
 
 static tuple_t *tuple_slot(const event_t *e, int *found) {
-    uint32_t h = (e->laddr * 2654435761u) ^ (e->raddr * 40503u) ^ ((uint32_t)e->lport << 16) ^ e->rport;
+    /* the local port mixed into the low bits: shifted out of them, tuples that differ only in it
+     * (a fresh socket to a blocked destination) shared one probe window and evicted each other */
+    uint32_t h = (e->laddr * 2654435761u) ^ (e->raddr * 40503u) ^ ((uint32_t)e->lport * 0x85EBCA6Bu) ^ e->rport;
+    h ^= h >> 16;
     tuple_t *oldest = NULL;
     for (uint32_t k = 0; k < 8; k++) {
         tuple_t *t = &g_tuples[(h + k) & (TUPLES - 1)];
