@@ -120,3 +120,8 @@ def test_the_canary_is_a_packet_the_template_lets_through(wfp, monkeypatch):
     assert t["subscription"] == "alive" and t["canary_s"] is not None  # the first address is not the template's
     nothing = platform.run_trial(TrialSpec(traffic, HELD, template=template_for("127.9.0.0/16"))).telemetry
     assert nothing["subscription"] == "alive" and nothing["canary"].startswith("not sent")
+    # a paced trial: the sender's first send time is a few ms off its event's stamp; every event
+    # still counts as recorded, and the previous trial's canary does not
+    paced = TrafficSpec(count=1_000, pacing="constant", rate_per_s=5_000)
+    t = platform.run_trial(TrialSpec(paced, SubscriberSpec(cost_us=5))).telemetry
+    assert (t["recorded"], t["recorded_packets"], t["loss_at"]) == (1_000, 1_000, "none"), t

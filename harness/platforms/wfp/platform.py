@@ -67,6 +67,7 @@ class WfpPlatform:
         self.options: EngineOptions | None = None
         self.filters: FilterSession | None = None
         self._trials = 0
+        self._store_floor_ns = 0  # unix ns: events of earlier traffic (calibration, canaries) are older
         self._seen = {"trials": 0, "callback_threads_max": 0, "foreign_events": 0, "events_per_tuple_max": 0,
                       "failed_unsubscribes": 0, "leaked_subscriptions": 0}
         self._leaked: list[Subscription] = []  # unsubscribe failed: retried before every later trial
@@ -143,7 +144,10 @@ class WfpPlatform:
     def _calibrate(self) -> float:
         spec = TrialSpec(TrafficSpec(count=5000))
         self.filters.install(spec.filter, self.image)
-        return self._send(spec)[1]["achieved_rate_per_s"]
+        try:
+            return self._send(spec)[1]["achieved_rate_per_s"]
+        finally:
+            self._store_floor_ns = self.winsys.precise_unix_ns()  # not a trial's: out of the next count
 
     # -- trials ------------------------------------------------------------------------------
     def _send(self, spec: TrialSpec, again: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
@@ -203,6 +207,7 @@ class WfpPlatform:
     def _trial(self, spec: TrialSpec, send: Send) -> TrialResult:
         check_destinations(spec.traffic.remote_addresses)
         self._retry_unsubscribes()
+        floor_ns = self._store_floor_ns
         filter_id = self.filters.install(spec.filter, self.image)
         plan = plan_traffic(spec)
         inbound = spec.filter.layer in INBOUND_LAYERS
@@ -239,7 +244,11 @@ class WfpPlatform:
         result = self._result(spec, plan, sent_at, report, c, subscription, filter_id,
                               t_release if spec.subscriber.hold else None, callback.overflow)
         t_first_ns = int(sent_at.min()) + unix_minus_perf if len(sent_at) else t_drained_ns
-        self._count(result, plan, filter_id, t_first_ns - 1_000_000, t_drained_ns, inbound, health)
+        # the send times are the sender's, a few ms off the events' stamps (paced trials: ~2 ms
+        # early seen on the fake): a margin, but never back to earlier traffic of the filter
+        start_ns = max(t_first_ns - 100_000_000, floor_ns)
+        self._store_floor_ns = self.winsys.precise_unix_ns()  # this trial's canary has arrived or timed out
+        self._count(result, plan, filter_id, start_ns, t_drained_ns, inbound, health)
         return result
 
     # -- subscription health and the independent count -----------------------------------------
