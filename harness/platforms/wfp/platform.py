@@ -29,7 +29,8 @@ from harness.platforms.wfp.constants import DIRECTIONS, INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, census
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.sockets import LoopbackSockets
-from harness.platforms.wfp.subscription import Drop, Subscription
+from harness.platforms.wfp.events import MINE
+from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback
@@ -205,15 +206,11 @@ class WfpPlatform:
         inbound = spec.filter.layer in INBOUND_LAYERS
         release = threading.Event()
         unix_minus_perf = self.winsys.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
-        decode = plan.decode
-        with Callback(spec.subscriber, spec.traffic.count + 64, release, spec.traffic.seed,
-                      extra=("layer_id", "loopback", "direction")) as callback:
-
-            def on_drop(d: Drop) -> None:
-                callback(decode(d.remote_v4, d.port), d.unix_ns - unix_minus_perf, layer_id=d.layer_id,
-                         loopback=d.is_loopback, direction=d.direction)
-
-            subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id, on_drop)
+        count = spec.traffic.count
+        with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
+            # rows for other filters' events too (a runner has drops of its own)
+            subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
+                                        callback.serve, capacity=count + count // 4 + 4096)
             try:
                 sent_at, report = send()
                 if spec.subscriber.hold:
@@ -231,28 +228,35 @@ class WfpPlatform:
                     self._seen["leaked_subscriptions"] = len(self._leaked)
                     raise
             c = callback.finish()
-        return self._result(spec, plan, sent_at, report, c, subscription, filter_id,
+        return self._result(spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf,
                             t_release if spec.subscriber.hold else None, callback.overflow)
 
-    def _result(self, spec, plan, sent_at, report, c, subscription, filter_id, t_release, overflow) -> TrialResult:
+    def _result(self, spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf, t_release,
+                overflow) -> TrialResult:
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
         sent["expected"] = plan.expected
-        delivered = frame(DELIVERED_COLUMNS, seq=c["seq"], t_event_ns=c["t_event"], t_callback_ns=c["t_callback"],
-                          t_done_ns=c["t_done"], thread=c["thread"])
-        per_tuple = np.unique(c["seq"], return_counts=True)[1]
+        d = subscription.decoded()  # every raw row, in bulk
+        counts = subscription.counts(d)
+        rows = c["key"]
+        served = d.kind[rows] == MINE  # the subscriber ran for these; an incomplete one is counted apart
+        rows = rows[served]
+        delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
+                          t_event_ns=d.unix_ns[rows] - unix_minus_perf, t_callback_ns=c["t_callback"][served],
+                          t_done_ns=c["t_done"][served], thread=subscription.raw.thread[rows])
+        per_tuple = np.unique(delivered["seq"].to_numpy(), return_counts=True)[1]
+        directions = np.unique(d.direction[rows], return_counts=True)
         telemetry = {
             "subscribe_version": subscription.version, "filter_id": filter_id,
-            "other_event_types": subscription.other_events,
-            "incomplete_events": subscription.incomplete_events,
-            "foreign_events": subscription.foreign_events, "foreign_filter_ids": sorted(subscription.foreign)[:20],
-            "callback_threads": len(subscription.callback_threads),
+            "other_event_types": counts["other_events"],
+            "incomplete_events": counts["incomplete_events"],
+            "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
+            "callback_threads": len(counts["callback_threads"]),
             "events_per_tuple_max": int(per_tuple.max()) if len(per_tuple) else 0,
-            "layer_ids": sorted({int(x) for x in np.unique(c["layer_id"])}),
-            "loopback_events": int(c["loopback"].sum()),
-            "directions": {DIRECTIONS.get(int(d), str(int(d))): int(n)
-                           for d, n in zip(*np.unique(c["direction"], return_counts=True))},
-            "not_recorded": overflow,
-            "event_clock_step_ns": event_clock_step_ns(c["t_event"]),
+            "layer_ids": sorted({int(x) for x in np.unique(d.layer_id[rows])}),
+            "loopback_events": int(d.loopback[rows].sum()),
+            "directions": {DIRECTIONS.get(int(k), str(int(k))): int(n) for k, n in zip(*directions)},
+            "not_recorded": overflow + subscription.not_copied,
+            "event_clock_step_ns": event_clock_step_ns(delivered["t_event_ns"].to_numpy()),
         }
         seen = self._seen
         seen["trials"] += 1
