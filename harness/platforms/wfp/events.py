@@ -22,7 +22,7 @@ CLASSIFY_DROP = K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]
 DROP_PREFIX = abi.FWPM_NET_EVENT_CLASSIFY_DROP1  # every drop version that a subscription delivers starts so
 
 # what each event kind is after decoding
-MINE, FOREIGN, OTHER_TYPE, INCOMPLETE, NOT_COPIED = 0, 1, 2, 3, 4
+MINE, FOREIGN, OTHER_TYPE, INCOMPLETE = 0, 1, 2, 3
 
 
 def _offset(struct: type, name: str) -> int:
@@ -57,7 +57,6 @@ class RawEvents:
         self.capacity = capacity
         self.events = np.zeros(capacity, dtype=event_dtype(version))
         self.drops = np.zeros(capacity, dtype=DROP_DTYPE)
-        self.copied = np.zeros(capacity, dtype=np.uint8)  # 1: the drop data was copied too
         self.thread = np.zeros(capacity, dtype=np.int64)
         self.event_size, self.drop_size = self.events.itemsize, self.drops.itemsize
         assert self.event_size % 8 == 0 and self.drop_size % 8 == 0  # both hold 8-byte members
@@ -73,7 +72,7 @@ class RawEvents:
 
 @dataclass(frozen=True)
 class Decoded:
-    """One entry per raw row: `kind` (MINE, FOREIGN, OTHER_TYPE, INCOMPLETE, NOT_COPIED) and the
+    """One entry per raw row: `kind` (MINE, FOREIGN, OTHER_TYPE, INCOMPLETE) and the
     fields of the harness's drops (meaningful where kind is MINE or FOREIGN)."""
 
     kind: np.ndarray
@@ -90,7 +89,8 @@ def decode(raw: RawEvents, n: int, inbound: bool, filter_id: int) -> Decoded:
     """The first n rows, in bulk. A classify drop whose header does not say that the port, the
     address and the IP version are set, or that is not IPv4, is INCOMPLETE: reading its port or
     address anyway would give the record of another packet."""
-    e, d, copied = raw.events[:n], raw.drops[:n], raw.copied[:n].astype(bool)
+    e, d = raw.events[:n], raw.drops[:n]
+    copied = e["classifyDrop"] != 0  # the callback copied the drop data of every drop that has it
     port_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET"]
     addr_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET"]
     needed = port_flag | addr_flag | K["FWPM_NET_EVENT_FLAG_IP_VERSION_SET"]

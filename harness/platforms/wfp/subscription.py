@@ -31,6 +31,9 @@ from harness.spec import TemplateSpec
 __all__ = ["Subscription", "keep_thread_state", "lean_callback"]
 
 _ensure = C.pythonapi.PyGILState_Ensure
+# memmove that keeps the GIL (ctypes.memmove drops and retakes it around the copy: a handover to any
+# other Python thread, say the copy worker, in the middle of every callback) and converts no result
+_memmove = C.PYFUNCTYPE(None, C.c_void_p, C.c_void_p, C.c_size_t)(C.cast(C.memmove, C.c_void_p).value)
 
 
 def keep_thread_state() -> None:
@@ -44,11 +47,11 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
     """The per-event function, with everything it touches bound to locals: two memmoves, a few
     integer reads from the copied rows, no ctypes structure and no decoding. `on_drop(row)` runs for
     a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state)."""
-    memmove, next_row, get_ident = C.memmove, itertools.count().__next__, threading.get_ident
+    memmove, next_row, get_ident = _memmove, itertools.count().__next__, threading.get_ident
     capacity = raw.capacity
     event_addr, event_size, drop_addr, drop_size = raw.event_addr, raw.event_size, raw.drop_addr, raw.drop_size
     words32, words64, drop_words64 = raw.words32, raw.words64, raw.drop_words64
-    copied, threads = memoryview(raw.copied), memoryview(raw.thread)
+    threads = memoryview(raw.thread)
     type_word, pointer_word, filter_word = raw.type_word, raw.pointer_word, raw.filter_word
     w32, w64, d64 = event_size // 4, event_size // 8, drop_size // 8
 
@@ -71,7 +74,6 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
         if not drop:
             return
         memmove(drop_addr + i * drop_size, drop, drop_size)
-        copied[i] = 1
         if drop_words64[i * d64 + filter_word] == filter_id:
             on_drop(i)
 
