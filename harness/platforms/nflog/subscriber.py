@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.platforms.nflog.netlink import PacketParser
 from harness.spec import SubscriberSpec
-from harness.subscriber import Callback
+from harness.subscriber import Callback, preallocated
 
 TAG_SHIFT = 48
 SEQ_MASK = (1 << TAG_SHIFT) - 1
@@ -56,7 +56,7 @@ class Subscriber:
             abort: threading.Event | None = None) -> Records:
         capacity = expected + 64
         callback = Callback(sub, capacity, release, seed)
-        fields = {name: np.zeros(capacity, dtype=np.int64) for name in ("seq", "t_event", "nflog_seq", "batch")}
+        fields = {name: preallocated(capacity, np.int64) for name in ("seq", "t_event", "nflog_seq", "batch")}
         filled = 0
         serve = callback.serve
         rec = Records(columns={})

@@ -17,6 +17,7 @@ import numpy as np
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.winsys import FILETIME_UNIX_EPOCH
+from harness.subscriber import preallocated
 
 CLASSIFY_DROP = K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]
 DROP_PREFIX = abi.FWPM_NET_EVENT_CLASSIFY_DROP1  # every drop version that a subscription delivers starts so
@@ -55,9 +56,9 @@ class RawEvents:
 
     def __init__(self, version: int, capacity: int) -> None:
         self.capacity = capacity
-        self.events = np.zeros(capacity, dtype=event_dtype(version))
-        self.drops = np.zeros(capacity, dtype=DROP_DTYPE)
-        self.thread = np.zeros(capacity, dtype=np.int64)
+        self.events = preallocated(capacity, event_dtype(version))
+        self.drops = preallocated(capacity, DROP_DTYPE)
+        self.thread = preallocated(capacity, np.int64)
         self.event_size, self.drop_size = self.events.itemsize, self.drops.itemsize
         assert self.event_size % 8 == 0 and self.drop_size % 8 == 0  # both hold 8-byte members
         self.event_addr = self.events.ctypes.data
