@@ -4,6 +4,7 @@ of the scenarios against the fake fwpuclnt's defaults must show (check_fake_run;
 on the run it made: python tests/evidence.py REPORT_DIR)."""
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,28 @@ def check_report(run: Path) -> tuple[int, int]:
         bad = [i for i in ids if not trusted.get(i, False)]
         assert not bad, f"{where} rests on untrusted trial(s) {bad}: {trials.loc[bad, 'untrusted_reason'].tolist()}"
     return len(lists), int((~trusted).sum())
+
+
+def check_over_asked_campaign(platform, folder: Path) -> dict:
+    """A quick campaign's sustained part whose NDR search first asks for 20 x what the generator
+    can do: that trial misses its load, for real, and the search must lower its ceiling instead of
+    counting it. Then no estimate of the report may rest on an untrusted trial. Returns the NDR row."""
+    from harness.campaign import PROFILES, Campaign, load_expectations, platform_expectations
+    quick = PROFILES["quick"]
+    profile = replace(quick, ndr_realtime=replace(quick.ndr_realtime, max_rate_per_s=20 * platform.max_send_rate_per_s()))
+    campaign = Campaign.open(platform, str(folder), "quick", load_expectations(None, platform_expectations(platform)),
+                             "evidence")
+    campaign.profile = profile
+    campaign.drain()
+    row = campaign.ndr(100.0)
+    campaign.onset()
+    campaign.inline_copy(2e6 / quick.inline_copy_work_us, 0.5)
+    checked, untrusted = check_report(campaign.store.path)
+    assert untrusted >= 1 and row["untrusted_trials"], "the over-asked first trial should have been refused"
+    assert checked >= 8
+    assert row["generator_limit_per_s"] or row["first_overloaded_rate_per_s"]
+    assert row["rate_per_s"] is None or row["rate_per_s"] <= 1e6 / 100.0  # never above what the callback allows
+    return row
 
 
 def check_fake_run(run: Path) -> dict:
