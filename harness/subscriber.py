@@ -61,8 +61,7 @@ class Callback:
         self.capacity = capacity
         self.columns = {name: preallocated(capacity, np.int64) for name in COLUMNS}
         self._key, self._t_cb, self._t_done = (memoryview(self.columns[name]) for name in COLUMNS)
-        self.n = 0          # rows handed out so far (progress for the drain; finish() counts exactly)
-        self.overflow = 0
+        self._counts = [0, 0]  # rows handed out so far (progress for the drain), events beyond capacity
         self.work = work_costs(np.random.default_rng(seed), sub, capacity)
         self._work = memoryview(self.work)
         self.copy_ns = int(sub.copy_cost_us * 1000)
@@ -86,6 +85,19 @@ class Callback:
                 raise
         self.serve = self._server()  # serve(key): one event, `key` being the platform's row for it
 
+    @property
+    def n(self) -> int:
+        """Rows handed out so far (progress for the drain; finish() counts exactly)."""
+        return self._counts[0]
+
+    @property
+    def overflow(self) -> int:
+        return self._counts[1]
+
+    @overflow.setter
+    def overflow(self, value: int) -> None:
+        self._counts[1] = value
+
     def __enter__(self) -> "Callback":
         return self
 
@@ -94,19 +106,20 @@ class Callback:
         self.close()
 
     def _server(self) -> Callable[[int], None]:
-        """serve(key), with everything it touches bound to locals (attribute lookups cost per event)."""
+        """serve(key), with everything it touches bound to locals (attribute lookups cost per event;
+        and no reference to self, which would keep the columns alive in a cycle after the trial)."""
         clock, next_row, capacity, hold, release = time.perf_counter_ns, self._rows.__next__, self.capacity, \
             self.sub.hold, self.release
-        t_cbs, keys, t_dones, works = self._t_cb, self._key, self._t_done, self._work
+        t_cbs, keys, t_dones, works, counts = self._t_cb, self._key, self._t_done, self._work, self._counts
         jobs, copy_ns = self._jobs, self.copy_ns
 
         def serve(key: int) -> None:
             t_cb = clock()
             i = next_row()
             if i >= capacity:
-                self.overflow += 1
+                counts[1] += 1
                 return
-            self.n = i + 1
+            counts[0] = i + 1
             t_cbs[i] = t_cb
             keys[i] = key
             if i == 0 and hold:

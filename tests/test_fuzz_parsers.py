@@ -185,7 +185,7 @@ def decode_one(e, inbound: bool, filter_id: int):
     """What the platform does with one event: the lean callback copies it, the bulk decoder reads
     the copy (row 0); also whether the subscriber was run for it."""
     raw, served = RawEvents(SUBSCRIBE_VERSION, 4), []
-    lean_callback(raw, filter_id, served.append, set(), lambda: None)(None, C.addressof(e))
+    lean_callback(raw, filter_id, served.append, set())(None, C.addressof(e))
     return decode(raw, 1, inbound, filter_id), served
 
 

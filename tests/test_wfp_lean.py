@@ -1,8 +1,10 @@
 """The lean callback path (issue 9, item 4): what makes it cheap must hold, each with a test that
 fails without it. Its speed is measured by benchmarks/bench_callback.py, not here."""
+import gc
 import os
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -10,8 +12,8 @@ from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
 from harness.platforms.wfp.events import MINE
 from harness.platforms.wfp.subscription import Subscription
-from harness.spec import FilterSpec
-from harness.subscriber import preallocated
+from harness.spec import FilterSpec, SubscriberSpec
+from harness.subscriber import Callback, preallocated
 
 
 def resident_bytes() -> int:
@@ -51,3 +53,20 @@ def test_a_delivery_thread_keeps_its_python_thread_state(fake):
     fs.close()
     assert seen == [0, 1, 2, 3, 4]
     assert sub.decoded().kind.tolist() == [MINE] * 5 and len(sub.callback_threads) == 1
+
+
+def test_a_finished_callback_is_freed_without_the_garbage_collector():
+    """serve() is a closure bound to locals; had it referred to the Callback, the pair would be a
+    cycle that keeps every column of the trial alive until the collector runs (it is off during
+    trials)."""
+    gc.disable()
+    try:
+        callback = Callback(SubscriberSpec(), 1000, threading.Event(), 0)
+        for key in range(3):
+            callback.serve(key)
+        assert callback.finish()["key"].tolist() == [0, 1, 2] and callback.n == 3
+        freed = weakref.ref(callback)
+        del callback
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -56,6 +56,7 @@ class RawEvents:
 
     def __init__(self, version: int, capacity: int) -> None:
         self.capacity = capacity
+        self.beyond = [0]  # events that found every row taken (not copied)
         self.events = preallocated(capacity, event_dtype(version))
         self.drops = preallocated(capacity, DROP_DTYPE)
         self.thread = preallocated(capacity, np.int64)

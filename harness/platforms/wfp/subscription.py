@@ -42,13 +42,13 @@ def keep_thread_state() -> None:
     _ensure()
 
 
-def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None], pinned: set[int],
-                  not_copied: Callable[[], None]) -> Callable[[int | None, int | None], None]:
+def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None],
+                  pinned: set[int]) -> Callable[[int | None, int | None], None]:
     """The per-event function, with everything it touches bound to locals: two memmoves, a few
     integer reads from the copied rows, no ctypes structure and no decoding. `on_drop(row)` runs for
     a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state)."""
     memmove, next_row, get_ident = _memmove, itertools.count().__next__, threading.get_ident
-    capacity = raw.capacity
+    capacity, beyond = raw.capacity, raw.beyond
     event_addr, event_size, drop_addr, drop_size = raw.event_addr, raw.event_size, raw.drop_addr, raw.drop_size
     words32, words64, drop_words64 = raw.words32, raw.words64, raw.drop_words64
     threads = memoryview(raw.thread)
@@ -64,7 +64,7 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
             return
         i = next_row()  # atomic under the GIL
         if i >= capacity:
-            not_copied()
+            beyond[0] += 1
             return
         memmove(event_addr + i * event_size, event, event_size)
         threads[i] = thread
@@ -91,7 +91,6 @@ class Subscription:
         self.filter_id = filter_id
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
-        self.not_copied = 0
         self._filled: int | None = None  # rows, once no callback can run any more
         self._pinned: set[int] = set()  # delivery threads that keep their thread state
         self._keep = []
@@ -103,15 +102,16 @@ class Subscription:
             tmpl.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
-        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._pinned, self._count_not_copied))
+        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._pinned))
         self.events = HANDLE()
         rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, None, C.byref(self.events))
         if rc:
             raise WfpError(f"FwpmNetEventSubscribe{self.version}", rc)
         UNTIL_UNSUBSCRIBED.add(self)
 
-    def _count_not_copied(self) -> None:
-        self.not_copied += 1
+    @property
+    def not_copied(self) -> int:
+        return self.raw.beyond[0]
 
     @property
     def rows(self) -> int:
