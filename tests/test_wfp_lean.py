@@ -25,7 +25,8 @@ def test_preallocated_rows_are_mapped_before_the_first_event():
     """np.zeros maps its pages at first touch: a page fault every 4 KiB of rows during a drain,
     a pause that the queue-limit estimator took for batch boundaries (it read 128, not 256)."""
     before = resident_bytes()
-    rows = preallocated(1 << 22, np.int64)  # 32 MiB
+    # 64 MiB: above glibc's largest mmap threshold, so fresh pages, never a reused resident block
+    rows = preallocated(1 << 23, np.int64)
     assert resident_bytes() - before >= 0.9 * rows.nbytes
     assert not rows.any()
 
