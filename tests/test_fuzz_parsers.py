@@ -207,10 +207,16 @@ def test_wfp_decoder_gives_the_event_fields_or_a_clear_error(header, drop, kind,
     if kind != DROP_TYPE:
         assert k == OTHER_TYPE
         return
-    if not with_drop or flags & needed != needed or version != 0:
+    if not with_drop:
         assert k == INCOMPLETE
         return
-    assert k == (MINE if mine else FOREIGN)
+    if not mine:  # another filter's drop, whatever its header says (IPv6, no ports)
+        assert k == FOREIGN and got.filter_id[0] == wrapped(d.filterId)
+        return
+    if flags & needed != needed or version != 0:
+        assert k == INCOMPLETE
+        return
+    assert k == MINE
     assert got.port[0] == (h.localPort if inbound else h.remotePort)
     assert got.remote_v4[0] == (h.localAddrV4 if inbound else h.remoteAddrV4)
     assert got.unix_ns[0] == wrapped(filetime_to_unix_ns(h.timeStamp))  # int64 ns: years 1677-2262
@@ -227,3 +233,6 @@ def test_wfp_a_drop_without_port_address_or_ipv4_is_refused_not_misread(flags, v
     e, _, d = wfp_event(bytes(range(200)) * 2, bytes(64), DROP_TYPE, True, flags, version)
     got, _ = decode_one(e, inbound=True, filter_id=d.filterId)
     assert got.kind[0] == INCOMPLETE
+    # the same drop of another filter (a runner's IPv6 or portless drop) is foreign, not incomplete
+    other, _ = decode_one(e, inbound=True, filter_id=d.filterId ^ 1)
+    assert other.kind[0] == FOREIGN

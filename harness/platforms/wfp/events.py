@@ -99,10 +99,12 @@ def decode(raw: RawEvents, n: int, inbound: bool, filter_id: int) -> Decoded:
     is_drop = e["type"] == CLASSIFY_DROP
     complete = ((e["flags"] & needed) == needed) & (e["ipVersion"] == K["FWP_IP_VERSION_V4"])
     kind = np.full(n, OTHER_TYPE, dtype=np.int8)
-    kind[is_drop & ~copied] = INCOMPLETE  # a drop without its drop data
-    kind[is_drop & copied & ~complete] = INCOMPLETE
-    usable = is_drop & copied & complete
-    kind[usable] = np.where(d["filterId"][usable] == filter_id, MINE, FOREIGN)
+    kind[is_drop & ~copied] = INCOMPLETE  # a drop without its drop data: whose it is cannot be told
+    # the filter id is in the drop data, not in the header: another filter's drop is FOREIGN even
+    # when it has no ports or is IPv6 (a runner's own drops); only the harness's filter's can be incomplete
+    mine = d["filterId"] == filter_id
+    kind[is_drop & copied & ~mine] = FOREIGN
+    kind[is_drop & copied & mine] = np.where(complete[is_drop & copied & mine], MINE, INCOMPLETE)
     ticks = e["timeStamp"].astype(np.int64)
     return Decoded(kind=kind,
                    port=(e["localPort"] if inbound else e["remotePort"]).astype(np.int64),
