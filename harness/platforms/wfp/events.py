@@ -78,7 +78,8 @@ class Decoded:
     fields of the harness's drops (meaningful where kind is MINE or FOREIGN)."""
 
     kind: np.ndarray
-    port: np.ndarray
+    port: np.ndarray       # the harness's destination port (numbers the packet)
+    peer_port: np.ndarray  # the sending socket's port (the trial's own, for the harness's packets)
     remote_v4: np.ndarray
     unix_ns: np.ndarray
     filter_id: np.ndarray
@@ -108,6 +109,7 @@ def decode(raw: RawEvents, n: int, inbound: bool, filter_id: int) -> Decoded:
     ticks = e["timeStamp"].astype(np.int64)
     return Decoded(kind=kind,
                    port=(e["localPort"] if inbound else e["remotePort"]).astype(np.int64),
+                   peer_port=(e["remotePort"] if inbound else e["localPort"]).astype(np.int64),
                    remote_v4=(e["localAddrV4"] if inbound else e["remoteAddrV4"]).astype(np.int64),
                    unix_ns=(ticks - FILETIME_UNIX_EPOCH) * 100,
                    filter_id=d["filterId"].astype(np.int64), layer_id=d["layerId"].astype(np.int64),

@@ -239,6 +239,10 @@ class WfpPlatform:
         counts = subscription.counts(d)
         rows = c["key"]
         served = d.kind[rows] == MINE  # the subscriber ran for these; an incomplete one is counted apart
+        # the harness's filter blocks its port range for every process: a packet another program sent
+        # there is an event of ours too, but not from the trial's socket, and would read as a sequence number
+        stranger = served & (d.peer_port[rows] != report["local_port"]) if "local_port" in report else served & False
+        served &= ~stranger
         rows = rows[served]
         delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
                           t_event_ns=d.unix_ns[rows] - unix_minus_perf, t_callback_ns=c["t_callback"][served],
@@ -249,6 +253,7 @@ class WfpPlatform:
             "subscribe_version": subscription.version, "filter_id": filter_id,
             "other_event_types": counts["other_events"],
             "incomplete_events": counts["incomplete_events"],
+            "stranger_events": int(stranger.sum()),  # the harness's filter, another socket's packets
             "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
             "callback_threads": len(counts["callback_threads"]),
             "events_per_tuple_max": int(per_tuple.max()) if len(per_tuple) else 0,
