@@ -1,17 +1,21 @@
 """Benchmark: the sustained part of the quick campaign, repeated, on a real platform: how much do NDR
 and the service rate mu move from one search to the next? (issue 9: goal CV <= 5 % at 20/100/500 us)
 
-    sudo python benchmarks/bench_repeatability.py --runs 5            # nflog (the fake's half: later)
+    sudo python benchmarks/bench_repeatability.py --runs 5                  # nflog
+    sudo python benchmarks/bench_repeatability.py --runs 5 --backend wfp    # the fake fwpuclnt, real senders
 
 One platform, one burst search (the NDR trials are sized from its capacity), then `--runs`
 searches per callback cost, each into its own result store. Prints, per cost, the NDR and mu of
 every search, their medians and coefficients of variation, the statuses, and the machine's load.
+With `--backend wfp` and no WFPCAP_FWPUCLNT, it builds the fake fwpuclnt and runs itself again
+inside `unshare --net` with the loopback up (the fake classifies the packets of such a namespace).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +37,15 @@ def cv(values: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backend", default="nflog", choices=("nflog", "model"))
+    ap.add_argument("--backend", default="nflog", choices=("nflog", "model", "wfp"))
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
+    if args.backend == "wfp" and "WFPCAP_FWPUCLNT" not in os.environ:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from platforms import fake_wfp_library
+        os.environ["WFPCAP_FWPUCLNT"] = fake_wfp_library()
+        sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                                 sys.executable, *sys.argv]).returncode)
     profile = PROFILES["quick"]
     root = Path(tempfile.mkdtemp(prefix="bench-repeat-"))
     with open_platform(args.backend, ModelParams(), {}) as platform:

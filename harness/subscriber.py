@@ -1,10 +1,14 @@
 """What the subscriber's callback does with each event, the same on every real platform.
 
-It records (seq, platform timestamp, callback time, thread) into preallocated arrays, then:
+`serve(key)` runs once per event of the harness, on the platform's delivery thread. It stamps the
+callback time and the platform's `key` for the event (the row of the platform's own raw record, which
+the platform decodes in bulk after the trial) into preallocated memory, then:
 - hold: the first callback blocks until the trial releases it;
 - inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0) is a busy wait in the callback;
 - copy: the callback spends only `copy_cost_us` and hands the event to a worker thread, which does
   the work and stamps when it finished.
+No Python object is kept per event: rows come from an atomic counter, values go into the columns
+through memoryviews (a numpy item assignment costs several times more).
 While it exists the garbage collector is off (and, in copy mode, the switch interval is short and
 the worker runs); `close()` (or leaving `with Callback(...)`) puts all of it back, whatever ended
 the trial.
@@ -12,16 +16,27 @@ the trial.
 from __future__ import annotations
 
 import gc
+import itertools
 import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from harness.spec import SubscriberSpec
 
-COLUMNS = ("seq", "t_event", "t_callback", "t_done", "thread")
+COLUMNS = ("key", "t_callback", "t_done")
+
+
+def preallocated(n: int, dtype) -> np.ndarray:
+    """Zeroed memory that is already mapped: np.zeros maps its pages at first touch, and a page
+    fault in the middle of a drain (one per 4 KiB: every 128 rows of 32 bytes) is a pause that
+    looks like a batch boundary."""
+    a = np.empty(n, dtype=dtype)
+    a.view(np.uint8)[:] = 0
+    return a
 
 
 def spin_until(deadline_ns: int) -> None:
@@ -40,18 +55,18 @@ def work_costs(rng: np.random.Generator, sub: SubscriberSpec, n: int) -> np.ndar
 
 
 class Callback:
-    def __init__(self, sub: SubscriberSpec, capacity: int, release: threading.Event, seed: int,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, sub: SubscriberSpec, capacity: int, release: threading.Event, seed: int) -> None:
         self.sub = sub
         self.release = release
         self.capacity = capacity
-        self.columns = {name: np.zeros(capacity, dtype=np.int64) for name in COLUMNS + extra}
-        self.n = 0
-        self.overflow = 0
+        self.columns = {name: preallocated(capacity, np.int64) for name in COLUMNS}
+        self._key, self._t_cb, self._t_done = (memoryview(self.columns[name]) for name in COLUMNS)
+        self._counts = [0, 0]  # rows handed out so far (progress for the drain), events beyond capacity
         self.work = work_costs(np.random.default_rng(seed), sub, capacity)
+        self._work = memoryview(self.work)
         self.copy_ns = int(sub.copy_cost_us * 1000)
-        self._hold = sub.hold
-        self._lock = threading.Lock()  # the platform may call from more than one thread
+        self._rows = itertools.count()  # next() is atomic under the GIL: the platform may call from several threads
+        self._filled: int | None = None
         self._jobs: queue.SimpleQueue | None = None
         self._worker: threading.Thread | None = None
         self._interval = sys.getswitchinterval()
@@ -68,6 +83,20 @@ class Callback:
             except BaseException:
                 self.close()
                 raise
+        self.serve = self._server()  # serve(key): one event, `key` being the platform's row for it
+
+    @property
+    def n(self) -> int:
+        """Rows handed out so far (progress for the drain; finish() counts exactly)."""
+        return self._counts[0]
+
+    @property
+    def overflow(self) -> int:
+        return self._counts[1]
+
+    @overflow.setter
+    def overflow(self, value: int) -> None:
+        self._counts[1] = value
 
     def __enter__(self) -> "Callback":
         return self
@@ -76,27 +105,36 @@ class Callback:
         self._abandon = exc_type is not None
         self.close()
 
-    def __call__(self, seq: int, t_event_ns: int, **extra: int) -> None:
-        t_cb = time.perf_counter_ns()
-        with self._lock:
-            i = self.n
-            if i >= self.capacity:
-                self.overflow += 1
+    def _server(self) -> Callable[[int], None]:
+        """serve(key), with everything it touches bound to locals (attribute lookups cost per event;
+        and no reference to self, which would keep the columns alive in a cycle after the trial)."""
+        clock, next_row, capacity, hold, release = time.perf_counter_ns, self._rows.__next__, self.capacity, \
+            self.sub.hold, self.release
+        t_cbs, keys, t_dones, works, counts = self._t_cb, self._key, self._t_done, self._work, self._counts
+        jobs, copy_ns = self._jobs, self.copy_ns
+
+        def serve(key: int) -> None:
+            t_cb = clock()
+            i = next_row()
+            if i >= capacity:
+                counts[1] += 1
                 return
-            self.n += 1
-            hold, self._hold = self._hold, False
-        c = self.columns
-        c["seq"][i], c["t_event"][i], c["t_callback"][i], c["thread"][i] = seq, t_event_ns, t_cb, threading.get_ident()
-        for name, value in extra.items():
-            c[name][i] = value
-        if hold:
-            self.release.wait()
-        if self._jobs is None:
-            spin_until(t_cb + int(self.work[i]))
-            c["t_done"][i] = time.perf_counter_ns()
-        else:
-            spin_until(t_cb + self.copy_ns)
-            self._jobs.put(i)
+            counts[0] = i + 1
+            t_cbs[i] = t_cb
+            keys[i] = key
+            if i == 0 and hold:
+                release.wait()
+            if jobs is None:
+                work = works[i]
+                if work:
+                    spin_until(t_cb + work)
+                t_dones[i] = clock()
+            else:
+                if copy_ns:
+                    spin_until(t_cb + copy_ns)
+                jobs.put(i)
+
+        return serve
 
     def _work_loop(self) -> None:
         clock = time.perf_counter_ns
@@ -125,6 +163,8 @@ class Callback:
                 self._collecting = False
 
     def finish(self, timeout_s: float = 60.0) -> dict[str, np.ndarray]:
-        """close(), then the filled columns."""
+        """close(), then the filled columns (call it once the platform can no longer call serve)."""
         self.close(timeout_s)
-        return {name: column[: self.n] for name, column in self.columns.items()}
+        if self._filled is None:
+            self._filled = min(next(self._rows), self.capacity)
+        return {name: column[: self._filled] for name, column in self.columns.items()}

@@ -9,9 +9,11 @@ def test_copy_loses_no_more_than_inline(campaign):
     if not campaign.platform.capabilities.copy_mode:
         pytest.skip(f"{campaign.platform.name} has no copy-mode subscriber")
     work = campaign.profile.inline_copy_work_us
-    rate = 1.2e6 / work  # 20 % above what inline work can sustain
+    # twice what inline work can sustain: inline overflows the buffer after cap / (rate - 1/work),
+    # and the copy worker's backlog (every event, `work` each) drains in 2 x duration, not 6 x
+    rate = 2e6 / work
     cap = campaign.burst().capacity.value
-    duration = 3 * cap / (0.2 * 1e6 / work)  # long enough for inline to overflow the buffer
+    duration = 3 * cap / (rate - 1e6 / work)  # three times as long as inline needs to overflow
     out = campaign.inline_copy(rate, duration)
     inline, copy = out["inline"]["loss_ratio"], out["copy"]["loss_ratio"]
     passed = copy <= inline and inline > 0

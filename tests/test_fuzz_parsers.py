@@ -1,7 +1,7 @@
 """Hypothesis throws malformed and truncated bytes at the two event decoders: the NFLOG datagram
-parser and the WFP classify-drop decoder. The outcome is a correct record or a clear error
-(MalformedMessage, IncompleteEvent), never another exception, never a record read from the wrong
-bytes. (Stored files thrown at report, compare and --resume: tests/test_files.py.)"""
+parser and the WFP classify-drop decoder (the lean callback's copy, then the bulk decoder). The
+outcome is a correct record or a clear error (MalformedMessage; an event decoded as INCOMPLETE),
+never another exception, never a record read from the wrong bytes. (Stored files thrown at report, compare and --resume: tests/test_files.py.)"""
 from __future__ import annotations
 
 import ctypes as C
@@ -15,7 +15,9 @@ from harness.platforms.nflog import netlink as nl
 from harness.platforms.nflog.netlink import MalformedMessage, PacketParser
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.subscription import IncompleteEvent, decode_drop, filetime_to_unix_ns
+from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.subscription import lean_callback
+from harness.platforms.wfp.winsys import filetime_to_unix_ns
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -151,8 +153,8 @@ def test_nflog_an_attribute_overrunning_its_message_is_a_clear_error():
 
 
 # ---------------------------------------------------------------- WFP: the classify-drop decoder
-# Re-point here when the decoder moves (helper i7 reworks harness/platforms/wfp/subscription.py).
-EVENT = abi.FWPM_NET_EVENT5
+SUBSCRIBE_VERSION = 4
+EVENT = abi.EVENT_FOR_SUBSCRIBE[SUBSCRIBE_VERSION]
 DROP_TYPE = K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]
 F_LPORT, F_RPORT = K["FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET"], K["FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET"]
 F_LADDR, F_RADDR = K["FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET"], K["FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET"]
@@ -175,30 +177,51 @@ def wfp_event(header_bytes: bytes, drop_bytes: bytes, kind: int, with_drop: bool
     return e, header, drop
 
 
+def wrapped(value: int) -> int:
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def decode_one(e, inbound: bool, filter_id: int):
+    """What the platform does with one event: the lean callback copies it, the bulk decoder reads
+    the copy (row 0); also whether the subscriber was run for it."""
+    raw, served = RawEvents(SUBSCRIBE_VERSION, 4), []
+    lean_callback(raw, filter_id, served.append, set())(None, C.addressof(e))
+    return decode(raw, 1, inbound, filter_id), served
+
+
 @FUZZ
 @given(header=st.binary(min_size=C.sizeof(abi.FWPM_NET_EVENT_HEADER3), max_size=C.sizeof(abi.FWPM_NET_EVENT_HEADER3)),
        drop=st.binary(min_size=C.sizeof(abi.FWPM_NET_EVENT_CLASSIFY_DROP2),
                       max_size=C.sizeof(abi.FWPM_NET_EVENT_CLASSIFY_DROP2)),
        kind=st.sampled_from([DROP_TYPE, DROP_TYPE, 0, 6, 7, 2**32 - 1]), with_drop=st.booleans(),
-       flags=st.integers(0, 0x3FF) | st.just(0x11F), version=st.sampled_from([0, 0, 1, 5]), inbound=st.booleans())
-def test_wfp_decoder_gives_the_event_fields_or_a_clear_error(header, drop, kind, with_drop, flags, version, inbound):
+       flags=st.integers(0, 0x3FF) | st.just(0x11F), version=st.sampled_from([0, 0, 1, 5]), inbound=st.booleans(),
+       mine=st.booleans())
+def test_wfp_decoder_gives_the_event_fields_or_a_clear_error(header, drop, kind, with_drop, flags, version, inbound,
+                                                             mine):
     e, h, d = wfp_event(header, drop, kind, with_drop, flags, version)
-    try:
-        got = decode_drop(e, inbound)
-    except IncompleteEvent:
-        needed = (F_LPORT | F_LADDR if inbound else F_RPORT | F_RADDR) | F_VERSION
-        assert kind == DROP_TYPE and (not with_drop or flags & needed != needed or version != 0)
-        return
+    filter_id = d.filterId if mine else d.filterId ^ 1
+    got, served = decode_one(e, inbound, filter_id)
+    needed = (F_LPORT | F_LADDR if inbound else F_RPORT | F_RADDR) | F_VERSION
+    k = int(got.kind[0])
+    assert served == ([0] if kind == DROP_TYPE and with_drop and mine else [])  # only own drops reach the subscriber
     if kind != DROP_TYPE:
-        assert got is None
+        assert k == OTHER_TYPE
         return
-    assert with_drop and version == 0
-    assert flags & (F_LPORT if inbound else F_RPORT) and flags & (F_LADDR if inbound else F_RADDR)
-    assert got.port == (h.localPort if inbound else h.remotePort)
-    assert got.remote_v4 == (h.localAddrV4 if inbound else h.remoteAddrV4)
-    assert got.unix_ns == filetime_to_unix_ns(h.timeStamp)
-    assert (got.filter_id, got.layer_id, got.is_loopback, got.direction) == (
-        d.filterId, d.layerId, d.isLoopback, d.msFwpDirection)
+    if not with_drop:
+        assert k == INCOMPLETE
+        return
+    if not mine:  # another filter's drop, whatever its header says (IPv6, no ports)
+        assert k == FOREIGN and got.filter_id[0] == wrapped(d.filterId)
+        return
+    if flags & needed != needed or version != 0:
+        assert k == INCOMPLETE
+        return
+    assert k == MINE
+    assert got.port[0] == (h.localPort if inbound else h.remotePort)
+    assert got.remote_v4[0] == (h.localAddrV4 if inbound else h.remoteAddrV4)
+    assert got.unix_ns[0] == wrapped(filetime_to_unix_ns(h.timeStamp))  # int64 ns: years 1677-2262
+    assert (got.filter_id[0], got.layer_id[0], got.loopback[0], got.direction[0]) == (
+        wrapped(d.filterId), d.layerId, d.isLoopback, d.msFwpDirection)
 
 
 @pytest.mark.parametrize("flags,version", [(0x1 | 0x2 | 0x4 | 0x100, 0),   # ports not set
@@ -207,6 +230,9 @@ def test_wfp_decoder_gives_the_event_fields_or_a_clear_error(header, drop, kind,
 def test_wfp_a_drop_without_port_address_or_ipv4_is_refused_not_misread(flags, version):
     """Before the fix the decoder read the port and the IPv4 address whatever the header's flags
     said (an IPv6 event's address union read as an IPv4 address)."""
-    e, _, _ = wfp_event(bytes(range(200)) * 2, bytes(64), DROP_TYPE, True, flags, version)
-    with pytest.raises(IncompleteEvent):
-        decode_drop(e, inbound=True)
+    e, _, d = wfp_event(bytes(range(200)) * 2, bytes(64), DROP_TYPE, True, flags, version)
+    got, _ = decode_one(e, inbound=True, filter_id=d.filterId)
+    assert got.kind[0] == INCOMPLETE
+    # the same drop of another filter (a runner's IPv6 or portless drop) is foreign, not incomplete
+    other, _ = decode_one(e, inbound=True, filter_id=d.filterId ^ 1)
+    assert other.kind[0] == FOREIGN

@@ -3,6 +3,7 @@ strict fake fwpuclnt, with the real sender process sending real packets in a tes
 import gc
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,26 @@ def test_only_the_harness_filters_events_count_and_the_drain_ends_on_its_own(fak
     assert r.telemetry["foreign_events"] > 0 and r.telemetry["foreign_filter_ids"] == [0xF00D]
     assert elapsed < 5, f"the drain waited {elapsed:.1f} s for foreign events to stop"
 
+
+
+# Review of issue 7: the harness's filter blocks its port range for every process, so another
+# program's packets to those ports were events of the harness's filter, read as sequence numbers.
+def test_another_programs_packets_on_the_harness_filter_are_counted_apart(fake):
+    path, _ = fake
+    with open_wfp(path) as p:
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # inside the test's namespace
+
+        def send_with_company():
+            sent = p._send(spec(500))
+            for port in range(20_000, 20_040):  # the trial's own first 40 destinations
+                stranger.sendto(b"not the harness", ("127.0.0.1", port))
+            return sent
+
+        r = p._trial(spec(500), send_with_company)
+        stranger.close()
+    loss = loss_by_sequence(r.sent, r.delivered)
+    assert (loss.delivered, loss.lost, loss.duplicates) == (500, 0, 0)
+    assert r.telemetry["stranger_events"] == 40
 
 # 4. A failing trial left GC off, the switch interval changed and the copy worker running.
 @pytest.mark.parametrize("failure", ["subscribe", "send", "interrupt", "unsubscribe"])

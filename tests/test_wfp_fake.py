@@ -14,6 +14,7 @@ from harness.experiments.drain import measure_drain
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
+from harness.platforms.wfp.events import MINE
 from harness.platforms.wfp.subscription import Subscription
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
@@ -103,12 +104,14 @@ def test_injected_drops_decode_exactly(fake, max_subscribe):
     after = time.time_ns()
     sub.close()
     fs.close()
-    assert [g.port for g in got] == [20000, 20007, 20014]
-    assert [str(ipaddress.IPv4Address(g.remote_v4)) for g in got] == ["127.0.0.1", "127.0.0.9", "127.1.2.3"]
-    assert all(before - 1_000 <= g.unix_ns <= after for g in got)    # FILETIME decoded to the right instant
-    assert {g.layer_id for g in got} == {K["FWPS_LAYER_ALE_AUTH_CONNECT_V4"]}
-    assert {g.filter_id for g in got} == {filter_id}
-    assert {(g.is_loopback, g.direction) for g in got} == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
+    d = sub.decoded()  # the raw rows the callback copied, decoded in bulk
+    assert got == [0, 1, 2] and d.kind.tolist() == [MINE] * 3
+    assert d.port.tolist() == [20000, 20007, 20014]
+    assert [str(ipaddress.IPv4Address(a)) for a in d.remote_v4.tolist()] == ["127.0.0.1", "127.0.0.9", "127.1.2.3"]
+    assert all(before - 1_000 <= t <= after for t in d.unix_ns.tolist())    # FILETIME decoded to the right instant
+    assert set(d.layer_id.tolist()) == {K["FWPS_LAYER_ALE_AUTH_CONNECT_V4"]}
+    assert set(d.filter_id.tolist()) == {filter_id}
+    assert set(zip(d.loopback.tolist(), d.direction.tolist())) == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
 
 
 def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evidence import check_fake_run
 from netns import in_fresh_netns, needs_netns
 from platforms import fake_wfp_library
 
@@ -51,11 +52,9 @@ def test_a_failed_doctor_stops_the_session_at_once_naming_the_check(tmp_path):
 def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     done = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library()}, timeout=3600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    summary = json.loads(next((tmp_path / "reports").glob("*/*/summary.json")).read_text())
-    e = summary["estimates"]
-    assert (e["queue_limit"]["value"], e["buffer_depth"]["value"]) == (256, 16_500)
-    # the first batch is what arrives within the dispatch latency: one or two events, trial by trial
-    assert abs(e["burst_capacity"]["value"] - (e["first_batch"]["value"] + 256 + 16_500)) <= 2, e
+    run = next((tmp_path / "reports").glob("*/*/summary.json")).parent
+    check_fake_run(run)  # Q, B, capacity, NDR <= 1/cost, no estimate on an untrusted trial
+    summary = json.loads((run / "summary.json").read_text())
     probe = summary["experiments"]["probe"]
     assert len(probe) == 8 and all("error" not in case for case in probe), probe
     # UDP sends are classified per new tuple at ALE and per packet below it (documented); whether a

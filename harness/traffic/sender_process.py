@@ -142,7 +142,7 @@ class _Child:
     def __init__(self, conn, sockets: SocketFactory, max_batch: int) -> None:
         self.conn, self.sockets, self.max_batch = conn, sockets, max_batch
         self.held: list[socket.socket] = []
-        self.last: tuple[Any, np.ndarray, TrialSpec] | None = None
+        self.last: tuple[Any, np.ndarray, TrialSpec, int] | None = None
 
     def release(self) -> None:
         for s in self.held:
@@ -169,16 +169,16 @@ class _Child:
             sock = self.sockets.raw()
             self.held.append(sock)
         sender = self.sockets.sender(sock, kind, packets)
-        self.last = (sender, deadlines_ns(spec.traffic), spec)
+        self.last = (sender, deadlines_ns(spec.traffic), spec, port)
         sent_at, report = self.paced()
-        report.update(local_port=port, receivers=bound, receivers_elsewhere=elsewhere)
+        report.update(receivers=bound, receivers_elsewhere=elsewhere)
         return sent_at, report
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
         """Send the current trial's packets (again) from its sockets, on schedule."""
         if self.last is None:
             raise RuntimeError("no trial to send again")
-        sender, offsets, spec = self.last
+        sender, offsets, spec, port = self.last
         refused = getattr(sender, "refused", 0)
         errors_before = Counter(getattr(sender, "errors", {}))
         sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
@@ -186,6 +186,7 @@ class _Child:
         report["send_errors"] = getattr(sender, "refused", 0) - refused
         report["send_error_kinds"] = dict(Counter(getattr(sender, "errors", {})) - errors_before)
         report["sender_pid"] = os.getpid()
+        report["local_port"] = port  # every packet of the trial comes from this port (raw ones too)
         return sent_at, report
 
     def serve(self) -> None:

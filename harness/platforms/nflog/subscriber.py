@@ -1,6 +1,7 @@
-"""The NFLOG reader: one thread reads datagrams (one kernel batch each), parses them in bulk and
-runs the subscriber's callback (harness.subscriber.Callback) once per event, like the WFP
-dispatcher. While the first callback is held nothing is read, so the kernel's socket buffer
+"""The NFLOG reader: one thread reads datagrams (one kernel batch each), parses them in bulk,
+copies the batch's fields into preallocated columns with numpy, and then runs the subscriber's
+callback (harness.subscriber.Callback.serve) once per event, like the WFP dispatcher: per event
+only the callback itself runs in Python. While the first callback is held nothing is read, so the kernel's socket buffer
 fills and then overflows, as a stuck WFP callback does."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from harness.platforms.nflog.netlink import PacketParser
 from harness.spec import SubscriberSpec
-from harness.subscriber import Callback
+from harness.subscriber import Callback, preallocated
 
 TAG_SHIFT = 48
 SEQ_MASK = (1 << TAG_SHIFT) - 1
@@ -53,7 +54,11 @@ class Subscriber:
     def run(self, tag: int, expected: int, sub: SubscriberSpec, sending_done: threading.Event,
             release: threading.Event, quiet_s: float, timeout_s: float, seed: int,
             abort: threading.Event | None = None) -> Records:
-        callback = Callback(sub, expected + 64, release, seed, extra=("nflog_seq", "batch"))
+        capacity = expected + 64
+        callback = Callback(sub, capacity, release, seed)
+        fields = {name: preallocated(capacity, np.int64) for name in ("seq", "t_event", "nflog_seq", "batch")}
+        filled = 0
+        serve = callback.serve
         rec = Records(columns={})
         clock = time.perf_counter_ns
         real_offset = time.time_ns() - clock()  # kernel timestamps are CLOCK_REALTIME
@@ -78,20 +83,28 @@ class Subscriber:
                     raise
                 t_parse = clock()
                 events = self.parser.parse(self.buf, nbytes)
-                rec.parse_ns += clock() - t_parse
                 rec.datagrams += 1
                 mine = (events.payload_seq >> TAG_SHIFT) == tag
                 rec.stale += int((~mine).sum())
-                seqs = (events.payload_seq[mine] & SEQ_MASK).tolist()
-                nfs = events.nflog_seq[mine].tolist()
                 stamps = events.timestamp_ns[mine]
                 rec.untimestamped += int((stamps < 0).sum())
-                t_event = np.where(stamps >= 0, stamps - real_offset, clock()).tolist()
-                for k in range(len(seqs)):
-                    callback(seqs[k], t_event[k], nflog_seq=nfs[k], batch=rec.datagrams)
+                k = min(int(mine.sum()), capacity - filled)
+                rows = slice(filled, filled + k)
+                fields["seq"][rows] = (events.payload_seq[mine] & SEQ_MASK)[:k]
+                fields["t_event"][rows] = np.where(stamps >= 0, stamps - real_offset, t_parse)[:k]
+                fields["nflog_seq"][rows] = events.nflog_seq[mine][:k]
+                fields["batch"][rows] = rec.datagrams
+                rec.parse_ns += clock() - t_parse
+                for key in range(filled, filled + k):
+                    serve(key)
+                filled += k
+                callback.overflow += int(mine.sum()) - k
                 last = clock()
         finally:
-            rec.columns = callback.finish(timeout_s)
+            c = callback.finish(timeout_s)
+            keys = c.pop("key")
+            rec.columns = {**c, **{name: column[keys] for name, column in fields.items()},
+                           "thread": np.full(len(keys), threading.get_ident(), dtype=np.int64)}
         if callback.overflow:
             rec.notes.append(f"{callback.overflow} events beyond the expected count were not recorded")
         return rec

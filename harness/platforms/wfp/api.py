@@ -68,6 +68,11 @@ def callback_type(version: int):
     return abi.FUNCTYPE(None, C.c_void_p, P(abi.EVENT_FOR_SUBSCRIBE[version]))
 
 
+# The same callback with the event as a plain address: ctypes then makes no pointer object per call
+# (the subscription copies the event's bytes itself, see events.py).
+RAW_CALLBACK = abi.FUNCTYPE(None, C.c_void_p, C.c_void_p)
+
+
 class Library:
     """fwpuclnt with prototypes declared; `subscribe_version` is the highest FwpmNetEventSubscribeN."""
 
@@ -99,8 +104,8 @@ class Library:
         if self.subscribe_version is None:
             raise PlatformUnavailable(f"{self.path} exports no FwpmNetEventSubscribeN")
         sub = getattr(self.dll, f"FwpmNetEventSubscribe{self.subscribe_version}")
-        sub.argtypes = [HANDLE, P(abi.FWPM_NET_EVENT_SUBSCRIPTION0), callback_type(self.subscribe_version),
-                        C.c_void_p, P(HANDLE)]
+        # the callback as a code address: a typed (callback_type) or a RAW_CALLBACK function both pass
+        sub.argtypes = [HANDLE, P(abi.FWPM_NET_EVENT_SUBSCRIPTION0), C.c_void_p, C.c_void_p, P(HANDLE)]
         sub.restype = DWORD
         self.subscribe_fn = sub
         # the store's enumerator of the same event struct: SubscribeN delivers, EnumN+1 returns, FWPM_NET_EVENT(N+1)

@@ -32,7 +32,8 @@ from harness.platforms.wfp.netevents import count_trial, loss_stage
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
-from harness.platforms.wfp.subscription import Drop, Subscription
+from harness.platforms.wfp.events import MINE
+from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback
@@ -213,15 +214,11 @@ class WfpPlatform:
         inbound = spec.filter.layer in INBOUND_LAYERS
         release = threading.Event()
         unix_minus_perf = self.winsys.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
-        decode = plan.decode
-        with Callback(spec.subscriber, spec.traffic.count + 64, release, spec.traffic.seed,
-                      extra=("layer_id", "loopback", "direction")) as callback:
-
-            def on_drop(d: Drop) -> None:
-                callback(decode(d.remote_v4, d.port), d.unix_ns - unix_minus_perf, layer_id=d.layer_id,
-                         loopback=d.is_loopback, direction=d.direction)
-
-            subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id, on_drop)
+        count = spec.traffic.count
+        with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
+            # rows for other filters' events too (a runner has drops of its own)
+            subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
+                                        callback.serve, capacity=count + count // 4 + 4096)
             try:
                 sent_at, report = send()
                 if spec.subscriber.hold:
@@ -230,7 +227,7 @@ class WfpPlatform:
                 release.set()
                 self._drain(callback, spec)
                 t_drained_ns = self.winsys.precise_unix_ns()
-                health = self._health(subscription, spec, plan, callback.n)
+                health = self._health(callback, spec, plan)
             finally:
                 release.set()
                 try:
@@ -241,8 +238,10 @@ class WfpPlatform:
                     self._seen["leaked_subscriptions"] = len(self._leaked)
                     raise
             c = callback.finish()
-        result = self._result(spec, plan, sent_at, report, c, subscription, filter_id,
+        result = self._result(spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf,
                               t_release if spec.subscriber.hold else None, callback.overflow)
+        if health.get("canary_s") is not None and result.telemetry.get("stranger_events"):
+            result.telemetry["stranger_events"] -= 1  # the canary: the harness's filter, another socket
         t_first_ns = int(sent_at.min()) + unix_minus_perf if len(sent_at) else t_drained_ns
         # the send times are the sender's, a few ms off the events' stamps (paced trials: ~2 ms
         # early seen on the fake): a margin, but never back to earlier traffic of the filter
@@ -254,16 +253,16 @@ class WfpPlatform:
     # -- subscription health and the independent count -----------------------------------------
     CANARY_TIMEOUT_S = 2.0
 
-    def _health(self, subscription: Subscription, spec: TrialSpec, plan, delivered: int) -> dict[str, Any]:
+    def _health(self, callback: Callback, spec: TrialSpec, plan) -> dict[str, Any]:
         """Is the subscription alive after the trial? One canary datagram of the harness's filter,
         to a tuple the template lets through, sent once the drain is quiet, must arrive within
         2 s (TinyWall saw a subscription die silently after BFE trouble: a dead one delivers
         nothing more, and says nothing)."""
+        delivered = callback.n
         through = np.flatnonzero(plan.expected)
         if not len(through):  # the template lets nothing of this trial through: nothing to judge by
             return {"subscription": "alive", "canary_s": None, "canary": "not sent: the template matches no packet"}
-        canaries: list[Drop] = []
-        subscription.on_drop = canaries.append  # the trial's callback has seen its last event
+        arrived = lambda: callback.n > delivered  # noqa: E731 (the trial's own events have stopped)
         inbound = spec.filter.layer in INBOUND_LAYERS
         first = int(through[0])
         address = str(ipaddress.IPv4Address(int(plan.remote_v4[first])))
@@ -273,12 +272,12 @@ class WfpPlatform:
         except OSError as exc:  # no verdict from the canary; the trial itself stands
             return {"subscription": "alive" if delivered or not spec.traffic.count else
                     "delivered nothing (dead or ineffective)", "canary_s": None, "canary": f"not sent: {exc}"}
-        while not canaries and time.monotonic() - start < self.CANARY_TIMEOUT_S:
+        while not arrived() and time.monotonic() - start < self.CANARY_TIMEOUT_S:
             time.sleep(0.002)
-        canary_s = round(time.monotonic() - start, 4) if canaries else None
+        canary_s = round(time.monotonic() - start, 4) if arrived() else None
         if spec.traffic.count and delivered == 0:
             state = "delivered nothing (dead or ineffective)"
-        elif canaries:
+        elif canary_s is not None:
             state = "alive"
         else:
             state = (f"died during the trial: {delivered} events delivered, then not the canary within "
@@ -303,25 +302,37 @@ class WfpPlatform:
         result.telemetry.update(columns)
         result.telemetry["row_columns"] = columns
 
-    def _result(self, spec, plan, sent_at, report, c, subscription, filter_id, t_release, overflow) -> TrialResult:
+    def _result(self, spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf, t_release,
+                overflow) -> TrialResult:
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
         sent["expected"] = plan.expected
-        delivered = frame(DELIVERED_COLUMNS, seq=c["seq"], t_event_ns=c["t_event"], t_callback_ns=c["t_callback"],
-                          t_done_ns=c["t_done"], thread=c["thread"])
-        per_tuple = np.unique(c["seq"], return_counts=True)[1]
+        d = subscription.decoded()  # every raw row, in bulk
+        counts = subscription.counts(d)
+        rows = c["key"]
+        served = d.kind[rows] == MINE  # the subscriber ran for these; an incomplete one is counted apart
+        # the harness's filter blocks its port range for every process: a packet another program sent
+        # there is an event of ours too, but not from the trial's socket, and would read as a sequence number
+        stranger = served & (d.peer_port[rows] != report["local_port"]) if "local_port" in report else served & False
+        served &= ~stranger
+        rows = rows[served]
+        delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
+                          t_event_ns=d.unix_ns[rows] - unix_minus_perf, t_callback_ns=c["t_callback"][served],
+                          t_done_ns=c["t_done"][served], thread=subscription.raw.thread[rows])
+        per_tuple = np.unique(delivered["seq"].to_numpy(), return_counts=True)[1]
+        directions = np.unique(d.direction[rows], return_counts=True)
         telemetry = {
             "subscribe_version": subscription.version, "filter_id": filter_id,
-            "other_event_types": subscription.other_events,
-            "incomplete_events": subscription.incomplete_events,
-            "foreign_events": subscription.foreign_events, "foreign_filter_ids": sorted(subscription.foreign)[:20],
-            "callback_threads": len(subscription.callback_threads),
+            "other_event_types": counts["other_events"],
+            "incomplete_events": counts["incomplete_events"],
+            "stranger_events": int(stranger.sum()),  # the harness's filter, another socket's packets
+            "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
+            "callback_threads": len(counts["callback_threads"]),
             "events_per_tuple_max": int(per_tuple.max()) if len(per_tuple) else 0,
-            "layer_ids": sorted({int(x) for x in np.unique(c["layer_id"])}),
-            "loopback_events": int(c["loopback"].sum()),
-            "directions": {DIRECTIONS.get(int(d), str(int(d))): int(n)
-                           for d, n in zip(*np.unique(c["direction"], return_counts=True))},
-            "not_recorded": overflow,
-            "event_clock_step_ns": event_clock_step_ns(c["t_event"]),
+            "layer_ids": sorted({int(x) for x in np.unique(d.layer_id[rows])}),
+            "loopback_events": int(d.loopback[rows].sum()),
+            "directions": {DIRECTIONS.get(int(k), str(int(k))): int(n) for k, n in zip(*directions)},
+            "not_recorded": overflow + subscription.not_copied,
+            "event_clock_step_ns": event_clock_step_ns(delivered["t_event_ns"].to_numpy()),
         }
         seen = self._seen
         seen["trials"] += 1

@@ -1,83 +1,98 @@
 """A net-event subscription: FwpmNetEventSubscribeN at the highest version the library exports,
-an optional template, and a ctypes callback that copies what the harness needs out of each
-CLASSIFY_DROP event (the event memory is gone once the callback returns).
+an optional template, and a lean ctypes callback: per event it copies the raw event (and its drop
+data) into preallocated rows (events.py) and, for a drop of the harness's own filter, runs the
+subscriber (`on_drop(row)`); the rows are decoded in bulk with numpy (`decoded()`).
 
 Only the harness's own filter counts: every other CLASSIFY_DROP on the machine (a runner has
-drops of its own) is counted apart, per filter, and never reaches the subscriber's Callback.
+drops of its own) is counted apart, per filter, and never reaches the subscriber.
 Unsubscribe waits for a running callback, so it is refused from the callback's threads; until
 it has succeeded the ctypes callback is kept alive (api.UNTIL_UNSUBSCRIBED), because WFP may still
 call it.
+
+Each delivery thread keeps its Python thread state (one extra PyGILState_Ensure on its first
+event, never released): otherwise ctypes makes and deletes a thread state at every call from a
+thread Python did not start, which costs more than the rest of the callback.
 """
 from __future__ import annotations
 
 import ctypes as C
+import itertools
 import threading
-from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from harness.platforms.wfp import abi
-from harness.platforms.wfp.api import HANDLE, UNTIL_UNSUBSCRIBED, Library, WfpError, callback_type
-from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.api import HANDLE, RAW_CALLBACK, UNTIL_UNSUBSCRIBED, Library, WfpError
 from harness.platforms.wfp.engine import Session, template_conditions
-from harness.platforms.wfp.winsys import filetime_to_unix_ns
+from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
 from harness.spec import TemplateSpec
 
-__all__ = ["Drop", "IncompleteEvent", "Subscription", "decode_drop", "filetime_to_unix_ns"]
+__all__ = ["Subscription", "keep_thread_state", "lean_callback"]
+
+_ensure = C.pythonapi.PyGILState_Ensure
+# memmove that keeps the GIL (ctypes.memmove drops and retakes it around the copy: a handover to any
+# other Python thread, say the copy worker, in the middle of every callback) and converts no result
+_memmove = C.PYFUNCTYPE(None, C.c_void_p, C.c_void_p, C.c_size_t)(C.cast(C.memmove, C.c_void_p).value)
 
 
-@dataclass(frozen=True)
-class Drop:
-    """What the harness keeps of one CLASSIFY_DROP event."""
-
-    port: int        # the harness's destination port as WFP reports it for the layer
-    unix_ns: int
-    layer_id: int
-    filter_id: int
-    is_loopback: int
-    direction: int
-    remote_v4: int   # host order, as WFP reports IPv4
+def keep_thread_state() -> None:
+    """Called on a thread that Python did not start, from inside a ctypes callback: its thread state
+    then outlives the callback, and the next calls on this thread reuse it."""
+    _ensure()
 
 
-class IncompleteEvent(ValueError):
-    """A classify-drop event without the fields a harness drop has (the header's flags say which
-    are set; an unset field holds whatever was in memory)."""
+def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None],
+                  pinned: set[int]) -> Callable[[int | None, int | None], None]:
+    """The per-event function, with everything it touches bound to locals: two memmoves, a few
+    integer reads from the copied rows, no ctypes structure and no decoding. `on_drop(row)` runs for
+    a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state)."""
+    memmove, next_row, get_ident = _memmove, itertools.count().__next__, threading.get_ident
+    capacity, beyond = raw.capacity, raw.beyond
+    event_addr, event_size, drop_addr, drop_size = raw.event_addr, raw.event_size, raw.drop_addr, raw.drop_size
+    words32, words64, drop_words64 = raw.words32, raw.words64, raw.drop_words64
+    threads = memoryview(raw.thread)
+    type_word, pointer_word, filter_word = raw.type_word, raw.pointer_word, raw.filter_word
+    w32, w64, d64 = event_size // 4, event_size // 8, drop_size // 8
 
+    def on_event(context: int | None, event: int | None) -> None:
+        thread = get_ident()
+        if thread not in pinned:
+            keep_thread_state()
+            pinned.add(thread)
+        if not event:
+            return
+        i = next_row()  # atomic under the GIL
+        if i >= capacity:
+            beyond[0] += 1
+            return
+        memmove(event_addr + i * event_size, event, event_size)
+        threads[i] = thread
+        if words32[i * w32 + type_word] != CLASSIFY_DROP:
+            return
+        drop = words64[i * w64 + pointer_word]
+        if not drop:
+            return
+        memmove(drop_addr + i * drop_size, drop, drop_size)
+        if drop_words64[i * d64 + filter_word] == filter_id:
+            on_drop(i)
 
-def decode_drop(e, inbound: bool) -> Drop | None:
-    """The drop in one FWPM_NET_EVENTn; None for other event types. Raises IncompleteEvent when the
-    header does not say the port and address are set or the event is not IPv4: reading them anyway
-    would give a record of the wrong port or address. The one place that reads an event (swap it
-    for a bulk decoder, not the callers)."""
-    if e.type != K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]:
-        return None
-    if not e.classifyDrop:
-        raise IncompleteEvent("classify-drop event without its drop data")
-    h, drop = e.header, e.classifyDrop.contents
-    port_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET"]
-    addr_flag = K["FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET" if inbound else "FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET"]
-    needed = port_flag | addr_flag | K["FWPM_NET_EVENT_FLAG_IP_VERSION_SET"]
-    if h.flags & needed != needed:
-        raise IncompleteEvent(f"classify-drop event with header flags {h.flags:#x}, needs {needed:#x}")
-    if h.ipVersion != K["FWP_IP_VERSION_V4"]:
-        raise IncompleteEvent(f"classify-drop event of IP version {h.ipVersion}, not IPv4")
-    return Drop(port=h.localPort if inbound else h.remotePort,
-                unix_ns=filetime_to_unix_ns(h.timeStamp), layer_id=drop.layerId, filter_id=drop.filterId,
-                is_loopback=int(getattr(drop, "isLoopback", 0)), direction=int(getattr(drop, "msFwpDirection", 0)),
-                remote_v4=h.localAddrV4 if inbound else h.remoteAddrV4)
+    return on_event
 
 
 class Subscription:
-    """`on_drop(drop: Drop)` runs for each drop event of `filter_id`."""
+    """`on_drop(row)` runs for each drop event of `filter_id`; `row` indexes the raw rows (`raw`),
+    of which `rows` have been filled; `decoded()` reads them. Events beyond `capacity` are counted
+    in `not_copied`."""
 
     def __init__(self, lib: Library, session: Session, template: TemplateSpec | None, inbound: bool,
-                 filter_id: int, on_drop: Callable[[Drop], None]) -> None:
+                 filter_id: int, on_drop: Callable[[int], None], capacity: int = 1 << 16) -> None:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
         self.filter_id = filter_id
         self.version = lib.subscribe_version
-        self.other_events = 0                 # not CLASSIFY_DROP
-        self.incomplete_events = 0            # classify drops that lack the port, address or IPv4 (decode_drop)
-        self.foreign: dict[int, int] = {}     # drops of other filters, per filter id
-        self.callback_threads: set[int] = set()
+        self.raw = RawEvents(self.version, capacity)
+        self._filled: int | None = None  # rows, once no callback can run any more
+        self._pinned: set[int] = set()  # delivery threads that keep their thread state
         self._keep = []
         sub = abi.FWPM_NET_EVENT_SUBSCRIPTION0()
         sub.sessionKey = session.key
@@ -87,7 +102,7 @@ class Subscription:
             tmpl.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
-        self._callback = callback_type(self.version)(self._on_event)
+        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._pinned))
         self.events = HANDLE()
         rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, None, C.byref(self.events))
         if rc:
@@ -95,28 +110,39 @@ class Subscription:
         UNTIL_UNSUBSCRIBED.add(self)
 
     @property
-    def foreign_events(self) -> int:
-        return sum(self.foreign.values())
+    def not_copied(self) -> int:
+        return self.raw.beyond[0]
 
-    def _on_event(self, context, event) -> None:
-        self.callback_threads.add(threading.get_ident())
-        try:
-            drop = decode_drop(event.contents, self.inbound)
-        except IncompleteEvent:  # another filter's drop (IPv6, no ports): counted, never misread
-            self.incomplete_events += 1
-            return
-        if drop is None:
-            self.other_events += 1
-        elif drop.filter_id != self.filter_id:
-            self.foreign[drop.filter_id] = self.foreign.get(drop.filter_id, 0) + 1
-        else:
-            self.on_drop(drop)
+    @property
+    def rows(self) -> int:
+        """Rows filled so far: a prefix, each row stamped with its thread (never 0) as it is copied;
+        exact once unsubscribed."""
+        if self._filled is not None:
+            return self._filled
+        return int(np.count_nonzero(self.raw.thread))
+
+    def decoded(self) -> Decoded:
+        return decode(self.raw, self.rows, self.inbound, self.filter_id)
+
+    def counts(self, decoded: Decoded) -> dict:
+        """Events that were not the harness's drops: of other types, incomplete, other filters'."""
+        kind = decoded.kind
+        foreign_ids, per_id = np.unique(decoded.filter_id[kind == FOREIGN], return_counts=True)
+        threads = {int(t) for t in np.unique(self.raw.thread[: self.rows])} | self._pinned
+        return {"other_events": int((kind == OTHER_TYPE).sum()), "incomplete_events": int((kind == INCOMPLETE).sum()),
+                "foreign": {int(f): int(c) for f, c in zip(foreign_ids, per_id)}, "callback_threads": threads,
+                "mine": int((kind == MINE).sum()), "not_copied": self.not_copied}
+
+    @property
+    def callback_threads(self) -> set[int]:
+        return set(self._pinned)
 
     def close(self) -> None:
         if not self.events:
             return
-        if threading.get_ident() in self.callback_threads:
+        if threading.get_ident() in self._pinned:
             raise RuntimeError("FwpmNetEventUnsubscribe0 waits for the running callback: never call it from there")
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
+        self._filled = int(np.count_nonzero(self.raw.thread))
         UNTIL_UNSUBSCRIBED.discard(self)

@@ -1,0 +1,141 @@
+"""Benchmark: what the harness itself costs per event on the callback path (issue 9, item 4).
+
+    sudo python benchmarks/bench_callback.py                  # fake fwpuclnt and nflog, 5 trials each
+    sudo python benchmarks/bench_callback.py --platforms wfp --trials 7 --baseline <git ref>
+
+A zero-work subscriber (cost 0) holds its first callback while a burst of `--events` packets is
+sent, then drains the backlog at full speed. Per trial: the median gap between consecutive
+callbacks (the per-event overhead: the platform's delivery, the ctypes/Python entry, the harness's
+copy) and the events/s absorbed over the whole drain (batch turnarounds included). Medians over
+`--trials` trials, side by side for:
+- current: this tree;
+- current, no kept thread state (wfp only): the same, but every callback lets ctypes make and
+  delete a Python thread state (PyGILState_Ensure/Release) as it does by default;
+- baseline: the tree of `--baseline` (default: the commit before the lean callbacks), run
+  against the same fake library, measured in the same run;
+and the model's reference figure (ModelParams.per_event_overhead_us). Each measurement runs in a
+process of its own; wfp inside `unshare --net` (the fake classifies the loopback of a namespace
+with nothing else), nflog in its own namespace as the platform makes it. Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_US = 2.0
+
+
+def measure(platform_name: str, events: int, trials: int, kept_thread_state: bool) -> dict:
+    """In the worker process: `trials` held bursts of a zero-work subscriber."""
+    import numpy as np
+
+    from harness.platforms.select import open_platform
+    from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+
+    if not kept_thread_state:
+        import harness.platforms.wfp.subscription as subscription
+        subscription.keep_thread_state = lambda: None
+    gaps, rates, delivered = [], [], []
+    with open_platform(platform_name) as platform:
+        spec = TrialSpec(TrafficSpec(count=events), SubscriberSpec(cost_us=0.0, hold=True), drain_quiet_s=0.3)
+        for _ in range(trials):
+            r = platform.run_trial(spec)
+            d = r.delivered.sort_values("t_callback_ns")
+            t_cb, t_done = d["t_callback_ns"].to_numpy(), d["t_done_ns"].to_numpy()
+            after = t_cb[1:]  # the held first callback's gap is the hold
+            if len(after) < 2:
+                raise SystemExit(f"{platform_name}: only {len(d)} events delivered")
+            gaps.append(float(np.median(np.diff(after))) / 1000)
+            rates.append((len(after) - 1) / ((t_done[-1] - after[0]) / 1e9))
+            delivered.append(len(d))
+    return {"gap_us": statistics.median(gaps), "rate_per_s": statistics.median(rates), "gaps_us": gaps,
+            "delivered": statistics.median(delivered)}
+
+
+def baseline_ref() -> str:
+    """The commit before the one that added the lean callback's raw rows (events.py)."""
+    added = subprocess.run(["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--",
+                            "harness/platforms/wfp/events.py"], capture_output=True, text=True, check=True).stdout.split()
+    if not added:
+        raise SystemExit("bench_callback: no commit adds harness/platforms/wfp/events.py; pass --baseline")
+    return added[-1] + "^"
+
+
+def export_tree(ref: str) -> Path:
+    out = Path(tempfile.mkdtemp(prefix="bench-callback-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "harness"], capture_output=True, check=True).stdout
+    tar = out / "tree.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as t:
+        t.extractall(out, filter="data")
+    return out
+
+
+def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: bool) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(tree), platform_name, str(events),
+           str(trials), "1" if kept else "0"]
+    if platform_name == "wfp":
+        cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        tree, platform_name, events, trials, kept = sys.argv[2:7]
+        sys.path.insert(0, tree)
+        import harness
+        if not Path(harness.__file__).resolve().is_relative_to(Path(tree).resolve()):
+            raise SystemExit(f"bench_callback: imported {harness.__file__}, not the tree under test {tree}")
+        print(json.dumps(measure(platform_name, int(events), int(trials), kept == "1")))
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--platforms", nargs="+", default=["wfp", "nflog"], choices=("wfp", "nflog"))
+    ap.add_argument("--events", type=int, default=12_000)
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--baseline", default=None, help="git ref of the implementation to compare with")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_callback: needs root (network namespaces)", file=sys.stderr)
+        sys.exit(2)
+    sys.path.insert(0, str(ROOT / "tests"))
+    if "wfp" in args.platforms:
+        from platforms import fake_wfp_library
+        os.environ["WFPCAP_FWPUCLNT"] = fake_wfp_library()
+    sys.path.insert(0, str(ROOT))
+    from harness.platforms.model import ModelParams
+    ref = args.baseline or baseline_ref()
+    old = export_tree(ref)
+    model_us = ModelParams().per_event_overhead_us
+    print(f"zero-work subscriber, held burst of {args.events:,} events, median of {args.trials} trials; "
+          f"baseline {ref}; load {os.getloadavg()[0]:.1f}")
+    print(f"model reference: {model_us:.1f} us/event ({1e6 / model_us:,.0f} events/s); target <= {TARGET_US:.1f} us")
+    print(f"{'platform':8} {'implementation':34} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
+    for name in args.platforms:
+        variants = [("current", ROOT, True)]
+        if name == "wfp":
+            variants.append(("current, no kept thread state", ROOT, False))
+        variants.append((f"baseline ({ref[:12]})", old, True))
+        results = [(label, run_worker(tree, name, args.events, args.trials, kept)) for label, tree, kept in variants]
+        base = results[-1][1]
+        for label, r in results:
+            if "error" in r:
+                print(f"{name:8} {label:34} error: {r['error']}")
+                continue
+            ratio = f"x{base['gap_us'] / r['gap_us']:.2f} faster" if "gap_us" in base and r is not base else ""
+            print(f"{name:8} {label:34} {r['gap_us']:9.2f} {r['rate_per_s']:10,.0f} {ratio:>12}  "
+                  + " ".join(f"{g:.2f}" for g in r["gaps_us"]))
+
+
+if __name__ == "__main__":
+    main()
