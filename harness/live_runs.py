@@ -17,6 +17,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ def register(backend: str, report: str | None, started_utc: str) -> None:
     write_atomic(_entry_path(os.getpid()), json.dumps(entry), durable=False)
 
 
+HOLD_ENV = "WFPCAP_HOLD_AT"  # tests: "<experiment>" holds the run where it enters that experiment
+HOLD_MAX_S = 300.0
+
+
 def update_phase(phase: dict[str, Any]) -> None:
     """Say what this run is doing now (read by other runs and by tests that need a moment)."""
     path = _entry_path(os.getpid())
@@ -93,7 +98,18 @@ def update_phase(phase: dict[str, Any]) -> None:
         entry["phase"] = {"experiment": phase.get("experiment"), "trial": phase.get("trial")}
         write_atomic(path, json.dumps(entry), durable=False)
     except (OSError, ValueError):
-        pass  # not registered (a bare campaign): nothing to update
+        return  # not registered (a bare campaign): nothing to update
+    if phase.get("experiment") and os.environ.get(HOLD_ENV) == phase["experiment"]:
+        _hold()
+
+
+def _hold() -> None:
+    """Wait here (after the registry says where) until a signal ends the run, at most HOLD_MAX_S.
+    Tests that signal a run in a given phase set WFPCAP_HOLD_AT, so that a phase of one short
+    trial (the drain) or a second (calibration) cannot end before the signal lands."""
+    deadline = time.monotonic() + HOLD_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def unregister() -> None:
@@ -103,9 +119,14 @@ def unregister() -> None:
         pass
 
 
+ENTRY_RE = re.compile(r"^\d+\.json$")  # <pid>.json; not the temporary files of write_atomic
+
+
 def _entries() -> list[dict[str, Any]]:
     out = []
     for path in sorted(registry().glob("*.json")) if registry().is_dir() else []:
+        if not ENTRY_RE.match(path.name):
+            continue
         try:
             entry = json.loads(path.read_text())
             if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
@@ -150,6 +171,14 @@ def reap() -> list[str]:
                 continue
             folder = f"; its run folder {e['report']} stays marked as never finished" if e.get("report") else ""
             said.append(f"run pid {e['pid']} ({e.get('backend')}) ended without cleaning up{folder}")
+    for path in registry().glob(".*.json") if registry().is_dir() else []:
+        # a run killed while it rewrote its entry leaves the temporary file: .<hex>.<pid>.json
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not alive(int(pid)):
+            try:
+                path.unlink()
+            except OSError:
+                pass
     return said
 
 
