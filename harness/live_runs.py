@@ -46,8 +46,19 @@ def registry() -> Path:
     return Path(os.environ.get("WFPCAP_LIVE_DIR") or Path(tempfile.gettempdir()) / "wfpcap-live-runs")
 
 
+def _winsys() -> Any:
+    from harness.platforms.wfp.winsys import WinSys  # kernel32 on Windows; the tests' fake elsewhere
+    return WinSys()
+
+
 def _start_time(pid: int) -> str | None:
-    """The process's start time (Linux), so that a reused pid is not taken for the same run."""
+    """The process's start time (Linux: clock ticks since boot; Windows: its creation FILETIME),
+    so that a reused pid is not taken for the same run."""
+    if sys.platform == "win32":
+        try:
+            return _winsys().process(pid)[1]
+        except OSError:
+            return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[19]
@@ -59,8 +70,12 @@ def alive(pid: int, start: str | None = None) -> bool:
     if sys.platform.startswith("linux"):
         now = _start_time(pid)
         return now is not None and (start is None or now == start)
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate it there; assume alive (runners are short-lived)
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        try:
+            running, created = _winsys().process(pid)
+        except OSError:
+            return True  # cannot tell: rather warn of a run that has ended than miss a live one
+        return running and (start is None or created is None or created == start)
     try:
         os.kill(pid, 0)  # POSIX only: on Windows os.kill would terminate the process
     except ProcessLookupError:
