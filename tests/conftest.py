@@ -25,6 +25,17 @@ def fake(tmp_path, monkeypatch):
     assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
 
 
+@pytest.fixture()
+def alone(tmp_path, monkeypatch):
+    """This process's view of other harness runs, cut off from the machine's: a registry of the
+    test's own and no namespaces, so that a neighbour's run (another suite on a shared runner, the
+    other xdist worker) is not counted where a test counts runs."""
+    from harness import live_runs
+    monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))
+    monkeypatch.setattr(live_runs, "NETNS_DIR", tmp_path / "no-netns")
+    return tmp_path / "live"
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true",
                      help="also run the slow tests (the whole scenario suite against the fake fwpuclnt)")

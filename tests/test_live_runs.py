@@ -45,12 +45,11 @@ def test_a_process_is_alive_with_a_stable_creation_time_and_dead_once_it_exits(w
 
 
 @pytest.fixture()
-def on_windows(winsys, monkeypatch, tmp_path):
+def on_windows(winsys, monkeypatch, alone):
     """live_runs as it runs on Windows, kernel32 being the fake's stand-ins."""
     monkeypatch.setattr(live_runs.sys, "platform", "win32")
     monkeypatch.setattr(live_runs, "_winsys", lambda: winsys)
-    monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))
-    return tmp_path / "live"
+    return alone
 
 
 def _entry_of(live, pid: int, start: str | None) -> None:
@@ -69,7 +68,7 @@ def test_on_windows_a_killed_run_is_reaped_and_a_live_one_is_seen(on_windows, wi
         _entry_of(on_windows, dead.pid, winsys.process(dead.pid)[1])
         dead.kill()
         dead.wait()
-        assert [r.pid for r in live_runs.other_live_runs() if r.source == "registry"] == [running.pid]
+        assert [r.pid for r in live_runs.other_live_runs()] == [running.pid]
         assert live_runs.reap() == [f"run pid {dead.pid} (wfp) ended without cleaning up"]
         assert (on_windows / f"{running.pid}.json").exists() and not (on_windows / f"{dead.pid}.json").exists()
     finally:
@@ -83,7 +82,7 @@ def test_on_windows_a_reused_pid_is_not_the_registered_run(on_windows, winsys):
     try:
         created = int(winsys.process(other.pid)[1])
         _entry_of(on_windows, other.pid, str(created - 10_000_000))  # the pid's earlier owner, 1 s older
-        assert [r for r in live_runs.other_live_runs() if r.source == "registry"] == []
+        assert live_runs.other_live_runs() == []
         assert live_runs.reap() == [f"run pid {other.pid} (wfp) ended without cleaning up"]
     finally:
         other.kill()
