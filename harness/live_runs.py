@@ -17,6 +17,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,19 @@ def registry() -> Path:
     return Path(os.environ.get("WFPCAP_LIVE_DIR") or Path(tempfile.gettempdir()) / "wfpcap-live-runs")
 
 
+def _winsys() -> Any:
+    from harness.platforms.wfp.winsys import WinSys  # kernel32 on Windows; the tests' fake elsewhere
+    return WinSys()
+
+
 def _start_time(pid: int) -> str | None:
-    """The process's start time (Linux), so that a reused pid is not taken for the same run."""
+    """The process's start time (Linux: clock ticks since boot; Windows: its creation FILETIME),
+    so that a reused pid is not taken for the same run."""
+    if sys.platform == "win32":
+        try:
+            return _winsys().process(pid)[1]
+        except OSError:
+            return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[19]
@@ -58,8 +70,12 @@ def alive(pid: int, start: str | None = None) -> bool:
     if sys.platform.startswith("linux"):
         now = _start_time(pid)
         return now is not None and (start is None or now == start)
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate it there; assume alive (runners are short-lived)
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        try:
+            running, created = _winsys().process(pid)
+        except OSError:
+            return True  # cannot tell: rather warn of a run that has ended than miss a live one
+        return running and (start is None or created is None or created == start)
     try:
         os.kill(pid, 0)  # POSIX only: on Windows os.kill would terminate the process
     except ProcessLookupError:
@@ -85,6 +101,10 @@ def register(backend: str, report: str | None, started_utc: str) -> None:
     write_atomic(_entry_path(os.getpid()), json.dumps(entry), durable=False)
 
 
+HOLD_ENV = "WFPCAP_HOLD_AT"  # tests: "<experiment>" holds the run where it enters that experiment
+HOLD_MAX_S = 300.0
+
+
 def update_phase(phase: dict[str, Any]) -> None:
     """Say what this run is doing now (read by other runs and by tests that need a moment)."""
     path = _entry_path(os.getpid())
@@ -93,7 +113,18 @@ def update_phase(phase: dict[str, Any]) -> None:
         entry["phase"] = {"experiment": phase.get("experiment"), "trial": phase.get("trial")}
         write_atomic(path, json.dumps(entry), durable=False)
     except (OSError, ValueError):
-        pass  # not registered (a bare campaign): nothing to update
+        return  # not registered (a bare campaign): nothing to update
+    if phase.get("experiment") and os.environ.get(HOLD_ENV) == phase["experiment"]:
+        _hold()
+
+
+def _hold() -> None:
+    """Wait here (after the registry says where) until a signal ends the run, at most HOLD_MAX_S.
+    Tests that signal a run in a given phase set WFPCAP_HOLD_AT, so that a phase of one short
+    trial (the drain) or a second (calibration) cannot end before the signal lands."""
+    deadline = time.monotonic() + HOLD_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def unregister() -> None:
@@ -103,9 +134,14 @@ def unregister() -> None:
         pass
 
 
+ENTRY_RE = re.compile(r"^\d+\.json$")  # <pid>.json; not the temporary files of write_atomic
+
+
 def _entries() -> list[dict[str, Any]]:
     out = []
     for path in sorted(registry().glob("*.json")) if registry().is_dir() else []:
+        if not ENTRY_RE.match(path.name):
+            continue
         try:
             entry = json.loads(path.read_text())
             if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
@@ -150,6 +186,14 @@ def reap() -> list[str]:
                 continue
             folder = f"; its run folder {e['report']} stays marked as never finished" if e.get("report") else ""
             said.append(f"run pid {e['pid']} ({e.get('backend')}) ended without cleaning up{folder}")
+    for path in registry().glob(".*.json") if registry().is_dir() else []:
+        # a run killed while it rewrote its entry leaves the temporary file: .<hex>.<pid>.json
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not alive(int(pid)):
+            try:
+                path.unlink()
+            except OSError:
+                pass
     return said
 
 

@@ -237,6 +237,7 @@ def _finish(state: SessionState) -> None:
     store = state.store
     store.run.update(_status(state), ended_utc=utc_now())
     try:
+        store.flush_trials()  # the summary counts what trials.csv holds
         store.write_summary()
         state.report = str(render(store.path)["html"])
     except (OSError, ValueError) as exc:

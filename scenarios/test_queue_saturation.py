@@ -11,7 +11,10 @@ def test_queue_limit_matches_expectation(campaign):
         campaign.check("next-queue limit", True, q.value, "not set", f"measured queue limit {q.value}")
         return
     if not q.detectable:  # batches could not be seen: nothing measured to compare
-        verdict = Verdict(INCONCLUSIVE, None, want, f"queue limit {q.reason}; expected {want}")
+        noise = campaign.interference_in([campaign.store.sections["drain"]["trial"]])
+        during = f"; the drain trial saw interference: {'; '.join(noise)}" if noise else ""
+        verdict = Verdict(INCONCLUSIVE, None, want, f"queue limit {q.reason}; expected {want}{during}",
+                          {"interference": noise})
     else:
         verdict = Verdict(PASS if q.value == want else FAIL, q.value, want,
                           f"measured queue limit {q.value} ({q.method}), expected {want}")

@@ -1,9 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Many tests run `pytest scenarios/` in a child process, as a user would. The scenarios have no use
+# for hypothesis' pytest plugin, whose import costs each child about 2 s of CPU (of ~6 s to start).
+os.environ["PYTEST_ADDOPTS"] = " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS"), "-p no:hypothesispytest"]))
 
 
 @pytest.fixture()
@@ -18,6 +23,17 @@ def fake(tmp_path, monkeypatch):
     reset_fake(dll)
     assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
     assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
+
+
+@pytest.fixture()
+def alone(tmp_path, monkeypatch):
+    """This process's view of other harness runs, cut off from the machine's: a registry of the
+    test's own and no namespaces, so that a neighbour's run (another suite on a shared runner, the
+    other xdist worker) is not counted where a test counts runs."""
+    from harness import live_runs
+    monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))
+    monkeypatch.setattr(live_runs, "NETNS_DIR", tmp_path / "no-netns")
+    return tmp_path / "live"
 
 
 def pytest_addoption(parser):

@@ -30,22 +30,27 @@ def small_model_args(tmp_path: Path) -> tuple[str, ...]:
     return (*SMALL_MODEL, "--expect", str(expect))
 
 
-def env(live_dir: Path) -> dict[str, str]:
-    return {**os.environ, "WFPCAP_LIVE_DIR": str(live_dir), "PYTHONUNBUFFERED": "1"}
+def env(live_dir: Path, hold: str | None = None) -> dict[str, str]:
+    """`hold`: the run waits where it enters this experiment until a signal ends it
+    (harness/live_runs.py, WFPCAP_HOLD_AT), so that a short phase cannot end before the signal."""
+    out = {**os.environ, "WFPCAP_LIVE_DIR": str(live_dir), "PYTHONUNBUFFERED": "1"}
+    out.pop("WFPCAP_HOLD_AT", None)
+    return {**out, "WFPCAP_HOLD_AT": hold} if hold else out
 
 
-def start(cmd: list[str], live_dir: Path) -> subprocess.Popen:
+def start(cmd: list[str], live_dir: Path, hold: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=env(live_dir))
+                            env=env(live_dir, hold))
 
 
 def run(cmd: list[str], live_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env(live_dir), timeout=timeout)
 
 
-def wait_for_phase(proc: subprocess.Popen, live_dir: Path, experiment: str, min_trial: int = 0,
+def wait_for_phase(proc: subprocess.Popen, live_dir: Path, experiment: str | None, min_trial: int = 0,
                    timeout: float = 300) -> dict:
-    """Poll the live-run registry until the run is in `experiment` (at trial >= min_trial)."""
+    """Poll the live-run registry until the run is in `experiment` (at trial >= min_trial); with
+    `experiment` None, until the run has registered (its platform is open by then)."""
     entry = live_dir / f"{proc.pid}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,7 +59,10 @@ def wait_for_phase(proc: subprocess.Popen, live_dir: Path, experiment: str, min_
         try:
             phase = json.loads(entry.read_text()).get("phase") or {}
         except (OSError, ValueError):
-            phase = {}
+            time.sleep(0.01)
+            continue
+        if experiment is None:
+            return phase
         if phase.get("experiment") == experiment and (phase.get("trial") or 0) >= min_trial:
             return phase
         time.sleep(0.01)

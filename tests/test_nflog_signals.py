@@ -63,13 +63,24 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
+# Phases that may end before a signal lands are held there (WFPCAP_HOLD_AT): calibration lasts about a
+# second and the drain is one trial, the last of its run. Burst and sustained are waited for at their
+# first trial and signalled at once: more trials of the same phase follow, so the signal lands inside
+# the phase, in a trial or between two, without a hold (a real trial in flight).
+HELD = {"calibration", "drain"}
+
+
 def started_in(tmp_path: Path, phase: str):
     live = tmp_path / "live"
-    child = start(scenario_cmd(tmp_path / "reports", "--backend", "nflog", "-k", SELECT[phase]), live)
-    wait_for_phase(child, live, phase, timeout=240)
+    child = start(scenario_cmd(tmp_path / "reports", "--backend", "nflog", "-k", SELECT[phase]), live,
+                  hold=phase if phase in HELD else None)
+    # namespace and sender exist from the platform's opening, before the run registers
+    wait_for_phase(child, live, "calibration" if phase == "calibration" else None, timeout=240)
     senders = sender_children(child.pid)
     names = namespaces_of(child.pid)
     assert names and senders, (names, senders)
+    if phase != "calibration":
+        wait_for_phase(child, live, phase, timeout=240)
     return child, live, names, senders
 
 
@@ -141,12 +152,14 @@ def killed(tmp_path: Path, phase: str, signum: int) -> None:
     child, live, names, senders = started_in(tmp_path, phase)
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL, f"the run ended before the signal (rc {child.returncode})"
     assert all(gone(p) for p in senders), "the sender outlived its parent"
     # a killed run cannot clean up after itself (a run starting meanwhile, e.g. a concurrent case,
     # may already have removed what it left)
     assert set(namespaces_of(child.pid)) <= set(names)
     # the next run removes what the dead one left, says so, and is itself interrupted at once
-    following = start(scenario_cmd(tmp_path / "next", "--backend", "nflog", "-k", SELECT["calibration"]), live)
+    following = start(scenario_cmd(tmp_path / "next", "--backend", "nflog", "-k", SELECT["calibration"]), live,
+                      hold="calibration")
     wait_for_phase(following, live, "calibration", timeout=120)
     following.send_signal(signal.SIGINT)
     out, err = following.communicate(timeout=60)

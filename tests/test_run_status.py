@@ -4,6 +4,8 @@ and an interrupted model run resumed gives the summary of an uninterrupted one."
 import json
 import signal
 
+import pytest
+
 from harness.report.compare import collect, markdown
 from harness.report.status import status_of
 from session_runs import (comparable, resume_cmd, run, scenario_cmd, small_model_args, start, summaries,
@@ -95,3 +97,35 @@ def test_compare_prefers_the_newest_complete_run_and_flags_the_rest(tmp_path):
     fleet = collect([config, only_cut])
     assert [e.config_id for e in fleet.entries] == ["box-model-1"]
     assert "left out, no complete run: box-model-2" in markdown(fleet)
+
+
+def test_a_signal_while_trials_csv_is_written_leaves_summary_and_file_agreeing(tmp_path, monkeypatch):
+    """SIGINT can land while trials.csv is rewritten after a trial (an fsync'd atomic write, the
+    slowest step of a model trial): the trial is counted but the file keeps the old rows. The
+    cleanup writes the file again, so summary.json and trials.csv agree on the trials."""
+    from harness import session
+    from harness.campaign import Campaign, load_expectations
+    from harness.experiments.trial import run_recorded
+    from harness.platforms.model import ModelParams, ModelPlatform
+    from harness.report import store as store_module
+
+    c = Campaign.open(ModelPlatform(ModelParams(system_buffer=2000, queue_limit=64)), str(tmp_path), "quick",
+                      load_expectations(None), "cut")
+    spec = c.base_spec().with_count(100)
+    run_recorded(c.platform, spec, c.store, "burst")
+    real = store_module.write_atomic
+
+    def interrupted(path, data, durable=True):
+        if str(path).endswith("trials.csv"):
+            raise KeyboardInterrupt("SIGINT")
+        return real(path, data, durable)
+
+    monkeypatch.setattr(store_module, "write_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recorded(c.platform, spec, c.store, "burst")
+    monkeypatch.setattr(store_module, "write_atomic", real)
+    state = session.SessionState(store=c.store, signal=signal.SIGINT, selected=["s"])
+    session._finish(state)
+    summary = json.loads((c.store.path / "summary.json").read_text())
+    rows = (c.store.path / "trials.csv").read_text().splitlines()
+    assert summary["trials"] == len(rows) - 1 == 2

@@ -160,6 +160,12 @@ class ResultStore:
                 self._columns.append(key)
         self._write_rows()
 
+    def flush_trials(self) -> None:
+        """Write trials.csv again from the rows counted: a signal can cut the write that follows a
+        trial, which leaves the trial counted (and whole in memory) but not on disk."""
+        if self.rows:
+            self._write_rows()
+
     def _write_rows(self) -> None:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

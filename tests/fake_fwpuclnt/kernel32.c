@@ -32,3 +32,124 @@ DWORD GetModuleFileNameW(void *module, wchar_t *buffer, DWORD size) {
     g_last_error = i < (DWORD)n ? ERROR_INSUFFICIENT_BUFFER : ERROR_SUCCESS;
     return i < (DWORD)n ? size : i;
 }
+
+/* ---- processes: is a registered harness run still alive? (harness/live_runs.py) ----------------
+ * OpenProcess / GetExitCodeProcess / GetProcessTimes / CloseHandle over /proc, as strict as Windows:
+ * - a pid that names no process (or 0) fails to open with ERROR_INVALID_PARAMETER;
+ * - a process that has exited but is still referenced (here: a zombie its parent has not reaped)
+ *   opens, and reports its exit code, not STILL_ACTIVE; a handle keeps naming the process it opened
+ *   (if the pid is reused meanwhile, the handle's process has exited);
+ * - the query calls need a handle opened with PROCESS_QUERY_(LIMITED_)INFORMATION, else
+ *   ERROR_ACCESS_DENIED; every handle must be closed (FakeOpenProcessHandles counts them).
+ * The creation time is the process's start (boot time + start ticks) as a FILETIME, at the
+ * kernel's clock-tick resolution: the same value on every call, different for a reused pid. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#define STILL_ACTIVE 259
+#define PROCESS_QUERY_INFORMATION 0x0400
+#define PROCESS_QUERY_LIMITED_INFORMATION 0x1000
+#define ERROR_INVALID_HANDLE 6
+#define PROCESS_MAGIC 0x50524f43u
+
+typedef struct { uint32_t magic; DWORD access; int pid; uint64_t created; } fake_process;
+typedef struct { int found; char state; uint64_t created, kernel, user; DWORD exit_code; } proc_stat;
+
+static int g_process_handles;
+
+static uint64_t boot_seconds(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    char line[256];
+    unsigned long long btime = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %llu", &btime) == 1) break;
+    if (f) fclose(f);
+    return btime;
+}
+
+static proc_stat read_proc(int pid) {
+    proc_stat out = {0};
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return out;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');  /* the command name may hold spaces and parentheses */
+    if (!p) return out;
+    unsigned long long field[64] = {0};
+    char state = 0;
+    int i = 3;  /* p + 2 is field 3 (state) of proc(5) */
+    for (char *tok = strtok(p + 2, " \n"); tok && i < 64; tok = strtok(NULL, " \n"), i++) {
+        if (i == 3) state = tok[0];
+        else field[i] = strtoull(tok, NULL, 10);
+    }
+    uint64_t hz = (uint64_t)sysconf(_SC_CLK_TCK);
+    out.found = 1;
+    out.state = state;
+    out.created = 116444736000000000ull + boot_seconds() * 10000000ull + field[22] * 10000000ull / hz;
+    out.user = field[14] * 10000000ull / hz;
+    out.kernel = field[15] * 10000000ull / hz;
+    out.exit_code = (DWORD)((field[52] >> 8) & 0xff);  /* waitpid status of a zombie: its exit status */
+    return out;
+}
+
+static void set_filetime(FILETIME *ft, uint64_t t) {
+    if (!ft) return;
+    ft->dwLowDateTime = (uint32_t)t;
+    ft->dwHighDateTime = (uint32_t)(t >> 32);
+}
+
+static fake_process *process_of(HANDLE h, DWORD need) {
+    fake_process *p = h;
+    if (!p || p->magic != PROCESS_MAGIC) { g_last_error = ERROR_INVALID_HANDLE; return NULL; }
+    if (need && !(p->access & need)) { g_last_error = ERROR_ACCESS_DENIED; return NULL; }
+    return p;
+}
+
+HANDLE OpenProcess(DWORD access, BOOL inherit, DWORD pid) {
+    (void)inherit;
+    proc_stat st = pid ? read_proc((int)pid) : (proc_stat){0};
+    if (!st.found) { g_last_error = ERROR_INVALID_PARAMETER; return NULL; }
+    fake_process *p = malloc(sizeof *p);
+    if (!p) { g_last_error = 8; return NULL; }  /* ERROR_NOT_ENOUGH_MEMORY */
+    *p = (fake_process){PROCESS_MAGIC, access, (int)pid, st.created};
+    __atomic_add_fetch(&g_process_handles, 1, __ATOMIC_SEQ_CST);
+    g_last_error = ERROR_SUCCESS;
+    return p;
+}
+
+BOOL GetExitCodeProcess(HANDLE h, DWORD *code) {
+    fake_process *p = process_of(h, PROCESS_QUERY_INFORMATION | PROCESS_QUERY_LIMITED_INFORMATION);
+    if (!p) return 0;
+    if (!code) { g_last_error = ERROR_INVALID_PARAMETER; return 0; }
+    proc_stat st = read_proc(p->pid);
+    if (!st.found || st.created != p->created) *code = 0;  /* reaped (or the pid reused): it exited */
+    else *code = (st.state == 'Z' || st.state == 'X') ? st.exit_code : STILL_ACTIVE;
+    return 1;
+}
+
+BOOL GetProcessTimes(HANDLE h, FILETIME *creation, FILETIME *exit_time, FILETIME *kernel, FILETIME *user) {
+    fake_process *p = process_of(h, PROCESS_QUERY_INFORMATION | PROCESS_QUERY_LIMITED_INFORMATION);
+    if (!p) return 0;
+    if (!creation || !exit_time || !kernel || !user) { g_last_error = ERROR_INVALID_PARAMETER; return 0; }
+    proc_stat st = read_proc(p->pid);
+    int same = st.found && st.created == p->created;
+    set_filetime(creation, p->created);
+    set_filetime(exit_time, same && st.state != 'Z' ? 0 : filetime_now());
+    set_filetime(kernel, same ? st.kernel : 0);
+    set_filetime(user, same ? st.user : 0);
+    return 1;
+}
+
+BOOL CloseHandle(HANDLE h) {
+    fake_process *p = process_of(h, 0);
+    if (!p) return 0;
+    p->magic = 0;
+    free(p);
+    __atomic_sub_fetch(&g_process_handles, 1, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
+int FakeOpenProcessHandles(void) { return __atomic_load_n(&g_process_handles, __ATOMIC_SEQ_CST); }

@@ -6,6 +6,9 @@ fake exports the same names), so the very same ctypes code runs in the Linux tes
   give time.time_ns() a resolution of about 15.6 ms, too coarse to relate them to perf_counter.
 - GetModuleFileNameW(NULL): the image of the running process. In a venv, sys.executable is a
   launcher (Windows) or a symbolic link (elsewhere), not the image WFP sees as the app id.
+- OpenProcess, GetExitCodeProcess, GetProcessTimes, CloseHandle: whether another harness run is
+  still alive (harness/live_runs.py); os.kill(pid, 0) would terminate it on Windows, and pids are
+  reused quickly there, so a run is known by its pid and its creation time.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ from harness.platforms.wfp.abi import FILETIME
 
 ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
 FILETIME_UNIX_EPOCH = 116444736000000000  # 100 ns ticks from 1601-01-01 to 1970-01-01
+PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+STILL_ACTIVE = 259
+ERROR_ACCESS_DENIED = 5
 
 
 def filetime_to_unix_ns(ft: FILETIME) -> int:
@@ -28,7 +34,8 @@ def filetime_to_unix_ns(ft: FILETIME) -> int:
 
 class WinSys:
     def __init__(self, library: str | None = None) -> None:
-        if sys.platform == "win32":
+        self.windows = sys.platform == "win32"
+        if self.windows:
             self.dll = C.WinDLL("kernel32", use_last_error=True)
         else:
             path = library or os.environ.get(ENV_OVERRIDE)
@@ -39,6 +46,16 @@ class WinSys:
         self.dll.GetSystemTimePreciseAsFileTime.restype = None
         self.dll.GetModuleFileNameW.argtypes = [C.c_void_p, C.c_wchar_p, C.c_uint32]
         self.dll.GetModuleFileNameW.restype = C.c_uint32
+        self.dll.GetLastError.argtypes = []
+        self.dll.GetLastError.restype = C.c_uint32
+        self.dll.OpenProcess.argtypes = [C.c_uint32, C.c_int32, C.c_uint32]
+        self.dll.OpenProcess.restype = C.c_void_p
+        self.dll.GetExitCodeProcess.argtypes = [C.c_void_p, C.POINTER(C.c_uint32)]
+        self.dll.GetExitCodeProcess.restype = C.c_int32
+        self.dll.GetProcessTimes.argtypes = [C.c_void_p] + [C.POINTER(FILETIME)] * 4
+        self.dll.GetProcessTimes.restype = C.c_int32
+        self.dll.CloseHandle.argtypes = [C.c_void_p]
+        self.dll.CloseHandle.restype = C.c_int32
 
     def precise_unix_ns(self) -> int:
         ft = FILETIME()
@@ -66,3 +83,26 @@ class WinSys:
             if n < size:
                 return buf.value
             size *= 2
+
+    def _last_error(self) -> int:
+        return C.get_last_error() if self.windows else self.dll.GetLastError()
+
+    def process(self, pid: int) -> tuple[bool, str | None]:
+        """(alive, creation time) of process `pid`: (False, None) when no such process exists or it
+        has exited; (True, None) when it exists but may not be queried (another user's, protected)."""
+        handle = self.dll.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid)
+        if not handle:
+            return (self._last_error() == ERROR_ACCESS_DENIED, None)
+        try:
+            code = C.c_uint32()
+            if not self.dll.GetExitCodeProcess(handle, C.byref(code)):
+                return (True, None)
+            if code.value != STILL_ACTIVE:  # exited; its object lives on while someone holds a handle
+                return (False, None)
+            created, exited, kernel, user = FILETIME(), FILETIME(), FILETIME(), FILETIME()
+            if not self.dll.GetProcessTimes(handle, C.byref(created), C.byref(exited), C.byref(kernel),
+                                            C.byref(user)):
+                return (True, None)
+            return (True, str((created.dwHighDateTime << 32) | created.dwLowDateTime))
+        finally:
+            self.dll.CloseHandle(handle)
