@@ -58,17 +58,69 @@ class RecordingSender:
         return last - first
 
 
-def test_pacing_keeps_to_absolute_deadlines():
+class VirtualTime:
+    """A clock for the pacer that moves only when it sleeps, yields or sends: its lateness is
+    then the pacer's own doing, whatever else the machine runs."""
+
+    def __init__(self):
+        self.now = 1_000_000_000
+
+    def perf_counter_ns(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += int(seconds * 1e9)
+
+
+class StallingSender(RecordingSender):
+    """Each call costs `cost_ns`; the call that sends packet `stall_at` takes `stall_ns` more
+    (a neighbour took the CPU mid-trial)."""
+
+    def __init__(self, clock, cost_ns, stall_at, stall_ns):
+        super().__init__()
+        self.clock, self.cost_ns, self.stall_at, self.stall_ns = clock, cost_ns, stall_at, stall_ns
+
+    def send(self, first, last):
+        self.clock.now += self.cost_ns + (self.stall_ns if first <= self.stall_at < last else 0)
+        return super().send(first, last)
+
+
+def test_pacing_keeps_to_absolute_deadlines(monkeypatch):
+    # On a virtual clock a 5 ms stall mid-trial is exact: absolute deadlines catch up in one batch
+    # and the rest goes on time, so the offered average rate stays the target. Pacing by gaps after
+    # each send would end 5 ms late (19,050/s). A wall clock cannot test this on a busy machine:
+    # there a neighbour decides the lateness (19,163/s seen under load 2.5-8).
+    from harness.traffic import pacing
+    clock = VirtualTime()
+    monkeypatch.setattr(pacing, "time", clock)
+    monkeypatch.setattr(pacing, "_yield", lambda: clock.sleep(1e-6))
+    traffic = TrafficSpec(count=2000, pacing="constant", rate_per_s=20_000)
+    offsets = deadlines_ns(traffic)
+    sender = StallingSender(clock, cost_ns=2_000, stall_at=500, stall_ns=5_000_000)
+    sent_at, t0 = run_paced(sender, offsets)
+    late = sent_at - (offsets + t0)
+    assert np.all(late >= 0)                      # never early
+    assert [a for a, _ in sender.calls] == [b for _, b in [(0, 0)] + sender.calls[:-1]]  # each packet once, in order
+    assert sender.calls[-1][1] == 2000
+    caught_up = next(b for a, b in sender.calls if a > 500)  # the call after the stalled one sends what fell due
+    assert caught_up - 501 >= 5_000_000 // 50_000
+    assert late[caught_up:].max() < 50_000        # on time again: the stall did not shift the schedule
+    report = generator_report(traffic, sent_at, offsets, t0)
+    assert report["achieved_rate_per_s"] == pytest.approx(20_000, rel=0.002), report
+    assert report["late_max_us"] >= 5_000 and report["lag_max_events"] >= 100, report
+    assert report["late_p50_us"] < 50, report
+
+
+def test_pacing_on_the_real_clock_is_never_early_and_sends_everything():
+    # the load-proof half of pacing on a real clock; its lateness is the benchmark's business
     traffic = TrafficSpec(count=2000, pacing="constant", rate_per_s=20_000)
     offsets = deadlines_ns(traffic)
     sender = RecordingSender()
     sent_at, t0 = run_paced(sender, offsets)
-    late = sent_at - (offsets + t0)
-    assert np.all(late >= 0)                      # never early
+    assert np.all(sent_at - (offsets + t0) >= 0)
     assert sum(b - a for a, b in sender.calls) == 2000
     report = generator_report(traffic, sent_at, offsets, t0)
-    assert report["achieved_rate_per_s"] == pytest.approx(20_000, rel=0.02)
-    assert report["late_p50_us"] < 200, report  # p99 is left to the benchmark: a shared machine stalls
+    assert report["late_max_us"] == pytest.approx((sent_at - (offsets + t0)).max() / 1e3, abs=0.01)
 
 
 def test_burst_batches_and_a_missed_target_is_flagged():
