@@ -71,6 +71,22 @@ def test_regular_gaps_synthetic():
     assert (q.value, first.value) == (10, 3)
 
 
+@pytest.mark.parametrize("limit,stretched_every", [(128, 4), (64, 2), (100, 3)])
+def test_a_period_that_only_every_kth_stretched_turnaround_shows_is_not_taken(limit, stretched_every):
+    # Under a CPU hog (tests/test_wfp_fake.py, 128-3000) some turnarounds took milliseconds while
+    # the rest stayed at 60 us: the big ones alone, on every 4th boundary, read as a queue of 512.
+    rng = np.random.default_rng(5)
+    t, clock = [0], 1_000_000
+    for b in range(24):
+        for _ in range(1 if b == 0 else limit):
+            t.append(clock)
+            clock += 2_000 + int(rng.integers(0, 400))
+        clock += 5_000_000 if b % stretched_every == 0 else 60_000
+    q, _ = estimate_queue_limit(np.asarray(t[:-1]), held=True)
+    assert not q.detectable and "turnarounds missed" in q.reason, q.to_dict()
+    assert q.evidence["finer_lattice"]["period"] == limit
+
+
 def test_irregular_batches_are_not_detectable():
     rng = np.random.default_rng(1)
     sizes = rng.integers(5, 40, 30)

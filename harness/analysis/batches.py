@@ -33,8 +33,10 @@ def natural_break(candidates: np.ndarray, threshold: float, min_ratio: float = 3
     return float(np.sqrt(g[k] * g[k + 1]))
 
 
-def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> tuple[np.ndarray, dict]:
-    """Indices (into delivery order) of the first event of each batch after the first one."""
+def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0,
+                    split: bool = True) -> tuple[np.ndarray, dict]:
+    """Indices (into delivery order) of the first event of each batch after the first one
+    (`split`: only the upper cluster of the gaps that stand out, see natural_break)."""
     t = np.asarray(callback_ns, dtype=np.int64)
     gaps = np.diff(t).astype(np.float64)
     if held and len(gaps):
@@ -45,7 +47,8 @@ def find_boundaries(callback_ns: np.ndarray, held: bool, k_mad: float = 8.0) -> 
     median = float(np.median(gaps))
     spread = MAD_TO_SIGMA * float(np.median(np.abs(gaps - median)))
     threshold = median + max(k_mad * spread, 0.5 * median, 1.0)
-    threshold = natural_break(gaps[gaps > threshold], threshold)
+    if split:
+        threshold = natural_break(gaps[gaps > threshold], threshold)
     big = np.flatnonzero(gaps > threshold)
     stats = {"gaps": int(len(gaps)), "gap_median_us": median / 1e3, "gap_threshold_us": threshold / 1e3,
              "boundary_gap_median_us": float(np.median(gaps[big])) / 1e3 if len(big) else None}
@@ -66,6 +69,36 @@ def lattice_fit(boundaries: np.ndarray, limit: int) -> dict:
     expected = int((on.max() - on.min()) // limit + 1)
     return {"limit": int(limit), "on_lattice": int(len(on)), "coverage": float(len(on) / expected),
             "strays": int(len(boundaries) - len(on)), "first_batch": int((residue - 1) % limit + 1)}
+
+
+def finer_lattice(boundaries: np.ndarray, fit: dict, events: int, min_hits: int = 4,
+                  min_lift: float = 5.0) -> dict | None:
+    """A divisor d of the fitted period whose own lattice points *between* the fitted ones are
+    boundaries far more often than chance: then the fitted period is a multiple of the real one,
+    seen where only every k-th turnaround stood out (a busy machine stretches some turnarounds
+    past the others). None: no such divisor."""
+    limit = fit["limit"]
+    residue = fit["first_batch"] % limit
+    lo, hi = int(boundaries.min()), int(boundaries.max())
+    density = len(boundaries) / max(1, events)
+    rows = []
+    for d in range(2, limit // 2 + 1):
+        if limit % d:
+            continue
+        points = np.arange(lo + (residue - lo) % d, hi + 1, d)
+        between = points[points % limit != residue]
+        hits = int(np.isin(between, boundaries).sum())
+        if len(between) == 0 or hits < min_hits or hits / len(between) < min_lift * density:
+            continue
+        row = {"period": d, "hits_between": hits, "points_between": int(len(between)),
+               "coverage_between": round(hits / len(between), 4), "chance_coverage": round(density, 4)}
+        rows.append(row)
+    if not rows:
+        return None
+    # multiples of the real period cover their in-between points as well as it does: take the
+    # finest divisor that comes near the best coverage (far finer ones cover only a share)
+    top = max(r["coverage_between"] for r in rows)
+    return next(r for r in rows if r["coverage_between"] >= 0.5 * top)
 
 
 def candidate_periods(boundaries: np.ndarray, reach: int = 8, count: int = 8) -> np.ndarray:
@@ -129,6 +162,14 @@ def estimate_queue_limit(callback_ns: np.ndarray, held: bool, min_batches: int =
         return undetectable(f"not detectable: boundaries irregular (best period {best['limit']} covers "
                             f"{best['coverage']:.0%} of its lattice, chance alone {best['chance_coverage']:.0%}, "
                             f"{best['strays']} strays)")
+    # every boundary that stands out at all, hiccups included: a coarse fit must not hide a finer one
+    fine, _ = find_boundaries(callback_ns, held, split=False)
+    finer = finer_lattice(fine, best, len(callback_ns)) if len(fine) else None
+    if finer is not None:
+        evidence["finer_lattice"] = finer
+        return undetectable(f"not detectable: period {best['limit']} fits, but {finer['hits_between']} of "
+                            f"{finer['points_between']} points of period {finer['period']} between its boundaries "
+                            f"are boundaries too (chance {finer['chance_coverage']:.1%}): turnarounds missed")
     first = Estimate(best["first_batch"], "lattice offset: events before the first boundary on the lattice",
                      {"limit": best["limit"]})
     return Estimate(best["limit"], method, evidence), first
