@@ -7,6 +7,7 @@ from harness.analysis.loss import loss_by_sequence
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Platform
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from platforms import make
+from under_load import watched
 
 PLATFORMS = ["model", "nflog", "wfp"]
 
@@ -52,12 +53,20 @@ def test_oversized_held_burst_loses_only_the_tail(platform):
 
 
 def test_light_sustained_load_loses_nothing(platform):
+    # 8,000/s at 10 us is a tenth of what the path serves: on a quiet machine nothing is lost and
+    # events arrive within milliseconds, not by a flush timer. A CPU hog can starve the subscriber
+    # (seen: 1,600 of 4,000 lost on nflog, a 74 ms median on wfp); then the trial must say so.
     spec = TrialSpec(TrafficSpec(count=4000, pacing="constant", rate_per_s=8000), SubscriberSpec(cost_us=10),
                      drain_quiet_s=0.3)
-    r = platform.run_trial(spec)
-    assert loss_by_sequence(r.sent, r.delivered).lost == 0
+    r, noise = watched(platform, spec)
+    loss = loss_by_sequence(r.sent, r.delivered)
+    assert (loss.duplicates, loss.unexpected) == (0, 0)
     lat = r.delivered["t_callback_ns"].to_numpy() - r.sent.set_index("seq").loc[r.delivered["seq"], "t_send_ns"].to_numpy()
-    assert np.median(lat) < 5_000_000  # delivered within milliseconds, not by a flush timer
+    median_ms = float(np.median(lat)) / 1e6
+    missed = ([f"lost {loss.lost}"] if loss.lost else []) + ([f"median latency {median_ms:.1f} ms"] if median_ms >= 5 else [])
+    assert not missed or noise, f"{', '.join(missed)} on a quiet machine"
+    if missed:
+        print(f"{platform.name}: {', '.join(missed)} while {'; '.join(noise)}")
 
 
 def test_close_is_idempotent():

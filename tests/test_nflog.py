@@ -12,12 +12,12 @@ import pytest
 from harness.analysis.loss import loss_by_sequence
 from harness.experiments.burst import BurstConfig, search_burst_capacity
 from harness.experiments.drain import measure_drain
-from harness.experiments.sustained import NdrConfig, analyse_sustained, search_ndr, sustained_spec
-from harness.interference import Probe, flags
+from harness.experiments.sustained import NdrConfig, search_ndr, sustained_spec
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.safety import UnsafeDestination
+from under_load import assert_recovered_or_withheld, watched
 from platforms import make, needs_nflog
 
 pytestmark = needs_nflog
@@ -47,7 +47,7 @@ def test_batch_estimate_equals_the_queue_threshold(tmp_path, qthresh):
         store = store_for(p, tmp_path)
         burst = search_burst_capacity(p, BASE, store, BurstConfig(start=256, sweep=()))
         drain = measure_drain(p, BASE, store, int(burst.capacity.value * 1.25) + 1, burst.capacity)
-        assert drain.queue_limit.value == qthresh, drain.queue_limit.to_dict()
+        assert_recovered_or_withheld(drain.queue_limit, qthresh, store)
 
 
 def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
@@ -64,21 +64,16 @@ def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
         longer = 2 * result["confirmation"]["duration_s"]
         keep, noise = watched(p, sustained_spec(BASE, 50.0, ndr, longer))
         lost = loss_by_sequence(keep.sent, keep.delivered).lost
-        if lost and noise:  # a stall of the subscriber longer than the buffer rides out: not the path
-            pytest.skip(f"inconclusive: lost {lost} events at NDR while {'; '.join(noise)}")
-        assert lost == 0
+        # a stall of the subscriber longer than the buffer rides out loses events, but says so
+        assert lost == 0 or noise, f"lost {lost} events at the NDR on a quiet machine"
         above = p.run_trial(sustained_spec(BASE, 50.0, 1.2 * ndr, longer))
-        assert loss_by_sequence(above.sent, above.delivered).lost > 0
-
-
-def watched(platform, spec):
-    """Run a trial and say what interference it saw (harness/interference.py)."""
-    probe = Probe()
-    probe.begin()
-    result = platform.run_trial(spec)
-    seen = {**probe.end(), **{f"gen_{k}": v for k, v in (result.generator or {}).items()},
-            **analyse_sustained(result, None, 0.01)}
-    return result, flags(seen)
+        if loss_by_sequence(above.sent, above.delivered).lost == 0:
+            # a search slowed by a neighbour finds too low an NDR: then it is not conclusive and names why
+            assert result["status"] != "conclusive" and result["interference"], {
+                k: result[k] for k in ("status", "status_reasons", "interference", "rate_per_s", "mu_per_s")}
+            print(f"no loss at 1.2 x NDR {ndr:.0f}/s; search {result['status']}: {'; '.join(result['status_reasons'])}")
+        elif lost:
+            print(f"lost {lost} at the NDR while {'; '.join(noise)}")
 
 
 def test_refuses_traffic_outside_loopback():
