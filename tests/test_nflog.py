@@ -60,7 +60,10 @@ def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
                                       max_confirmations=2, quiet_s=0.3))
         ndr = result["rate_per_s"]
         assert ndr and ndr < 1e6 / 50.0 * 1.05
-        assert ndr <= result["mu_high_per_s"] + result["resolution_per_s"]  # no faster than it was served
+        # no faster than it was served, but for what the buffer absorbs: a loss-free trial of T seconds
+        # at a rate above mu proves only rate <= mu + capacity / T (a 5 % overshoot seen at load 1.5)
+        absorbed = cap / result["confirmation"]["duration_s"]
+        assert ndr <= result["mu_high_per_s"] + result["resolution_per_s"] + absorbed, (ndr, result["mu_high_per_s"], absorbed)
         longer = 2 * result["confirmation"]["duration_s"]
         keep, noise = watched(p, sustained_spec(BASE, 50.0, ndr, longer))
         lost = loss_by_sequence(keep.sent, keep.delivered).lost
