@@ -312,7 +312,7 @@ class WfpPlatform:
         served = d.kind[rows] == MINE  # the subscriber ran for these; an incomplete one is counted apart
         # the harness's filter blocks its port range for every process: a packet another program sent
         # there is an event of ours too, but not from the trial's socket, and would read as a sequence number
-        stranger = served & (d.peer_port[rows] != report["local_port"]) if "local_port" in report else served & False
+        stranger = served & (d.peer_port[rows] != report["local_port"])  # every send reports its port
         served &= ~stranger
         rows = rows[served]
         delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
