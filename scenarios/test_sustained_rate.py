@@ -35,15 +35,19 @@ def test_ndr_below_callback_rate(campaign, cost_us):
 
 def test_service_rate_explains_ndr(campaign, cost_us):
     """The highest loss-free rate sits at the measured service rate mu: not above it (a queue fed
-    faster than it is served grows), and not far below it (the search brackets mu)."""
+    faster than it is served grows) by more than the buffer absorbs during the loss-free
+    confirmation trial (capacity / its length: a trial of T seconds proves no more), and not far
+    below it (the search brackets mu)."""
     row = campaign.ndr(cost_us)
     verdict = ndr_missing(row)
     if verdict is None:
         res = row["resolution_per_s"] or 0
         mu_low, mu_high = row.get("mu_low_per_s") or row["mu_per_s"], row.get("mu_high_per_s") or row["mu_per_s"]
-        confirmations = 1 + int(bool((row["confirmation"] or {}).get("failed_at_per_s")))
-        verdict = interval_check(row["rate_per_s"], mu_low - (1 + confirmations) * res, mu_high + res,
-                                 max_width=4 * row["resolution"] + 0.05, interference=row["interference"],
+        confirmation = row["confirmation"] or {}
+        confirmations = 1 + int(bool(confirmation.get("failed_at_per_s")))
+        absorbed = confirmation.get("confirmed_resolution_per_s") or 0
+        verdict = interval_check(row["rate_per_s"], mu_low - (1 + confirmations) * res, mu_high + res + absorbed,
+                                 max_width=4 * row["resolution"] + 0.05 + absorbed / row["mu_per_s"], interference=row["interference"],
                                  what=f"NDR {cost_us:g} us vs mu {row['mu_per_s']:.0f}/s", unit="/s")
     settle(campaign, f"mu explains NDR {cost_us:g} us", verdict)
 

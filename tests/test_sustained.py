@@ -137,3 +137,30 @@ def test_every_sustained_trial_records_mu_slope_and_trust(tmp_path):
     for column in ("mu_per_s", "mu_low_per_s", "overhead_us", "slope_per_s", "slope_low_per_s", "verdict", "trusted"):
         assert column in t and t[column].notna().all(), column
     assert np.isin(t["verdict"], ["overloaded", "sustained"]).all()
+
+
+
+def onset_verdict(out):
+    from harness.analysis.verdict import interval_check
+    return interval_check(out["onset_s"], out["predicted_low_s"], out["predicted_high_s"], max_width=0.5,
+                          interference=[], what="onset").status
+
+
+@pytest.mark.parametrize("buffer", [2_000, 8_000])
+def test_loss_onset_prediction_follows_the_trials_own_service_rate_and_still_catches_a_wrong_capacity(tmp_path, buffer):
+    """At 1.5 x mu the onset moves three times as much as mu does; a search whose mu was 6 % low
+    (what a busy neighbour does between trials) must not fail the onset, a capacity off by half must."""
+    from harness.experiments.sustained import measure_onset
+    p = ModelParams(system_buffer=buffer, seed=buffer)
+    platform = ModelPlatform(p)
+    store = store_for(platform, tmp_path)
+    cap, batch = p.true_burst_capacity(), p.queue_limit
+    row = search_ndr(platform, BASE, store, 100.0, cap, 1e6, TREND)
+    assert onset_verdict(measure_onset(platform, BASE, store, row, cap, cap, batch)) == "pass"
+    drifted = {**row, **{k: row[k] * 0.94 for k in ("mu_per_s", "mu_low_per_s", "mu_high_per_s")}}
+    out = measure_onset(platform, BASE, store, drifted, cap, cap, batch)
+    # the search's mu alone predicts an onset well before the one seen
+    assert out["onset_s"] > (cap + batch) / (out["rate_per_s"] - drifted["mu_high_per_s"]), out
+    assert onset_verdict(out) == "pass", out
+    wrong = measure_onset(platform, BASE, store, row, int(cap * 1.5), int(cap * 1.5), batch)
+    assert onset_verdict(wrong) == "fail", wrong
