@@ -1,13 +1,14 @@
 """Benchmark: what the harness itself costs per event on the callback path (issue 9, item 4).
 
-    sudo python benchmarks/bench_callback.py                  # fake fwpuclnt and nflog, 5 trials each
-    sudo python benchmarks/bench_callback.py --platforms wfp --trials 7 --baseline <git ref>
+    sudo python benchmarks/bench_callback.py                  # fake fwpuclnt and nflog, 3 x 3 trials each
+    sudo python benchmarks/bench_callback.py --platforms wfp --rounds 5 --baseline <git ref>
 
 A zero-work subscriber (cost 0) holds its first callback while a burst of `--events` packets is
 sent, then drains the backlog at full speed. Per trial: the median gap between consecutive
 callbacks (the per-event overhead: the platform's delivery, the ctypes/Python entry, the harness's
-copy) and the events/s absorbed over the whole drain (batch turnarounds included). Medians over
-`--trials` trials, side by side for:
+copy) and the events/s absorbed over the whole drain (batch turnarounds included). Each
+implementation runs `--rounds` times, taking turns, `--trials` trials a time; medians over all
+its trials, side by side for:
 - current: this tree;
 - current, no kept thread state (wfp only): the same, but every callback lets ctypes make and
   delete a Python thread state (PyGILState_Ensure/Release) as it does by default;
@@ -90,6 +91,26 @@ def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: b
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def interleaved(variants: list[tuple[str, Path, bool]], name: str, events: int, trials: int,
+                rounds: int) -> list[tuple[str, dict]]:
+    """Each variant `rounds` times, taking turns (a drift of the machine's load then hits all of them
+    alike); per variant the median over all its trials."""
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
+    for _ in range(rounds):
+        for label, tree, kept in variants:
+            runs[label].append(run_worker(tree, name, events, trials, kept))
+    results = []
+    for label, _, _ in variants:
+        good = [r for r in runs[label] if "error" not in r]
+        if not good:
+            results.append((label, runs[label][0]))
+            continue
+        gaps = [g for r in good for g in r["gaps_us"]]
+        results.append((label, {"gap_us": statistics.median(gaps), "gaps_us": gaps,
+                                "rate_per_s": statistics.median(r["rate_per_s"] for r in good)}))
+    return results
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         tree, platform_name, events, trials, kept = sys.argv[2:7]
@@ -102,7 +123,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--platforms", nargs="+", default=["wfp", "nflog"], choices=("wfp", "nflog"))
     ap.add_argument("--events", type=int, default=12_000)
-    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=3, help="held bursts per worker process")
+    ap.add_argument("--rounds", type=int, default=3, help="turns each implementation takes")
     ap.add_argument("--baseline", default=None, help="git ref of the implementation to compare with")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -117,7 +139,8 @@ def main() -> None:
     ref = args.baseline or baseline_ref()
     old = export_tree(ref)
     model_us = ModelParams().per_event_overhead_us
-    print(f"zero-work subscriber, held burst of {args.events:,} events, median of {args.trials} trials; "
+    print(f"zero-work subscriber, held burst of {args.events:,} events, median of {args.rounds} x {args.trials} "
+          f"trials, implementations taking turns; "
           f"baseline {ref}; load {os.getloadavg()[0]:.1f}")
     print(f"model reference: {model_us:.1f} us/event ({1e6 / model_us:,.0f} events/s); target <= {TARGET_US:.1f} us")
     print(f"{'platform':8} {'implementation':34} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
@@ -126,7 +149,7 @@ def main() -> None:
         if name == "wfp":
             variants.append(("current, no kept thread state", ROOT, False))
         variants.append((f"baseline ({ref[:12]})", old, True))
-        results = [(label, run_worker(tree, name, args.events, args.trials, kept)) for label, tree, kept in variants]
+        results = interleaved(variants, name, args.events, args.trials, args.rounds)
         base = results[-1][1]
         for label, r in results:
             if "error" in r:

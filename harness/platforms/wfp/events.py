@@ -1,9 +1,9 @@
 """Raw net events: the rows the callback copies and the bulk decoder that reads them after the trial.
 
-The callback copies each FWPM_NET_EVENTn as it is (one ctypes.memmove of the struct: header, type
+The callback copies each FWPM_NET_EVENTn as it is (one copy of the struct: header, type
 and the union's pointer) into a row of a preallocated numpy array and, for a classify drop, the
-first fields of its FWPM_NET_EVENT_CLASSIFY_DROPn (a second memmove) into a row of another. No
-ctypes structure is traversed and no Python object is made per event; the numpy dtypes are built
+first fields of its FWPM_NET_EVENT_CLASSIFY_DROPn (a second copy) into a row of another. No
+ctypes structure is traversed and nothing is decoded per event; the numpy dtypes are built
 from the ctypes layouts of abi.py (checked against the SDK by tests/test_wfp_abi.py), so the
 decoder reads exactly the bytes Windows wrote.
 """
@@ -62,8 +62,6 @@ class RawEvents:
         self.thread = preallocated(capacity, np.int64)
         self.event_size, self.drop_size = self.events.itemsize, self.drops.itemsize
         assert self.event_size % 8 == 0 and self.drop_size % 8 == 0  # both hold 8-byte members
-        self.event_addr = self.events.ctypes.data
-        self.drop_addr = self.drops.ctypes.data
         self.words32 = memoryview(self.events.view(np.uint8)).cast("I")
         self.words64 = memoryview(self.events.view(np.uint8)).cast("Q")
         self.drop_words64 = memoryview(self.drops.view(np.uint8)).cast("Q")

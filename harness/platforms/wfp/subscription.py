@@ -31,9 +31,6 @@ from harness.spec import TemplateSpec
 __all__ = ["Subscription", "keep_thread_state", "lean_callback"]
 
 _ensure = C.pythonapi.PyGILState_Ensure
-# memmove that keeps the GIL (ctypes.memmove drops and retakes it around the copy: a handover to any
-# other Python thread, say the copy worker, in the middle of every callback) and converts no result
-_memmove = C.PYFUNCTYPE(None, C.c_void_p, C.c_void_p, C.c_size_t)(C.cast(C.memmove, C.c_void_p).value)
 
 
 def keep_thread_state() -> None:
@@ -44,12 +41,19 @@ def keep_thread_state() -> None:
 
 def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None],
                   pinned: set[int]) -> Callable[[int | None, int | None], None]:
-    """The per-event function, with everything it touches bound to locals: two memmoves, a few
+    """The per-event function, with everything it touches bound to locals: two copies, a few
     integer reads from the copied rows, no ctypes structure and no decoding. `on_drop(row)` runs for
-    a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state)."""
-    memmove, next_row, get_ident = _memmove, itertools.count().__next__, threading.get_ident
+    a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state).
+
+    A copy is `rows[a:b] = (c_char * size).from_address(p).raw`: half the time of a ctypes.memmove
+    call (benchmarks/bench_callback_floor.py), since no foreign function is called, and the GIL is
+    kept throughout (ctypes.memmove drops and retakes it: a handover to any other Python thread, say
+    the copy worker, in the middle of every callback)."""
+    next_row, get_ident = itertools.count().__next__, threading.get_ident
     capacity, beyond = raw.capacity, raw.beyond
-    event_addr, event_size, drop_addr, drop_size = raw.event_addr, raw.event_size, raw.drop_addr, raw.drop_size
+    event_size, drop_size = raw.event_size, raw.drop_size
+    event_bytes, drop_bytes = (C.c_char * event_size).from_address, (C.c_char * drop_size).from_address
+    event_rows, drop_rows = memoryview(raw.events.view(np.uint8)), memoryview(raw.drops.view(np.uint8))
     words32, words64, drop_words64 = raw.words32, raw.words64, raw.drop_words64
     threads = memoryview(raw.thread)
     type_word, pointer_word, filter_word = raw.type_word, raw.pointer_word, raw.filter_word
@@ -66,14 +70,16 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
         if i >= capacity:
             beyond[0] += 1
             return
-        memmove(event_addr + i * event_size, event, event_size)
+        start = i * event_size
+        event_rows[start:start + event_size] = event_bytes(event).raw
         threads[i] = thread
         if words32[i * w32 + type_word] != CLASSIFY_DROP:
             return
         drop = words64[i * w64 + pointer_word]
         if not drop:
             return
-        memmove(drop_addr + i * drop_size, drop, drop_size)
+        start = i * drop_size
+        drop_rows[start:start + drop_size] = drop_bytes(drop).raw
         if drop_words64[i * d64 + filter_word] == filter_id:
             on_drop(i)
 

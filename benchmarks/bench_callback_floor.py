@@ -1,0 +1,140 @@
+"""Benchmark: where the wfp callback's per-event time goes, down to what ctypes itself costs.
+
+    python benchmarks/bench_callback_floor.py [--calls 100000] [--reps 7]
+
+bench_callback.py measures the whole path on the fake (its dispatcher, ctypes, the harness). This
+one takes the fake out: a small C function (callback_caller.c, built here with cc) calls the
+callback `--calls` times in a loop from a thread that Python did not start, as WFP's delivery
+thread does, with one prepared FWPM_NET_EVENT5 classify drop of the harness's filter. Each line
+adds one layer, so the differences say what each costs:
+- ctypes entry, empty body: the floor of any ctypes subscriber (ctypes makes and deletes a thread
+  state per call on such a thread);
+- the same with the thread state kept (what the harness does on its first event per thread);
+- lean_callback with a no-op subscriber: the harness's two memmoves and row bookkeeping;
+- lean_callback with Callback.serve at zero work: the timestamps and rows of the subscriber;
+and a pure-Python call of the same lean function, no ctypes, for scale. Medians of `--reps` runs
+(ns per call) in one process, one run after another. No root needed.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes as C
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.platforms.wfp import abi  # noqa: E402
+from harness.platforms.wfp.api import RAW_CALLBACK  # noqa: E402
+from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents  # noqa: E402
+from harness.platforms.wfp.subscription import keep_thread_state, lean_callback  # noqa: E402
+from harness.spec import SubscriberSpec  # noqa: E402
+from harness.subscriber import Callback  # noqa: E402
+
+FILTER_ID = 0x5EED
+VERSION = 4  # FwpmNetEventSubscribe4 delivers FWPM_NET_EVENT5
+
+
+def build_caller() -> C.CDLL:
+    out = Path(tempfile.mkdtemp(prefix="bench-floor-")) / "caller.so"
+    cmd = ["cc", "-O2", "-shared", "-fPIC", "-pthread", "-o", str(out), str(ROOT / "benchmarks" / "callback_caller.c")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench_callback_floor: cc failed: {done.stderr.strip().splitlines()[-1:]}")
+    lib = C.CDLL(str(out))
+    lib.call_from_new_thread.argtypes = [C.c_void_p, C.c_void_p, C.c_long]
+    lib.call_from_new_thread.restype = C.c_int64
+    return lib
+
+
+def drop_event() -> tuple[C.Structure, list]:
+    """One FWPM_NET_EVENT5 classify drop of the harness's filter, and what must stay alive with it."""
+    drop = abi.FWPM_NET_EVENT_CLASSIFY_DROP2(filterId=FILTER_ID, layerId=44)
+    event = abi.EVENT_FOR_SUBSCRIBE[VERSION]()
+    event.type = CLASSIFY_DROP
+    event.classifyDrop = C.pointer(drop)
+    return event, [drop]
+
+
+def variants(calls: int) -> list[tuple[str, Callable[[], Callable]]]:
+    """(label, make) where make() gives a fresh Python function (context, event) -> None."""
+    def empty() -> Callable:
+        return lambda context, event: None
+
+    def kept() -> Callable:
+        pinned: set[int] = set()
+
+        def on_event(context, event):
+            thread = threading.get_ident()
+            if thread not in pinned:
+                keep_thread_state()
+                pinned.add(thread)
+        return on_event
+
+    def lean_noop() -> Callable:
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, lambda row: None, set())
+
+    def lean_serve() -> Callable:
+        callback = Callback(SubscriberSpec(cost_us=0.0), calls, threading.Event(), 0)
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback.serve, set())
+
+    return [("ctypes entry, empty body", empty), ("ctypes entry, kept thread state", kept),
+            ("+ lean_callback, no-op subscriber", lean_noop), ("+ Callback.serve, zero work", lean_serve)]
+
+
+def per_call_ns(lib: C.CDLL, function: Callable, event_addr: int, calls: int) -> float:
+    callback = RAW_CALLBACK(function)
+    ns = lib.call_from_new_thread(C.cast(callback, C.c_void_p), event_addr, calls)
+    if ns < 0:
+        raise SystemExit("bench_callback_floor: pthread_create failed")
+    return ns / calls
+
+
+def python_call_ns(make: Callable[[], Callable], event_addr: int, calls: int) -> float:
+    function = make()
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        function(None, event_addr)
+    return (time.perf_counter_ns() - start) / calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=100_000)
+    ap.add_argument("--reps", type=int, default=7)
+    args = ap.parse_args()
+    if args.calls < 1 or args.reps < 1:
+        print("bench_callback_floor: --calls and --reps must be at least 1", file=sys.stderr)
+        sys.exit(2)
+    lib = build_caller()
+    event, keep = drop_event()
+    addr = C.addressof(event)
+    gc.disable()  # as during a trial
+    print(f"callback called {args.calls:,} times from a C thread, median of {args.reps} runs; "
+          f"load {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
+    print(f"{'layer':40} {'ns/call':>9} {'added':>8}  runs (ns)")
+    previous = None
+    for label, make in variants(args.calls):
+        runs = [per_call_ns(lib, make(), addr, args.calls) for _ in range(args.reps)]
+        median = statistics.median(runs)
+        added = f"{median - previous:+8.0f}" if previous is not None else ""
+        print(f"{label:40} {median:9.0f} {added:>8}  " + " ".join(f"{r:.0f}" for r in runs))
+        previous = median
+    lean = variants(args.calls)[3][1]
+    runs = [python_call_ns(lean, addr, args.calls) for _ in range(args.reps)]
+    print(f"{'same as last, called from Python':40} {statistics.median(runs):9.0f} {'':>8}  "
+          + " ".join(f"{r:.0f}" for r in runs))
+    del keep
+
+
+if __name__ == "__main__":
+    main()
