@@ -10,7 +10,7 @@ adds one layer, so the differences say what each costs:
 - ctypes entry, empty body: the floor of any ctypes subscriber (ctypes makes and deletes a thread
   state per call on such a thread);
 - the same with the thread state kept (what the harness does on its first event per thread);
-- lean_callback with a no-op subscriber: the harness's two memmoves and row bookkeeping;
+- lean_callback with a no-op subscriber: the harness's two copies and row bookkeeping;
 - lean_callback with Callback.serve at zero work: the timestamps and rows of the subscriber;
 and a pure-Python call of the same lean function, no ctypes, for scale. Medians of `--reps` runs
 (ns per call) in one process, one run after another. No root needed.
