@@ -5,24 +5,26 @@ Tolerances come from what was measured (the search's bracket, mu's confidence in
 capacity's range); a check that misses while the trials behind it saw interference, or whose
 spread is too wide to decide, is inconclusive: reported with its spread, not failed."""
 from harness.analysis.verdict import FAIL, INCONCLUSIVE, PASS, Verdict, interval_check
+from harness.experiments.sustained import ndr_expected_range
 from verdicts import settle
 
 
-def ndr_missing(row) -> Verdict | None:
-    """No NDR to check: generator-limited or not confirmed on a noisy machine is inconclusive; on a
-    platform without interference it is a failure."""
+def ndr_missing(campaign, row) -> Verdict | None:
+    """No NDR to check. In real time (a machine with neighbours, a search with a budget of loss
+    trials) that is inconclusive, with the search's reasons; in the model's virtual time, where
+    nothing interferes, it is a failure."""
     if row["rate_per_s"]:
         return None
-    why = "; ".join(row["status_reasons"]) or "no sustained rate found"
-    noisy = row["status"] == "generator-limited" or row["interference"] or row["untrusted_trials"]
-    return Verdict(INCONCLUSIVE if noisy else FAIL, None, "an NDR", f"no NDR for {row['callback_cost_us']:g} us: {why}",
-                   {"interference": row["interference"]})
+    why = "; ".join(row["status_reasons"] + row["notes"][-1:]) or "no sustained rate found"
+    real_time = not campaign.platform.capabilities.virtual_time
+    return Verdict(INCONCLUSIVE if real_time else FAIL, None, "an NDR", f"no NDR for {row['callback_cost_us']:g} us: {why}",
+                   {"interference": row["interference"], "status": row["status"]})
 
 
 def test_ndr_below_callback_rate(campaign, cost_us):
     """A callback of cost c cannot serve more than 1/c events per second."""
     row = campaign.ndr(cost_us)
-    verdict = ndr_missing(row)
+    verdict = ndr_missing(campaign, row)
     if verdict is None:
         ceiling = 1e6 / cost_us + (row["resolution_per_s"] or 0)
         ndr = row["rate_per_s"]
@@ -34,20 +36,18 @@ def test_ndr_below_callback_rate(campaign, cost_us):
 
 
 def test_service_rate_explains_ndr(campaign, cost_us):
-    """The highest loss-free rate sits at the measured service rate mu: not above it (a queue fed
-    faster than it is served grows) by more than the buffer absorbs during the loss-free
-    confirmation trial (capacity / its length: a trial of T seconds proves no more), and not far
-    below it (the search brackets mu)."""
+    """The highest loss-free rate sits at the measured service rate mu (of the search's trials and of
+    the confirmation trial): not above it (a queue fed faster than it is served grows) by more than
+    the buffer absorbs during the loss-free confirmation, and not far below it (the search brackets
+    mu). See ndr_expected_range."""
     row = campaign.ndr(cost_us)
-    verdict = ndr_missing(row)
+    verdict = ndr_missing(campaign, row)
     if verdict is None:
-        res = row["resolution_per_s"] or 0
-        mu_low, mu_high = row.get("mu_low_per_s") or row["mu_per_s"], row.get("mu_high_per_s") or row["mu_per_s"]
-        confirmation = row["confirmation"] or {}
-        confirmations = 1 + int(bool(confirmation.get("failed_at_per_s")))
-        absorbed = confirmation.get("confirmed_resolution_per_s") or 0
-        verdict = interval_check(row["rate_per_s"], mu_low - (1 + confirmations) * res, mu_high + res + absorbed,
-                                 max_width=4 * row["resolution"] + 0.05 + absorbed / row["mu_per_s"], interference=row["interference"],
+        low, high = ndr_expected_range(row)
+        middle = (low + high) / 2
+        absorbed = (row["confirmation"] or {}).get("confirmed_resolution_per_s") or 0
+        verdict = interval_check(row["rate_per_s"], low, high,
+                                 max_width=4 * row["resolution"] + 0.05 + absorbed / middle, interference=row["interference"],
                                  what=f"NDR {cost_us:g} us vs mu {row['mu_per_s']:.0f}/s", unit="/s")
     settle(campaign, f"mu explains NDR {cost_us:g} us", verdict)
 

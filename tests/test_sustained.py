@@ -164,3 +164,20 @@ def test_loss_onset_prediction_follows_the_trials_own_service_rate_and_still_cat
     assert onset_verdict(out) == "pass", out
     wrong = measure_onset(platform, BASE, store, row, int(cap * 1.5), int(cap * 1.5), batch)
     assert onset_verdict(wrong) == "fail", wrong
+
+
+@pytest.mark.parametrize("cost_us,buffer", [(20.0, 1_000), (100.0, 16_500), (500.0, 4_000)])
+def test_ndr_expected_range_holds_the_ndr_and_not_a_quarter_more(tmp_path, cost_us, buffer):
+    from harness.experiments.sustained import ndr_expected_range
+    p = ModelParams(system_buffer=buffer, seed=int(cost_us))
+    platform = ModelPlatform(p)
+    row = search_ndr(platform, BASE, store_for(platform, tmp_path), cost_us, p.true_burst_capacity(), 1e6, TREND)
+    assert row["confirmation"]["mu_per_s"], row["confirmation"]  # the confirmation trial's own service rate
+    low, high = ndr_expected_range(row)
+    assert low <= row["rate_per_s"] <= high < 1.25 * row["rate_per_s"], (low, row["rate_per_s"], high)
+    # a confirmation served faster than the search's trials (a neighbour left) moves the top with it
+    faster = {**row, "confirmation": {**row["confirmation"], **{k: row["mu_high_per_s"] * 1.08 for k in
+                                                                ("mu_per_s", "mu_low_per_s", "mu_high_per_s")}}}
+    new_low, new_high = ndr_expected_range(faster)
+    assert new_low >= low and new_high == pytest.approx(high - max(row["mu_high_per_s"], row["confirmation"]["mu_high_per_s"])
+                                                        + 1.08 * row["mu_high_per_s"])

@@ -291,7 +291,9 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
     converged = high is None and low >= ceiling or (high is not None and low > 0 and high - low <= rho * low + 1e-9)
     confirmation = _confirm(s, low, high) if low > 0 else None
     if confirmation is not None and confirmation["failed_at_per_s"]:  # stepped down
-        low, high, low_row = confirmation["rate_per_s"], confirmation["failed_at_per_s"], None
+        high, low_row = confirmation["failed_at_per_s"], None
+        # a rate that lost its own confirmation is no NDR
+        low = confirmation["rate_per_s"] if confirmation["rate_per_s"] < high else 0.0
     return _ndr_result(s, cost_us, low, high, low_row, high_row, ceiling, generator_limit, converged, confirmation)
 
 
@@ -332,7 +334,8 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
                "slope_per_s": row.get("slope_per_s"), "slope_low_per_s": row.get("slope_low_per_s"),
                "slope_high_per_s": row.get("slope_high_per_s"),
                "confirmed_resolution_per_s": round(s.capacity / duration / share, 1) if s.capacity else None,
-               "failed_at_per_s": failed_at}
+               "mu_per_s": row.get("mu_per_s"), "mu_low_per_s": row.get("mu_low_per_s"),
+               "mu_high_per_s": row.get("mu_high_per_s"), "failed_at_per_s": failed_at}
         if not row["trusted"]:
             out.update({"confirmed": False, "reason": f"untrusted: {row['untrusted_reason']}"})
             return out
@@ -343,10 +346,16 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
             out.update({"confirmed": False, "reason": f"{row['verdict_by']} while the machine interfered "
                                                       f"({row['interference']})"})
             return out
-        s.notes.append(f"confirmation at {low:.0f}/s failed ({row['verdict_by']}): stepping down")
         failed_at = high = low
-        low = low * (1 - config.resolution)
-    out.update({"confirmed": False, "reason": f"no rate confirmed in {config.max_confirmations} loss trials"})
+        # the trial that lost was saturated: what it served is where the sustainable rate lies (on
+        # nflog a short trend trial can be served faster than a saturated buffer is)
+        served = row.get("mu_low_per_s") or row.get("mu_per_s")
+        low = min(low * (1 - config.resolution), served or math.inf)
+        s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served {served or 0:.0f}/s): "
+                       f"stepping down to {low:.0f}/s")
+    out.update({"confirmed": False, "failed_at_per_s": failed_at,
+                "reason": f"no rate confirmed in {config.max_confirmations} loss trials"})
+    s.notes.append(f"every confirmation lost, the last at {failed_at:.0f}/s: the NDR lies below it")
     return out
 
 
@@ -398,6 +407,26 @@ def _ndr_result(s: _Search, cost_us: float, low: float, high: float | None, low_
         out["notes"] = s.notes + [f"generator-limited at {ceiling:.0f}/s: NDR is at least this"]
     out.update(ndr_status(out, s.config.max_spread))
     return out
+
+
+def ndr_expected_range(row: dict[str, Any]) -> tuple[float, float] | None:
+    """Where an NDR should lie, given the service rates measured beside it: mu of the search's
+    trials and mu of the loss-free confirmation trial itself (a shared machine serves faster or
+    slower from one trial to the next, so both are evidence). Not above the highest mu by more than
+    the bracket plus what the buffer absorbs in the confirmation (capacity / its length: a loss-free
+    trial of T seconds proves no more), not below the lowest mu by more than a bracket per step the
+    search took down (one, plus one per failed confirmation). None without a measured mu."""
+    mu = row.get("mu_per_s")
+    if not mu:
+        return None
+    conf = row.get("confirmation") or {}
+    served = [(row.get("mu_low_per_s") or mu, row.get("mu_high_per_s") or mu)]
+    if conf.get("mu_per_s"):
+        served.append((conf.get("mu_low_per_s") or conf["mu_per_s"], conf.get("mu_high_per_s") or conf["mu_per_s"]))
+    bracket = row.get("resolution_per_s") or 0
+    steps_down = 2 + int(bool(conf.get("failed_at_per_s")))
+    absorbed = conf.get("confirmed_resolution_per_s") or 0
+    return (min(low for low, _ in served) - steps_down * bracket, max(high for _, high in served) + bracket + absorbed)
 
 
 def ndr_status(row: dict[str, Any], max_spread: float) -> dict[str, Any]:
