@@ -566,49 +566,93 @@ def loss_onset(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
 
 def measure_onset(platform: Platform, base: TrialSpec, store: ResultStore, ndr_row: dict[str, Any],
                   capacity_low: int | None, capacity_high: int | None, batch: int | None,
-                  overload: float = 1.5) -> dict[str, Any]:
+                  overload: float = 1.5, repeats: int = 1) -> dict[str, Any]:
     """Overloaded at `overload` x the measured mu, loss should begin after the backlog has filled
-    the capacity: onset = C / (r - mu). The prediction's interval comes from the measured spreads:
-    mu's confidence interval (of the NDR search and of this trial), the capacity's range (plus one
-    batch in service, which the backlog holds too), and the sender's worst lag."""
+    the capacity: onset = C / (r - mu). `repeats` overloaded trials measure the onset's own spread
+    (onset_low_s .. onset_high_s). The prediction's interval comes from the measured spreads: mu's
+    confidence interval (of the NDR search, and what each trial served over its onset's stretch),
+    the capacity's range (plus one batch in service, which the backlog holds too), and the
+    sender's worst lag."""
     cost = ndr_row["callback_cost_us"]
     mu, mu_low, mu_high = ndr_row.get("mu_per_s"), ndr_row.get("mu_low_per_s"), ndr_row.get("mu_high_per_s")
     if not mu or not capacity_low:
         return {"callback_cost_us": cost, "predicted_low_s": None, "predicted_high_s": None,
                 "reason": "needs a measured mu and a burst capacity"}
     rate = overload * mu
-    duration = max(0.5, 3 * capacity_high / (rate - mu))
-    row = loss_onset(platform, base, store, cost, rate, duration, capacity_low)
-    r = row.get("gen_achieved_rate_per_s") or rate
-    lag_s = (row.get("gen_lag_max_events") or 0) / r
+    duration = max(0.5, 2 * capacity_high / (rate - mu))  # no loss in twice the expected time: a miss
     c_high = capacity_high + (batch or 0)
-
-    def onset_between(served_low: float, served_high: float) -> tuple[float, float | None]:
-        return (capacity_low / (r - served_low) - lag_s,
-                c_high / (r - served_high) + lag_s if r > served_high else None)
-
-    low, high = onset_between(mu_low or mu, mu_high or mu)
-    # At 1.5 x mu the onset moves by three times any change of mu: what the subscriber served in this
-    # very trial (with its own interval) predicts it too, so the run-to-run change of mu widens the
-    # prediction instead of failing it. A wrong capacity still misses both.
-    trial_mu = row.get("mu_per_s")
-    if trial_mu and r > trial_mu:
-        t_low, t_high = onset_between(row.get("mu_low_per_s") or trial_mu, row.get("mu_high_per_s") or trial_mu)
-        low = min(low, t_low)
-        high = max(high, t_high) if high is not None and t_high is not None else None
-    seen = [f for f in (row.get("interference") or "").split("; ") if f]
-    if not row["trusted"]:  # no evidence: nothing to predict against
-        low, high = None, None
-        seen.append(f"the overloaded trial was not trusted: {row['untrusted_reason']}")
-    if trial_mu and mu_low and mu_high and not mu_low <= trial_mu <= mu_high:
-        seen.append(f"served {trial_mu:.0f}/s in this trial, {mu:.0f}/s in the NDR search")
-    return {"callback_cost_us": cost, "trial": row["trial"], "trusted": row["trusted"],
-            "untrusted_trials": row["untrusted_trials"], "rate_per_s": round(r, 1), "mu_per_s": mu,
-            "trial_mu_per_s": trial_mu, "capacity_low": capacity_low, "capacity_high": c_high,
-            "onset_s": row["loss_onset_s"], "lost": row["lost"],
+    rows = [loss_onset(platform, base, store, cost, rate, duration, capacity_low) for _ in range(repeats)]
+    seen: list[str] = []
+    low = high = None
+    onsets: list[float] = []
+    unbounded = False
+    for row in rows:
+        seen += [f for f in (row.get("interference") or "").split("; ") if f and f not in seen]
+        if not row["trusted"]:  # no evidence: nothing to predict against
+            seen.append(f"overloaded trial {row['trial']} was not trusted: {row['untrusted_reason']}")
+            continue
+        t_low, t_high = _predicted_onset(row, rate, capacity_low, c_high, (mu_low or mu, mu_high or mu))
+        low = t_low if low is None else min(low, t_low)
+        unbounded |= t_high is None
+        high = None if unbounded else max(high or 0.0, t_high)
+        onsets.append(row["loss_onset_s"] if row["loss_onset_s"] is not None else math.inf)
+        trial_mu = row.get("mu_per_s")
+        if trial_mu and mu_low and mu_high and not mu_low <= trial_mu <= mu_high:
+            seen.append(f"served {trial_mu:.0f}/s in trial {row['trial']}, {mu:.0f}/s in the NDR search")
+    trusted = [r for r in rows if r["trusted"]]
+    median = lambda key: float(np.median([r[key] for r in trusted])) if trusted and all(r.get(key) for r in trusted) else None  # noqa: E731
+    achieved = median("gen_achieved_rate_per_s")
+    return {"callback_cost_us": cost, "trial": rows[0]["trial"], "trials": [int(r["trial"]) for r in rows],
+            "trusted": bool(trusted), "untrusted_trials": sorted({t for r in rows for t in r["untrusted_trials"]}),
+            "rate_per_s": round(achieved or rate, 1), "mu_per_s": mu, "trial_mu_per_s": median("mu_per_s"),
+            "capacity_low": capacity_low, "capacity_high": c_high,
+            # None: no loss in the whole trial (twice the predicted onset)
+            "onset_s": _finite(float(np.median(onsets))) if onsets else None,
+            "onsets_s": [_finite(round(o, 6)) for o in onsets],
+            "onset_low_s": _finite(min(onsets)) if onsets else None, "onset_high_s": _finite(max(onsets)) if onsets else None,
+            "lost": int(sum(r["lost"] for r in rows)),
             "predicted_low_s": round(low, 4) if low is not None else None,
             "predicted_high_s": round(high, 4) if high is not None else None, "interference": seen,
-            "rests_on": sorted(({int(row["trial"])} if row["trusted"] else set()) | set(ndr_row.get("rests_on", [])))}
+            "rests_on": sorted({int(r["trial"]) for r in trusted} | set(ndr_row.get("rests_on", [])))}
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value
+
+
+def _predicted_onset(row: dict[str, Any], rate: float, capacity_low: int, capacity_high: int,
+                     search_mu: tuple[float, float]) -> tuple[float, float | None]:
+    """The onset one overloaded trial should show: from the NDR search's mu and, since at 1.5 x mu
+    the onset moves by three times any change of mu, from what this very trial served (so that
+    the run-to-run change of mu widens the prediction instead of failing it; a wrong capacity
+    still misses both). High is None when the service could keep up."""
+    r = row.get("gen_achieved_rate_per_s") or rate
+    lag_s = (row.get("gen_lag_max_events") or 0) / r
+
+    def between(served_low: float, served_high: float) -> tuple[float, float | None]:
+        return (capacity_low / (r - served_low) - lag_s,
+                capacity_high / (r - served_high) + lag_s if r > served_high else None)
+
+    low, high = between(*search_mu)
+    if row.get("mu_per_s") and r > row["mu_per_s"]:
+        t_low, t_high = between(*_served_before_onset(row, (low + (high or low)) / 2))
+        low = min(low, t_low)
+        high = max(high, t_high) if high is not None and t_high is not None else None
+    return low, high
+
+
+def _served_before_onset(row: dict[str, Any], window_s: float) -> tuple[float, float]:
+    """The range of the rate served over the first `window_s` of an overloaded trial: its mean's
+    confidence interval, widened to what a stretch that long varies by (the trial's chunks, a tenth
+    of its service time each, varied by mu_cv): the onset rests on that stretch, not on the mean."""
+    mu = row["mu_per_s"]
+    low, high = row.get("mu_low_per_s") or mu, row.get("mu_high_per_s") or mu
+    cv, served_s = row.get("mu_cv"), row.get("mu_served_s")
+    if cv and served_s and window_s > 0:
+        chunks_in_window = max(1.0, window_s / (served_s / 10))
+        band = 2 * cv * mu / math.sqrt(chunks_in_window)
+        low, high = min(low, mu - band), max(high, mu + band)
+    return low, high
 
 
 def trusted_run(platform: Platform, spec: TrialSpec, store: ResultStore, experiment: str, capacity: int | None,
