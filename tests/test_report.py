@@ -87,3 +87,14 @@ def test_cli_bad_input_is_one_line(tmp_path):
         p = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
         assert p.returncode == 2, args
         assert p.stderr.count("\n") == 1 and p.stderr.startswith("wfpcap: ") and "Traceback" not in p.stderr
+
+
+def test_the_findings_say_whether_callbacks_ran_at_the_same_time():
+    import pandas as pd
+
+    from harness.report.findings import _delivery_line
+    assert _delivery_line(pd.DataFrame({"lost": [0]})) is None  # not the wfp backend: nothing to say
+    turns = _delivery_line(pd.DataFrame({"callback_threads": [1, 3], "concurrent_callbacks": [0, 0]}))
+    assert "up to 3 thread(s), one at a time" in turns
+    same_time = _delivery_line(pd.DataFrame({"callback_threads": [3, 3], "concurrent_callbacks": [0, 41]}))
+    assert "ran at the same time in 1 of 2 trials" in same_time and "up to 41" in same_time

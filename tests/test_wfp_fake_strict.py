@@ -320,6 +320,35 @@ def test_delivery_on_several_threads_is_serialized_and_configurable(fake, ns):
     assert len({g[0] for g in got}) == 3              # but on three threads
 
 
+@needs_netns
+def test_delivery_on_several_threads_can_be_concurrent(fake, ns):
+    """Whether Windows runs one subscription's callbacks at the same time is undocumented: the fake
+    can, so that the harness is tested under both."""
+    path, dll = fake
+    dll.FakeConfigure(16, 2000, 100)
+    dll.FakeConfigureDelivery(3, 1, 0)
+    dll.FakeSetConcurrentDelivery(1)
+    lib, fs, _ = filters(path, ns, FilterSpec())
+    inside = [0]
+    overlaps = []
+
+    def slow():
+        inside[0] += 1
+        overlaps.append(inside[0])
+        time.sleep(0.0005)  # lets go of the GIL: another delivery thread may enter meanwhile
+        inside[0] -= 1
+
+    events = Events(lib, fs.session, on_event=slow)
+    sender = udp(ns)
+    send(sender, range(20000, 20200))
+    got = events.wait(200)
+    events.close()
+    fs.close()
+    sender.close()
+    assert len(got) == 200 and len({g[0] for g in got}) == 3
+    assert max(overlaps) >= 2  # callbacks ran at the same time
+
+
 HANG = textwrap.dedent("""
     import ctypes, sys, time
     sys.path.insert(0, "tests")

@@ -73,6 +73,9 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
     else:
         out.append("Callback cost and rate: not detectable: no sustained-rate search ran.")
     out.append(_loss_line(trials))
+    delivery = _delivery_line(trials)
+    if delivery:
+        out.append(delivery)
     allow = experiments.get("allow_visibility")
     out.append(f"Event types: {allow['fact']}." if isinstance(allow, dict) and allow.get("fact") else
                "Event types: not detectable: the allow-visibility experiment runs on the wfp backend only.")
@@ -80,6 +83,23 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
     out.append(f"Template conditions: {matrix['summary']}." if isinstance(matrix, dict) and matrix.get("summary") else
                "Template conditions: not detectable: the condition matrix runs on the wfp backend only.")
     return out
+
+
+def _delivery_line(trials: pd.DataFrame) -> str | None:
+    """On how many threads callbacks came, and whether they ran at the same time (undocumented on
+    Windows; wfp only)."""
+    if "callback_threads" not in trials or trials["callback_threads"].isna().all():
+        return None
+    threads = int(trials["callback_threads"].max())
+    concurrent = (pd.to_numeric(trials["concurrent_callbacks"], errors="coerce").fillna(0)
+                  if "concurrent_callbacks" in trials else pd.Series(0, index=trials.index))
+    overlapped = int((concurrent > 0).sum())
+    if not overlapped:
+        return (f"Delivery: callbacks came on up to {threads} thread(s), one at a time: a held callback held "
+                f"the subscription.")
+    return (f"Delivery: callbacks came on up to {threads} threads and ran at the same time in {overlapped} of "
+            f"{len(trials)} trials (up to {int(concurrent.max())} callbacks began while another thread's ran): a held "
+            f"callback did not hold the others, so a held burst's capacity includes the batches in flight on them.")
 
 
 def _loss_line(trials: pd.DataFrame) -> str:

@@ -6,7 +6,8 @@
  * buffer); beyond that they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
  * turnaround, and takes the next Q waiting events as its next batch.
  * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
- * threads (serialized: one batch at a time, but each on a different thread).
+ * threads: serialized (one batch at a time, each on a different thread) or, with CONCURRENT, at the
+ * same time (a batch handed to a thread runs while the dispatcher goes on with the next one).
  * FwpmNetEventUnsubscribe0 waits for a running callback; called from a delivery thread of the same
  * subscription it never returns, as it would on Windows.
  */
@@ -88,15 +89,21 @@ static void *worker_loop(void *arg) {
     return NULL;
 }
 
-/* Batch k runs on thread k % threads (0 = the dispatcher itself); the dispatcher waits for it. */
+/* Batch k runs on thread k % threads (0 = the dispatcher itself). Serialized, the dispatcher waits
+ * for it; concurrent, it waits only until that thread is free, hands it a copy and goes on. */
 static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
     uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
     if (k == 0) { deliver_batch(s, batch, n); return; }
     worker_t *w = &s->workers[k - 1];
     pthread_mutex_lock(&w->mu);
+    while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
+    if (g_cfg.concurrent) {
+        memcpy(w->own, batch, n * sizeof(event_t));
+        batch = w->own;
+    }
     w->batch = batch; w->n = n; w->busy = 1;
     pthread_cond_broadcast(&w->cv);
-    while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
+    while (!g_cfg.concurrent && w->busy) pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -205,6 +212,7 @@ __attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM
             for (int k = 0; k < n->nworkers; k++) {
                 worker_t *w = &n->workers[k];
                 w->s = n;
+                w->own = calloc(n->queue_limit ? n->queue_limit : 1, sizeof(event_t));
                 pthread_mutex_init(&w->mu, NULL);
                 pthread_cond_init(&w->cv, NULL);
                 pthread_create(&w->thread, NULL, worker_loop, w);
@@ -259,6 +267,7 @@ void stop_subscription(sub_t *s) {
         pthread_cond_broadcast(&w->cv);
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
+        free(w->own);
     }
     pthread_mutex_lock(&g_mu);
     free(s->forming);

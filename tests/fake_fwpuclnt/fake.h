@@ -153,6 +153,7 @@ typedef struct sub_s sub_t;
 typedef struct {                  /* a delivery thread other than the dispatcher (THREADS > 1) */
     sub_t *s; pthread_t thread; pthread_mutex_t mu; pthread_cond_t cv;
     const event_t *batch; uint32_t n; int busy, quit;
+    event_t *own;                 /* concurrent delivery: its copy of the batch it delivers */
 } worker_t;
 
 struct sub_s {
@@ -171,7 +172,8 @@ struct sub_s {
 typedef struct {
     uint32_t queue_limit, buffer, turnaround_us;
     uint32_t dispatch_latency_us; /* an idle dispatcher's first batch: what arrives this soon after its first event */
-    uint32_t threads;          /* delivery threads per subscription (batches take turns, serialized) */
+    uint32_t threads;          /* delivery threads per subscription (batches take turns) */
+    int concurrent;            /* 1: a batch handed to another thread runs while the next one is delivered */
     int reclassify;            /* 1: every packet of a blocked tuple is classified again at ALE */
     double foreign_rate;       /* CLASSIFY_DROP events per second from a filter that is not the caller's */
     int elevated;              /* 0: calls that need administrator rights return ERROR_ACCESS_DENIED */

@@ -38,7 +38,9 @@ session_t g_sessions[MAX_SESSIONS];
 filter_t g_filters[MAX_OBJECTS];
 static sublayer_t g_sublayers[MAX_OBJECTS];
 uint32_t g_options[6] = {1, 0, 0, 0, 0, 0};
-config_t g_cfg = {256, 16500, 100, 20, 1, 1, 0.0, 1, 0, "", 1};
+config_t g_cfg = {.queue_limit = 256, .buffer = 16500, .turnaround_us = 100, .dispatch_latency_us = 20, .threads = 1,
+                  .concurrent = 0, .reclassify = 1, .foreign_rate = 0.0, .elevated = 1, .plain_directions = 0,
+                  .options_file = "", .clock_step_100ns = 1};
 static uint64_t g_next_filter_id = 70000;
 static long g_outstanding;
 static uint32_t g_foreign_subscriptions;
@@ -108,6 +110,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.turnaround_us = env_uint("WFPCAP_FAKE_TURNAROUND_US", g_cfg.turnaround_us);
     g_cfg.dispatch_latency_us = env_uint("WFPCAP_FAKE_DISPATCH_LATENCY_US", g_cfg.dispatch_latency_us);
     g_cfg.threads = env_uint("WFPCAP_FAKE_THREADS", g_cfg.threads);
+    g_cfg.concurrent = (int)env_uint("WFPCAP_FAKE_CONCURRENT", (unsigned)g_cfg.concurrent);
     g_cfg.reclassify = (int)env_uint("WFPCAP_FAKE_RECLASSIFY", (unsigned)g_cfg.reclassify);
     g_cfg.elevated = (int)env_uint("WFPCAP_FAKE_ELEVATED", (unsigned)g_cfg.elevated);
     g_cfg.plain_directions = (int)env_uint("WFPCAP_FAKE_PLAIN_DIRECTIONS", (unsigned)g_cfg.plain_directions);
@@ -434,6 +437,8 @@ void FakeConfigureDelivery(uint32_t threads, int reclassify, int plain_direction
     classify_reset();
 }
 
+/* 1: with several delivery threads, callbacks of consecutive batches run at the same time. */
+void FakeSetConcurrentDelivery(int concurrent) { g_cfg.concurrent = concurrent; }
 void FakeSetDispatchLatency(uint32_t us) { g_cfg.dispatch_latency_us = us; }
 void FakeSetElevated(int elevated) { g_cfg.elevated = elevated; }
 void FakeSetClockStep(uint32_t step_100ns) { g_cfg.clock_step_100ns = step_100ns ? step_100ns : 1; }

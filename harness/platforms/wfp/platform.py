@@ -53,6 +53,20 @@ def event_clock_step_ns(t_event_ns: np.ndarray) -> int | None:
     return int(gaps.min()) if len(gaps) else None
 
 
+def concurrent_callbacks(t_callback_ns: np.ndarray, t_done_ns: np.ndarray, thread: np.ndarray) -> int:
+    """Callbacks that began while a callback on another thread had not yet returned. Whether Windows
+    runs one subscription's callbacks at the same time is undocumented; if it does, a held callback
+    does not hold the others, and a held burst's capacity includes the batches in flight on them."""
+    if len(t_callback_ns) < 2:
+        return 0
+    order = np.argsort(t_callback_ns, kind="stable")
+    start, done, threads = t_callback_ns[order], t_done_ns[order], thread[order]
+    latest = np.maximum.accumulate(done)  # the latest return so far ...
+    holder = np.maximum.accumulate(np.where(done == latest, np.arange(len(done)), 0))  # ... and whose
+    overlapping = (start[1:] < latest[:-1]) & (threads[holder[:-1]] != threads[1:])
+    return int(overlapping.sum())
+
+
 class WfpPlatform:
     name = "wfp"
     capabilities = Capabilities(allow_events=False, templates=True, census=True, hold=True,
@@ -69,7 +83,7 @@ class WfpPlatform:
         self.filters: FilterSession | None = None
         self._trials = 0
         self._store_floor_ns = 0  # unix ns: events of earlier traffic (calibration, canaries) are older
-        self._seen = {"trials": 0, "callback_threads_max": 0, "foreign_events": 0, "events_per_tuple_max": 0,
+        self._seen = {"trials": 0, "callback_threads_max": 0, "concurrent_callbacks_max": 0, "foreign_events": 0, "events_per_tuple_max": 0,
                       "failed_unsubscribes": 0, "leaked_subscriptions": 0}
         self._leaked: list[Subscription] = []  # unsubscribe failed: retried before every later trial
         try:
@@ -298,7 +312,9 @@ class WfpPlatform:
         except (WfpError, RuntimeError) as exc:
             count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
         count["loss_at"] = loss_stage(sent, count["recorded_packets"], delivered, count["store_too_small"])
-        columns = {**health, **count, "delivered_packets": delivered}
+        columns = {**health, **count, "delivered_packets": delivered,
+                   "callback_threads": result.telemetry["callback_threads"],
+                   "concurrent_callbacks": result.telemetry["concurrent_callbacks"]}
         result.telemetry.update(columns)
         result.telemetry["row_columns"] = columns
 
@@ -327,6 +343,10 @@ class WfpPlatform:
             "stranger_events": int(stranger.sum()),  # the harness's filter, another socket's packets
             "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
             "callback_threads": len(counts["callback_threads"]),
+            # t_done is when the callback returned only inline (in copy mode the worker's)
+            "concurrent_callbacks": concurrent_callbacks(delivered["t_callback_ns"].to_numpy(),
+                                                         delivered["t_done_ns"].to_numpy(), delivered["thread"].to_numpy())
+            if spec.subscriber.mode == "inline" else None,
             "events_per_tuple_max": int(per_tuple.max()) if len(per_tuple) else 0,
             "layer_ids": sorted({int(x) for x in np.unique(d.layer_id[rows])}),
             "loopback_events": int(d.loopback[rows].sum()),
@@ -337,6 +357,7 @@ class WfpPlatform:
         seen = self._seen
         seen["trials"] += 1
         seen["callback_threads_max"] = max(seen["callback_threads_max"], telemetry["callback_threads"])
+        seen["concurrent_callbacks_max"] = max(seen["concurrent_callbacks_max"], telemetry["concurrent_callbacks"] or 0)
         seen["foreign_events"] += telemetry["foreign_events"]
         seen["events_per_tuple_max"] = max(seen["events_per_tuple_max"], telemetry["events_per_tuple_max"])
         step = telemetry["event_clock_step_ns"]
