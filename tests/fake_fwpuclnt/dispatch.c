@@ -89,21 +89,23 @@ static void *worker_loop(void *arg) {
     return NULL;
 }
 
-/* Batch k runs on thread k % threads (0 = the dispatcher itself). Serialized, the dispatcher waits
- * for it; concurrent, it waits only until that thread is free, hands it a copy and goes on. */
+/* Serialized: batch k runs on thread k % threads (0 = the dispatcher itself) and the dispatcher
+ * waits for it. Concurrent: the batches take turns on `threads` pool threads; the dispatcher waits
+ * only until the next one is free, hands it a copy and goes on (a held callback holds one thread). */
 static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
-    uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
-    if (k == 0) { deliver_batch(s, batch, n); return; }
-    worker_t *w = &s->workers[k - 1];
+    uint32_t turns = (uint32_t)s->nworkers + (s->concurrent ? 0u : 1u);
+    uint32_t k = (uint32_t)(s->batches % (uint64_t)turns);
+    if (!s->concurrent && k == 0) { deliver_batch(s, batch, n); return; }
+    worker_t *w = &s->workers[s->concurrent ? k : k - 1];
     pthread_mutex_lock(&w->mu);
     while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
-    if (g_cfg.concurrent) {
+    if (s->concurrent) {
         memcpy(w->own, batch, n * sizeof(event_t));
         batch = w->own;
     }
     w->batch = batch; w->n = n; w->busy = 1;
     pthread_cond_broadcast(&w->cv);
-    while (!g_cfg.concurrent && w->busy) pthread_cond_wait(&w->cv, &w->mu);
+    while (!s->concurrent && w->busy) pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -208,7 +210,8 @@ __attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM
             n->waiting = calloc((size_t)n->queue_limit + n->buffer + 1, sizeof(event_t));
             pthread_mutex_init(&n->mu, NULL);
             pthread_cond_init(&n->cv, NULL);
-            n->nworkers = (int)g_cfg.threads - 1;
+            n->concurrent = g_cfg.concurrent;
+            n->nworkers = (int)g_cfg.threads - (n->concurrent ? 0 : 1);  /* concurrent: a pool; the dispatcher hands out */
             for (int k = 0; k < n->nworkers; k++) {
                 worker_t *w = &n->workers[k];
                 w->s = n;

@@ -164,7 +164,7 @@ struct sub_s {
     int forming_closed;  /* a packet later than the dispatch latency has been seen */
     event_t *waiting; uint32_t w_head, w_n;  /* next queue + system buffer: one FIFO of Q + B places */
     uint32_t queue_limit, buffer;
-    int nworkers; worker_t workers[MAX_THREADS];
+    int concurrent; int nworkers; worker_t workers[MAX_THREADS];
     uint64_t lost, delivered, batches;
     uint64_t handed;  /* events handed to the callback so far (netevents.c: a subscription that dies) */
 };
