@@ -174,16 +174,19 @@ class Campaign:
         rows = [r for r in self.store.rows if int(r["trial"]) in wanted]
         return flags(worst(rows)) if any(r.get("intf_others_cores") is not None for r in rows) else []
 
+    @property
+    def onset_repeats(self) -> int:
+        """In real time the onset varies from trial to trial: three trials measure by how much."""
+        return 1 if self.platform.capabilities.virtual_time else 3
+
     def onset(self) -> dict[str, Any]:
         """Loss onset, overloaded at 1.5 x the measured mu of the middle callback cost."""
         def compute() -> dict[str, Any]:
             costs = self.profile.callback_costs_us
             row = self.ndr(costs[len(costs) // 2])
             low, high = self.capacity_range()
-            # in real time the onset varies from trial to trial: three trials measure by how much
-            repeats = 1 if self.platform.capabilities.virtual_time else 3
             out = measure_onset(self.platform, self.base_spec(), self.store, row, low, high,
-                                self.drain().queue_limit.value, repeats=repeats)
+                                self.drain().queue_limit.value, repeats=self.onset_repeats)
             self.store.sections["onset"] = out
             self.store.write_summary()
             return out

@@ -48,6 +48,16 @@ def test_a_line_per_trial_with_the_search_it_belongs_to(tmp_path):
     assert (tmp_path / "progress.log").read_text().splitlines() == shown
 
 
+def test_the_onset_search_is_planned_as_its_repetitions(tmp_path):
+    clock, shown = Clock(), []
+    progress = Progress(tmp_path / "progress.log", shown.append, SearchPlan(onset_repeats=3), clock)
+    for k in range(3):
+        clock.now += 10
+        progress({"experiment": "onset", "search_cost_us": 100.0, "count": 100000, "offered_rate_per_s": 13000.0,
+                  "delivered": 84000, "lost": 16000, "send_span_s": 7.5, "confirmation": None}, 10.0)
+    assert shown[0].endswith("search 0:10, ~0:20 left") and shown[2].endswith("search 0:30, ~0:00 left")
+
+
 def test_lines_come_between_trials_once_the_trial_is_on_disk(tmp_path):
     platform = ModelPlatform()
     c = Campaign.open(platform, str(tmp_path), "quick", load_expectations(None))
@@ -150,6 +160,7 @@ def test_a_line_starts_on_its_own_even_after_a_note_written_under_capture(tmp_pa
         "    class profile:\n"
         "        class burst: repetitions, verify, sweep = 1, 1, ()\n"
         "    class ndr_config: resolution, confirm_factor = 0.02, 3.0\n"
+        "    onset_repeats = 3\n"
         "@pytest.fixture(scope='session')\n"
         "def campaign(request, tmp_path_factory):\n"
         "    request.config.pluginmanager.get_plugin('terminalreporter').write_line('a note under capture')\n"

@@ -42,6 +42,7 @@ class SearchPlan:
     burst_sweep: int = 6
     ndr_resolution: float = 0.02
     ndr_confirm_factor: float = 3.0
+    onset_repeats: int = 1
 
     def units(self, row: dict[str, Any]) -> float:
         return self.ndr_confirm_factor if row.get("confirmation") is True else 1.0
@@ -57,6 +58,8 @@ class SearchPlan:
             return self.burst_repetitions * (growth + 3 + self.burst_verify) + self.burst_sweep
         if experiment == "inline_copy":
             return 2
+        if experiment == "onset":
+            return self.onset_repeats
         return 1
 
 

@@ -41,7 +41,7 @@ def _plan(campaign: Any) -> SearchPlan:
     profile, ndr = campaign.profile, campaign.ndr_config
     return SearchPlan(burst_repetitions=profile.burst.repetitions, burst_verify=profile.burst.verify,
                       burst_sweep=len(profile.burst.sweep), ndr_resolution=ndr.resolution,
-                      ndr_confirm_factor=ndr.confirm_factor)
+                      ndr_confirm_factor=ndr.confirm_factor, onset_repeats=campaign.onset_repeats)
 
 
 class Reporting:
