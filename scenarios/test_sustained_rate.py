@@ -43,7 +43,13 @@ def test_service_rate_explains_ndr(campaign, cost_us):
     row = campaign.ndr(cost_us)
     verdict = ndr_missing(campaign, row)
     if verdict is None:
-        low, high = ndr_expected_range(row)
+        expected = ndr_expected_range(row)
+        if expected is None:
+            settle(campaign, f"mu explains NDR {cost_us:g} us",
+                   Verdict(INCONCLUSIVE, row["rate_per_s"], "a measured mu", f"NDR {cost_us:g} us: no service rate measured",
+                           {"interference": row["interference"]}))
+            return
+        low, high = expected
         middle = (low + high) / 2
         absorbed = (row["confirmation"] or {}).get("confirmed_resolution_per_s") or 0
         verdict = interval_check(row["rate_per_s"], low, high,
@@ -61,8 +67,8 @@ def test_loss_onset_matches_capacity(campaign):
     low, high = out.get("predicted_low_s"), out.get("predicted_high_s")
     onsets = [float("inf") if o is None else o for o in out.get("onsets_s") or []]  # None: no loss at all
     onset = None
-    if onsets and low is not None and high is not None:
-        onset = min(max((low + high) / 2, min(onsets)), max(onsets))  # the repetition nearest the prediction
+    if onsets and low is not None and high is not None:  # the repetition nearest the prediction
+        onset = min(onsets, key=lambda o: max(low - o, o - high, 0.0))
     spread = f" (nearest of onsets {min(onsets):.4g}..{max(onsets):.4g} s)" if len(onsets) > 1 else ""
     verdict = interval_check(onset, low, high, max_width=0.5, interference=out.get("interference", []),
                              what=f"loss onset at {out.get('rate_per_s')}/s{spread}", unit=" s")

@@ -95,6 +95,8 @@ def test_the_findings_say_whether_callbacks_ran_at_the_same_time():
     from harness.report.findings import _delivery_line
     assert _delivery_line(pd.DataFrame({"lost": [0]})) is None  # not the wfp backend: nothing to say
     turns = _delivery_line(pd.DataFrame({"callback_threads": [1, 3], "concurrent_callbacks": [0, 0]}))
-    assert "up to 3 thread(s), one at a time" in turns
-    same_time = _delivery_line(pd.DataFrame({"callback_threads": [3, 3], "concurrent_callbacks": [0, 41]}))
-    assert "ran at the same time in 1 of 2 trials" in same_time and "up to 41" in same_time
+    assert "up to 3 thread(s); in none of 2 inline trials" in turns
+    same_time = _delivery_line(pd.DataFrame({"callback_threads": [3, 3, 3], "concurrent_callbacks": [0, 41, None]}))
+    assert "ran at the same time in 1 of 2 inline trials" in same_time and "up to 41" in same_time  # copy mode: not measured
+    unmeasured = _delivery_line(pd.DataFrame({"callback_threads": [2], "concurrent_callbacks": [None]}))
+    assert unmeasured.endswith("at the same time: not measured.")

@@ -176,8 +176,34 @@ def test_ndr_expected_range_holds_the_ndr_and_not_a_quarter_more(tmp_path, cost_
     low, high = ndr_expected_range(row)
     assert low <= row["rate_per_s"] <= high < 1.25 * row["rate_per_s"], (low, row["rate_per_s"], high)
     # a confirmation served faster than the search's trials (a neighbour left) moves the top with it
-    faster = {**row, "confirmation": {**row["confirmation"], **{k: row["mu_high_per_s"] * 1.08 for k in
-                                                                ("mu_per_s", "mu_low_per_s", "mu_high_per_s")}}}
+    fast = 1.08 * row["mu_high_per_s"]
+    faster = {**row, "confirmation": {**row["confirmation"], **{k: fast for k in (
+        "mu_per_s", "mu_low_per_s", "mu_high_per_s", "served_low_per_s", "served_high_per_s")}}}
     new_low, new_high = ndr_expected_range(faster)
-    assert new_low >= low and new_high == pytest.approx(high - max(row["mu_high_per_s"], row["confirmation"]["mu_high_per_s"])
-                                                        + 1.08 * row["mu_high_per_s"])
+    step = row["resolution"] * row["rate_per_s"]
+    assert new_low >= low
+    assert new_high == pytest.approx(fast + step + row["confirmation"]["confirmed_resolution_per_s"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rate_that_lost_its_own_confirmation_is_never_the_ndr(tmp_path, monkeypatch, seed):
+    """Every confirmation loses (as on a machine that serves a full buffer slower than a short
+    trial): the search must end without an NDR, below the last rate that lost, never at it."""
+    import harness.experiments.sustained as sustained
+    original = sustained._Search.attempt
+
+    def losing(self, rate, duration_s, **tags):
+        j = original(self, rate, duration_s, **tags)
+        if tags.get("confirmation"):
+            j.row.update(verdict="overloaded", verdict_by="lost 100 events", lost=100, interference="")
+        return j
+
+    monkeypatch.setattr(sustained._Search, "attempt", losing)
+    p = ModelParams(system_buffer=2_000, seed=seed)
+    platform = ModelPlatform(p)
+    row = search_ndr(platform, BASE, store_for(platform, tmp_path), 100.0, p.true_burst_capacity(), 1e6, TREND)
+    conf = row["confirmation"]
+    assert conf["all_lost"] and not conf["confirmed"]
+    assert row["rate_per_s"] is None and row["status"] == "inconclusive", row
+    assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"] == conf["rate_per_s"]
+    assert "the NDR lies below it" in row["notes"][-1]

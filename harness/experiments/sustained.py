@@ -290,10 +290,7 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
             downs += 1
     converged = high is None and low >= ceiling or (high is not None and low > 0 and high - low <= rho * low + 1e-9)
     confirmation = _confirm(s, low, high) if low > 0 else None
-    if confirmation is not None and confirmation["failed_at_per_s"]:  # stepped down
-        high, low_row = confirmation["failed_at_per_s"], None
-        # a rate that lost its own confirmation is no NDR
-        low = confirmation["rate_per_s"] if confirmation["rate_per_s"] < high else 0.0
+    low, high, low_row = after_confirmation(low, high, low_row, confirmation)
     return _ndr_result(s, cost_us, low, high, low_row, high_row, ceiling, generator_limit, converged, confirmation)
 
 
@@ -318,10 +315,12 @@ def _next_rate(low: float, high: float | None, ceiling: float, mu_hint: float | 
 
 def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
     """One loss trial at NDR, long enough that an overload of one step fills the burst capacity;
-    a loss (or a backlog that surely grows) steps the result down and confirms again."""
+    a loss (or a backlog that surely grows) steps the result down and confirms again. Every
+    confirmation trial's service rate is kept (served_low/high_per_s): all are evidence of mu."""
     config = s.config
     failed_at: float | None = None
     out: dict[str, Any] = {}
+    served_range: list[float] = []
     share = s.judged[-1].row.get("expected_share") or 1.0  # a template lets only this share through
     for _ in range(config.max_confirmations):
         step = max(config.resolution * low, (high - low) if high else 0.0)
@@ -329,13 +328,18 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
         wanted = s.capacity / (step * share) if s.capacity else shortest
         duration = min(config.max_confirm_s, max(shortest, wanted))
         row = s.attempt(low, duration, confirmation=True).row
+        if row.get("mu_per_s") and row["trusted"]:
+            served_range += [row.get("mu_low_per_s") or row["mu_per_s"], row.get("mu_high_per_s") or row["mu_per_s"]]
         out = {"trial": int(row["trial"]), "rate_per_s": round(low, 3), "duration_s": round(duration, 3),
                "lost": int(row["lost"]), "trusted": bool(row["trusted"]),
                "slope_per_s": row.get("slope_per_s"), "slope_low_per_s": row.get("slope_low_per_s"),
                "slope_high_per_s": row.get("slope_high_per_s"),
                "confirmed_resolution_per_s": round(s.capacity / duration / share, 1) if s.capacity else None,
                "mu_per_s": row.get("mu_per_s"), "mu_low_per_s": row.get("mu_low_per_s"),
-               "mu_high_per_s": row.get("mu_high_per_s"), "failed_at_per_s": failed_at}
+               "mu_high_per_s": row.get("mu_high_per_s"),
+               "served_low_per_s": min(served_range) if served_range else None,
+               "served_high_per_s": max(served_range) if served_range else None,
+               "failed_at_per_s": round(failed_at, 3) if failed_at else None, "all_lost": False}
         if not row["trusted"]:
             out.update({"confirmed": False, "reason": f"untrusted: {row['untrusted_reason']}"})
             return out
@@ -353,10 +357,21 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
         low = min(low * (1 - config.resolution), served or math.inf)
         s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served {served or 0:.0f}/s): "
                        f"stepping down to {low:.0f}/s")
-    out.update({"confirmed": False, "failed_at_per_s": failed_at,
+    out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3),
                 "reason": f"no rate confirmed in {config.max_confirmations} loss trials"})
     s.notes.append(f"every confirmation lost, the last at {failed_at:.0f}/s: the NDR lies below it")
     return out
+
+
+def after_confirmation(low: float, high: float | None, low_row: dict | None,
+                       confirmation: dict[str, Any] | None) -> tuple[float, float | None, dict | None]:
+    """The bracket once the confirmation has spoken: a confirmation that stepped down moves it; a
+    rate that lost its own confirmation is no NDR (low 0)."""
+    if confirmation is None or not confirmation["failed_at_per_s"]:
+        return low, high, low_row
+    if confirmation.get("all_lost"):
+        return 0.0, confirmation["failed_at_per_s"], None
+    return confirmation["rate_per_s"], confirmation["failed_at_per_s"], None
 
 
 def _ndr_result(s: _Search, cost_us: float, low: float, high: float | None, low_row: dict | None,
@@ -411,22 +426,21 @@ def _ndr_result(s: _Search, cost_us: float, low: float, high: float | None, low_
 
 def ndr_expected_range(row: dict[str, Any]) -> tuple[float, float] | None:
     """Where an NDR should lie, given the service rates measured beside it: mu of the search's
-    trials and mu of the loss-free confirmation trial itself (a shared machine serves faster or
-    slower from one trial to the next, so both are evidence). Not above the highest mu by more than
-    the bracket plus what the buffer absorbs in the confirmation (capacity / its length: a loss-free
-    trial of T seconds proves no more), not below the lowest mu by more than a bracket per step the
-    search took down (one, plus one per failed confirmation). None without a measured mu."""
-    mu = row.get("mu_per_s")
-    if not mu:
+    trials and what every confirmation trial served (a shared machine serves faster or slower from
+    one trial to the next, so all are evidence). Not above the highest of them by more than one
+    search step (resolution x NDR) plus what the buffer absorbs in the confirmation (capacity / its
+    length: a loss-free trial of T seconds proves no more); not below the lowest by more than two
+    steps, and one more after a failed confirmation. None without a measured mu or NDR."""
+    mu, ndr = row.get("mu_per_s"), row.get("rate_per_s")
+    if not mu or not ndr:
         return None
     conf = row.get("confirmation") or {}
-    served = [(row.get("mu_low_per_s") or mu, row.get("mu_high_per_s") or mu)]
-    if conf.get("mu_per_s"):
-        served.append((conf.get("mu_low_per_s") or conf["mu_per_s"], conf.get("mu_high_per_s") or conf["mu_per_s"]))
-    bracket = row.get("resolution_per_s") or 0
+    lows = [row.get("mu_low_per_s") or mu, conf.get("served_low_per_s") or conf.get("mu_low_per_s")]
+    highs = [row.get("mu_high_per_s") or mu, conf.get("served_high_per_s") or conf.get("mu_high_per_s")]
+    step = (row.get("resolution") or 0) * ndr
     steps_down = 2 + int(bool(conf.get("failed_at_per_s")))
     absorbed = conf.get("confirmed_resolution_per_s") or 0
-    return (min(low for low, _ in served) - steps_down * bracket, max(high for _, high in served) + bracket + absorbed)
+    return (min(v for v in lows if v) - steps_down * step, max(v for v in highs if v) + step + absorbed)
 
 
 def ndr_status(row: dict[str, Any], max_spread: float) -> dict[str, Any]:
@@ -592,6 +606,10 @@ def measure_onset(platform: Platform, base: TrialSpec, store: ResultStore, ndr_r
             seen.append(f"overloaded trial {row['trial']} was not trusted: {row['untrusted_reason']}")
             continue
         t_low, t_high = _predicted_onset(row, rate, capacity_low, c_high, (mu_low or mu, mu_high or mu))
+        if t_low is None:
+            seen.append(f"trial {row['trial']} was offered {row.get('gen_achieved_rate_per_s')}/s, no more than "
+                        f"the slowest service measured: no onset to predict")
+            continue
         low = t_low if low is None else min(low, t_low)
         unbounded |= t_high is None
         high = None if unbounded else max(high or 0.0, t_high)
@@ -623,21 +641,25 @@ def _finite(value: float) -> float | None:
 def _predicted_onset(row: dict[str, Any], rate: float, capacity_low: int, capacity_high: int,
                      search_mu: tuple[float, float]) -> tuple[float, float | None]:
     """The onset one overloaded trial should show: from the NDR search's mu and, since at 1.5 x mu
-    the onset moves by three times any change of mu, from what this very trial served (so that
+    the onset moves by twice any relative change of mu, from what this very trial served (so that
     the run-to-run change of mu widens the prediction instead of failing it; a wrong capacity
-    still misses both). High is None when the service could keep up."""
+    still misses both). High is None when the service could keep up; both are None when even
+    the slowest service measured keeps up (nothing to predict)."""
     r = row.get("gen_achieved_rate_per_s") or rate
     lag_s = (row.get("gen_lag_max_events") or 0) / r
 
-    def between(served_low: float, served_high: float) -> tuple[float, float | None]:
+    def between(served_low: float, served_high: float) -> tuple[float | None, float | None]:
+        if r <= served_low:
+            return None, None
         return (capacity_low / (r - served_low) - lag_s,
                 capacity_high / (r - served_high) + lag_s if r > served_high else None)
 
     low, high = between(*search_mu)
-    if row.get("mu_per_s") and r > row["mu_per_s"]:
+    if low is not None and row.get("mu_per_s") and r > row["mu_per_s"]:
         t_low, t_high = between(*_served_before_onset(row, (low + (high or low)) / 2))
-        low = min(low, t_low)
-        high = max(high, t_high) if high is not None and t_high is not None else None
+        if t_low is not None:
+            low = min(low, t_low)
+            high = max(high, t_high) if high is not None and t_high is not None else None
     return low, high
 
 

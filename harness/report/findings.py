@@ -87,19 +87,22 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
 
 def _delivery_line(trials: pd.DataFrame) -> str | None:
     """On how many threads callbacks came, and whether they ran at the same time (undocumented on
-    Windows; wfp only)."""
+    Windows; wfp only). Measured in inline trials only (in copy mode the work's end is the worker's),
+    and it shows where a callback waits with the GIL released, as a held one does."""
     if "callback_threads" not in trials or trials["callback_threads"].isna().all():
         return None
     threads = int(trials["callback_threads"].max())
-    concurrent = (pd.to_numeric(trials["concurrent_callbacks"], errors="coerce").fillna(0)
-                  if "concurrent_callbacks" in trials else pd.Series(0, index=trials.index))
-    overlapped = int((concurrent > 0).sum())
+    measured = (pd.to_numeric(trials["concurrent_callbacks"], errors="coerce").dropna()
+                if "concurrent_callbacks" in trials else pd.Series(dtype=float))
+    if measured.empty:
+        return f"Delivery: callbacks came on up to {threads} thread(s); whether they ran at the same time: not measured."
+    overlapped = int((measured > 0).sum())
     if not overlapped:
-        return (f"Delivery: callbacks came on up to {threads} thread(s), one at a time: a held callback held "
-                f"the subscription.")
+        return (f"Delivery: callbacks came on up to {threads} thread(s); in none of {len(measured)} inline trials "
+                f"did one begin while another thread's ran: a held callback held the subscription.")
     return (f"Delivery: callbacks came on up to {threads} threads and ran at the same time in {overlapped} of "
-            f"{len(trials)} trials (up to {int(concurrent.max())} callbacks began while another thread's ran): a held "
-            f"callback did not hold the others, so a held burst's capacity includes the batches in flight on them.")
+            f"{len(measured)} inline trials (up to {int(measured.max())} callbacks began while another thread's ran): "
+            f"a held callback did not hold the others, so a held burst's capacity includes the batches in flight on them.")
 
 
 def _loss_line(trials: pd.DataFrame) -> str:

@@ -6,8 +6,8 @@
  * buffer); beyond that they are lost. The dispatcher delivers a batch one callback per event, pauses for the batch
  * turnaround, and takes the next Q waiting events as its next batch.
  * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
- * threads: serialized (one batch at a time, each on a different thread) or, with CONCURRENT, at the
- * same time (a batch handed to a thread runs while the dispatcher goes on with the next one).
+ * threads, serialized (one batch at a time, each on a different thread), or, with CONCURRENT, the
+ * threads are a pool: each batch goes to any free one while the dispatcher goes on with the next.
  * FwpmNetEventUnsubscribe0 waits for a running callback; called from a delivery thread of the same
  * subscription it never returns, as it would on Windows.
  */
@@ -90,22 +90,37 @@ static void *worker_loop(void *arg) {
 }
 
 /* Serialized: batch k runs on thread k % threads (0 = the dispatcher itself) and the dispatcher
- * waits for it. Concurrent: the batches take turns on `threads` pool threads; the dispatcher waits
- * only until the next one is free, hands it a copy and goes on (a held callback holds one thread). */
-static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
-    uint32_t turns = (uint32_t)s->nworkers + (s->concurrent ? 0u : 1u);
-    uint32_t k = (uint32_t)(s->batches % (uint64_t)turns);
-    if (!s->concurrent && k == 0) { deliver_batch(s, batch, n); return; }
-    worker_t *w = &s->workers[s->concurrent ? k : k - 1];
-    pthread_mutex_lock(&w->mu);
-    while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
-    if (s->concurrent) {
-        memcpy(w->own, batch, n * sizeof(event_t));
-        batch = w->own;
+ * waits for it. Concurrent: a pool of `threads`; the dispatcher hands a copy of the batch to any
+ * free pool thread (waiting while none is) and goes on, so a held callback holds only its thread. */
+static void hand_to_pool(sub_t *s, const event_t *batch, uint32_t n) {
+    for (;;) {
+        for (int i = 0; i < s->nworkers; i++) {
+            worker_t *w = &s->workers[(s->batches + (uint64_t)i) % (uint64_t)s->nworkers];
+            pthread_mutex_lock(&w->mu);
+            if (!w->busy) {
+                memcpy(w->own, batch, n * sizeof(event_t));
+                w->batch = w->own; w->n = n; w->busy = 1;
+                pthread_cond_broadcast(&w->cv);
+                pthread_mutex_unlock(&w->mu);
+                return;
+            }
+            pthread_mutex_unlock(&w->mu);
+        }
+        if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) return;
+        struct timespec ts = {0, 50000L};
+        nanosleep(&ts, NULL);
     }
+}
+
+static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
+    if (s->concurrent) { hand_to_pool(s, batch, n); return; }
+    uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
+    if (k == 0) { deliver_batch(s, batch, n); return; }
+    worker_t *w = &s->workers[k - 1];
+    pthread_mutex_lock(&w->mu);
     w->batch = batch; w->n = n; w->busy = 1;
     pthread_cond_broadcast(&w->cv);
-    while (!s->concurrent && w->busy) pthread_cond_wait(&w->cv, &w->mu);
+    while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
 

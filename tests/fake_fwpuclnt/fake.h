@@ -173,7 +173,7 @@ typedef struct {
     uint32_t queue_limit, buffer, turnaround_us;
     uint32_t dispatch_latency_us; /* an idle dispatcher's first batch: what arrives this soon after its first event */
     uint32_t threads;          /* delivery threads per subscription (batches take turns) */
-    int concurrent;            /* 1: a batch handed to another thread runs while the next one is delivered */
+    int concurrent;            /* 1: the delivery threads are a pool; each batch goes to any free one */
     int reclassify;            /* 1: every packet of a blocked tuple is classified again at ALE */
     double foreign_rate;       /* CLASSIFY_DROP events per second from a filter that is not the caller's */
     int elevated;              /* 0: calls that need administrator rights return ERROR_ACCESS_DENIED */
