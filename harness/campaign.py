@@ -52,7 +52,7 @@ PROFILES = {
     "quick": Profile("quick", BurstConfig(repetitions=1, verify=1),
                      NdrConfig(resolution=0.02, trial_s=0.02, max_trial_s=16.0, max_confirm_s=300.0),
                      NdrConfig(resolution=0.02, trial_s=0.25, max_trial_s=2.0, max_confirm_s=6.0,
-                               max_confirmations=2, max_trials=16, quiet_s=0.3),
+                               max_confirmations=3, max_trials=16, quiet_s=0.3),
                      (20.0, 100.0, 500.0)),
     "full": Profile("full", BurstConfig(repetitions=3, verify=2),
                     NdrConfig(resolution=0.01, trial_s=0.02, max_trial_s=64.0, max_confirm_s=1200.0),

@@ -321,6 +321,7 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
     failed_at: float | None = None
     out: dict[str, Any] = {}
     served_range: list[float] = []
+    failures = 0
     share = s.judged[-1].row.get("expected_share") or 1.0  # a template lets only this share through
     for _ in range(config.max_confirmations):
         step = max(config.resolution * low, (high - low) if high else 0.0)
@@ -339,7 +340,8 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
                "mu_high_per_s": row.get("mu_high_per_s"),
                "served_low_per_s": min(served_range) if served_range else None,
                "served_high_per_s": max(served_range) if served_range else None,
-               "failed_at_per_s": round(failed_at, 3) if failed_at else None, "all_lost": False}
+               "failed_at_per_s": round(failed_at, 3) if failed_at else None, "failures": failures,
+               "all_lost": False}
         if not row["trusted"]:
             out.update({"confirmed": False, "reason": f"untrusted: {row['untrusted_reason']}"})
             return out
@@ -352,12 +354,14 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
             return out
         failed_at = high = low
         # the trial that lost was saturated: what it served is where the sustainable rate lies (on
-        # nflog a short trend trial can be served faster than a saturated buffer is)
+        # nflog a short trend trial can be served faster than a saturated buffer is); each further
+        # failure steps twice as far, as the bracket was evidently wrong
         served = row.get("mu_low_per_s") or row.get("mu_per_s")
-        low = min(low * (1 - config.resolution), served or math.inf)
+        failures += 1
+        low = min(low * (1 - config.resolution * 2 ** (failures - 1)), served or math.inf)
         s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served {served or 0:.0f}/s): "
                        f"stepping down to {low:.0f}/s")
-    out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3),
+    out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3), "failures": failures,
                 "reason": f"no rate confirmed in {config.max_confirmations} loss trials"})
     s.notes.append(f"every confirmation lost, the last at {failed_at:.0f}/s: the NDR lies below it")
     return out
@@ -430,7 +434,8 @@ def ndr_expected_range(row: dict[str, Any]) -> tuple[float, float] | None:
     one trial to the next, so all are evidence). Not above the highest of them by more than one
     search step (resolution x NDR) plus what the buffer absorbs in the confirmation (capacity / its
     length: a loss-free trial of T seconds proves no more); not below the lowest by more than two
-    steps, and one more after a failed confirmation. None without a measured mu or NDR."""
+    steps plus those the failed confirmations stepped down (1, 2, 4, ...). None without a
+    measured mu or NDR."""
     mu, ndr = row.get("mu_per_s"), row.get("rate_per_s")
     if not mu or not ndr:
         return None
@@ -438,7 +443,8 @@ def ndr_expected_range(row: dict[str, Any]) -> tuple[float, float] | None:
     lows = [row.get("mu_low_per_s") or mu, conf.get("served_low_per_s") or conf.get("mu_low_per_s")]
     highs = [row.get("mu_high_per_s") or mu, conf.get("served_high_per_s") or conf.get("mu_high_per_s")]
     step = (row.get("resolution") or 0) * ndr
-    steps_down = 2 + int(bool(conf.get("failed_at_per_s")))
+    failures = conf.get("failures", int(bool(conf.get("failed_at_per_s"))))
+    steps_down = 1 + 2 ** failures  # 2, then the confirmation's own step-downs (1, 2, 4, ... steps)
     absorbed = conf.get("confirmed_resolution_per_s") or 0
     return (min(v for v in lows if v) - steps_down * step, max(v for v in highs if v) + step + absorbed)
 
