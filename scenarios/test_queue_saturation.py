@@ -28,7 +28,12 @@ def test_backlog_reaches_capacity(campaign):
     drain = campaign.drain()
     peak = int(drain.backlog["backlog"].max())
     low, high = campaign.capacity_range()
-    step = campaign.burst().capacity.evidence.get("resolution") or 1
+    # a real kernel that packs events into batches (nflog: one netlink message per qthresh events)
+    # keeps a batch more or less, as the burst happened to be cut: one first batch is a reading's
+    # grain there (seen: 775 against readings 780..799 at qthresh 16); the model is exact
+    real_time = not campaign.platform.capabilities.virtual_time
+    grain = drain.first_batch.value if real_time and drain.first_batch.value else 1
+    step = max(campaign.burst().capacity.evidence.get("resolution") or 1, grain)
     passed = low is not None and low - step <= peak + 1 <= high + step
     # a real kernel's capacity depends on how fast the burst went in (a preempted sender leaves partial
     # batches, which take more buffer per event): a miss while the machine interfered decides nothing
@@ -38,5 +43,6 @@ def test_backlog_reaches_capacity(campaign):
     settle(campaign, "peak backlog vs burst capacity",
            Verdict(status, peak, f"{low - 1 - step} .. {high - 1 + step}" if low else "a capacity",
                    f"peak backlog {peak} while held (one more event is in the held callback); burst capacity "
-                   f"readings {low} .. {high}, search step {step}" + (f" ({'; '.join(noise)})" if noise else ""),
+                   f"readings {low} .. {high}, allowing {step} (the search step or one first batch)"
+                   + (f" ({'; '.join(noise)})" if noise else ""),
                    {"low": low, "high": high, "step": step, "interference": noise}))
