@@ -603,9 +603,8 @@ def measure_onset(platform: Platform, base: TrialSpec, store: ResultStore, ndr_r
     c_high = capacity_high + (batch or 0)
     rows = [loss_onset(platform, base, store, cost, rate, duration, capacity_low) for _ in range(repeats)]
     seen: list[str] = []
-    low = high = None
+    predicted: list[tuple[float, float | None]] = []  # per trusted trial; high None: unbounded
     onsets: list[float] = []
-    unbounded = False
     for row in rows:
         seen += [f for f in (row.get("interference") or "").split("; ") if f and f not in seen]
         if not row["trusted"]:  # no evidence: nothing to predict against
@@ -616,13 +615,14 @@ def measure_onset(platform: Platform, base: TrialSpec, store: ResultStore, ndr_r
             seen.append(f"trial {row['trial']} was offered {row.get('gen_achieved_rate_per_s')}/s, no more than "
                         f"the slowest service measured: no onset to predict")
             continue
-        low = t_low if low is None else min(low, t_low)
-        unbounded |= t_high is None
-        high = None if unbounded else max(high or 0.0, t_high)
+        predicted.append((t_low, t_high))
         onsets.append(row["loss_onset_s"] if row["loss_onset_s"] is not None else math.inf)
         trial_mu = row.get("mu_per_s")
         if trial_mu and mu_low and mu_high and not mu_low <= trial_mu <= mu_high:
             seen.append(f"served {trial_mu:.0f}/s in trial {row['trial']}, {mu:.0f}/s in the NDR search")
+    low = min((p[0] for p in predicted), default=None)
+    highs = [p[1] for p in predicted]
+    high = max(highs) if highs and None not in highs else None
     trusted = [r for r in rows if r["trusted"]]
     median = lambda key: float(np.median([r[key] for r in trusted])) if trusted and all(r.get(key) for r in trusted) else None  # noqa: E731
     achieved = median("gen_achieved_rate_per_s")
