@@ -207,3 +207,32 @@ def test_a_rate_that_lost_its_own_confirmation_is_never_the_ndr(tmp_path, monkey
     assert row["rate_per_s"] is None and row["status"] == "inconclusive", row
     assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"] == conf["rate_per_s"]
     assert "the NDR lies below it" in row["notes"][-1]
+
+
+@pytest.mark.parametrize("interfered_at", [1, 2])
+def test_a_confirmation_lost_while_the_machine_interfered_is_no_ndr_either(tmp_path, monkeypatch, interfered_at):
+    """CI saw it: the first confirmation lost, the stepped-down second lost while a neighbour was
+    busy, and the search reported that second rate as the NDR. A rate that lost is never the NDR."""
+    import harness.experiments.sustained as sustained
+    original = sustained._Search.attempt
+    seen = []
+
+    def losing(self, rate, duration_s, **tags):
+        j = original(self, rate, duration_s, **tags)
+        if tags.get("confirmation"):
+            seen.append(rate)
+            busy = "others 1.6 of 2 cores" if len(seen) == interfered_at else ""
+            j.row.update(verdict="overloaded", verdict_by="lost 100 events", lost=100, interference=busy)
+        return j
+
+    monkeypatch.setattr(sustained._Search, "attempt", losing)
+    p = ModelParams(system_buffer=2_000, seed=interfered_at)
+    platform = ModelPlatform(p)
+    row = search_ndr(platform, BASE, store_for(platform, tmp_path), 100.0, p.true_burst_capacity(), 1e6,
+                     replace(TREND, max_confirmations=3))
+    conf = row["confirmation"]
+    assert len(seen) == interfered_at, seen  # an interfered loss ends the confirmations
+    assert row["rate_per_s"] is None and row["status"] == "inconclusive", row
+    assert conf["all_lost"] and conf["failures"] == interfered_at and conf["failed_at_per_s"] == round(seen[-1], 3)
+    assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"]
+    assert "interfered" in conf["reason"] and "others 1.6 of 2 cores" in row["status_reasons"][0], row
