@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = {"model": 20.0, "nflog": 90.0, "wfp": 240.0}
 
@@ -55,9 +57,13 @@ def one_run(backend: str, report_dir: Path) -> dict:
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", p.stdout.splitlines()[-1] if p.stdout else "")}
     summaries = sorted(report_dir.glob("*/*/summary.json"), key=lambda f: f.stat().st_mtime)
     summary = json.loads(summaries[-1].read_text()) if summaries else {}
+    cpu_ref = None
+    if summaries and (summaries[-1].parent / "trials.csv").exists():
+        column = pd.read_csv(summaries[-1].parent / "trials.csv").get("intf_cpu_ref_ns")
+        cpu_ref = float(column.median()) if column is not None and column.notna().any() else None
     ndr = {r["callback_cost_us"]: r for r in summary.get("estimates", {}).get("ndr", [])}
     inconclusive = [line for line in p.stdout.splitlines() if "inconclusive" in line]
-    return {"wall_s": wall, "rc": p.returncode, "counts": counts, "load1_before": load_before,
+    return {"wall_s": wall, "rc": p.returncode, "counts": counts, "load1_before": load_before, "cpu_ref_ns": cpu_ref,
             "load1_after": os.getloadavg()[0], "ndr": ndr, "inconclusive": inconclusive,
             "failures": [line for line in p.stdout.splitlines() if line.startswith("FAILED")]}
 
@@ -74,7 +80,7 @@ def main() -> None:
     runs = []
     try:
         for i in range(args.runs):
-            r = one_run(args.backend, root / f"run{i}")
+            r = one_run(args.backend, root)  # one report folder, as a user keeps: the runs are each other's history
             runs.append(r)
             cells = []
             for cost, row in sorted(r["ndr"].items()):
@@ -82,7 +88,7 @@ def main() -> None:
                 cells.append(f"{cost:g}us: NDR {row.get('rate_per_s') or 0:,.0f} mu {row.get('mu_per_s') or 0:,.0f} "
                              f"{row.get('status')} (spread {spread}, bracket {row.get('resolution_per_s') or 0:,.0f}/s)")
             print(f"run {i + 1}: {r['wall_s']:.1f} s rc={r['rc']} {r['counts']} load {r['load1_before']:.1f}->"
-                  f"{r['load1_after']:.1f} | " + " | ".join(cells), flush=True)
+                  f"{r['load1_after']:.1f} cpu ref {r['cpu_ref_ns'] or 0:.1f} ns | " + " | ".join(cells), flush=True)
             for line in r["failures"]:
                 print("   ", line, flush=True)
     finally:

@@ -7,12 +7,17 @@ So each trial records, beside its results, what the machine gave it:
 - the run queue (procs_running) at both ends and the 1-minute load average;
 - whether another harness run is alive on this machine (`other_harness_runs`, from the
   live-run registry).
+- the CPU's own speed (`intf_cpu_ref_ns`): a fixed stretch of interpreter work timed before and
+  after the trial. A VM's speed moves 10-15 % between runs with nothing in /proc/stat to show it
+  (a busy host, a sibling hyperthread, frequency); this is the reference a run is compared to its
+  configuration's history by.
 The sender's lateness and the subscriber's served rate against its nominal 1/cost come from the
 trial's own records (generator report, analysis/service.py); `flags` turns all of it into words.
 Where /proc is missing (Windows) the CPU figures are None: "not measured", never zero.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -93,6 +98,22 @@ def sample(proc: Path = PROC) -> CpuSample | None:
     return CpuSample(time.monotonic(), *line[:3], own, line[3])
 
 
+REFERENCE_LOOPS = 20_000  # ~1.4 ms of interpreter work on this VM: short beside any trial
+
+
+def cpu_reference_ns(repeats: int = 5) -> float:
+    """Nanoseconds per iteration of a fixed pure-Python loop, the fastest of `repeats` (the
+    fastest is the CPU's speed; the slower ones are preemption, which the other figures report)."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        x = 0
+        for i in range(REFERENCE_LOOPS):
+            x += i & 7
+        best = min(best, (time.perf_counter_ns() - start) / REFERENCE_LOOPS)
+    return best
+
+
 def _load1() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -106,8 +127,10 @@ class Probe:
     def __init__(self, proc: Path = PROC, runs: Callable[[], int | None] = other_harness_runs) -> None:
         self.proc, self.runs = proc, runs
         self._start: CpuSample | None = None
+        self._reference: float | None = None
 
     def begin(self) -> None:
+        self._reference = cpu_reference_ns()
         self._start = sample(self.proc)
 
     def end(self) -> dict[str, Any]:
@@ -115,6 +138,8 @@ class Probe:
                                "intf_cpus": os.cpu_count(), "intf_others_cores": None, "intf_own_cores": None,
                                "intf_steal_share": None, "intf_procs_running": None}
         start, stop = self._start, sample(self.proc)
+        if self._reference is not None:  # the faster of both ends: a preempted end says nothing of speed
+            out["intf_cpu_ref_ns"] = round(min(self._reference, cpu_reference_ns()), 2)
         if start is None or stop is None or stop.t <= start.t:
             return out
         tick = float(os.sysconf("SC_CLK_TCK"))
