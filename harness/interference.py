@@ -7,10 +7,11 @@ So each trial records, beside its results, what the machine gave it:
 - the run queue (procs_running) at both ends and the 1-minute load average;
 - whether another harness run is alive on this machine (`other_harness_runs`, from the
   live-run registry).
-- the CPU's own speed (`intf_cpu_ref_ns`): a fixed stretch of interpreter work timed before and
-  after the trial. A VM's speed moves 10-15 % between runs with nothing in /proc/stat to show it
-  (a busy host, a sibling hyperthread, frequency); this is the reference a run is compared to its
-  configuration's history by.
+- the CPU's own speed: a fixed stretch of interpreter work timed before and after the trial
+  (`intf_cpu_ref_begin_ns`, `_end_ns`). A VM's speed moves with nothing in /proc/stat to show it
+  (a busy host, a sibling hyperthread, frequency): on the 2-core CI VM the reference sits at
+  62-81 ns and, for seconds at a time, at 42-48 ns, while a 20 us subscriber is served 26-30k/s and
+  then 35-47k/s. `speed_columns` compares each trial's ends with the run's earlier trials.
 The sender's lateness and the subscriber's served rate against its nominal 1/cost come from the
 trial's own records (generator report, analysis/service.py); `flags` turns all of it into words.
 Where /proc is missing (Windows) the CPU figures are None: "not measured", never zero.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,9 @@ OTHERS_SHARE_OF_MACHINE = 0.10   # other processes used more than 10 % of all co
 STEAL_SHARE = 0.02               # the hypervisor took more than 2 % of CPU time
 SENDER_LATE_P99_US = 1000.0      # the sender's p99 lateness beyond 1 ms
 STALL_SHARE = 0.02               # the subscriber stalled for more than 2 % of its service time
+SPEED_FLOOR = 0.15               # a CPU speed off the run's typical by more than 15 % (or 3 robust
+SPEED_SIGMAS = 3.0               # standard deviations of the run's own references, if wider)
+SPEED_MIN_SAMPLES = 8            # references needed before a run's typical speed is known
 
 
 def other_harness_runs() -> int | None:
@@ -138,8 +143,9 @@ class Probe:
                                "intf_cpus": os.cpu_count(), "intf_others_cores": None, "intf_own_cores": None,
                                "intf_steal_share": None, "intf_procs_running": None}
         start, stop = self._start, sample(self.proc)
-        if self._reference is not None:  # the faster of both ends: a preempted end says nothing of speed
-            out["intf_cpu_ref_ns"] = round(min(self._reference, cpu_reference_ns()), 2)
+        if self._reference is not None:
+            out.update({"intf_cpu_ref_begin_ns": round(self._reference, 2),
+                        "intf_cpu_ref_end_ns": round(cpu_reference_ns(), 2)})
         if start is None or stop is None or stop.t <= start.t:
             return out
         tick = float(os.sysconf("SC_CLK_TCK"))
@@ -155,6 +161,42 @@ class Probe:
         return out
 
 
+def speed_columns(ends: tuple[float | None, float | None], earlier: list[float]) -> dict[str, Any]:
+    """How far the CPU's speed at a trial's ends was from the run's typical (the median reference
+    of its earlier trials): `intf_cpu_speed_off` is the end furthest off, as typical / reference - 1
+    (+0.5: 1.5x faster), beside the limit that calls it interference (SPEED_FLOOR, or SPEED_SIGMAS
+    robust standard deviations of the earlier references). Nothing until SPEED_MIN_SAMPLES."""
+    refs = [v for v in earlier if v and v == v]
+    measured = [v for v in ends if v]
+    if len(refs) < SPEED_MIN_SAMPLES or not measured:
+        return {}
+    typical = statistics.median(refs)
+    robust_cv = 1.4826 * statistics.median(abs(v - typical) for v in refs) / typical
+    off = max((typical / v - 1 for v in measured), key=abs)
+    return {"intf_cpu_typical_ns": round(typical, 2), "intf_cpu_speed_off": round(off, 4),
+            "intf_cpu_speed_limit": round(max(SPEED_FLOOR, SPEED_SIGMAS * robust_cv), 4)}
+
+
+def references(rows: list[dict[str, Any]]) -> list[float]:
+    """Every CPU reference the rows measured (both ends of each trial)."""
+    out = []
+    for row in rows:
+        for key in ("intf_cpu_ref_begin_ns", "intf_cpu_ref_end_ns"):
+            v = row.get(key)
+            if isinstance(v, (int, float)) and v == v and v > 0:
+                out.append(float(v))
+    return out
+
+
+def speed_flag(row: dict[str, Any]) -> str | None:
+    """The CPU's speed off the run's typical beyond its limit, in words; None: not off (or not known)."""
+    off, limit = row.get("intf_cpu_speed_off"), row.get("intf_cpu_speed_limit")
+    if off is None or limit is None or off != off or abs(off) <= limit:
+        return None
+    return (f"CPU ran {abs(off):.0%} {'faster' if off > 0 else 'slower'} than this run's typical "
+            f"(reference {row['intf_cpu_typical_ns'] / (1 + off):.0f} vs {row['intf_cpu_typical_ns']:.0f} ns)")
+
+
 def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The worst of each interference figure over several trials' records (for one line of flags)."""
     keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs")
@@ -162,6 +204,10 @@ def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in keys:
         values = [r.get(key) for r in rows if r.get(key) is not None and r.get(key) == r.get(key)]
         out[key] = max(values) if values else None
+    speeds = [r for r in rows if r.get("intf_cpu_speed_off") is not None and r.get("intf_cpu_speed_limit")]
+    if speeds:  # the trial furthest off its limit, all three figures of it
+        far = max(speeds, key=lambda r: abs(r["intf_cpu_speed_off"]) / r["intf_cpu_speed_limit"])
+        out.update({k: far[k] for k in ("intf_cpu_speed_off", "intf_cpu_speed_limit", "intf_cpu_typical_ns")})
     return out
 
 
@@ -181,6 +227,9 @@ def flags(row: dict[str, Any]) -> list[str]:
     stall = row.get("mu_stall_share")
     if stall is not None and stall == stall and stall > STALL_SHARE:
         out.append(f"subscriber stalled {stall:.1%} of its service time")
+    speed = speed_flag(row)
+    if speed:
+        out.append(speed)
     runs = row.get("intf_other_runs")
     if runs:
         out.append(f"{runs} other harness run(s) alive")

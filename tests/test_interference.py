@@ -102,3 +102,31 @@ def test_another_live_harness_run_is_counted_and_named(tmp_path, alone):
     finally:
         other.stdin.close()
         other.wait(timeout=10)
+
+
+def test_a_cpu_speed_off_the_runs_typical_is_named_with_its_reference():
+    """What the CI VM does: the reference sits at 62-81 ns and, for seconds, at 42-48 ns."""
+    from harness.interference import speed_columns, speed_flag
+    earlier = [70.0, 66.0, 73.0, 69.0, 71.0, 64.0, 75.0, 68.0, 70.0, 72.0]
+    assert speed_columns((44.0, 71.0), earlier[:7]) == {}  # too few to know the run's typical
+    fast = speed_columns((44.0, 71.0), earlier)
+    assert fast["intf_cpu_typical_ns"] == 70.0 and fast["intf_cpu_speed_off"] == pytest.approx(70 / 44 - 1, abs=1e-3)
+    assert speed_flag(fast) == "CPU ran 59% faster than this run's typical (reference 44 vs 70 ns)"
+    assert "CPU ran 59% faster" in "; ".join(flags({**fast, "intf_cpus": 2}))
+    slow = speed_columns((71.0, 95.0), earlier)
+    assert speed_flag(slow).startswith("CPU ran 26% slower") and slow["intf_cpu_speed_off"] < 0
+    assert speed_flag(speed_columns((66.0, 75.0), earlier)) is None  # the run's own scatter
+    # a run whose references scatter widely allows as much: 3 robust standard deviations
+    wide = [50.0, 60.0, 70.0, 80.0, 90.0, 55.0, 65.0, 75.0, 85.0]
+    limit = speed_columns((70.0, 70.0), wide)["intf_cpu_speed_limit"]
+    assert limit > 0.5 and speed_flag(speed_columns((52.0, 52.0), wide)) is None
+
+
+def test_the_cpu_reference_times_the_interpreter():
+    """The reference is the fastest of its repeats: a stretch of real work, not a constant."""
+    from harness.interference import REFERENCE_LOOPS, cpu_reference_ns
+    start = time.perf_counter_ns()
+    ref = cpu_reference_ns(repeats=3)
+    elapsed = time.perf_counter_ns() - start
+    assert 1.0 < ref < 5_000.0
+    assert ref * REFERENCE_LOOPS * 3 <= elapsed * 1.01  # three repeats, each at least the fastest

@@ -236,3 +236,53 @@ def test_a_confirmation_lost_while_the_machine_interfered_is_no_ndr_either(tmp_p
     assert conf["all_lost"] and conf["failures"] == interfered_at and conf["failed_at_per_s"] == round(seen[-1], 3)
     assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"]
     assert "interfered" in conf["reason"] and "others 1.6 of 2 cores" in row["status_reasons"][0], row
+
+
+class _SpeedEpisodes(ModelPlatform):
+    """The model in 'real time', with the CI VM's speed episodes: during the trials in `fast` the
+    whole machine runs 1.6x faster (the callback cost shrinks with it) and the CPU reference says so."""
+    from harness.platforms.base import Capabilities as _C
+    capabilities = _C(templates=True, hold=True, ground_truth=True, virtual_time=False)
+
+    def __init__(self, params, fast):
+        super().__init__(params)
+        self.fast, self.trials_run = fast, 0
+
+    def run_trial(self, spec):
+        if self.trials_run in self.fast:
+            spec = replace(spec, subscriber=replace(spec.subscriber, cost_us=spec.subscriber.cost_us / 1.6))
+        self.trials_run += 1
+        return super().run_trial(spec)
+
+
+def _probe_of(platform):
+    class SpeedProbe:
+        def begin(self):
+            self.trial = platform.trials_run
+
+        def end(self):
+            ref = 44.0 if self.trial in platform.fast else 70.0 + (self.trial % 5) - 2  # the run's own scatter
+            return {"intf_cpus": 2, "intf_cpu_ref_begin_ns": ref, "intf_cpu_ref_end_ns": ref}
+    return SpeedProbe
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_trial_run_while_the_cpu_was_faster_is_no_evidence(tmp_path, monkeypatch, seed):
+    """Trend trials in a fast episode say 'sustained' at rates the machine cannot keep; they are
+    untrusted (named) and run again, and the NDR is the one of the machine at its typical speed."""
+    import harness.experiments.trial as trial
+    p = ModelParams(system_buffer=2_000, seed=seed)
+    quiet = _SpeedEpisodes(p, fast=set())
+    monkeypatch.setattr(trial, "Probe", _probe_of(quiet))
+    expected = search_ndr(quiet, BASE, store_for(quiet, tmp_path / "q"), 100.0, p.true_burst_capacity(), 1e6, TREND)
+    assert not expected["untrusted_trials"]
+    episodes = _SpeedEpisodes(p, fast={5, 6, 7})
+    monkeypatch.setattr(trial, "Probe", _probe_of(episodes))
+    store = store_for(episodes, tmp_path / "e")
+    row = search_ndr(episodes, BASE, store, 100.0, p.true_burst_capacity(), 1e6, TREND)
+    assert row["untrusted_trials"] == [5, 6, 7], row["untrusted_trials"]
+    assert all("CPU ran 5" in r["untrusted_reason"] and "faster" in r["untrusted_reason"]
+               for r in store.rows if r["trial"] in (5, 6, 7))
+    assert abs(row["rate_per_s"] - expected["rate_per_s"]) <= max(row["resolution_per_s"], expected["resolution_per_s"]) + 1e-6, (
+        row["rate_per_s"], expected["rate_per_s"])
+    assert row["mu_per_s"] == pytest.approx(expected["mu_per_s"], rel=0.03)
