@@ -100,3 +100,32 @@ def test_the_findings_say_whether_callbacks_ran_at_the_same_time():
     assert "ran at the same time in 1 of 2 inline trials" in same_time and "up to 41" in same_time  # copy mode: not measured
     unmeasured = _delivery_line(pd.DataFrame({"callback_threads": [2], "concurrent_callbacks": [None]}))
     assert unmeasured.endswith("at the same time: not measured.")
+
+
+def _speed_run(folder, refs, status="complete", off=None):
+    import json
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "platform": "nflog", "config_id": "cfg", "fingerprint": {"stable": {"platform": {"name": "nflog"}}, "volatile": {}}, "estimates": {},
+        "checks": [], "experiments": {}, "trials": len(refs), "run": {"status": status}}))
+    rows = ["trial,experiment,count,expected,delivered,lost,loss_ratio,intf_others_cores,intf_cpus,intf_steal_share,"
+            "intf_load1,intf_cpu_ref_begin_ns,intf_cpu_ref_end_ns,intf_cpu_speed_off,intf_cpu_speed_limit,interference"]
+    for i, ref in enumerate(refs):
+        o = "" if off is None or i != len(refs) - 1 else off
+        rows.append(f"{i},sustained,100,100,100,0,0.0,0.1,2,0.0,0.5,{ref},{ref},{o},{'' if o == '' else 0.15},")
+    (folder / "trials.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_the_report_names_the_cpu_speed_against_the_configurations_earlier_runs(tmp_path):
+    from harness.report.sustained import interference_lines
+    config = tmp_path / "cfg"
+    _speed_run(config / "20261101T000000Z", [70.0] * 6)
+    _speed_run(config / "20261102T000000Z", [72.0] * 6)
+    _speed_run(config / "20261103T000000Z", [30.0] * 6, status="interrupted")  # not history
+    _speed_run(config / "20261104T000000Z", [77.0] * 5 + [44.0], off=0.6)
+    words = " ".join(interference_lines(config / "20261104T000000Z"))
+    assert "median 77.0 ns, 44.0-77.0 ns" in words, words
+    assert "1 trials ran off the run's typical speed (up to 60%; limit 15%)" in words, words
+    assert "median reference 71.0 ns over 2 run(s); this run's CPU was -7.8% as fast" in words, words
+    first = " ".join(interference_lines(config / "20261101T000000Z"))
+    assert "earlier runs" not in first and "median 70.0 ns" in first

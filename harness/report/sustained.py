@@ -13,7 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.report.stored import read_trials  # noqa: E402
+from harness.interference import references  # noqa: E402
+from harness.report.status import status_of  # noqa: E402
+from harness.report.stored import read_summary, read_trials  # noqa: E402
+
+HISTORY_RUNS = 20  # earlier runs of the configuration the CPU reference is compared with
 
 NDR_HEADER = ["callback cost (µs)", "1/cost (/s)", "NDR (/s)", "status", "mu (/s), 95% CI", "overhead 1/mu - cost (µs)",
               "backlog slope below NDR (/s)", "backlog slope above NDR (/s)", "loss confirmation", "trials (refused)"]
@@ -61,7 +65,8 @@ def ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def untrusted_rows(run: Path) -> list[list[str]]:
-    """Every trial refused as evidence because its generator missed the load."""
+    """Every trial refused as evidence: its generator missed the load, or (a rate measurement) the
+    CPU ran off the run's typical speed."""
     t = read_trials(run / "trials.csv")
     if "trusted" not in t:
         return []
@@ -78,7 +83,7 @@ def interference_lines(run: Path) -> list[str]:
     t = read_trials(run / "trials.csv")
     if "intf_others_cores" not in t or t["intf_others_cores"].isna().all():
         return []
-    flagged = t["interference"].fillna("").astype(str).str.len() > 0 if "interference" in t else pd.Series(False, t.index)
+    flagged = t["interference"].astype(object).fillna("").astype(str).str.len() > 0 if "interference" in t else pd.Series(False, t.index)
     lines = [f"{int(flagged.sum())} of {len(t)} trials saw interference. Other processes used a median "
              f"{t['intf_others_cores'].median():.2f} (max {t['intf_others_cores'].max():.2f}) of "
              f"{int(t['intf_cpus'].max())} cores; hypervisor steal max {t['intf_steal_share'].max():.1%}; "
@@ -89,10 +94,49 @@ def interference_lines(run: Path) -> list[str]:
     if "mu_stall_share" in t and t["mu_stall_share"].notna().any():
         lines.append(f"Subscriber stalls (backlogged, not running): median {t['mu_stall_share'].median():.1%} of "
                      f"service time, worst {t['mu_stall_share'].max():.1%}.")
+    lines += cpu_speed_lines(run, t)
     if "intf_other_runs" in t and t["intf_other_runs"].notna().any():
         lines.append(f"Other harness runs alive: up to {int(t['intf_other_runs'].max())}.")
     else:
         lines.append("Other harness runs: not measured (live-run registry not connected).")
+    return lines
+
+
+def _run_reference(trials: pd.DataFrame) -> float | None:
+    refs = references(trials.to_dict("records"))
+    return float(pd.Series(refs).median()) if refs else None
+
+
+def cpu_speed_lines(run: Path, t: pd.DataFrame) -> list[str]:
+    """The CPU's own speed (harness/interference.py): its reference over the run, the trials that
+    ran off the run's typical, and the run against this configuration's earlier complete runs."""
+    here = _run_reference(t)
+    if here is None:
+        return []
+    refs = pd.Series(references(t.to_dict("records")))
+    line = (f"CPU reference (a fixed interpreter loop timed at both ends of each trial; lower is faster): median "
+            f"{here:.1f} ns, {refs.min():.1f}-{refs.max():.1f} ns.")
+    if "intf_cpu_speed_off" in t:
+        off = t["intf_cpu_speed_off"].astype(float)
+        limit = t["intf_cpu_speed_limit"].astype(float)
+        beyond = t[off.abs() > limit]
+        if len(beyond):
+            line += (f" {len(beyond)} trials ran off the run's typical speed (up to {off[beyond.index].abs().max():.0%}; "
+                     f"limit {limit[beyond.index].min():.0%}); a rate measurement among them was not used as evidence.")
+    lines = [line]
+    earlier = []
+    for other in sorted(p for p in run.parent.iterdir() if p.is_dir() and p != run and p.name < run.name)[-HISTORY_RUNS:]:
+        try:
+            if status_of(read_summary(other / "summary.json")) == "complete":
+                earlier.append(_run_reference(read_trials(other / "trials.csv")))
+        except (OSError, ValueError):
+            continue  # not a run, or one this version cannot read: history is what can be read
+    earlier = [v for v in earlier if v]
+    if earlier:
+        typical = float(pd.Series(earlier).median())
+        lines.append(f"This configuration's earlier runs: median reference {typical:.1f} ns over {len(earlier)} run(s); "
+                     f"this run's CPU was {typical / here - 1:+.1%} as fast. Rates scale with it where the harness's "
+                     f"own per-event work, not the callback's cost, dominates.")
     return lines
 
 
