@@ -183,7 +183,7 @@ class _Search:
             box["trace"] = _trace(result, backlog)
             return columns
 
-        _, row = run_recorded(self.platform, spec, self.store, self.experiment, derive=analyse, speed_matters=True,
+        _, row = run_recorded(self.platform, spec, self.store, self.experiment, derive=analyse,
                               search_cost_us=self.cost_us, **self.tags, **tags)
         if "trace" in box:  # a fresh trial (a replayed one stored its trace the first time)
             self.store.save_frame(trace_name(row["trial"]), box["trace"])

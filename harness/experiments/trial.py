@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable
 
 from harness.analysis.trust import trial_trust
-from harness.interference import Probe, flags, references, speed_columns, speed_flag
+from harness.interference import Probe, flags, references, speed_columns
 from harness.platforms.base import Platform, TrialResult
 from harness.report.store import ResultStore
 from harness.spec import TrialSpec
@@ -25,14 +25,14 @@ def _healthy(row: dict[str, Any]) -> None:
 
 def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experiment: str,
                  keep_events: bool = False, derive: Callable[[TrialResult], dict[str, Any]] | None = None,
-                 speed_matters: bool = False, **extra: Any) -> tuple[TrialResult | None, dict[str, Any]]:
+                 **extra: Any) -> tuple[TrialResult | None, dict[str, Any]]:
     """The trial's result and its row. `derive(result)` adds columns computed from the whole result
     (served rate, backlog slope, trust...; kept in the row, so that a resumed run has them). A
     replayed trial's result is None unless its events were kept: experiments read rows, and whole
     results only where they kept events. Every row says whether its generator delivered the load
     (`trusted`); interference is measured around real-time trials only: a simulation is not slowed
-    by its neighbours. `speed_matters`: a rate measurement, which a CPU running off the run's
-    typical speed (interference.speed_columns) makes no evidence either: untrusted, so retried."""
+    by its neighbours; a CPU running off the run's typical speed is interference too
+    (interference.speed_columns)."""
     store.at(experiment)
     row = store.replay.take(experiment, spec, extra) if store.replay is not None else None
     if row is not None:
@@ -56,11 +56,6 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
         columns.update(derive(result))
     if "trusted" not in columns:
         columns.update(trial_trust(result.generator, None))
-    speed = speed_flag(columns)
-    if speed_matters and speed and columns["trusted"]:
-        columns.update(trusted=False, untrusted_reason=speed)
-        if "verdict" in columns:  # a judged trial (sustained.py): no verdict either
-            columns.update(verdict="untrusted", verdict_by=speed)
     if probe is not None:
         seen = {**{f"gen_{k}": v for k, v in (result.generator or {}).items()}, **columns}
         columns["interference"] = "; ".join(flags(seen))

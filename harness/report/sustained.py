@@ -65,8 +65,7 @@ def ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def untrusted_rows(run: Path) -> list[list[str]]:
-    """Every trial refused as evidence: its generator missed the load, or (a rate measurement) the
-    CPU ran off the run's typical speed."""
+    """Every trial refused as evidence because its generator missed the load."""
     t = read_trials(run / "trials.csv")
     if "trusted" not in t:
         return []
@@ -122,7 +121,7 @@ def cpu_speed_lines(run: Path, t: pd.DataFrame) -> list[str]:
         beyond = t[off.abs() > limit]
         if len(beyond):
             line += (f" {len(beyond)} trials ran off the run's typical speed (up to {off[beyond.index].abs().max():.0%}; "
-                     f"limit {limit[beyond.index].min():.0%}); a rate measurement among them was not used as evidence.")
+                     f"limit {limit[beyond.index].min():.0%}): interference, like a busy neighbour.")
     lines = [line]
     earlier = []
     for other in sorted(p for p in run.parent.iterdir() if p.is_dir() and p != run and p.name < run.name)[-HISTORY_RUNS:]:
