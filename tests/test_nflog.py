@@ -57,19 +57,12 @@ def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
         cap = search_burst_capacity(p, BASE, store, BurstConfig(start=1024, sweep=())).capacity.value
         config = NdrConfig(resolution=0.05, trial_s=0.25, max_trial_s=2.0, max_confirm_s=6.0,
                            max_confirmations=2, quiet_s=0.3)
-        for attempt in range(2):  # a search a neighbour disturbed says so and ends without an NDR: try once more
-            result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(), config)
-            ndr = result["rate_per_s"]
-            if ndr:
-                break
-            # no NDR is honest only when the machine interfered, and then it must say so
-            assert result["status"] == "inconclusive" and "interfered" in result["confirmation"]["reason"], {
-                k: result[k] for k in ("status", "status_reasons", "confirmation", "notes")}
-            print(f"search {attempt + 1} without an NDR: {result['confirmation']['reason']}")
-        if not ndr:
-            pytest.skip(f"the machine interfered with both searches: {result['confirmation']['reason']}")
+        result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(), config)
+        ndr = result["rate_per_s"]
+        assert ndr, {k: result[k] for k in ("status", "status_reasons", "confirmation", "notes")}
         assert ndr < 1e6 / 50.0 * 1.05
-        # no faster than it was served, but for what the buffer absorbs: a loss-free trial of T seconds
+        # no faster than it was served (a confirmation that lost while the machine interfered stops at
+        # what it served), but for what the buffer absorbs: a loss-free trial of T seconds
         # at a rate above mu proves only rate <= mu + capacity / T (a 5 % overshoot seen at load 1.5)
         assert ndr <= ndr_expected_range(result)[1], (ndr, result["mu_high_per_s"], result["confirmation"])
         longer = 2 * result["confirmation"]["duration_s"]

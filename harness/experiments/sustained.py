@@ -8,9 +8,9 @@ long before a buffer of C events overflows, which takes C / (r - mu) seconds. `s
    The first overloaded trial also measures mu (analysis/service.py), and the next probes go right
    beside it;
 2. confirms the result with one loss trial long enough that an overload of one resolution step
-   would overflow the burst capacity (C / step seconds); a loss there steps the result down, unless
-   the machine interfered during that trial: then the search stops without an NDR (a rate that lost
-   is never one), saying it lies below that rate;
+   would overflow the burst capacity (C / step seconds); a loss there steps the result down to what
+   that saturated trial served and confirms again; if the machine interfered during that trial, the
+   search stops there, not confirmed (a rate that lost is never the NDR);
 3. reports mu and the per-event overhead 1/mu - cost with their spread, the slope evidence on
    both sides of NDR, the confirmation, the interference seen, and every trial it refused.
 A trial whose generator missed its load is evidence of nothing (analysis/trust.py): it is run
@@ -351,19 +351,19 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
             return out
         failed_at = high = low
         failures += 1
-        if row.get("interference"):  # a loss while the machine interfered says nothing about a lower rate:
-            # stop, but a rate that lost is still no NDR (every confirmation so far lost)
-            out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3),
-                        "failures": failures, "reason": f"{row['verdict_by']} while the machine interfered "
-                                                         f"({row['interference']})"})
-            s.notes.append(f"confirmation at {failed_at:.0f}/s lost while the machine interfered: "
-                           f"the NDR lies below it, how far is unknown")
-            return out
         # the trial that lost was saturated: what it served is where the sustainable rate lies (on
         # nflog a short trend trial can be served faster than a saturated buffer is); each further
         # failure steps twice as far, as the bracket was evidently wrong
         served = row.get("mu_low_per_s") or row.get("mu_per_s")
         low = min(low * (1 - config.resolution * 2 ** (failures - 1)), served or math.inf)
+        if row.get("interference"):  # a loss while the machine interfered: stop at what it served then,
+            # unconfirmed (a rate that lost is never the NDR; `rate_per_s` is where the result stands)
+            out.update({"confirmed": False, "rate_per_s": round(low, 3), "failed_at_per_s": round(failed_at, 3),
+                        "failures": failures, "reason": f"{row['verdict_by']} at {failed_at:.0f}/s while the machine "
+                                                         f"interfered ({row['interference']})"})
+            s.notes.append(f"confirmation at {failed_at:.0f}/s lost while the machine interfered (served "
+                           f"{served or 0:.0f}/s): {low:.0f}/s, not confirmed")
+            return out
         s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served {served or 0:.0f}/s): "
                        f"stepping down to {low:.0f}/s")
     out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3), "failures": failures,
