@@ -81,7 +81,7 @@ def interference_lines(run: Path) -> list[str]:
     """What the machine was doing during the real-time trials (nothing to say in virtual time)."""
     t = read_trials(run / "trials.csv")
     if "intf_others_cores" not in t or t["intf_others_cores"].isna().all():
-        return []
+        return cpu_speed_lines(run, t)  # Windows: no /proc, but the CPU reference is measured there too
     flagged = t["interference"].astype(object).fillna("").astype(str).str.len() > 0 if "interference" in t else pd.Series(False, t.index)
     lines = [f"{int(flagged.sum())} of {len(t)} trials saw interference. Other processes used a median "
              f"{t['intf_others_cores'].median():.2f} (max {t['intf_others_cores'].max():.2f}) of "
@@ -134,8 +134,8 @@ def cpu_speed_lines(run: Path, t: pd.DataFrame) -> list[str]:
     if earlier:
         typical = float(pd.Series(earlier).median())
         lines.append(f"This configuration's earlier runs: median reference {typical:.1f} ns over {len(earlier)} run(s); "
-                     f"this run's CPU was {typical / here - 1:+.1%} as fast. Rates scale with it where the harness's "
-                     f"own per-event work, not the callback's cost, dominates.")
+                     f"this run's CPU ran {abs(typical / here - 1):.1%} {'faster' if here < typical else 'slower'}. "
+                     f"Rates follow it where the harness's own per-event work, not the callback's cost, dominates.")
     return lines
 
 
