@@ -135,3 +135,35 @@ def test_refused_sends_are_counted_by_error_name(sender):
     assert report["send_errors"] == 10 and report["send_error_kinds"] == {"EPERM": 10}
     _, clean = s.send(SPEC, "udp", 4, timeout_s=30)
     assert clean["send_errors"] == 0 and clean["send_error_kinds"] == {}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_signal_taken_by_another_thread_interrupts_the_wait_for_the_sender():
+    """The kernel may hand a process's SIGINT or SIGTERM to any thread (the subscriber's reader);
+    the main thread, waiting for the sender's reply, must still act on it at once (seen: a Ctrl-C
+    mid-trial that waited out the 30 s trial)."""
+    import multiprocessing
+    import threading
+
+    def interrupted(signum, frame):
+        raise _Interrupted()
+
+    waiting = object.__new__(SenderProcess)  # only its wait: no process behind the pipe
+    waiting.conn, other_end = multiprocessing.Pipe()
+    busy = threading.Event()
+    bystander = threading.Thread(target=busy.wait, args=(10,), daemon=True)  # a thread blocked elsewhere
+    bystander.start()
+    threading.Timer(0.3, signal.pthread_kill, args=(bystander.ident, signal.SIGINT)).start()
+    previous = signal.signal(signal.SIGINT, interrupted)
+    started = time.monotonic()
+    try:
+        with pytest.raises(_Interrupted):
+            waiting._reply(5.0, "finish")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        busy.set()
+        other_end.close()
+    assert time.monotonic() - started < 2.0

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from multiprocessing import connection
@@ -226,6 +227,9 @@ def _main(conn, sockets: SocketFactory, max_batch: int) -> None:
         child.release()
 
 
+POLL_SLICE_S = 0.1  # how soon a signal delivered to another thread is acted on while waiting for the sender
+
+
 class SenderError(RuntimeError):
     pass
 
@@ -246,8 +250,13 @@ class SenderProcess:
             raise
 
     def _reply(self, timeout_s: float, what: str) -> tuple[Any, Any]:
-        if not self.conn.poll(timeout_s):
-            raise TimeoutError(f"sender did not {what} within {timeout_s:.0f} s")
+        # wait in slices: a signal the kernel gave to another thread (the subscriber's reader) does
+        # not wake this thread's poll, and on Windows a wait on a pipe is not woken by Ctrl-C at all;
+        # between slices Python runs the pending handler (KeyboardInterrupt, the SIGTERM path)
+        deadline = time.monotonic() + timeout_s
+        while not self.conn.poll(max(0.0, min(POLL_SLICE_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"sender did not {what} within {timeout_s:.0f} s")
         try:
             status, payload, report = self.conn.recv()
         except EOFError:

@@ -213,7 +213,8 @@ class NflogPlatform:
                 time.sleep(spec.settle_s)
             t_release = time.perf_counter_ns()
             release.set()
-            reader.join()
+            while reader.is_alive():  # in slices: a signal the kernel gave the reader thread acts at once
+                reader.join(0.1)
         if "error" in box:
             raise box["error"]
         rec = box["records"]
