@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.interference import references  # noqa: E402
+from harness.report.stored import read_trial_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = {"model": 20.0, "nflog": 90.0, "wfp": 240.0}
@@ -62,7 +61,7 @@ def one_run(backend: str, report_dir: Path) -> dict:
     summary = json.loads(summaries[-1].read_text()) if summaries else {}
     cpu_ref = None
     if summaries and (summaries[-1].parent / "trials.csv").exists():
-        refs = references(pd.read_csv(summaries[-1].parent / "trials.csv").to_dict("records"))
+        refs = references(read_trial_rows(summaries[-1].parent / "trials.csv"))
         cpu_ref = statistics.median(refs) if refs else None
     ndr = {r["callback_cost_us"]: r for r in summary.get("estimates", {}).get("ndr", [])}
     inconclusive = [line for line in p.stdout.splitlines() if "inconclusive" in line]

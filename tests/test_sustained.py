@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness.experiments.sustained import NdrConfig, search_ndr, search_ndr_by_loss
+from harness.platforms.base import Capabilities
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.report.fingerprint import fingerprint
 from harness.report.store import ResultStore
@@ -245,8 +246,7 @@ def test_a_confirmation_lost_while_the_machine_interfered_is_no_ndr_either(tmp_p
 class _SpeedEpisodes(ModelPlatform):
     """The model in 'real time', with the CI VM's speed episodes: during the trials in `fast` the
     whole machine runs 1.6x faster (the callback cost shrinks with it) and the CPU reference says so."""
-    from harness.platforms.base import Capabilities as _C
-    capabilities = _C(templates=True, hold=True, ground_truth=True, virtual_time=False)
+    capabilities = Capabilities(templates=True, hold=True, ground_truth=True, virtual_time=False)
 
     def __init__(self, params, fast):
         super().__init__(params)

@@ -47,10 +47,11 @@ def run_recorded(platform: Platform, spec: TrialSpec, store: ResultStore, experi
     if probe is not None:
         probe.begin()
     result = platform.run_trial(spec)
-    columns: dict[str, Any] = probe.end() if probe is not None else {}
+    columns: dict[str, Any] = {}
     if probe is not None:
-        columns.update(speed_columns((columns.get("intf_cpu_ref_begin_ns"), columns.get("intf_cpu_ref_end_ns")),
-                                     references(store.rows)))
+        columns = probe.end()
+        ends = (columns.get("intf_cpu_ref_begin_ns"), columns.get("intf_cpu_ref_end_ns"))
+        columns.update(speed_columns(ends, references(store.rows)))
     columns.update((result.telemetry or {}).get("row_columns", {}))  # sent/recorded/delivered, health
     if derive is not None:
         columns.update(derive(result))

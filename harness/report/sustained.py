@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.interference import references  # noqa: E402
-from harness.report.status import status_of  # noqa: E402
-from harness.report.stored import read_summary, read_trials  # noqa: E402
+from harness.report.runs import runs_of  # noqa: E402
+from harness.report.stored import read_trials  # noqa: E402
 
 HISTORY_RUNS = 20  # earlier runs of the configuration the CPU reference is compared with
 
@@ -101,7 +101,7 @@ def interference_lines(run: Path) -> list[str]:
     return lines
 
 
-def _run_reference(trials: pd.DataFrame) -> float | None:
+def _median_reference(trials: pd.DataFrame) -> float | None:
     refs = references(trials.to_dict("records"))
     return float(pd.Series(refs).median()) if refs else None
 
@@ -109,28 +109,25 @@ def _run_reference(trials: pd.DataFrame) -> float | None:
 def cpu_speed_lines(run: Path, t: pd.DataFrame) -> list[str]:
     """The CPU's own speed (harness/interference.py): its reference over the run, the trials that
     ran off the run's typical, and the run against this configuration's earlier complete runs."""
-    here = _run_reference(t)
-    if here is None:
+    refs = pd.Series(references(t.to_dict("records")), dtype=float)
+    if refs.empty:
         return []
-    refs = pd.Series(references(t.to_dict("records")))
+    here = float(refs.median())
     line = (f"CPU reference (a fixed interpreter loop timed at both ends of each trial; lower is faster): median "
             f"{here:.1f} ns, {refs.min():.1f}-{refs.max():.1f} ns.")
     if "intf_cpu_speed_off" in t:
         off = t["intf_cpu_speed_off"].astype(float)
         limit = t["intf_cpu_speed_limit"].astype(float)
-        beyond = t[off.abs() > limit]
-        if len(beyond):
-            line += (f" {len(beyond)} trials ran off the run's typical speed (up to {off[beyond.index].abs().max():.0%}; "
-                     f"limit {limit[beyond.index].min():.0%}): interference, like a busy neighbour.")
+        beyond = off.abs() > limit
+        if beyond.any():
+            line += (f" {int(beyond.sum())} trials ran off the run's typical speed (up to {off[beyond].abs().max():.0%}; "
+                     f"limit {limit[beyond].min():.0%}): interference, like a busy neighbour.")
     lines = [line]
-    earlier = []
-    for other in sorted(p for p in run.parent.iterdir() if p.is_dir() and p != run and p.name < run.name)[-HISTORY_RUNS:]:
-        try:
-            if status_of(read_summary(other / "summary.json")) == "complete":
-                earlier.append(_run_reference(read_trials(other / "trials.csv")))
-        except (OSError, ValueError):
-            continue  # not a run, or one this version cannot read: history is what can be read
-    earlier = [v for v in earlier if v]
+    try:  # the configuration's folder, read as `wfpcap history` reads it
+        history = [r for r in runs_of(run.parent) if r.complete and r.path != run and r.name < run.name]
+        earlier = [v for v in (_median_reference(r.trials()) for r in history[-HISTORY_RUNS:]) if v]
+    except ValueError:
+        earlier = []  # a folder whose runs cannot be read: no history line (history itself says why)
     if earlier:
         typical = float(pd.Series(earlier).median())
         lines.append(f"This configuration's earlier runs: median reference {typical:.1f} ns over {len(earlier)} run(s); "
