@@ -31,6 +31,7 @@ def test_without_proc_nothing_is_measured_and_nothing_breaks(tmp_path, alone):
     probe.begin()
     out = probe.end()
     assert out["intf_others_cores"] is None and out["intf_steal_share"] is None and out["intf_own_cores"] is None
+    assert out["intf_cpu_ref_begin_ns"] > 0 and out["intf_cpu_ref_end_ns"] > 0  # the CPU's speed needs no /proc
     assert not out["intf_other_runs"]
     assert flags(out) == []
 

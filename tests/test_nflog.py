@@ -130,8 +130,11 @@ def test_ctrl_c_mid_trial_cleans_up_at_once():
             p.run_trial(TrialSpec(TrafficSpec(count=600000, pacing="constant", rate_per_s=20000),
                                   SubscriberSpec(cost_us=100)))
     """)
+    # Ctrl-C at its default in the child: a shell starts a background job (`pytest tests/ &`) with
+    # SIGINT ignored, and an ignored signal is inherited across exec (seen: the child ran on 30 s)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=Path(__file__).resolve().parents[1])
+                             text=True, cwd=Path(__file__).resolve().parents[1],
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     name = child.stdout.readline().strip()
     time.sleep(1.5)
     started = time.monotonic()
