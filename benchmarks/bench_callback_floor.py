@@ -11,7 +11,10 @@ adds one layer, so the differences say what each costs:
   state per call on such a thread);
 - the same with the thread state kept (what the harness does on its first event per thread);
 - lean_callback with a no-op subscriber: the harness's two copies and row bookkeeping;
-- lean_callback with Callback.serve at zero work: the timestamps and rows of the subscriber;
+- lean_callback with a zero-work Callback, run inside it (the harness's path): the subscriber's
+  timestamps and rows;
+- the same with the Callback's serve() as a second Python call per event (the path until
+  2026-11-28), for comparison;
 and a pure-Python call of the same lean function, no ctypes, for scale. Medians of `--reps` runs
 (ns per call) in one process, one run after another. No root needed.
 """
@@ -42,6 +45,12 @@ from harness.subscriber import Callback  # noqa: E402
 
 FILTER_ID = 0x5EED
 VERSION = 4  # FwpmNetEventSubscribe4 delivers FWPM_NET_EVENT5
+
+
+def interpreter() -> str:
+    """Which Python: builds of one version differ (this VM's pyenv 3.11.7, built without PGO/LTO,
+    runs this path ~1.4x slower than Debian's 3.11.2; the README has the figures)."""
+    return f"Python {sys.version.split()[0]} at {sys.executable}"
 
 
 def build_caller() -> C.CDLL:
@@ -83,12 +92,17 @@ def variants(calls: int) -> list[tuple[str, Callable[[], Callable]]]:
     def lean_noop() -> Callable:
         return lean_callback(RawEvents(VERSION, calls), FILTER_ID, lambda row: None, set())
 
+    def lean_inline() -> Callable:
+        callback = Callback(SubscriberSpec(cost_us=0.0), calls, threading.Event(), 0)
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback, set())
+
     def lean_serve() -> Callable:
         callback = Callback(SubscriberSpec(cost_us=0.0), calls, threading.Event(), 0)
         return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback.serve, set())
 
     return [("ctypes entry, empty body", empty), ("ctypes entry, kept thread state", kept),
-            ("+ lean_callback, no-op subscriber", lean_noop), ("+ Callback.serve, zero work", lean_serve)]
+            ("+ lean_callback, no-op subscriber", lean_noop), ("+ zero-work Callback, inlined", lean_inline),
+            ("  (serve() as a second call instead)", lean_serve)]
 
 
 def per_call_ns(lib: C.CDLL, function: Callable, event_addr: int, calls: int) -> float:
@@ -120,7 +134,7 @@ def main() -> None:
     addr = C.addressof(event)
     gc.disable()  # as during a trial
     print(f"callback called {args.calls:,} times from a C thread, median of {args.reps} runs; "
-          f"load {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
+          f"load {os.getloadavg()[0]:.1f}; {interpreter()}")
     print(f"{'layer':40} {'ns/call':>9} {'added':>8}  runs (ns)")
     previous = None
     for label, make in variants(args.calls):
@@ -128,10 +142,11 @@ def main() -> None:
         median = statistics.median(runs)
         added = f"{median - previous:+8.0f}" if previous is not None else ""
         print(f"{label:40} {median:9.0f} {added:>8}  " + " ".join(f"{r:.0f}" for r in runs))
-        previous = median
-    lean = variants(args.calls)[3][1]
+        if not label.startswith(" "):  # an alternative is compared with the layer above it
+            previous = median
+    lean = variants(args.calls)[3][1]  # the harness's path
     runs = [python_call_ns(lean, addr, args.calls) for _ in range(args.reps)]
-    print(f"{'same as last, called from Python':40} {statistics.median(runs):9.0f} {'':>8}  "
+    print(f"{'the harness path, called from Python':40} {statistics.median(runs):9.0f} {'':>8}  "
           + " ".join(f"{r:.0f}" for r in runs))
     del keep
 

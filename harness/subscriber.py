@@ -4,7 +4,8 @@
 callback time and the platform's `key` for the event (the row of the platform's own raw record, which
 the platform decodes in bulk after the trial) into preallocated memory, then:
 - hold: the first callback blocks until the trial releases it;
-- inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0) is a busy wait in the callback;
+- inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0) is a busy wait in the callback
+  (its last clock reading is `t_done`: with no work, the callback time itself);
 - copy: the callback spends only `copy_cost_us` and hands the event to a worker thread, which does
   the work and stamps when it finished.
 No Python object is kept per event: rows come from an atomic counter, values go into the columns
@@ -22,12 +23,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from harness.spec import SubscriberSpec
 
 COLUMNS = ("key", "t_callback", "t_done")
+
+
+class InlineParts(NamedTuple):
+    """What an inline serve() binds (Callback.inline_parts)."""
+    clock: Callable[[], int]
+    next_row: Callable[[], int]  # atomic under the GIL
+    capacity: int
+    hold: bool
+    release: threading.Event
+    t_cbs: memoryview
+    keys: memoryview
+    t_dones: memoryview
+    works: memoryview
+    counts: list[int]  # [rows handed out, events beyond capacity]
 
 
 def preallocated(n: int, dtype) -> np.ndarray:
@@ -105,15 +121,49 @@ class Callback:
         self._abandon = exc_type is not None
         self.close()
 
+    def inline_parts(self) -> InlineParts | None:
+        """What serve() binds in inline mode (None in copy mode), for a platform that runs the
+        subscriber inside its own per-event function: the wfp callback does, to save a second Python
+        call per event. Such a function must do exactly what serve() does below
+        (tests/test_wfp_lean.py compares the two)."""
+        if self.sub.mode != "inline":
+            return None
+        return InlineParts(time.perf_counter_ns, self._rows.__next__, self.capacity, self.sub.hold, self.release,
+                           self._t_cb, self._key, self._t_done, self._work, self._counts)
+
     def _server(self) -> Callable[[int], None]:
         """serve(key), with everything it touches bound to locals (attribute lookups cost per event;
         and no reference to self, which would keep the columns alive in a cycle after the trial)."""
+        inline = self.inline_parts()
+        if inline is not None:
+            clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, works, counts = inline
+
+            def serve(key: int) -> None:
+                t_cb = t = clock()
+                i = next_row()
+                if i >= capacity:
+                    counts[1] += 1
+                    return
+                counts[0] = i + 1
+                t_cbs[i] = t_cb
+                keys[i] = key
+                if i == 0 and hold:
+                    release.wait()
+                    t = clock()
+                work = works[i]
+                if work:  # spin; the last reading is when the work was done (no clock call more)
+                    deadline = t_cb + work
+                    while t < deadline:
+                        t = clock()
+                t_dones[i] = t
+
+            return serve
+
         clock, next_row, capacity, hold, release = time.perf_counter_ns, self._rows.__next__, self.capacity, \
             self.sub.hold, self.release
-        t_cbs, keys, t_dones, works, counts = self._t_cb, self._key, self._t_done, self._work, self._counts
-        jobs, copy_ns = self._jobs, self.copy_ns
+        t_cbs, keys, counts, jobs, copy_ns = self._t_cb, self._key, self._counts, self._jobs, self.copy_ns
 
-        def serve(key: int) -> None:
+        def serve_copying(key: int) -> None:
             t_cb = clock()
             i = next_row()
             if i >= capacity:
@@ -124,17 +174,11 @@ class Callback:
             keys[i] = key
             if i == 0 and hold:
                 release.wait()
-            if jobs is None:
-                work = works[i]
-                if work:
-                    spin_until(t_cb + work)
-                t_dones[i] = clock()
-            else:
-                if copy_ns:
-                    spin_until(t_cb + copy_ns)
-                jobs.put(i)
+            if copy_ns:
+                spin_until(t_cb + copy_ns)
+            jobs.put(i)
 
-        return serve
+        return serve_copying
 
     def _work_loop(self) -> None:
         clock = time.perf_counter_ns

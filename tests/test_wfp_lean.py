@@ -8,11 +8,14 @@ import time
 import weakref
 
 import numpy as np
+import pytest
 
+from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
-from harness.platforms.wfp.events import MINE
-from harness.platforms.wfp.subscription import Subscription
+from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.subscription import Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec
 from harness.subscriber import Callback, preallocated
 
@@ -82,3 +85,79 @@ def test_a_finished_callback_is_freed_without_the_garbage_collector():
         assert freed() is None
     finally:
         gc.enable()
+
+
+FILTER_ID = 0x5EED
+
+
+def events_of_every_kind() -> tuple[list[int], list]:
+    """Addresses of FWPM_NET_EVENT5s: drops of the harness's filter, another filter's drop, an
+    allow, a drop without its drop data; and what must stay alive with them."""
+    version = 4  # FwpmNetEventSubscribe4 delivers FWPM_NET_EVENT5
+    keep, addresses = [], []
+    for kind, filter_id, with_drop in [("drop", FILTER_ID, True)] * 3 + [("drop", 77, True), ("allow", FILTER_ID, True),
+                                                                        ("drop", FILTER_ID, False)] + \
+            [("drop", FILTER_ID, True)] * 5:
+        drop = abi.FWPM_NET_EVENT_CLASSIFY_DROP2(filterId=filter_id, layerId=44)
+        event = abi.EVENT_FOR_SUBSCRIBE[version]()
+        event.header.flags, event.header.ipVersion = 0x11F, K["FWP_IP_VERSION_V4"]  # ports, addresses set
+        event.type = CLASSIFY_DROP if kind == "drop" else K["FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW"]
+        if with_drop:
+            event.classifyDrop = ctypes.pointer(drop)
+        keep += [drop, event]
+        addresses.append(ctypes.addressof(event))
+    return addresses, keep
+
+
+@pytest.mark.parametrize("cost_us, cost_cv", [(0.0, 0.0), (30.0, 0.0), (30.0, 0.8)])
+def test_the_wfp_callback_runs_an_inline_subscriber_as_serve_does(cost_us, cost_cv):
+    """The wfp callback runs an inline Callback inside its own function (one Python call per event,
+    not two): the same rows, keys, work and overflow as Callback.serve given the same drops. The
+    capacity is below the drops, so that the overflow counts too."""
+    addresses, keep = events_of_every_kind()
+    spec = SubscriberSpec(cost_us=cost_us, cost_cv=cost_cv)
+    inlined, served = Callback(spec, 6, threading.Event(), 7), Callback(spec, 6, threading.Event(), 7)
+    assert inlined.inline_parts() is not None
+    raw, rows = RawEvents(4, 64), []
+    on_event = lean_callback(raw, FILTER_ID, inlined, set())
+    for address in addresses:
+        on_event(None, address)
+    on_event(None, 0)  # no event: nothing
+    plain = lean_callback(RawEvents(4, 64), FILTER_ID, rows.append, set())
+    for address in addresses:
+        plain(None, address)
+    for row in rows:
+        served.serve(row)
+    a, b = inlined.finish(), served.finish()
+    assert rows == [0, 1, 2, 6, 7, 8, 9, 10]  # the drops of the harness's filter, by raw row
+    assert a["key"].tolist() == b["key"].tolist() == rows[:6]
+    assert inlined.n == served.n == 6 and inlined.overflow == served.overflow == 2
+    for c, callback in ((a, inlined), (b, served)):
+        took = c["t_done"] - c["t_callback"]
+        assert (took >= callback.work[:6]).all()
+        if cost_us == 0:  # no work: done when called
+            assert (took == 0).all()
+        assert (np.diff(c["t_callback"]) > 0).all()
+    assert decode(raw, 11, False, FILTER_ID).kind.tolist() == [MINE] * 3 + [FOREIGN, OTHER_TYPE, INCOMPLETE] + [MINE] * 5
+    del keep
+
+
+def test_the_wfp_callback_holds_its_first_inline_event_until_released():
+    addresses, keep = events_of_every_kind()
+    release = threading.Event()
+    callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
+    on_event = lean_callback(RawEvents(4, 64), FILTER_ID, callback, set())
+    first = threading.Thread(target=on_event, args=(None, addresses[0]), daemon=True)
+    first.start()
+    try:
+        first.join(0.3)
+        assert first.is_alive() and callback.n == 1  # called, and held
+        t_release = time.perf_counter_ns()
+    finally:
+        release.set()
+    first.join(5)
+    on_event(None, addresses[1])
+    c = callback.finish()
+    assert c["t_done"][0] >= t_release > c["t_callback"][0]  # done when released, not when called
+    assert c["t_done"][1] == c["t_callback"][1]
+    del keep

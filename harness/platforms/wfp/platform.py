@@ -232,7 +232,7 @@ class WfpPlatform:
         with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
             # rows for other filters' events too (a runner has drops of its own)
             subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
-                                        callback.serve, capacity=count + count // 4 + 4096)
+                                        callback, capacity=count + count // 4 + 4096)
             try:
                 sent_at, report = send()
                 if spec.subscriber.hold:

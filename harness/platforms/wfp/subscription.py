@@ -1,7 +1,7 @@
 """A net-event subscription: FwpmNetEventSubscribeN at the highest version the library exports,
 an optional template, and a lean ctypes callback: per event it copies the raw event (and its drop
 data) into preallocated rows (events.py) and, for a drop of the harness's own filter, runs the
-subscriber (`on_drop(row)`); the rows are decoded in bulk with numpy (`decoded()`).
+subscriber (an inline Callback's serve() inside the same function; `serve(row)` otherwise); the rows are decoded in bulk with numpy (`decoded()`).
 
 Only the harness's own filter counts: every other CLASSIFY_DROP on the machine (a runner has
 drops of its own) is counted apart, per filter, and never reaches the subscriber.
@@ -27,6 +27,7 @@ from harness.platforms.wfp.api import HANDLE, RAW_CALLBACK, UNTIL_UNSUBSCRIBED, 
 from harness.platforms.wfp.engine import Session, template_conditions
 from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
 from harness.spec import TemplateSpec
+from harness.subscriber import Callback
 
 __all__ = ["Subscription", "keep_thread_state", "lean_callback"]
 
@@ -39,11 +40,14 @@ def keep_thread_state() -> None:
     _ensure()
 
 
-def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None],
+def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callable[[int], None],
                   pinned: set[int]) -> Callable[[int | None, int | None], None]:
     """The per-event function, with everything it touches bound to locals: two copies, a few
-    integer reads from the copied rows, no ctypes structure and no decoding. `on_drop(row)` runs for
-    a drop of `filter_id`; `pinned` collects the threads that called (each keeps its thread state).
+    integer reads from the copied rows, no ctypes structure and no decoding. The subscriber runs for
+    a drop of `filter_id`: an inline Callback inside this same function (its serve() made a
+    second Python call per event, ~0.2-0.3 us: benchmarks/bench_callback_floor.py); a copy-mode
+    Callback through its serve(row); a plain function as serve(row). `pinned` collects the threads
+    that called (each keeps its thread state).
 
     A copy is `rows[a:b] = (c_char * size).from_address(p).raw`: half the time of a ctypes.memmove
     call (benchmarks/bench_callback_floor.py), since no foreign function is called, and the GIL is
@@ -58,6 +62,10 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
     threads = memoryview(raw.thread)
     type_word, pointer_word, filter_word = raw.type_word, raw.pointer_word, raw.filter_word
     w32, w64, d64 = event_size // 4, event_size // 8, drop_size // 8
+
+    inline = subscriber.inline_parts() if isinstance(subscriber, Callback) else None
+    serve = None if inline is not None else subscriber.serve if isinstance(subscriber, Callback) else subscriber
+    clock, next_served, served_capacity, hold, release, t_cbs, keys, t_dones, works, counts = inline or (None,) * 10
 
     def on_event(context: int | None, event: int | None) -> None:
         thread = get_ident()
@@ -80,19 +88,41 @@ def lean_callback(raw: RawEvents, filter_id: int, on_drop: Callable[[int], None]
             return
         start = i * drop_size
         drop_rows[start:start + drop_size] = drop_bytes(drop).raw
-        if drop_words64[i * d64 + filter_word] == filter_id:
-            on_drop(i)
+        if drop_words64[i * d64 + filter_word] != filter_id:
+            return
+        if serve is not None:
+            serve(i)
+            return
+        # Callback.serve(i) in inline mode, inlined: the same statements
+        t_cb = t = clock()
+        j = next_served()
+        if j >= served_capacity:
+            counts[1] += 1
+            return
+        counts[0] = j + 1
+        t_cbs[j] = t_cb
+        keys[j] = i
+        if j == 0 and hold:
+            release.wait()
+            t = clock()
+        work = works[j]
+        if work:
+            deadline = t_cb + work
+            while t < deadline:
+                t = clock()
+        t_dones[j] = t
 
     return on_event
 
 
 class Subscription:
-    """`on_drop(row)` runs for each drop event of `filter_id`; `row` indexes the raw rows (`raw`),
+    """The subscriber `on_drop` (a Callback, or a function of the row) runs for each drop event of
+    `filter_id`; the row indexes the raw rows (`raw`),
     of which `rows` have been filled; `decoded()` reads them. Events beyond `capacity` are counted
     in `not_copied`."""
 
     def __init__(self, lib: Library, session: Session, template: TemplateSpec | None, inbound: bool,
-                 filter_id: int, on_drop: Callable[[int], None], capacity: int = 1 << 16) -> None:
+                 filter_id: int, on_drop: Callback | Callable[[int], None], capacity: int = 1 << 16) -> None:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
         self.filter_id = filter_id
         self.version = lib.subscribe_version
