@@ -43,7 +43,7 @@ class InlineParts(NamedTuple):
     keys: memoryview
     t_dones: memoryview
     works: memoryview
-    counts: list[int]  # [rows handed out, events beyond capacity]
+    progress: list[int]  # [rows handed out]
 
 
 def preallocated(n: int, dtype) -> np.ndarray:
@@ -77,7 +77,8 @@ class Callback:
         self.capacity = capacity
         self.columns = {name: preallocated(capacity, np.int64) for name in COLUMNS}
         self._key, self._t_cb, self._t_done = (memoryview(self.columns[name]) for name in COLUMNS)
-        self._counts = [0, 0]  # rows handed out so far (progress for the drain), events beyond capacity
+        self._progress = [0]  # rows handed out so far (for the drain)
+        self._beyond: int | None = None  # events that found every row taken, counted by finish()
         self.work = work_costs(np.random.default_rng(seed), sub, capacity)
         self._work = memoryview(self.work)
         self.copy_ns = int(sub.copy_cost_us * 1000)
@@ -104,15 +105,16 @@ class Callback:
     @property
     def n(self) -> int:
         """Rows handed out so far (progress for the drain; finish() counts exactly)."""
-        return self._counts[0]
+        return self._progress[0]
 
     @property
     def overflow(self) -> int:
-        return self._counts[1]
-
-    @overflow.setter
-    def overflow(self, value: int) -> None:
-        self._counts[1] = value
+        """Events that found every row taken: what the atomic row counter handed out beyond the
+        capacity (no per-event counter, whose increments concurrent callbacks could lose). Known
+        once finish() has run."""
+        if self._beyond is None:
+            raise RuntimeError("Callback.overflow is counted by finish()")
+        return self._beyond
 
     def __enter__(self) -> "Callback":
         return self
@@ -129,22 +131,21 @@ class Callback:
         if self.sub.mode != "inline":
             return None
         return InlineParts(time.perf_counter_ns, self._rows.__next__, self.capacity, self.sub.hold, self.release,
-                           self._t_cb, self._key, self._t_done, self._work, self._counts)
+                           self._t_cb, self._key, self._t_done, self._work, self._progress)
 
     def _server(self) -> Callable[[int], None]:
         """serve(key), with everything it touches bound to locals (attribute lookups cost per event;
         and no reference to self, which would keep the columns alive in a cycle after the trial)."""
         inline = self.inline_parts()
         if inline is not None:
-            clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, works, counts = inline
+            clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, works, progress = inline
 
             def serve(key: int) -> None:
                 t_cb = t = clock()
                 i = next_row()
-                if i >= capacity:
-                    counts[1] += 1
+                if i >= capacity:  # counted by finish()
                     return
-                counts[0] = i + 1
+                progress[0] = i + 1
                 t_cbs[i] = t_cb
                 keys[i] = key
                 if i == 0 and hold:
@@ -161,15 +162,14 @@ class Callback:
 
         clock, next_row, capacity, hold, release = time.perf_counter_ns, self._rows.__next__, self.capacity, \
             self.sub.hold, self.release
-        t_cbs, keys, counts, jobs, copy_ns = self._t_cb, self._key, self._counts, self._jobs, self.copy_ns
+        t_cbs, keys, progress, jobs, copy_ns = self._t_cb, self._key, self._progress, self._jobs, self.copy_ns
 
         def serve_copying(key: int) -> None:
             t_cb = clock()
             i = next_row()
-            if i >= capacity:
-                counts[1] += 1
+            if i >= capacity:  # counted by finish()
                 return
-            counts[0] = i + 1
+            progress[0] = i + 1
             t_cbs[i] = t_cb
             keys[i] = key
             if i == 0 and hold:
@@ -210,5 +210,6 @@ class Callback:
         """close(), then the filled columns (call it once the platform can no longer call serve)."""
         self.close(timeout_s)
         if self._filled is None:
-            self._filled = min(next(self._rows), self.capacity)
+            handed = next(self._rows)  # no callback can take a row any more
+            self._filled, self._beyond = min(handed, self.capacity), max(0, handed - self.capacity)
         return {name: column[: self._filled] for name, column in self.columns.items()}

@@ -3,6 +3,7 @@ fails without it. Its speed is measured by benchmarks/bench_callback.py, not her
 import ctypes
 import gc
 import os
+import sys
 import threading
 import time
 import weakref
@@ -161,3 +162,40 @@ def test_the_wfp_callback_holds_its_first_inline_event_until_released():
     assert c["t_done"][0] >= t_release > c["t_callback"][0]  # done when released, not when called
     assert c["t_done"][1] == c["t_callback"][1]
     del keep
+
+
+def test_events_beyond_capacity_are_counted_exactly_from_threads_at_once():
+    """Four delivery threads at once past the capacity: the overflow is what the atomic row counter
+    handed out beyond it (a per-event `+= 1` from several threads can lose increments)."""
+    callback = Callback(SubscriberSpec(cost_us=0.0), 1000, threading.Event(), 0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=lambda: [callback.serve(k) for k in range(5000)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    with pytest.raises(RuntimeError):
+        callback.overflow  # not known before finish()
+    assert len(callback.finish()["key"]) == 1000 and callback.overflow == 19_000
+
+
+def test_a_subscription_counts_the_events_it_had_no_row_for(fake):
+    path, dll = fake
+    lib = Library(path)
+    fs = FilterSession(lib)
+    fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
+    seen: list[int] = []
+    sub = Subscription(lib, fs.session, None, False, fid, seen.append, capacity=3)
+    for k in range(5):
+        dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
+    deadline = time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the last two find no row
+    sub.close()
+    fs.close()
+    assert seen == [0, 1, 2] and sub.rows == 3 and sub.not_copied == 2

@@ -10,6 +10,7 @@ decoder reads exactly the bytes Windows wrote.
 from __future__ import annotations
 
 import ctypes as C
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ class RawEvents:
 
     def __init__(self, version: int, capacity: int) -> None:
         self.capacity = capacity
-        self.beyond = [0]  # events that found every row taken (not copied)
+        self.rows = itertools.count()  # the next row to copy into: next() is atomic under the GIL
         self.events = preallocated(capacity, event_dtype(version))
         self.drops = preallocated(capacity, DROP_DTYPE)
         self.thread = preallocated(capacity, np.int64)

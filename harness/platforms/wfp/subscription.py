@@ -16,7 +16,6 @@ thread Python did not start, which costs more than the rest of the callback.
 from __future__ import annotations
 
 import ctypes as C
-import itertools
 import threading
 from typing import Callable
 
@@ -53,8 +52,8 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
     call (benchmarks/bench_callback_floor.py), since no foreign function is called, and the GIL is
     kept throughout (ctypes.memmove drops and retakes it: a handover to any other Python thread, say
     the copy worker, in the middle of every callback)."""
-    next_row, get_ident = itertools.count().__next__, threading.get_ident
-    capacity, beyond = raw.capacity, raw.beyond
+    next_row, get_ident = raw.rows.__next__, threading.get_ident
+    capacity = raw.capacity
     event_size, drop_size = raw.event_size, raw.drop_size
     event_bytes, drop_bytes = (C.c_char * event_size).from_address, (C.c_char * drop_size).from_address
     event_rows, drop_rows = memoryview(raw.events.view(np.uint8)), memoryview(raw.drops.view(np.uint8))
@@ -65,7 +64,7 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
 
     inline = subscriber.inline_parts() if isinstance(subscriber, Callback) else None
     serve = None if inline is not None else subscriber.serve if isinstance(subscriber, Callback) else subscriber
-    clock, next_served, served_capacity, hold, release, t_cbs, keys, t_dones, works, counts = inline or (None,) * 10
+    clock, next_served, served_capacity, hold, release, t_cbs, keys, t_dones, works, progress = inline or (None,) * 10
 
     def on_event(context: int | None, event: int | None) -> None:
         thread = get_ident()
@@ -75,8 +74,7 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
         if not event:
             return
         i = next_row()  # atomic under the GIL
-        if i >= capacity:
-            beyond[0] += 1
+        if i >= capacity:  # counted at unsubscribe (not_copied)
             return
         start = i * event_size
         event_rows[start:start + event_size] = event_bytes(event).raw
@@ -96,10 +94,9 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
         # Callback.serve(i) in inline mode, inlined: the same statements
         t_cb = t = clock()
         j = next_served()
-        if j >= served_capacity:
-            counts[1] += 1
+        if j >= served_capacity:  # counted by Callback.finish()
             return
-        counts[0] = j + 1
+        progress[0] = j + 1
         t_cbs[j] = t_cb
         keys[j] = i
         if j == 0 and hold:
@@ -128,6 +125,7 @@ class Subscription:
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
         self._filled: int | None = None  # rows, once no callback can run any more
+        self._not_copied: int | None = None  # events beyond the capacity, likewise
         self._pinned: set[int] = set()  # delivery threads that keep their thread state
         self._keep = []
         sub = abi.FWPM_NET_EVENT_SUBSCRIPTION0()
@@ -147,7 +145,11 @@ class Subscription:
 
     @property
     def not_copied(self) -> int:
-        return self.raw.beyond[0]
+        """Events that found every row taken: what the row counter handed out beyond the capacity.
+        Known once unsubscribed."""
+        if self._not_copied is None:
+            raise RuntimeError("Subscription.not_copied is counted at close()")
+        return self._not_copied
 
     @property
     def rows(self) -> int:
@@ -181,4 +183,5 @@ class Subscription:
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
         self._filled = int(np.count_nonzero(self.raw.thread))
+        self._not_copied = max(0, next(self.raw.rows) - self.raw.capacity)
         UNTIL_UNSUBSCRIBED.discard(self)
