@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from platforms import needs_nflog
-from session_runs import run, scenario_cmd, start, summaries, wait_for_phase
+from session_runs import scenario_cmd, start, summaries, wait_for_phase
 
 pytestmark = needs_nflog
 

@@ -64,7 +64,6 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
     """FwpmNetEventCreateEnumHandle0 snapshots the store with the template's window; EnumN+1 pages
     through it (FWPM_NET_EVENT(N+1), the subscription's struct), each page freed with
     FwpmFreeMemory0 (the fixture checks), DestroyEnumHandle0 ends it."""
-    import ipaddress
     from harness.platforms.wfp.api import Library
     from harness.platforms.wfp.engine import FilterSession
     from harness.platforms.wfp.netevents import count_trial, enumerate_store

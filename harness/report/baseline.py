@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.report.runs import Run, is_config, is_run, latest_complete, load_run, load_summary, runs_of
+from harness.report.runs import Run, is_config, is_run, latest_complete, load_run, runs_of
 from harness.report.spread import Reading, readings
 
 SCHEMA = "wfpcap-baseline/1"

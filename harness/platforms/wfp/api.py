@@ -20,6 +20,18 @@ HANDLE = C.c_void_p
 P = C.POINTER
 
 
+def system_library(name: str, library: str | None = None) -> C.CDLL:
+    """A Windows system DLL (`name`: kernel32, shell32, advapi32; GetLastError kept for ctypes) on
+    Windows; elsewhere the library named by `library` or WFPCAP_FWPUCLNT, since the tests' fake
+    exports the same names: the very same ctypes code then runs in the Linux tests."""
+    if sys.platform == "win32":
+        return C.WinDLL(name, use_last_error=True)
+    path = library or os.environ.get(ENV_OVERRIDE)
+    if not path:
+        raise PlatformUnavailable(f"Windows system calls need Windows (or {ENV_OVERRIDE})")
+    return C.CDLL(path)
+
+
 class WfpError(RuntimeError):
     def __init__(self, function: str, code: int) -> None:
         self.function, self.code = function, code & 0xFFFFFFFF

@@ -8,12 +8,9 @@ the doctor's checks run the very same ctypes code in the Linux tests (as winsys.
 from __future__ import annotations
 
 import ctypes as C
-import os
-import sys
 
-from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.api import system_library
 
-ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
 SC_MANAGER_CONNECT = 0x0001
 SERVICE_QUERY_STATUS = 0x0004
 SERVICE_STATES = {1: "stopped", 2: "start pending", 3: "stop pending", 4: "running", 5: "continue pending",
@@ -29,14 +26,8 @@ class SERVICE_STATUS(C.Structure):
 
 class System:
     def __init__(self, library: str | None = None) -> None:
-        if sys.platform == "win32":
-            self.shell32 = C.WinDLL("shell32", use_last_error=True)
-            self.advapi32 = C.WinDLL("advapi32", use_last_error=True)
-        else:
-            path = library or os.environ.get(ENV_OVERRIDE)
-            if not path:
-                raise PlatformUnavailable(f"Windows system calls need Windows (or {ENV_OVERRIDE})")
-            self.shell32 = self.advapi32 = C.CDLL(path)
+        self.shell32 = system_library("shell32", library)
+        self.advapi32 = system_library("advapi32", library)
         self.shell32.IsUserAnAdmin.argtypes = []
         self.shell32.IsUserAnAdmin.restype = C.c_int32
         a = self.advapi32

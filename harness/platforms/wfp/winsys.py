@@ -13,14 +13,12 @@ fake exports the same names), so the very same ctypes code runs in the Linux tes
 from __future__ import annotations
 
 import ctypes as C
-import os
 import sys
 import time
 
-from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.abi import FILETIME
+from harness.platforms.wfp.api import system_library
 
-ENV_OVERRIDE = "WFPCAP_FWPUCLNT"
 FILETIME_UNIX_EPOCH = 116444736000000000  # 100 ns ticks from 1601-01-01 to 1970-01-01
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 STILL_ACTIVE = 259
@@ -35,13 +33,7 @@ def filetime_to_unix_ns(ft: FILETIME) -> int:
 class WinSys:
     def __init__(self, library: str | None = None) -> None:
         self.windows = sys.platform == "win32"
-        if self.windows:
-            self.dll = C.WinDLL("kernel32", use_last_error=True)
-        else:
-            path = library or os.environ.get(ENV_OVERRIDE)
-            if not path:
-                raise PlatformUnavailable(f"Windows system calls need Windows (or {ENV_OVERRIDE})")
-            self.dll = C.CDLL(path)
+        self.dll = system_library("kernel32", library)
         self.dll.GetSystemTimePreciseAsFileTime.argtypes = [C.POINTER(FILETIME)]
         self.dll.GetSystemTimePreciseAsFileTime.restype = None
         self.dll.GetModuleFileNameW.argtypes = [C.c_void_p, C.c_wchar_p, C.c_uint32]
