@@ -33,7 +33,7 @@ COLUMNS = ("key", "t_callback", "t_done")
 
 
 class InlineParts(NamedTuple):
-    """What an inline serve() binds (Callback.inline_parts)."""
+    """What serve() binds (Callback.inline_parts gives it to a platform for inline mode)."""
     clock: Callable[[], int]
     next_row: Callable[[], int]  # atomic under the GIL
     capacity: int
@@ -126,46 +126,24 @@ class Callback:
     def inline_parts(self) -> InlineParts | None:
         """What serve() binds in inline mode (None in copy mode), for a platform that runs the
         subscriber inside its own per-event function: the wfp callback does, to save a second Python
-        call per event. Such a function must do exactly what serve() does below
+        call per event. Such a function must do exactly what serve() does below in inline mode
         (tests/test_wfp_lean.py compares the two)."""
         if self.sub.mode != "inline":
             return None
+        return self._parts()
+
+    def _parts(self) -> InlineParts:
         return InlineParts(time.perf_counter_ns, self._rows.__next__, self.capacity, self.sub.hold, self.release,
                            self._t_cb, self._key, self._t_done, self._work, self._progress)
 
     def _server(self) -> Callable[[int], None]:
         """serve(key), with everything it touches bound to locals (attribute lookups cost per event;
         and no reference to self, which would keep the columns alive in a cycle after the trial)."""
-        inline = self.inline_parts()
-        if inline is not None:
-            clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, works, progress = inline
+        clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, works, progress = self._parts()
+        jobs, copy_ns = self._jobs, self.copy_ns
 
-            def serve(key: int) -> None:
-                t_cb = t = clock()
-                i = next_row()
-                if i >= capacity:  # counted by finish()
-                    return
-                progress[0] = i + 1
-                t_cbs[i] = t_cb
-                keys[i] = key
-                if i == 0 and hold:
-                    release.wait()
-                    t = clock()
-                work = works[i]
-                if work:  # spin; the last reading is when the work was done (no clock call more)
-                    deadline = t_cb + work
-                    while t < deadline:
-                        t = clock()
-                t_dones[i] = t
-
-            return serve
-
-        clock, next_row, capacity, hold, release = time.perf_counter_ns, self._rows.__next__, self.capacity, \
-            self.sub.hold, self.release
-        t_cbs, keys, progress, jobs, copy_ns = self._t_cb, self._key, self._progress, self._jobs, self.copy_ns
-
-        def serve_copying(key: int) -> None:
-            t_cb = clock()
+        def serve(key: int) -> None:
+            t_cb = t = clock()
             i = next_row()
             if i >= capacity:  # counted by finish()
                 return
@@ -174,11 +152,20 @@ class Callback:
             keys[i] = key
             if i == 0 and hold:
                 release.wait()
-            if copy_ns:
-                spin_until(t_cb + copy_ns)
-            jobs.put(i)
+                t = clock()
+            if jobs is None:
+                work = works[i]
+                if work:  # spin; the last reading is when the work was done (no clock call more)
+                    deadline = t_cb + work
+                    while t < deadline:
+                        t = clock()
+                t_dones[i] = t
+            else:
+                if copy_ns:
+                    spin_until(t_cb + copy_ns)
+                jobs.put(i)
 
-        return serve_copying
+        return serve
 
     def _work_loop(self) -> None:
         clock = time.perf_counter_ns
