@@ -2,6 +2,7 @@
 
     sudo python benchmarks/bench_callback.py                  # fake fwpuclnt and nflog, 3 x 3 trials each
     sudo python benchmarks/bench_callback.py --platforms wfp --rounds 5 --baseline <git ref>
+    sudo python benchmarks/bench_callback.py --platforms wfp --python /path/to/other/venv/bin/python
 
 A zero-work subscriber (cost 0) holds its first callback while a burst of `--events` packets is
 sent, then drains the backlog at full speed. Per trial: the median gap between consecutive
@@ -14,6 +15,9 @@ its trials, side by side for:
   delete a Python thread state (PyGILState_Ensure/Release) as it does by default;
 - baseline: the tree of `--baseline` (default: the commit before the lean callbacks), run
   against the same fake library, measured in the same run;
+- current, on another Python (`--python`, a venv with this project's dependencies): builds of one
+  version differ (this VM's pyenv 3.11.7 has no PGO/LTO and runs the wfp path ~1.4x slower than
+  Debian's 3.11.2);
 and the model's reference figure (ModelParams.per_event_overhead_us). Each measurement runs in a
 process of its own; wfp inside `unshare --net` (the fake classifies the loopback of a namespace
 with nothing else), nflog in its own namespace as the platform makes it. Needs root.
@@ -76,12 +80,27 @@ def export_tree(ref: str) -> Path:
     tar = out / "tree.tar"
     tar.write_bytes(archive)
     with tarfile.open(tar) as t:
-        t.extractall(out, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+            t.extractall(out, filter="data")
+        else:
+            t.extractall(out)  # our own tree, from git archive
     return out
 
 
-def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: bool) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(tree), platform_name, str(events),
+def python_version(python: str) -> str:
+    """'Python 3.11.2 (/usr/bin/python3.11)', or a clear exit when `python` does not run."""
+    try:
+        done = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
+                              text=True, timeout=30)
+    except OSError as exc:
+        raise SystemExit(f"bench_callback: cannot run --python {python}: {exc.strerror}") from None
+    if done.returncode:
+        raise SystemExit(f"bench_callback: --python {python} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return f"Python {done.stdout.strip()} ({python})"
+
+
+def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: bool, python: str) -> dict:
+    cmd = [python, str(Path(__file__).resolve()), "--worker", str(tree), platform_name, str(events),
            str(trials), "1" if kept else "0"]
     if platform_name == "wfp":
         cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
@@ -91,16 +110,16 @@ def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: b
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def interleaved(variants: list[tuple[str, Path, bool]], name: str, events: int, trials: int,
+def interleaved(variants: list[tuple[str, Path, bool, str]], name: str, events: int, trials: int,
                 rounds: int) -> list[tuple[str, dict]]:
     """Each variant `rounds` times, taking turns (a drift of the machine's load then hits all of them
     alike); per variant the median over all its trials."""
-    runs: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
+    runs: dict[str, list[dict]] = {label: [] for label, *_ in variants}
     for _ in range(rounds):
-        for label, tree, kept in variants:
-            runs[label].append(run_worker(tree, name, events, trials, kept))
+        for label, tree, kept, python in variants:
+            runs[label].append(run_worker(tree, name, events, trials, kept, python))
     results = []
-    for label, _, _ in variants:
+    for label, *_ in variants:
         good = [r for r in runs[label] if "error" not in r]
         if not good:
             results.append((label, runs[label][0]))
@@ -126,6 +145,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3, help="held bursts per worker process")
     ap.add_argument("--rounds", type=int, default=3, help="turns each implementation takes")
     ap.add_argument("--baseline", default=None, help="git ref of the implementation to compare with")
+    ap.add_argument("--python", default=None, help="also run the current tree on this Python (its venv needs the "
+                                                    "project's dependencies)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_callback: needs root (network namespaces)", file=sys.stderr)
@@ -136,19 +157,22 @@ def main() -> None:
         os.environ["WFPCAP_FWPUCLNT"] = fake_wfp_library()
     sys.path.insert(0, str(ROOT))
     from harness.platforms.model import ModelParams
+    other = python_version(args.python) if args.python else None
     ref = args.baseline or baseline_ref()
     old = export_tree(ref)
     model_us = ModelParams().per_event_overhead_us
     print(f"zero-work subscriber, held burst of {args.events:,} events, median of {args.rounds} x {args.trials} "
           f"trials, implementations taking turns; "
-          f"baseline {ref}; load {os.getloadavg()[0]:.1f}")
+          f"baseline {ref}; load {os.getloadavg()[0]:.1f}; {python_version(sys.executable)}")
     print(f"model reference: {model_us:.1f} us/event ({1e6 / model_us:,.0f} events/s); target <= {TARGET_US:.1f} us")
     print(f"{'platform':8} {'implementation':34} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
     for name in args.platforms:
-        variants = [("current", ROOT, True)]
+        variants = [("current", ROOT, True, sys.executable)]
+        if other:
+            variants.append((f"current, {other.split(' (')[0]}", ROOT, True, args.python))
         if name == "wfp":
-            variants.append(("current, no kept thread state", ROOT, False))
-        variants.append((f"baseline ({ref[:12]})", old, True))
+            variants.append(("current, no kept thread state", ROOT, False, sys.executable))
+        variants.append((f"baseline ({ref[:12]})", old, True, sys.executable))
         results = interleaved(variants, name, args.events, args.trials, args.rounds)
         base = results[-1][1]
         for label, r in results:
