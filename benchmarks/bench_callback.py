@@ -90,12 +90,15 @@ def export_tree(ref: str) -> Path:
 def python_version(python: str) -> str:
     """'Python 3.11.2 (/usr/bin/python3.11)', or a clear exit when `python` does not run."""
     try:
-        done = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run([python, "-c", "import sys, numpy; print(sys.version.split()[0])"],
+                              capture_output=True, text=True, timeout=30)
     except OSError as exc:
         raise SystemExit(f"bench_callback: cannot run --python {python}: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"bench_callback: --python {python} did not answer within 30 s") from None
     if done.returncode:
-        raise SystemExit(f"bench_callback: --python {python} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise SystemExit(f"bench_callback: --python {python} cannot run the workers: {last}")
     return f"Python {done.stdout.strip()} ({python})"
 
 

@@ -142,8 +142,8 @@ def main() -> None:
         median = statistics.median(runs)
         added = f"{median - previous:+8.0f}" if previous is not None else ""
         print(f"{label:40} {median:9.0f} {added:>8}  " + " ".join(f"{r:.0f}" for r in runs))
-        if not label.startswith(" "):  # an alternative is compared with the layer above it
-            previous = median
+        if not label.startswith(" "):  # an indented alternative: 'added' is against the line above it,
+            previous = median          # and the next layer is added to that line, not to the alternative
     lean = variants(args.calls)[3][1]  # the harness's path
     runs = [python_call_ns(lean, addr, args.calls) for _ in range(args.reps)]
     print(f"{'the harness path, called from Python':40} {statistics.median(runs):9.0f} {'':>8}  "

@@ -2,7 +2,6 @@
 what a platform measures when it opens (the generator's rate, other subscribers) goes beside it."""
 import ctypes
 
-
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelPlatform
 from platforms import fake_wfp_library, needs_nflog, open_wfp

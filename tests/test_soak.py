@@ -3,7 +3,6 @@ descriptors, sockets and threads where they were, and closing leaves nothing beh
 import sys
 from pathlib import Path
 
-
 from harness.platforms.model import ModelPlatform
 from platforms import make, needs_nflog
 

@@ -119,6 +119,11 @@ def test_the_wfp_callback_runs_an_inline_subscriber_as_serve_does(cost_us, cost_
     spec = SubscriberSpec(cost_us=cost_us, cost_cv=cost_cv)
     inlined, served = Callback(spec, 6, threading.Event(), 7), Callback(spec, 6, threading.Event(), 7)
     assert inlined.inline_parts() is not None
+
+    def not_inlined(row: int) -> None:
+        raise AssertionError("the wfp callback called serve() for an inline subscriber")
+
+    inlined.serve = not_inlined
     raw, rows = RawEvents(4, 64), []
     on_event = lean_callback(raw, FILTER_ID, inlined, set())
     for address in addresses:
@@ -138,7 +143,7 @@ def test_the_wfp_callback_runs_an_inline_subscriber_as_serve_does(cost_us, cost_
         assert (took >= callback.work[:6]).all()
         if cost_us == 0:  # no work: done when called
             assert (took == 0).all()
-        assert (np.diff(c["t_callback"]) > 0).all()
+        assert (np.diff(c["t_callback"]) >= 0).all()
     assert decode(raw, 11, False, FILTER_ID).kind.tolist() == [MINE] * 3 + [FOREIGN, OTHER_TYPE, INCOMPLETE] + [MINE] * 5
     del keep
 
@@ -166,21 +171,23 @@ def test_the_wfp_callback_holds_its_first_inline_event_until_released():
 
 def test_events_beyond_capacity_are_counted_exactly_from_threads_at_once():
     """Four delivery threads at once past the capacity: the overflow is what the atomic row counter
-    handed out beyond it (a per-event `+= 1` from several threads can lose increments)."""
-    callback = Callback(SubscriberSpec(cost_us=0.0), 1000, threading.Event(), 0)
+    handed out beyond it, exact by construction. (A per-event `+= 1` happens not to lose increments
+    on CPython 3.11's eval loop, which switches threads only at calls and jumps; a free-threaded
+    build gives no such promise.)"""
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
-    try:
-        threads = [threading.Thread(target=lambda: [callback.serve(k) for k in range(5000)]) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
-    with pytest.raises(RuntimeError):
-        callback.overflow  # not known before finish()
-    assert len(callback.finish()["key"]) == 1000 and callback.overflow == 19_000
+    with Callback(SubscriberSpec(cost_us=0.0), 1000, threading.Event(), 0) as callback:
+        sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+        try:
+            threads = [threading.Thread(target=lambda: [callback.serve(k) for k in range(5000)]) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+        with pytest.raises(RuntimeError):
+            callback.overflow  # not known before finish()
+        assert len(callback.finish()["key"]) == 1000 and callback.overflow == 19_000
 
 
 def test_a_subscription_counts_the_events_it_had_no_row_for(fake):
@@ -193,9 +200,8 @@ def test_a_subscription_counts_the_events_it_had_no_row_for(fake):
     for k in range(5):
         dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
     deadline = time.monotonic() + 5
-    while len(seen) < 3 and time.monotonic() < deadline:
+    while repr(sub.raw.rows) != "count(5)" and time.monotonic() < deadline:  # rows asked for, without taking one
         time.sleep(0.01)
-    time.sleep(0.5)  # the last two find no row
     sub.close()
     fs.close()
     assert seen == [0, 1, 2] and sub.rows == 3 and sub.not_copied == 2

@@ -19,7 +19,8 @@ DELIVERED_COLUMNS = {
     "seq": np.int64,           # sequence number decoded from the event (remote port / payload)
     "t_event_ns": np.int64,    # the platform's own timestamp of the event
     "t_callback_ns": np.int64, # when the callback started for it
-    "t_done_ns": np.int64,     # when its work finished (callback end inline; worker end in copy mode)
+    "t_done_ns": np.int64,     # when its work finished: inline, the work's last clock reading (no work:
+                               # t_callback_ns; after a hold: the release); in copy mode the worker's
     "thread": np.int64,        # thread id that ran the callback
 }
 
