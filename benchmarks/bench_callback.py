@@ -166,7 +166,7 @@ def main() -> None:
     model_us = ModelParams().per_event_overhead_us
     print(f"zero-work subscriber, held burst of {args.events:,} events, median of {args.rounds} x {args.trials} "
           f"trials, implementations taking turns; "
-          f"baseline {ref}; load {os.getloadavg()[0]:.1f}; {python_version(sys.executable)}")
+          f"baseline {ref}; load {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]} ({sys.executable})")
     print(f"model reference: {model_us:.1f} us/event ({1e6 / model_us:,.0f} events/s); target <= {TARGET_US:.1f} us")
     print(f"{'platform':8} {'implementation':34} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
     for name in args.platforms:

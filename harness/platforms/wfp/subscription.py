@@ -63,7 +63,10 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
     w32, w64, d64 = event_size // 4, event_size // 8, drop_size // 8
 
     inline = subscriber.inline_parts() if isinstance(subscriber, Callback) else None
-    serve = None if inline is not None else subscriber.serve if isinstance(subscriber, Callback) else subscriber
+    if inline is not None:
+        serve = None  # run below, in this function
+    else:
+        serve = subscriber.serve if isinstance(subscriber, Callback) else subscriber
     clock, next_served, served_capacity, hold, release, t_cbs, keys, t_dones, works, progress = inline or (None,) * 10
 
     def on_event(context: int | None, event: int | None) -> None:
@@ -182,6 +185,6 @@ class Subscription:
             raise RuntimeError("FwpmNetEventUnsubscribe0 waits for the running callback: never call it from there")
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
-        self._filled = int(np.count_nonzero(self.raw.thread))
-        self._not_copied = max(0, next(self.raw.rows) - self.raw.capacity)
+        handed = next(self.raw.rows)  # rows asked for; no callback can ask any more (as Callback.finish)
+        self._filled, self._not_copied = min(handed, self.raw.capacity), max(0, handed - self.raw.capacity)
         UNTIL_UNSUBSCRIBED.discard(self)
