@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from harness.platforms.wfp import abi  # noqa: E402
 from harness.platforms.wfp.api import RAW_CALLBACK  # noqa: E402
 from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents  # noqa: E402
-from harness.platforms.wfp.subscription import keep_thread_state, lean_callback  # noqa: E402
+from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback  # noqa: E402
 from harness.spec import SubscriberSpec  # noqa: E402
 from harness.subscriber import Callback  # noqa: E402
 
@@ -79,26 +79,27 @@ def variants(calls: int) -> list[tuple[str, Callable[[], Callable]]]:
     def empty() -> Callable:
         return lambda context, event: None
 
-    def kept() -> Callable:
-        pinned: set[int] = set()
+    def kept() -> Callable:  # as lean_callback keeps it
+        threads = DeliveryThreads()
+        kept, keep = threads.kept, threads.keep
 
         def on_event(context, event):
-            thread = threading.get_ident()
-            if thread not in pinned:
-                keep_thread_state()
-                pinned.add(thread)
+            try:
+                kept.thread
+            except AttributeError:
+                keep()
         return on_event
 
     def lean_noop() -> Callable:
-        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, lambda row: None, set())
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, lambda row: None, DeliveryThreads())
 
     def lean_inline() -> Callable:
         callback = Callback(SubscriberSpec(cost_us=0.0), calls, threading.Event(), 0)
-        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback, set())
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback, DeliveryThreads())
 
     def lean_serve() -> Callable:
         callback = Callback(SubscriberSpec(cost_us=0.0), calls, threading.Event(), 0)
-        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback.serve, set())
+        return lean_callback(RawEvents(VERSION, calls), FILTER_ID, callback.serve, DeliveryThreads())
 
     return [("ctypes entry, empty body", empty), ("ctypes entry, kept thread state", kept),
             ("+ lean_callback, no-op subscriber", lean_noop), ("+ zero-work Callback, inlined", lean_inline),

@@ -32,6 +32,7 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeFailNext.argtypes = [ctypes.c_char_p, u32]
     dll.FakeConfigureDelivery.argtypes = [u32, c_int, c_int]
     dll.FakeSetConcurrentDelivery.argtypes = [c_int]
+    dll.FakeSetFreshThreads.argtypes = [c_int]
     dll.FakeGeneratedEvents.restype = u64
     dll.FakeLost.argtypes = [ctypes.c_void_p]
     dll.FakeLost.restype = u64
@@ -46,6 +47,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeConfigure(queue_limit, system_buffer, turnaround_us)
     dll.FakeConfigureDelivery(1, 1, 0)
     dll.FakeSetConcurrentDelivery(0)
+    dll.FakeSetFreshThreads(0)
     dll.FakeSetDispatchLatency(20)
     dll.FakeSetElevated(1)
     dll.FakeSetClockStep(1)

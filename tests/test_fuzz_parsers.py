@@ -16,7 +16,7 @@ from harness.platforms.nflog.netlink import MalformedMessage, PacketParser
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
-from harness.platforms.wfp.subscription import lean_callback
+from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback
 from harness.platforms.wfp.winsys import filetime_to_unix_ns
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -185,7 +185,7 @@ def decode_one(e, inbound: bool, filter_id: int):
     """What the platform does with one event: the lean callback copies it, the bulk decoder reads
     the copy (row 0); also whether the subscriber was run for it."""
     raw, served = RawEvents(SUBSCRIBE_VERSION, 4), []
-    lean_callback(raw, filter_id, served.append, set())(None, C.addressof(e))
+    lean_callback(raw, filter_id, served.append, DeliveryThreads())(None, C.addressof(e))
     return decode(raw, 1, inbound, filter_id), served
 
 

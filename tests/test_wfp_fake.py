@@ -200,6 +200,36 @@ def test_unsubscribe_from_the_callback_is_refused(fake):
     fs.close()
 
 
+def test_a_thread_that_reuses_a_retired_delivery_threads_id_may_unsubscribe(fake):
+    """Refusing Unsubscribe on delivery threads must not refuse a thread that only got the id of
+    one that ended (glibc gives a new thread the last one's stack, so its id)."""
+    path, dll = fake
+    dll.FakeSetFreshThreads(1)  # the batch's thread ends after it
+    lib, fs, fid = blocking_filter(path)
+    delivered_on = []
+    sub = Subscription(lib, fs.session, None, False, fid, lambda row: delivered_on.append(threading.get_ident()))
+    dll.FakeInjectUdp(0x7F000001, 20000, 40000)
+    deadline = time.monotonic() + 5
+    while not delivered_on and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the dispatcher joins the batch's thread right after its last callback
+    outcome = []
+
+    def close() -> None:
+        try:
+            sub.close()
+            outcome.append(("closed", threading.get_ident()))
+        except RuntimeError as exc:
+            outcome.append((str(exc), threading.get_ident()))
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(5)
+    fs.close()
+    assert outcome and outcome[0][1] == delivered_on[0], "the closer got a new id: this test would not see the defect"
+    assert outcome[0][0] == "closed"
+
+
 def test_census_sees_other_subscribers(fake):
     path, dll = fake
     dll.FakeSetForeignSubscriptions(2)

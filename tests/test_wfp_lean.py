@@ -16,7 +16,7 @@ from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
-from harness.platforms.wfp.subscription import Subscription, lean_callback
+from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec
 from harness.subscriber import Callback, preallocated
 
@@ -69,6 +69,39 @@ def test_a_delivery_thread_keeps_its_python_thread_state(fake):
     fs.close()
     assert seen == [0, 1, 2, 3, 4]
     assert sub.decoded().kind.tolist() == [MINE] * 5 and len(sub.callback_threads) == 1
+
+
+def test_a_new_delivery_thread_keeps_its_thread_state_even_with_an_old_threads_id(fake):
+    """WFP delivers on RPC threads, which come and go; a new thread may get the id of one that
+    ended (glibc hands it the same stack, so the same id). Keyed by thread id, the harness took
+    such a thread for one that kept its state, and ctypes made and deleted a thread state at every
+    one of its events (~10 us each). The fake runs each batch on a thread of its own here."""
+    path, dll = fake
+    dll.FakeConfigure(2, 100, 100)
+    dll.FakeSetDispatchLatency(1_000_000)  # a batch starts once it has its two events
+    dll.FakeSetFreshThreads(1)
+    lib = Library(path)
+    fs = FilterSession(lib)
+    fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
+    local, seen, idents = threading.local(), [], []
+
+    def on_drop(row: int) -> None:
+        seen.append(getattr(local, "calls", 0))  # events this thread state has seen before
+        local.calls = seen[-1] + 1
+        idents.append(threading.get_ident())
+
+    sub = Subscription(lib, fs.session, None, False, fid, on_drop)
+    for k in range(3):  # one batch at a time: each waits for the last to end
+        for port in (20000 + 2 * k, 20001 + 2 * k):
+            dll.FakeInjectUdp(0x7F000001, port, 40000)
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 * (k + 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    sub.close()
+    fs.close()
+    assert len(set(idents[::2])) < 3, "no thread id came back: this test would not see the defect"
+    assert seen == [0, 1] * 3  # each batch's thread kept its state from its first event on
+    assert len(sub.callback_threads) == len(set(idents))
 
 
 def test_a_finished_callback_is_freed_without_the_garbage_collector():
@@ -125,11 +158,11 @@ def test_the_wfp_callback_runs_an_inline_subscriber_as_serve_does(cost_us, cost_
 
     inlined.serve = not_inlined
     raw, rows = RawEvents(4, 64), []
-    on_event = lean_callback(raw, FILTER_ID, inlined, set())
+    on_event = lean_callback(raw, FILTER_ID, inlined, DeliveryThreads())
     for address in addresses:
         on_event(None, address)
     on_event(None, 0)  # no event: nothing
-    plain = lean_callback(RawEvents(4, 64), FILTER_ID, rows.append, set())
+    plain = lean_callback(RawEvents(4, 64), FILTER_ID, rows.append, DeliveryThreads())
     for address in addresses:
         plain(None, address)
     for row in rows:
@@ -152,7 +185,7 @@ def test_the_wfp_callback_holds_its_first_inline_event_until_released():
     addresses, keep = events_of_every_kind()
     release = threading.Event()
     callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
-    on_event = lean_callback(RawEvents(4, 64), FILTER_ID, callback, set())
+    on_event = lean_callback(RawEvents(4, 64), FILTER_ID, callback, DeliveryThreads())
     first = threading.Thread(target=on_event, args=(None, addresses[0]), daemon=True)
     first.start()
     try:

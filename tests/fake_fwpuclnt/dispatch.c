@@ -112,8 +112,26 @@ static void hand_to_pool(sub_t *s, const event_t *batch, uint32_t n) {
     }
 }
 
+struct fresh_job { sub_t *s; const event_t *batch; uint32_t n; };
+
+static void *fresh_thread(void *arg) {
+    struct fresh_job *job = arg;
+    deliver_batch(job->s, job->batch, job->n);
+    return NULL;
+}
+
+/* FRESH_THREADS: the batch runs on a new thread that ends after it; the dispatcher waits for it. */
+static int run_on_fresh_thread(sub_t *s, const event_t *batch, uint32_t n) {
+    struct fresh_job job = {s, batch, n};
+    pthread_t t;
+    if (pthread_create(&t, NULL, fresh_thread, &job) != 0) return 0;
+    pthread_join(t, NULL);
+    return 1;
+}
+
 static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
     if (s->concurrent) { hand_to_pool(s, batch, n); return; }
+    if (g_cfg.fresh_threads && run_on_fresh_thread(s, batch, n)) return;
     uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
     if (k == 0) { deliver_batch(s, batch, n); return; }
     worker_t *w = &s->workers[k - 1];

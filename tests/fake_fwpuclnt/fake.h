@@ -174,6 +174,9 @@ typedef struct {
     uint32_t dispatch_latency_us; /* an idle dispatcher's first batch: what arrives this soon after its first event */
     uint32_t threads;          /* delivery threads per subscription (batches take turns) */
     int concurrent;            /* 1: the delivery threads are a pool; each batch goes to any free one */
+    int fresh_threads;         /* 1: each batch runs on a thread made for it, which ends after it (a pool
+                                  that retires idle threads, as the RPC runtime's does; glibc then hands
+                                  the next thread the same stack, so the same thread id) */
     int reclassify;            /* 1: every packet of a blocked tuple is classified again at ALE */
     double foreign_rate;       /* CLASSIFY_DROP events per second from a filter that is not the caller's */
     int elevated;              /* 0: calls that need administrator rights return ERROR_ACCESS_DENIED */

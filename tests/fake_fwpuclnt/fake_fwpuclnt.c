@@ -111,6 +111,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.dispatch_latency_us = env_uint("WFPCAP_FAKE_DISPATCH_LATENCY_US", g_cfg.dispatch_latency_us);
     g_cfg.threads = env_uint("WFPCAP_FAKE_THREADS", g_cfg.threads);
     g_cfg.concurrent = (int)env_uint("WFPCAP_FAKE_CONCURRENT", (unsigned)g_cfg.concurrent);
+    g_cfg.fresh_threads = (int)env_uint("WFPCAP_FAKE_FRESH_THREADS", (unsigned)g_cfg.fresh_threads);
     g_cfg.reclassify = (int)env_uint("WFPCAP_FAKE_RECLASSIFY", (unsigned)g_cfg.reclassify);
     g_cfg.elevated = (int)env_uint("WFPCAP_FAKE_ELEVATED", (unsigned)g_cfg.elevated);
     g_cfg.plain_directions = (int)env_uint("WFPCAP_FAKE_PLAIN_DIRECTIONS", (unsigned)g_cfg.plain_directions);
@@ -439,6 +440,8 @@ void FakeConfigureDelivery(uint32_t threads, int reclassify, int plain_direction
 
 /* 1: with several delivery threads, callbacks of consecutive batches run at the same time. */
 void FakeSetConcurrentDelivery(int concurrent) { g_cfg.concurrent = concurrent; }
+/* 1: every batch on a new thread that ends after it (serialized delivery only). */
+void FakeSetFreshThreads(int fresh) { g_cfg.fresh_threads = fresh; }
 void FakeSetDispatchLatency(uint32_t us) { g_cfg.dispatch_latency_us = us; }
 void FakeSetElevated(int elevated) { g_cfg.elevated = elevated; }
 void FakeSetClockStep(uint32_t step_100ns) { g_cfg.clock_step_100ns = step_100ns ? step_100ns : 1; }

@@ -11,7 +11,12 @@ call it.
 
 Each delivery thread keeps its Python thread state (one extra PyGILState_Ensure on its first
 event, never released): otherwise ctypes makes and deletes a thread state at every call from a
-thread Python did not start, which costs more than the rest of the callback.
+thread Python did not start, which costs more than the rest of the callback. Whether a call runs on
+a kept state is asked of the state itself (a threading.local lives as long as its thread state), not
+of the thread id: WFP delivers on RPC threads, which come and go, and a new thread may get an old
+one's id (on Linux it usually does). A kept state outlives its thread (it cannot be deleted from
+another thread while it may still be the current one of a live thread): a few KiB per thread that
+ever delivered.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MIN
 from harness.spec import TemplateSpec
 from harness.subscriber import Callback
 
-__all__ = ["Subscription", "keep_thread_state", "lean_callback"]
+__all__ = ["DeliveryThreads", "Subscription", "keep_thread_state", "lean_callback"]
 
 _ensure = C.pythonapi.PyGILState_Ensure
 
@@ -39,20 +44,41 @@ def keep_thread_state() -> None:
     _ensure()
 
 
+class DeliveryThreads:
+    """The threads that have called a subscription's callback, each on the thread state it keeps.
+    `kept` is a threading.local: it lives exactly as long as the thread state that set it, so a new
+    thread that reuses an old one's id is still seen as new."""
+
+    def __init__(self) -> None:
+        self.kept = threading.local()
+        self.ids: set[int] = set()
+
+    def keep(self) -> int:
+        """On a delivery thread's first event (inside the callback): keep its thread state."""
+        keep_thread_state()
+        thread = self.kept.thread = threading.get_ident()
+        self.ids.add(thread)
+        return thread
+
+    def in_callback(self) -> bool:
+        """True on a delivery thread: Python runs there only inside the callback."""
+        return hasattr(self.kept, "thread")
+
+
 def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callable[[int], None],
-                  pinned: set[int]) -> Callable[[int | None, int | None], None]:
+                  delivery: DeliveryThreads) -> Callable[[int | None, int | None], None]:
     """The per-event function, with everything it touches bound to locals: two copies, a few
     integer reads from the copied rows, no ctypes structure and no decoding. The subscriber runs for
     a drop of `filter_id`: an inline Callback inside this same function (its serve() made a
     second Python call per event, ~0.2-0.3 us: benchmarks/bench_callback_floor.py); a copy-mode
-    Callback through its serve(row); a plain function as serve(row). `pinned` collects the threads
-    that called (each keeps its thread state).
+    Callback through its serve(row); a plain function as serve(row). `delivery` keeps the thread
+    state of each thread that calls.
 
     A copy is `rows[a:b] = (c_char * size).from_address(p).raw`: half the time of a ctypes.memmove
     call (benchmarks/bench_callback_floor.py), since no foreign function is called, and the GIL is
     kept throughout (ctypes.memmove drops and retakes it: a handover to any other Python thread, say
     the copy worker, in the middle of every callback)."""
-    next_row, get_ident = raw.rows.__next__, threading.get_ident
+    next_row = raw.rows.__next__
     capacity = raw.capacity
     event_size, drop_size = raw.event_size, raw.drop_size
     event_bytes, drop_bytes = (C.c_char * event_size).from_address, (C.c_char * drop_size).from_address
@@ -69,11 +95,13 @@ def lean_callback(raw: RawEvents, filter_id: int, subscriber: Callback | Callabl
         serve = subscriber.serve if isinstance(subscriber, Callback) else subscriber
     clock, next_served, served_capacity, hold, release, t_cbs, keys, t_dones, works, progress = inline or (None,) * 10
 
+    kept, keep = delivery.kept, delivery.keep
+
     def on_event(context: int | None, event: int | None) -> None:
-        thread = get_ident()
-        if thread not in pinned:
-            keep_thread_state()
-            pinned.add(thread)
+        try:
+            thread = kept.thread
+        except AttributeError:  # a thread state ctypes made for this call alone: keep it
+            thread = keep()
         if not event:
             return
         i = next_row()  # atomic under the GIL
@@ -129,7 +157,7 @@ class Subscription:
         self.raw = RawEvents(self.version, capacity)
         self._filled: int | None = None  # rows, once no callback can run any more
         self._not_copied: int | None = None  # events beyond the capacity, likewise
-        self._pinned: set[int] = set()  # delivery threads that keep their thread state
+        self._threads = DeliveryThreads()
         self._keep = []
         sub = abi.FWPM_NET_EVENT_SUBSCRIPTION0()
         sub.sessionKey = session.key
@@ -139,7 +167,7 @@ class Subscription:
             tmpl.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
-        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._pinned))
+        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
         self.events = HANDLE()
         rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, None, C.byref(self.events))
         if rc:
@@ -169,19 +197,19 @@ class Subscription:
         """Events that were not the harness's drops: of other types, incomplete, other filters'."""
         kind = decoded.kind
         foreign_ids, per_id = np.unique(decoded.filter_id[kind == FOREIGN], return_counts=True)
-        threads = {int(t) for t in np.unique(self.raw.thread[: self.rows])} | self._pinned
+        threads = {int(t) for t in np.unique(self.raw.thread[: self.rows])} | self._threads.ids
         return {"other_events": int((kind == OTHER_TYPE).sum()), "incomplete_events": int((kind == INCOMPLETE).sum()),
                 "foreign": {int(f): int(c) for f, c in zip(foreign_ids, per_id)}, "callback_threads": threads,
                 "mine": int((kind == MINE).sum()), "not_copied": self.not_copied}
 
     @property
     def callback_threads(self) -> set[int]:
-        return set(self._pinned)
+        return set(self._threads.ids)
 
     def close(self) -> None:
         if not self.events:
             return
-        if threading.get_ident() in self._pinned:
+        if self._threads.in_callback():
             raise RuntimeError("FwpmNetEventUnsubscribe0 waits for the running callback: never call it from there")
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
