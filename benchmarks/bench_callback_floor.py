@@ -80,12 +80,12 @@ def variants(calls: int) -> list[tuple[str, Callable[[], Callable]]]:
         return lambda context, event: None
 
     def kept() -> Callable:  # as lean_callback keeps it
-        threads = DeliveryThreads()
-        kept, keep = threads.kept, threads.keep
+        delivery = DeliveryThreads()
+        local, keep = delivery.kept, delivery.keep
 
         def on_event(context, event):
             try:
-                kept.thread
+                local.thread
             except AttributeError:
                 keep()
         return on_event

@@ -36,6 +36,8 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeGeneratedEvents.restype = u64
     dll.FakeLost.argtypes = [ctypes.c_void_p]
     dll.FakeLost.restype = u64
+    dll.FakeDelivered.argtypes = [ctypes.c_void_p]
+    dll.FakeDelivered.restype = u64
     dll.FakeCaptureStats.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64), ctypes.POINTER(c_int)]
     dll.FakeSetStoreSize.argtypes = [u32]
     dll.FakeSetDeliverAtMost.argtypes = [ctypes.c_long]

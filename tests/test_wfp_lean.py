@@ -68,7 +68,7 @@ def test_a_delivery_thread_keeps_its_python_thread_state(fake):
     sub.close()
     fs.close()
     assert seen == [0, 1, 2, 3, 4]
-    assert sub.decoded().kind.tolist() == [MINE] * 5 and len(sub.callback_threads) == 1
+    assert sub.decoded().kind.tolist() == [MINE] * 5 and sub.callback_threads == 1
 
 
 def test_a_new_delivery_thread_keeps_its_thread_state_even_with_an_old_threads_id(fake):
@@ -91,17 +91,18 @@ def test_a_new_delivery_thread_keeps_its_thread_state_even_with_an_old_threads_i
         idents.append(threading.get_ident())
 
     sub = Subscription(lib, fs.session, None, False, fid, on_drop)
-    for k in range(3):  # one batch at a time: each waits for the last to end
+    for k in range(3):  # a pair at a time, once the last batch's thread has ended (else a pair may split)
         for port in (20000 + 2 * k, 20001 + 2 * k):
             dll.FakeInjectUdp(0x7F000001, port, 40000)
         deadline = time.monotonic() + 5
-        while len(seen) < 2 * (k + 1) and time.monotonic() < deadline:
+        while dll.FakeDelivered(sub.events) < 2 * (k + 1) and time.monotonic() < deadline:
             time.sleep(0.01)
     sub.close()
     fs.close()
-    assert len(set(idents[::2])) < 3, "no thread id came back: this test would not see the defect"
+    if len(set(idents[::2])) == 3:
+        pytest.skip("no thread id came back (not glibc?): the defect cannot show here")
     assert seen == [0, 1] * 3  # each batch's thread kept its state from its first event on
-    assert len(sub.callback_threads) == len(set(idents))
+    assert sub.callback_threads == 3  # three threads, though fewer ids
 
 
 def test_a_finished_callback_is_freed_without_the_garbage_collector():

@@ -8,6 +8,7 @@
  * Undocumented on Windows, configurable here: with THREADS > 1 the batches take turns on that many
  * threads, serialized (one batch at a time, each on a different thread), or, with CONCURRENT, the
  * threads are a pool: each batch goes to any free one while the dispatcher goes on with the next.
+ * With FRESH_THREADS (serialized delivery only) each batch runs on a new thread that ends after it.
  * FwpmNetEventUnsubscribe0 waits for a running callback; called from a delivery thread of the same
  * subscription it never returns, as it would on Windows.
  */
@@ -116,7 +117,10 @@ struct fresh_job { sub_t *s; const event_t *batch; uint32_t n; };
 
 static void *fresh_thread(void *arg) {
     struct fresh_job *job = arg;
+    job->s->fresh_thread = pthread_self();  /* before any callback: Unsubscribe from one must hang */
+    __atomic_store_n(&job->s->fresh_running, 1, __ATOMIC_SEQ_CST);
     deliver_batch(job->s, job->batch, job->n);
+    __atomic_store_n(&job->s->fresh_running, 0, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -131,7 +135,7 @@ static int run_on_fresh_thread(sub_t *s, const event_t *batch, uint32_t n) {
 
 static void run_batch(sub_t *s, const event_t *batch, uint32_t n) {
     if (s->concurrent) { hand_to_pool(s, batch, n); return; }
-    if (g_cfg.fresh_threads && run_on_fresh_thread(s, batch, n)) return;
+    if (s->fresh && run_on_fresh_thread(s, batch, n)) return;
     uint32_t k = (uint32_t)(s->batches % (uint64_t)(s->nworkers + 1));
     if (k == 0) { deliver_batch(s, batch, n); return; }
     worker_t *w = &s->workers[k - 1];
@@ -244,6 +248,7 @@ __attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM
             pthread_mutex_init(&n->mu, NULL);
             pthread_cond_init(&n->cv, NULL);
             n->concurrent = g_cfg.concurrent;
+            n->fresh = g_cfg.fresh_threads && !n->concurrent;
             n->nworkers = (int)g_cfg.threads - (n->concurrent ? 0 : 1);  /* concurrent: a pool; the dispatcher hands out */
             for (int k = 0; k < n->nworkers; k++) {
                 worker_t *w = &n->workers[k];
@@ -283,6 +288,7 @@ SUBSCRIBE(4)
 
 static int is_delivery_thread(const sub_t *s) {
     if (pthread_equal(pthread_self(), s->thread)) return 1;
+    if (__atomic_load_n(&s->fresh_running, __ATOMIC_SEQ_CST) && pthread_equal(pthread_self(), s->fresh_thread)) return 1;
     for (int k = 0; k < s->nworkers; k++)
         if (pthread_equal(pthread_self(), s->workers[k].thread)) return 1;
     return 0;
@@ -325,3 +331,12 @@ DWORD FwpmNetEventUnsubscribe0(HANDLE h, HANDLE events) {
 
 /* Events this subscription lost because its queue and buffer were full. */
 uint64_t FakeLost(HANDLE events) { return events ? ((sub_t *)events)->lost : 0; }
+/* Events whose batch has been delivered and whose delivery thread has returned (FRESH_THREADS: joined). */
+uint64_t FakeDelivered(HANDLE events) {
+    if (!events) return 0;
+    sub_t *s = (sub_t *)events;
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->delivered;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}

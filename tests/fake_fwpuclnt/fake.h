@@ -165,6 +165,8 @@ struct sub_s {
     event_t *waiting; uint32_t w_head, w_n;  /* next queue + system buffer: one FIFO of Q + B places */
     uint32_t queue_limit, buffer;
     int concurrent; int nworkers; worker_t workers[MAX_THREADS];
+    int fresh;  /* each batch on a thread of its own (FRESH_THREADS, copied at subscribe) */
+    pthread_t fresh_thread; int fresh_running;  /* that thread, while it delivers */
     uint64_t lost, delivered, batches;
     uint64_t handed;  /* events handed to the callback so far (netevents.c: a subscription that dies) */
 };
@@ -176,7 +178,8 @@ typedef struct {
     int concurrent;            /* 1: the delivery threads are a pool; each batch goes to any free one */
     int fresh_threads;         /* 1: each batch runs on a thread made for it, which ends after it (a pool
                                   that retires idle threads, as the RPC runtime's does; glibc then hands
-                                  the next thread the same stack, so the same thread id) */
+                                  the next thread the same stack, so the same thread id). Serialized
+                                  delivery only: with CONCURRENT=1 the pool's threads deliver */
     int reclassify;            /* 1: every packet of a blocked tuple is classified again at ALE */
     double foreign_rate;       /* CLASSIFY_DROP events per second from a filter that is not the caller's */
     int elevated;              /* 0: calls that need administrator rights return ERROR_ACCESS_DENIED */

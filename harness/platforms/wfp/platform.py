@@ -342,7 +342,7 @@ class WfpPlatform:
             "incomplete_events": counts["incomplete_events"],
             "stranger_events": int(stranger.sum()),  # the harness's filter, another socket's packets
             "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
-            "callback_threads": len(counts["callback_threads"]),
+            "callback_threads": counts["callback_threads"],
             # inline only (in copy mode t_done is the worker's); a zero-work callback's t_done is its
             # start, so overlaps are seen where a callback worked or was held
             "concurrent_callbacks": concurrent_callbacks(delivered["t_callback_ns"].to_numpy(),
