@@ -7,6 +7,10 @@ So each trial records, beside its results, what the machine gave it:
 - the run queue (procs_running) at both ends and the 1-minute load average;
 - whether another harness run is alive on this machine (`other_harness_runs`, from the
   live-run registry).
+- events that were not the trial's own but came through the same queue and buffer (wfp: other
+  filters' drops, other event types such as the allow events of every permitted connection when
+  another tool left FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW set, other programs' packets on the
+  harness's filter): `intf_shared_events`, counted by the platform.
 - the CPU's own speed: a fixed stretch of interpreter work timed before and after the trial
   (`intf_cpu_ref_begin_ns`, `_end_ns`). A VM's speed moves with nothing in /proc/stat to show it
   (a busy host, a sibling hyperthread, frequency): on the 2-core CI VM the reference sits at
@@ -33,6 +37,7 @@ OTHERS_SHARE_OF_MACHINE = 0.10   # other processes used more than 10 % of all co
 STEAL_SHARE = 0.02               # the hypervisor took more than 2 % of CPU time
 SENDER_LATE_P99_US = 1000.0      # the sender's p99 lateness beyond 1 ms
 STALL_SHARE = 0.02               # the subscriber stalled for more than 2 % of its service time
+SHARED_SHARE = 0.01              # other events through the same queue: more than 1 % of the trial's own
 SPEED_FLOOR = 0.15               # a CPU speed off the run's typical by more than 15 % (or 3 robust
 SPEED_SIGMAS = 3.0               # standard deviations of the run's own references, if wider)
 SPEED_MIN_SAMPLES = 8            # references needed before a run's typical speed is known
@@ -199,7 +204,8 @@ def speed_flag(row: dict[str, Any]) -> str | None:
 
 def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The worst of each interference figure over several trials' records (for one line of flags)."""
-    keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs")
+    keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs",
+            "intf_shared_events", "intf_shared_share")
     out: dict[str, Any] = {"intf_cpus": max((r.get("intf_cpus") or 1 for r in rows), default=1)}
     for key in keys:
         values = [r.get(key) for r in rows if r.get(key) is not None and r.get(key) == r.get(key)]
@@ -227,6 +233,10 @@ def flags(row: dict[str, Any]) -> list[str]:
     stall = row.get("mu_stall_share")
     if stall is not None and stall == stall and stall > STALL_SHARE:
         out.append(f"subscriber stalled {stall:.1%} of its service time")
+    shared, share = row.get("intf_shared_events"), row.get("intf_shared_share")
+    if share is not None and share == share and share > SHARED_SHARE:
+        out.append(f"{int(shared)} events not the trial's own (other filters' drops, other event types, other "
+                   f"programs' packets) shared the delivery queue: {share:.0%} of its own")
     speed = speed_flag(row)
     if speed:
         out.append(speed)

@@ -131,3 +131,14 @@ def test_the_cpu_reference_times_the_interpreter():
     elapsed = time.perf_counter_ns() - start
     assert 1.0 < ref < 5_000.0
     assert ref * REFERENCE_LOOPS * 3 <= elapsed * 1.01  # three repeats, each at least the fastest
+
+
+def test_events_of_others_in_the_same_queue_are_interference_beyond_one_percent():
+    from harness.interference import flags, worst
+    assert flags({"intf_shared_events": 3, "intf_shared_share": 0.01}) == []  # 1 %: the limit, not beyond
+    said = flags({"intf_shared_events": 40, "intf_shared_share": 0.02})
+    assert said == ["40 events not the trial's own (other filters' drops, other event types, other programs' "
+                    "packets) shared the delivery queue: 2% of its own"]
+    rows = [{"intf_shared_events": 5, "intf_shared_share": 0.001}, {"intf_shared_events": 900, "intf_shared_share": 0.3}]
+    assert worst(rows)["intf_shared_share"] == 0.3 and worst(rows)["intf_shared_events"] == 900
+    assert flags({"intf_shared_events": None, "intf_shared_share": None}) == []  # nflog, the model: not counted

@@ -133,3 +133,9 @@ def test_the_report_names_the_cpu_speed_against_the_configurations_earlier_runs(
     trials = config / "20261104T000000Z" / "trials.csv"
     trials.write_text(trials.read_text().replace(",0.1,2,0.0,0.5,", ",,2,,,"))
     assert " ".join(interference_lines(config / "20261104T000000Z")).startswith("CPU reference")
+    # wfp: the events of others through the same queue, on Windows too
+    text = trials.read_text().splitlines()
+    text = [text[0] + ",intf_shared_events,intf_shared_share"] + [row + (",3,0.03" if i else ",0,0.0") for i, row in enumerate(text[1:])]
+    trials.write_text("\n".join(text) + "\n")
+    words = " ".join(interference_lines(config / "20261104T000000Z"))
+    assert words.startswith("Events not the trials' own through the same queue") and "max 3 (up to 3.0% of" in words, words

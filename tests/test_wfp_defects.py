@@ -83,6 +83,34 @@ def test_only_the_harness_filters_events_count_and_the_drain_ends_on_its_own(fak
 
 
 
+# Another tool may have left FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW set (it persists across
+# reboots; the harness leaves the keywords as found): then every permitted ALE authorization is an
+# allow event, and a transport-layer trial's packets each make two events in the same queue.
+def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
+    from harness.interference import flags
+    path, dll = fake
+    keywords = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
+    with open_wfp(path) as p:
+        admin = Session(Library(path), dynamic=False, name="another tool")  # in the trial's namespace
+        admin.set_option(keywords, K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"])
+        try:
+            blocked_at_connect = p.run_trial(spec(300))
+            at_transport = p.run_trial(spec(300, "OUTBOUND_TRANSPORT_V4"))
+        finally:
+            admin.set_option(keywords, 0)
+            admin.close()
+    for r in (blocked_at_connect, at_transport):
+        assert sorted(r.delivered["seq"]) == list(range(300))  # the trial's own events, all of them
+    # blocked at ALE connect, nothing was authorized; blocked later, ALE permitted every new flow first
+    assert blocked_at_connect.telemetry["row_columns"]["intf_shared_events"] == 0
+    columns = at_transport.telemetry["row_columns"]
+    # one allow per packet (each its own flow), and one for the canary (the health check's datagram, a flow too)
+    assert columns["intf_shared_events"] == at_transport.telemetry["other_event_types"] == 301
+    assert columns["intf_shared_share"] > 1
+    assert any(f.startswith("301 events not the trial's own") for f in flags(columns))
+    assert not flags(blocked_at_connect.telemetry["row_columns"])
+
+
 # Review of issue 7: the harness's filter blocks its port range for every process, so another
 # program's packets to those ports were events of the harness's filter, read as sequence numbers.
 def test_another_programs_packets_on_the_harness_filter_are_counted_apart(fake):

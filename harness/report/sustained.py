@@ -81,7 +81,7 @@ def interference_lines(run: Path) -> list[str]:
     """What the machine was doing during the real-time trials (nothing to say in virtual time)."""
     t = read_trials(run / "trials.csv")
     if "intf_others_cores" not in t or t["intf_others_cores"].isna().all():
-        return cpu_speed_lines(run, t)  # Windows: no /proc, but the CPU reference is measured there too
+        return shared_lines(t) + cpu_speed_lines(run, t)  # Windows: no /proc; these are measured there too
     flagged = t["interference"].astype(object).fillna("").astype(str).str.len() > 0 if "interference" in t else pd.Series(False, t.index)
     lines = [f"{int(flagged.sum())} of {len(t)} trials saw interference. Other processes used a median "
              f"{t['intf_others_cores'].median():.2f} (max {t['intf_others_cores'].max():.2f}) of "
@@ -93,12 +93,21 @@ def interference_lines(run: Path) -> list[str]:
     if "mu_stall_share" in t and t["mu_stall_share"].notna().any():
         lines.append(f"Subscriber stalls (backlogged, not running): median {t['mu_stall_share'].median():.1%} of "
                      f"service time, worst {t['mu_stall_share'].max():.1%}.")
-    lines += cpu_speed_lines(run, t)
+    lines += shared_lines(t) + cpu_speed_lines(run, t)
     if "intf_other_runs" in t and t["intf_other_runs"].notna().any():
         lines.append(f"Other harness runs alive: up to {int(t['intf_other_runs'].max())}.")
     else:
         lines.append("Other harness runs: not measured (live-run registry not connected).")
     return lines
+
+
+def shared_lines(t: pd.DataFrame) -> list[str]:
+    """wfp: the events that were not the trials' own but went through the same queue."""
+    if "intf_shared_events" not in t or t["intf_shared_events"].isna().all():
+        return []
+    return [f"Events not the trials' own through the same queue (other filters' drops, other event types, other "
+            f"programs' packets): median {t['intf_shared_events'].median():.0f}, max {t['intf_shared_events'].max():.0f} "
+            f"(up to {t['intf_shared_share'].max():.1%} of a trial's own)."]
 
 
 def _median_reference(trials: pd.DataFrame) -> float | None:

@@ -181,7 +181,7 @@ static int app_of_socket(const sock_t *s) {
     return app;
 }
 
-/* ---- blocked tuples (RECLASSIFY=0) -------------------------------------------------------------- */
+/* ---- blocked tuples (RECLASSIFY=0) and authorized flows (allow events) ---------------------------- */
 typedef struct { uint32_t laddr, raddr; uint16_t lport, rport; uint64_t filter_id, time; } tuple_t;
 #define TUPLES (1u << 16)
 static tuple_t g_tuples[TUPLES];
@@ -302,6 +302,18 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
         event_t e = {active[permitted].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
                      v->time, direction, app, 1};
         emit(&e);
+    } else if (permitted < 0 && ale && !quiet && (__atomic_load_n(&g_options[1], __ATOMIC_RELAXED) & KEYWORD_CLASSIFY_ALLOW)) {
+        /* with the keyword, every ALE authorization that nothing blocked is an allow event, by the
+         * layer's default permit: once per flow (a flow's later packets are not authorized again) */
+        event_t e = {DEFAULT_PERMIT_FILTER_ID, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
+                     v->time, direction, app_hint > 0 ? app_hint : 0, 1};
+        pthread_mutex_lock(&c_mu);
+        if (!e.app) e.app = app_of_socket(socket_on(v->laddr, v->lport, v->time));
+        int found;
+        tuple_t *t = tuple_slot(&e, &found);
+        if (!found) *t = (tuple_t){e.laddr, e.raddr, e.lport, e.rport, e.filter_id, e.filetime};
+        pthread_mutex_unlock(&c_mu);
+        if (!found) emit(&e);
     }
     return 0;
 }

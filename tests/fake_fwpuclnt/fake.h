@@ -107,6 +107,7 @@ typedef struct { FWPM_NET_EVENT_HEADER3 header; uint32_t type;
 #define CLASSIFY_DROP 3u
 #define CLASSIFY_ALLOW 6u
 #define KEYWORD_CLASSIFY_ALLOW 0x10u
+#define DEFAULT_PERMIT_FILTER_ID 0xDEFAull  /* the ALE layers' default permit (allow events with the keyword) */
 #define FWP_ACTION_PERMIT 0x1002u
 #define IPPROTO_UDP_ 17
 

@@ -312,7 +312,11 @@ class WfpPlatform:
         except (WfpError, RuntimeError) as exc:
             count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
         count["loss_at"] = loss_stage(sent, count["recorded_packets"], delivered, count["store_too_small"])
+        t = result.telemetry
         columns = {**health, **count, "delivered_packets": delivered,
+                   # events that were not the trial's own took places in the same queue and buffer
+                   "intf_shared_events": (shared := t["other_event_types"] + t["foreign_events"] + t["stranger_events"]),
+                   "intf_shared_share": round(shared / max(delivered, 1), 4),
                    "callback_threads": result.telemetry["callback_threads"],
                    "concurrent_callbacks": result.telemetry["concurrent_callbacks"]}
         result.telemetry.update(columns)
