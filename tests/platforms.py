@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import socket
+from dataclasses import dataclass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from harness.platforms.model import ModelPlatform
+from harness.platforms.wfp.sockets import LoopbackSockets
+from harness.traffic.sender_process import bind_receiver
 from netns import fresh_netns, reason as netns_reason
 
 
@@ -109,3 +114,16 @@ def make(name: str, **config):
 
 
 needs_nflog = pytest.mark.skipif(nflog_reason() is not None, reason=str(nflog_reason()))
+
+
+@dataclass(frozen=True)
+class ExcludedPortSockets(LoopbackSockets):
+    """The wfp sender's sockets, except that no receiver may listen on `excluded` ports: Windows
+    refuses a bind in a range that Hyper-V, WSL2 or Docker excluded with WSAEACCES, which Linux never
+    does. Made in the sender process, so it must pickle (it lives here, on the child's path)."""
+    excluded: tuple[int, ...] = ()
+
+    def receiver(self, address: str, port: int) -> socket.socket:
+        if port in self.excluded:
+            raise OSError(errno.EACCES, "An attempt was made to access a socket in a way forbidden by its access permissions")
+        return bind_receiver(address, port)

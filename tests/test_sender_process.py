@@ -167,3 +167,28 @@ def test_a_signal_taken_by_another_thread_interrupts_the_wait_for_the_sender():
         busy.set()
         other_end.close()
     assert time.monotonic() - started < 2.0
+
+
+def test_a_port_where_no_socket_may_listen_is_refused_not_fatal():
+    """Windows: WSAEACCES in an excluded port range (errno EACCES, or the WSA code in winerror)."""
+    import errno as errnos
+
+    from harness.spec import TrafficSpec, TrialSpec
+    from harness.traffic.plan import plan_traffic
+    from harness.traffic.sender_process import _receivers, bind_receiver
+
+    def bind(address: str, port: int):
+        if port == 20001:
+            raise OSError(errnos.EACCES, "forbidden")
+        if port == 20002:
+            exc = OSError(10013, "forbidden")
+            exc.winerror = 10013
+            raise exc
+        return bind_receiver(address, port)
+
+    held, elsewhere, refused = _receivers(plan_traffic(TrialSpec(TrafficSpec(count=5))), bind)
+    try:
+        assert (len(held), elsewhere, sorted(p for _, p in refused)) == (3, 0, [20001, 20002])
+    finally:
+        for s in held:
+            s.close()

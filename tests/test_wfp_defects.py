@@ -111,6 +111,23 @@ def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
     assert not flags(blocked_at_connect.telemetry["row_columns"])
 
 
+# Windows refuses a listener in an excluded port range (Hyper-V, WSL2, Docker reserve ranges in
+# 20000-60000 on many machines) with WSAEACCES; an inbound layer never classifies a datagram to
+# such a port, so its packets were counted lost, and the bind error ended the trial.
+def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkeypatch):
+    import harness.platforms.wfp.platform as wfp_platform
+    from platforms import ExcludedPortSockets
+    excluded = tuple(range(20010, 20020))
+    monkeypatch.setattr(wfp_platform, "LoopbackSockets", lambda library: ExcludedPortSockets(library, excluded))
+    path, _ = fake
+    with open_wfp(path) as p:
+        r = p.run_trial(spec(300, "INBOUND_TRANSPORT_V4"))
+    assert r.generator["receivers_refused"] == 10 and "refused_receivers" not in r.generator
+    loss = loss_by_sequence(r.sent, r.delivered)
+    assert (loss.expected, loss.delivered, loss.lost) == (290, 290, 0)  # no listener there: no event, no loss
+    assert not set(r.delivered["seq"]) & set(range(10, 20))
+
+
 # Review of issue 7: the harness's filter blocks its port range for every process, so another
 # program's packets to those ports were events of the harness's filter, read as sequence numbers.
 def test_another_programs_packets_on_the_harness_filter_are_counted_apart(fake):

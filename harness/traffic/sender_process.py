@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from multiprocessing import connection
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,6 +45,8 @@ def _errnos(*names: str) -> set[int]:
 
 _BUSY = _errnos("EAGAIN", "EWOULDBLOCK", "ENOBUFS", "WSAEWOULDBLOCK", "WSAENOBUFS")
 _IN_USE = _errnos("EADDRINUSE", "WSAEADDRINUSE")
+# a port no one may listen on: on Windows, a range that Hyper-V, WSL2 or Docker excluded (WSAEACCES)
+_REFUSED = _errnos("EACCES", "WSAEACCES")
 
 
 class SocketFactory(Protocol):
@@ -61,6 +64,19 @@ class SocketFactory(Protocol):
 
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> BatchSender:
         ...
+
+    # optional: `receiver(address, port) -> socket.socket`, a UDP socket bound there (default: bind_receiver)
+
+
+def bind_receiver(address: str, port: int) -> socket.socket:
+    """A UDP socket listening on (address, port); OSError if it cannot."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((address, port))
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def error_name(exc: OSError) -> str:
@@ -119,24 +135,25 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _receivers(plan: TrafficPlan) -> tuple[list[socket.socket], int]:
+def _receivers(plan: TrafficPlan, bind: Callable[[str, int], socket.socket] = bind_receiver
+               ) -> tuple[list[socket.socket], int, list[tuple[int, int]]]:
     """A UDP socket on every destination (loopback address, port): never on all addresses, so
     that nothing from outside can reach them. One that someone else holds already is a
-    listener too, which is all an inbound layer needs."""
-    held, elsewhere = [], 0
+    listener too, which is all an inbound layer needs. One where no socket may listen (a Windows
+    excluded port range: WSAEACCES) is returned as refused: an inbound layer never sees its packets."""
+    held, elsewhere, refused = [], 0, []
     pairs = np.unique(np.stack([plan.remote_v4, plan.remote_port], axis=1), axis=0).tolist()
     for address, port in pairs:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            s.bind((socket.inet_ntoa(int(address).to_bytes(4, "big")), port))
+            held.append(bind(socket.inet_ntoa(int(address).to_bytes(4, "big")), port))
         except OSError as exc:
-            s.close()
-            if exc.errno not in _IN_USE:
+            if exc.errno in _REFUSED or getattr(exc, "winerror", None) == 10013:  # WSAEACCES
+                refused.append((int(address), int(port)))
+            elif exc.errno in _IN_USE:
+                elsewhere += 1
+            else:
                 raise OSError(exc.errno, f"cannot bind a receiver on port {port}: {exc.strerror}") from None
-            elsewhere += 1
-            continue
-        held.append(s)
-    return held, elsewhere
+    return held, elsewhere, refused
 
 
 class _Child:
@@ -157,8 +174,9 @@ class _Child:
             raise ValueError(f"sender kind must be udp or raw, got {kind!r}")
         plan = plan_traffic(spec)
         bound = elsewhere = 0
+        refused: list[tuple[int, int]] = []
         if receivers:
-            listeners, elsewhere = _receivers(plan)
+            listeners, elsewhere, refused = _receivers(plan, getattr(self.sockets, "receiver", bind_receiver))
             self.held += listeners
             bound = len(listeners)
         udp = self.sockets.udp()  # a fresh local port for this trial's tuples
@@ -172,7 +190,9 @@ class _Child:
         sender = self.sockets.sender(sock, kind, packets)
         self.last = (sender, deadlines_ns(spec.traffic), spec, port)
         sent_at, report = self.paced()
-        report.update(receivers=bound, receivers_elsewhere=elsewhere)
+        report.update(receivers=bound, receivers_elsewhere=elsewhere, receivers_refused=len(refused))
+        if refused:  # (address, port) pairs, which the platform takes out of the report
+            report["refused_receivers"] = refused
         return sent_at, report
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:

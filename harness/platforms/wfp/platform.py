@@ -19,6 +19,7 @@ import platform as pyplatform
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback
-from harness.traffic.plan import plan_traffic
+from harness.traffic.plan import TrafficPlan, plan_traffic
 from harness.traffic.safety import check_destinations
 from harness.traffic.sender_process import KINDS, SenderError, SenderProcess
 
@@ -65,6 +66,18 @@ def concurrent_callbacks(t_callback_ns: np.ndarray, t_done_ns: np.ndarray, threa
     holder = np.maximum.accumulate(np.where(done == latest, np.arange(len(done)), 0))  # ... and whose
     overlapping = (start[1:] < latest[:-1]) & (threads[holder[:-1]] != threads[1:])
     return int(overlapping.sum())
+
+
+def without_listener(plan: TrafficPlan, refused: list) -> TrafficPlan:
+    """The plan with packets to a destination where no receiver could listen (a Windows excluded
+    port range) no longer expected: an inbound layer classifies a datagram only where a socket
+    listens, so their silence is no loss."""
+    if not refused:
+        return plan
+    pairs = np.asarray(refused, dtype=np.int64).reshape(-1, 2)
+    keys = plan.remote_v4.astype(np.int64) << 16 | plan.remote_port.astype(np.int64)
+    listened = ~np.isin(keys, pairs[:, 0] << 16 | pairs[:, 1])
+    return replace(plan, expected=plan.expected & listened)
 
 
 class WfpPlatform:
@@ -235,6 +248,7 @@ class WfpPlatform:
                                         callback, capacity=count + count // 4 + 4096)
             try:
                 sent_at, report = send()
+                plan = without_listener(plan, report.pop("refused_receivers", []))
                 if spec.subscriber.hold:
                     time.sleep(spec.settle_s)
                 t_release = time.perf_counter_ns()
