@@ -172,7 +172,9 @@ class Campaign:
         """Interference seen in these trials (the worst of each figure), in words."""
         wanted = {int(t) for t in trials}
         rows = [r for r in self.store.rows if int(r["trial"]) in wanted]
-        return flags(worst(rows)) if any(r.get("intf_others_cores") is not None for r in rows) else []
+        measured = any(r.get("intf_others_cores") is not None or r.get("intf_cpu_ref_begin_ns") is not None
+                       for r in rows)  # in real time (on Windows /proc's figures are None, the rest is measured)
+        return flags(worst(rows)) if measured else []
 
     @property
     def onset_repeats(self) -> int:

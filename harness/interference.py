@@ -204,12 +204,15 @@ def speed_flag(row: dict[str, Any]) -> str | None:
 
 def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The worst of each interference figure over several trials' records (for one line of flags)."""
-    keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs",
-            "intf_shared_events", "intf_shared_share")
+    keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs")
     out: dict[str, Any] = {"intf_cpus": max((r.get("intf_cpus") or 1 for r in rows), default=1)}
     for key in keys:
         values = [r.get(key) for r in rows if r.get(key) is not None and r.get(key) == r.get(key)]
         out[key] = max(values) if values else None
+    shared = [r for r in rows if r.get("intf_shared_share") is not None and r["intf_shared_share"] == r["intf_shared_share"]]
+    if shared:  # the trial with the largest share, its count with it
+        most = max(shared, key=lambda r: r["intf_shared_share"])
+        out.update({k: most[k] for k in ("intf_shared_events", "intf_shared_share")})
     speeds = [r for r in rows if r.get("intf_cpu_speed_off") is not None and r.get("intf_cpu_speed_limit")]
     if speeds:  # the trial furthest off its limit, all three figures of it
         far = max(speeds, key=lambda r: abs(r["intf_cpu_speed_off"]) / r["intf_cpu_speed_limit"])

@@ -124,6 +124,8 @@ class ExcludedPortSockets(LoopbackSockets):
     excluded: tuple[int, ...] = ()
 
     def receiver(self, address: str, port: int) -> socket.socket:
-        if port in self.excluded:
-            raise OSError(errno.EACCES, "An attempt was made to access a socket in a way forbidden by its access permissions")
+        if port in self.excluded:  # as Python on Windows raises it: errno EACCES, the WSA code in winerror
+            refused = OSError(errno.EACCES, "An attempt was made to access a socket in a way forbidden by its access permissions")
+            refused.winerror = 10013
+            raise refused
         return bind_receiver(address, port)

@@ -170,25 +170,32 @@ def test_a_signal_taken_by_another_thread_interrupts_the_wait_for_the_sender():
 
 
 def test_a_port_where_no_socket_may_listen_is_refused_not_fatal():
-    """Windows: WSAEACCES in an excluded port range (errno EACCES, or the WSA code in winerror)."""
+    """Windows: WSAEACCES in an excluded port range (errno EACCES, the WSA code in winerror). A
+    plain EACCES (Linux) is an error, and a port in use is a listener elsewhere."""
     import errno as errnos
 
     from harness.spec import TrafficSpec, TrialSpec
     from harness.traffic.plan import plan_traffic
-    from harness.traffic.sender_process import _receivers, bind_receiver
+    from harness.traffic.sender_process import _receivers
 
-    def bind(address: str, port: int):
-        if port == 20001:
-            raise OSError(errnos.EACCES, "forbidden")
-        if port == 20002:
-            exc = OSError(10013, "forbidden")
-            exc.winerror = 10013
-            raise exc
-        return bind_receiver(address, port)
+    def refused(code: int, winerror: int | None = None) -> OSError:
+        exc = OSError(code, "refused")
+        if winerror is not None:
+            exc.winerror = winerror
+        return exc
 
-    held, elsewhere, refused = _receivers(plan_traffic(TrialSpec(TrafficSpec(count=5))), bind)
-    try:
-        assert (len(held), elsewhere, sorted(p for _, p in refused)) == (3, 0, [20001, 20002])
-    finally:
-        for s in held:
-            s.close()
+    def bind(address: str, port: int):  # stubs: no real port is taken
+        if port in (20001, 20002):
+            raise refused(errnos.EACCES, 10013)
+        if port == 20003:
+            raise refused(errnos.EADDRINUSE)
+        return (address, port)
+
+    held, elsewhere, gone = _receivers(plan_traffic(TrialSpec(TrafficSpec(count=5))), bind)
+    assert (held, elsewhere, sorted(p for _, p in gone)) == ([("127.0.0.1", 20000), ("127.0.0.1", 20004)], 1, [20001, 20002])
+
+    def linux_eacces(address: str, port: int):
+        raise refused(errnos.EACCES)
+
+    with pytest.raises(OSError, match="cannot bind a receiver on port 20000"):
+        _receivers(plan_traffic(TrialSpec(TrafficSpec(count=5))), linux_eacces)

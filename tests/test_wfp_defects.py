@@ -96,6 +96,11 @@ def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
         try:
             blocked_at_connect = p.run_trial(spec(300))
             at_transport = p.run_trial(spec(300, "OUTBOUND_TRANSPORT_V4"))
+            # twice as many events as packets: rows for both (they were N + N/4 + 4096: the trial's
+            # own drops past them went unserved and were counted lost)
+            big = p.run_trial(TrialSpec(TrafficSpec(count=12_000, pacing="constant", rate_per_s=40_000),
+                                        SubscriberSpec(), filter=FilterSpec(layer="OUTBOUND_TRANSPORT_V4"),
+                                        drain_quiet_s=0.3, drain_timeout_s=10.0))
         finally:
             admin.set_option(keywords, 0)
             admin.close()
@@ -104,28 +109,34 @@ def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
     # blocked at ALE connect, nothing was authorized; blocked later, ALE permitted every new flow first
     assert blocked_at_connect.telemetry["row_columns"]["intf_shared_events"] == 0
     columns = at_transport.telemetry["row_columns"]
-    # one allow per packet (each its own flow), and one for the canary (the health check's datagram, a flow too)
-    assert columns["intf_shared_events"] == at_transport.telemetry["other_event_types"] == 301
-    assert columns["intf_shared_share"] > 1
-    assert any(f.startswith("301 events not the trial's own") for f in flags(columns))
+    # one allow per packet (each its own flow) while the trial's own came; the canary's, after them, is not counted
+    assert at_transport.telemetry["other_event_types"] == 301 and columns["intf_shared_events"] == 300
+    assert columns["intf_shared_share"] == 1.0
+    assert any(f.startswith("300 events not the trial's own") for f in flags(columns))
     assert not flags(blocked_at_connect.telemetry["row_columns"])
+    assert loss_by_sequence(big.sent, big.delivered).delivered == 12_000 and big.telemetry["not_recorded"] == 0
 
 
 # Windows refuses a listener in an excluded port range (Hyper-V, WSL2, Docker reserve ranges in
 # 20000-60000 on many machines) with WSAEACCES; an inbound layer never classifies a datagram to
 # such a port, so its packets were counted lost, and the bind error ended the trial.
-def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkeypatch):
+@pytest.mark.parametrize("first", [20010, 20000])  # in the middle; at the head, where a wrapped store's tail starts
+def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkeypatch, first):
     import harness.platforms.wfp.platform as wfp_platform
     from platforms import ExcludedPortSockets
-    excluded = tuple(range(20010, 20020))
+    excluded = tuple(range(first, first + 10))
     monkeypatch.setattr(wfp_platform, "LoopbackSockets", lambda library: ExcludedPortSockets(library, excluded))
     path, _ = fake
     with open_wfp(path) as p:
         r = p.run_trial(spec(300, "INBOUND_TRANSPORT_V4"))
+        probe = p.probe("INBOUND_TRANSPORT_V4", "udp", count=50)  # and its repeat, from the same receivers
     assert r.generator["receivers_refused"] == 10 and "refused_receivers" not in r.generator
     loss = loss_by_sequence(r.sent, r.delivered)
     assert (loss.expected, loss.delivered, loss.lost) == (290, 290, 0)  # no listener there: no event, no loss
-    assert not set(r.delivered["seq"]) & set(range(10, 20))
+    assert not set(r.delivered["seq"]) & {port - 20000 for port in excluded}
+    # the store saw what the filter saw: nothing of the refused, all of the rest
+    assert (r.telemetry["recorded_packets"], r.telemetry["loss_at"]) == (290, "none")
+    assert (probe["events"], probe["events_on_repeat"]) == (40, 40), probe
 
 
 # Review of issue 7: the harness's filter blocks its port range for every process, so another

@@ -1,5 +1,6 @@
 """Issue 8 on the fake: every trial says whether its subscription was alive, and counts what the
 system recorded (the BFE's net-event store) beside what was sent and what was delivered."""
+import numpy as np
 import pytest
 
 from harness.campaign import Campaign, load_expectations
@@ -99,7 +100,8 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
             assert len(seen) == 250 and {s[:3] for s in seen} == {(f"FWPM_NET_EVENT{version + 1}", 3, fid)}
             assert snapshot_then_more == [1] * 250  # events made while enumerating ...
             assert sorted(s[3] for s in seen) == list(range(20000, 20250))  # ... are not in the snapshot
-            count = count_trial(lib, filters.session, fid, start, end, "127.0.0.0/8", False, lambda a, p: p - 20000, 300)
+            count = count_trial(lib, filters.session, fid, start, end, "127.0.0.0/8", False, lambda a, p: p - 20000,
+                                np.ones(300, dtype=bool))
             assert (count["recorded"], count["recorded_packets"]) == (250, 250)
             # 300 "sent", the first 250 recorded: not a wrapped store's tail, so loss before generation
             assert not count["store_too_small"]

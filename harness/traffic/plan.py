@@ -31,9 +31,10 @@ class TrafficPlan:
     seq: np.ndarray             # int64, 0..count-1
     remote_port: np.ndarray     # int64
     remote_v4: np.ndarray       # int64 IPv4 address (host order)
-    expected: np.ndarray        # bool: the template lets this packet's event through
+    expected: np.ndarray        # bool: the subscriber should get this packet's event (template, listener)
     port_low: int
     port_count: int
+    listened: np.ndarray | None = None  # bool: a receiver listened (inbound layers; None: every packet)
 
     def decode(self, remote_v4: int, port: int) -> int:
         """The sequence number of the packet an event reports by its remote tuple."""

@@ -45,8 +45,8 @@ def _errnos(*names: str) -> set[int]:
 
 _BUSY = _errnos("EAGAIN", "EWOULDBLOCK", "ENOBUFS", "WSAEWOULDBLOCK", "WSAENOBUFS")
 _IN_USE = _errnos("EADDRINUSE", "WSAEADDRINUSE")
-# a port no one may listen on: on Windows, a range that Hyper-V, WSL2 or Docker excluded (WSAEACCES)
-_REFUSED = _errnos("EACCES", "WSAEACCES")
+# a port no one may listen on: a range that Hyper-V, WSL2 or Docker excluded (WSAEACCES, in winerror)
+_REFUSED = {10013}
 
 
 class SocketFactory(Protocol):
@@ -147,7 +147,7 @@ def _receivers(plan: TrafficPlan, bind: Callable[[str, int], socket.socket] = bi
         try:
             held.append(bind(socket.inet_ntoa(int(address).to_bytes(4, "big")), port))
         except OSError as exc:
-            if exc.errno in _REFUSED or getattr(exc, "winerror", None) == 10013:  # WSAEACCES
+            if getattr(exc, "winerror", None) in _REFUSED:  # Windows only: Linux refuses no port >= 1024 to root
                 refused.append((int(address), int(port)))
             elif exc.errno in _IN_USE:
                 elsewhere += 1
@@ -188,18 +188,17 @@ class _Child:
             sock = self.sockets.raw()
             self.held.append(sock)
         sender = self.sockets.sender(sock, kind, packets)
-        self.last = (sender, deadlines_ns(spec.traffic), spec, port)
-        sent_at, report = self.paced()
-        report.update(receivers=bound, receivers_elsewhere=elsewhere, receivers_refused=len(refused))
+        listening = {"receivers": bound, "receivers_elsewhere": elsewhere, "receivers_refused": len(refused)}
         if refused:  # (address, port) pairs, which the platform takes out of the report
-            report["refused_receivers"] = refused
-        return sent_at, report
+            listening["refused_receivers"] = refused
+        self.last = (sender, deadlines_ns(spec.traffic), spec, port, listening)
+        return self.paced()
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
         """Send the current trial's packets (again) from its sockets, on schedule."""
         if self.last is None:
             raise RuntimeError("no trial to send again")
-        sender, offsets, spec, port = self.last
+        sender, offsets, spec, port, listening = self.last
         refused = getattr(sender, "refused", 0)
         errors_before = Counter(getattr(sender, "errors", {}))
         sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
@@ -208,6 +207,7 @@ class _Child:
         report["send_error_kinds"] = dict(Counter(getattr(sender, "errors", {})) - errors_before)
         report["sender_pid"] = os.getpid()
         report["local_port"] = port  # every packet of the trial comes from this port (raw ones too)
+        report.update(listening)  # the same receivers listen for a send again
         return sent_at, report
 
     def serve(self) -> None:

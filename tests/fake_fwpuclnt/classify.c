@@ -184,16 +184,17 @@ static int app_of_socket(const sock_t *s) {
 /* ---- blocked tuples (RECLASSIFY=0) and authorized flows (allow events) ---------------------------- */
 typedef struct { uint32_t laddr, raddr; uint16_t lport, rport; uint64_t filter_id, time; } tuple_t;
 #define TUPLES (1u << 16)
-static tuple_t g_tuples[TUPLES];
+static tuple_t g_tuples[TUPLES];  /* blocked tuples */
+static tuple_t g_flows[TUPLES];   /* flows ALE permitted (allow events): apart, so neither evicts the other */
 
-static tuple_t *tuple_slot(const event_t *e, int *found) {
+static tuple_t *slot_in(tuple_t *table, const event_t *e, int *found) {
     /* the local port mixed into the low bits: shifted out of them, tuples that differ only in it
      * (a fresh socket to a blocked destination) shared one probe window and evicted each other */
     uint32_t h = (e->laddr * 2654435761u) ^ (e->raddr * 40503u) ^ ((uint32_t)e->lport * 0x85EBCA6Bu) ^ e->rport;
     h ^= h >> 16;
     tuple_t *oldest = NULL;
     for (uint32_t k = 0; k < 8; k++) {
-        tuple_t *t = &g_tuples[(h + k) & (TUPLES - 1)];
+        tuple_t *t = &table[(h + k) & (TUPLES - 1)];
         if (t->time && t->laddr == e->laddr && t->raddr == e->raddr && t->lport == e->lport &&
             t->rport == e->rport && t->filter_id == e->filter_id && e->filetime - t->time < TTL_100NS) {
             *found = 1;
@@ -205,9 +206,12 @@ static tuple_t *tuple_slot(const event_t *e, int *found) {
     return oldest;
 }
 
+static tuple_t *tuple_slot(const event_t *e, int *found) { return slot_in(g_tuples, e, found); }
+
 void classify_reset(void) {  /* a new capture (another namespace) or another configuration */
     pthread_mutex_lock(&c_mu);
     memset(g_tuples, 0, sizeof g_tuples);
+    memset(g_flows, 0, sizeof g_flows);
     g_nsocks = 0;
     g_gen++;
     g_table_time = 0;
@@ -302,16 +306,21 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
         event_t e = {active[permitted].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
                      v->time, direction, app, 1};
         emit(&e);
-    } else if (permitted < 0 && ale && !quiet && (__atomic_load_n(&g_options[1], __ATOMIC_RELAXED) & KEYWORD_CLASSIFY_ALLOW)) {
+    } else if (permitted < 0 && ale && !quiet) {
+        pthread_mutex_lock(&g_mu);
+        int keyword = (g_options[1] & KEYWORD_CLASSIFY_ALLOW) != 0;
+        pthread_mutex_unlock(&g_mu);
+        if (!keyword) return 0;
         /* with the keyword, every ALE authorization that nothing blocked is an allow event, by the
-         * layer's default permit: once per flow (a flow's later packets are not authorized again) */
+         * layer's default permit: once per flow (a flow's later packets are not authorized again
+         * while it lives; each packet keeps it alive) */
         event_t e = {DEFAULT_PERMIT_FILTER_ID, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
                      v->time, direction, app_hint > 0 ? app_hint : 0, 1};
         pthread_mutex_lock(&c_mu);
         if (!e.app) e.app = app_of_socket(socket_on(v->laddr, v->lport, v->time));
         int found;
-        tuple_t *t = tuple_slot(&e, &found);
-        if (!found) *t = (tuple_t){e.laddr, e.raddr, e.lport, e.rport, e.filter_id, e.filetime};
+        tuple_t *t = slot_in(g_flows, &e, &found);
+        *t = (tuple_t){e.laddr, e.raddr, e.lport, e.rport, e.filter_id, e.filetime};
         pthread_mutex_unlock(&c_mu);
         if (!found) emit(&e);
     }

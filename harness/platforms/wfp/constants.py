@@ -73,3 +73,4 @@ DIRECTIONS = {0x3900: "in", 0x3901: "out", 0x3902: "forward",
 
 # which side of the packet the harness's sequence number (its destination port) is on, per layer
 INBOUND_LAYERS = {"ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"}
+ALE_LAYERS = {"ALE_AUTH_CONNECT_V4", "ALE_AUTH_RECV_ACCEPT_V4"}

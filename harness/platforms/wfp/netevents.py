@@ -76,9 +76,10 @@ def enumerate_store(lib: Library, session: Session, start_ns: int, end_ns: int, 
 
 
 def count_trial(lib: Library, session: Session, filter_id: int, start_ns: int, end_ns: int, prefix: str,
-                inbound: bool, decode: Callable[[int, int], int], sent: int) -> dict[str, Any]:
+                inbound: bool, decode: Callable[[int, int], int], listened: np.ndarray) -> dict[str, Any]:
     """What the store recorded of one trial: `recorded` (events of the harness's filter), the
-    distinct packets they name, and whether the store was too small to hold the trial."""
+    distinct packets they name, and whether the store was too small to hold the trial. `listened`
+    (one flag per packet sent) says which packets a filter could see at all."""
     conditions = Conditions()
     conditions.v4_prefix("FWPM_CONDITION_IP_LOCAL_ADDRESS" if inbound else "FWPM_CONDITION_IP_REMOTE_ADDRESS",
                          ipaddress.IPv4Network(prefix))
@@ -92,10 +93,12 @@ def count_trial(lib: Library, session: Session, filter_id: int, start_ns: int, e
 
     enumerate_store(lib, session, start_ns, end_ns, conditions, visit)
     seqs = np.unique(np.fromiter((decode(a, p) for a, p in tuples), dtype=np.int64, count=len(tuples)))
-    seqs = seqs[(seqs >= 0) & (seqs < sent)]
+    seqs = seqs[(seqs >= 0) & (seqs < len(listened))]
+    seqs = seqs[listened[seqs]]
+    seen = np.flatnonzero(listened)
     out: dict[str, Any] = {"recorded": len(tuples), "recorded_packets": int(len(seqs)), "store_too_small": False}
     # a wrapped store lost the trial's head: what is left is its tail, and nothing older than it
-    if 0 < len(seqs) < sent and seqs[0] == sent - len(seqs):
+    if 0 < len(seqs) < len(seen) and seqs[0] == seen[len(seen) - len(seqs)]:
         older: list[int] = []
         enumerate_store(lib, session, 0, start_ns - 1, None, lambda e: older.append(1), limit=1)
         out["store_too_small"] = not older

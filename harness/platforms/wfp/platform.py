@@ -27,13 +27,13 @@ import numpy as np
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, PlatformUnavailable, TrialResult, frame
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.constants import DIRECTIONS, INBOUND_LAYERS
+from harness.platforms.wfp.constants import ALE_LAYERS, DIRECTIONS, INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, census
 from harness.platforms.wfp.netevents import count_trial, loss_stage
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
-from harness.platforms.wfp.events import MINE
+from harness.platforms.wfp.events import FOREIGN, MINE, OTHER_TYPE
 from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
@@ -77,7 +77,10 @@ def without_listener(plan: TrafficPlan, refused: list) -> TrafficPlan:
     pairs = np.asarray(refused, dtype=np.int64).reshape(-1, 2)
     keys = plan.remote_v4.astype(np.int64) << 16 | plan.remote_port.astype(np.int64)
     listened = ~np.isin(keys, pairs[:, 0] << 16 | pairs[:, 1])
-    return replace(plan, expected=plan.expected & listened)
+    return replace(plan, expected=plan.expected & listened, listened=listened)
+
+
+KEYWORDS = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
 
 
 class WfpPlatform:
@@ -242,10 +245,14 @@ class WfpPlatform:
         release = threading.Event()
         unix_minus_perf = self.winsys.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
         count = spec.traffic.count
+        # with the allow keyword set (by another tool), a flow that ALE permits before a later layer
+        # blocks it makes an allow event too: a row for it
+        allows = bool(self.options.session.get_option(KEYWORDS) & K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"])
+        own = count * (2 if allows and spec.filter.layer not in ALE_LAYERS else 1)
         with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
             # rows for other filters' events too (a runner has drops of its own)
             subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
-                                        callback, capacity=count + count // 4 + 4096)
+                                        callback, capacity=own + count // 4 + 4096)
             try:
                 sent_at, report = send()
                 plan = without_listener(plan, report.pop("refused_receivers", []))
@@ -320,17 +327,20 @@ class WfpPlatform:
         sent = spec.traffic.count
         seqs = result.delivered["seq"].to_numpy()
         delivered = int(len(np.unique(seqs[(seqs >= 0) & (seqs < sent)])))
+        # the store records every packet a filter saw (a template only narrows the subscription),
+        # but an inbound layer sees none where no receiver could listen
+        listened = plan.listened if plan.listened is not None else np.ones(sent, dtype=bool)
         try:
             count = count_trial(self.lib, self.filters.session, filter_id, start_ns, end_ns, spec.filter.remote_prefix,
-                                inbound, plan.decode, sent)
+                                inbound, plan.decode, listened)
         except (WfpError, RuntimeError) as exc:
             count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
-        count["loss_at"] = loss_stage(sent, count["recorded_packets"], delivered, count["store_too_small"])
+        count["loss_at"] = loss_stage(int(listened.sum()), count["recorded_packets"], delivered, count["store_too_small"])
         t = result.telemetry
         columns = {**health, **count, "delivered_packets": delivered,
                    # events that were not the trial's own took places in the same queue and buffer
-                   "intf_shared_events": (shared := t["other_event_types"] + t["foreign_events"] + t["stranger_events"]),
-                   "intf_shared_share": round(shared / max(delivered, 1), 4),
+                   "intf_shared_events": t["shared_events"],
+                   "intf_shared_share": round(t["shared_events"] / max(len(result.delivered), 1), 4),
                    "callback_threads": result.telemetry["callback_threads"],
                    "concurrent_callbacks": result.telemetry["concurrent_callbacks"]}
         result.telemetry.update(columns)
@@ -352,6 +362,12 @@ class WfpPlatform:
         delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
                           t_event_ns=d.unix_ns[rows] - unix_minus_perf, t_callback_ns=c["t_callback"][served],
                           t_done_ns=c["t_done"][served], thread=subscription.raw.thread[rows])
+        # events not the trial's own while its own came (not those of the hold's settle, the quiet
+        # drain or the canary): they took places in the same queue and buffer
+        others = (d.kind == OTHER_TYPE) | (d.kind == FOREIGN)
+        others[c["key"][stranger]] = True
+        own_ns = d.unix_ns[rows]
+        shared = int((others & (d.unix_ns >= own_ns.min()) & (d.unix_ns <= own_ns.max())).sum()) if len(rows) else 0
         per_tuple = np.unique(delivered["seq"].to_numpy(), return_counts=True)[1]
         directions = np.unique(d.direction[rows], return_counts=True)
         telemetry = {
@@ -359,6 +375,7 @@ class WfpPlatform:
             "other_event_types": counts["other_events"],
             "incomplete_events": counts["incomplete_events"],
             "stranger_events": int(stranger.sum()),  # the harness's filter, another socket's packets
+            "shared_events": shared,
             "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
             "callback_threads": counts["callback_threads"],
             # inline only (in copy mode t_done is the worker's); a zero-work callback's t_done is its
