@@ -301,3 +301,27 @@ def test_a_search_resting_on_a_trial_run_while_the_cpu_was_faster_says_so(tmp_pa
             assert row["status"] == "inconclusive" and "CPU ran 5" in "; ".join(row["status_reasons"]), row["status_reasons"]
         else:
             assert row["status"] == "conclusive" and row["rate_per_s"] == expected["rate_per_s"], row["status_reasons"]
+
+
+def test_a_failed_confirmation_under_a_template_steps_down_in_offered_packets_not_events():
+    """mu counts events; rates are offered in packets, of which a template lets `expected_share`
+    through. A confirmation at 34,587/s that lost while the machine interfered, having served 7,850
+    events/s of a quarter: the result stands at the packets whose events were served (31,400/s),
+    not at 7,850/s (CI's fake run on 2026-11-28 read the template's gain as x0.88 instead of ~x4)."""
+    from harness.experiments.sustained import Judged, _confirm, _Search, offered_rate
+
+    row = {"trial": 7, "trusted": True, "verdict": "overloaded", "verdict_by": "backlog slope", "lost": 0,
+           "mu_per_s": 7850.0, "mu_low_per_s": 7850.0, "mu_high_per_s": 7900.0, "expected_share": 0.25,
+           "interference": "sender p99 lateness 1.9 ms", "slope_per_s": 400.0, "slope_low_per_s": 300.0,
+           "slope_high_per_s": 500.0}
+    s = _Search(None, None, None, 100.0, None, NdrConfig(), "template", {})
+    s.judged.append(Judged(dict(row)))
+    s.attempt = lambda rate, duration, **tags: Judged(dict(row))
+    out = _confirm(s, 34_587.0, None)
+    assert offered_rate(7850.0, row) == 31_400.0
+    assert out["rate_per_s"] == 31_400.0 and not out["confirmed"]
+    # without a template, the same trial steps down to what it served, as before
+    plain = {**row, "expected_share": 1.0}
+    s.judged[-1] = Judged(dict(plain))
+    s.attempt = lambda rate, duration, **tags: Judged(dict(plain))
+    assert _confirm(s, 34_587.0, None)["rate_per_s"] == 7850.0

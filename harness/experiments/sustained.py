@@ -114,6 +114,12 @@ def expected_share(result: TrialResult) -> float:
     return float(sent["expected"].mean()) if "expected" in sent and len(sent) else 1.0
 
 
+def offered_rate(events_per_s: float | None, row: dict[str, Any]) -> float | None:
+    """The offered packet rate whose events come at `events_per_s` (mu counts events; rates are
+    offered in packets, of which a template lets only `expected_share` through)."""
+    return events_per_s / (row.get("expected_share") or 1.0) if events_per_s else None
+
+
 def analyse_sustained(result: TrialResult, capacity: int | None, margin_share: float,
                       loss_tolerance: float = 0.0, backlog: pd.DataFrame | None = None) -> dict[str, Any]:
     """Columns for a sustained trial's row: trust, served rate, backlog slope and the verdict.
@@ -277,14 +283,15 @@ def search_ndr(platform: Platform, base: TrialSpec, store: ResultStore, cost_us:
             if high is None or rate < high:
                 high, high_row = rate, row
             if row.get("mu_per_s"):
-                mu_hint = row["mu_per_s"]
+                mu_hint = offered_rate(row["mu_per_s"], row)
             ups = 0
         else:
             if rate > low:
                 low, low_row = rate, row
             # served well above the rate while busy: the subscriber can do more than the hint said
-            if row.get("mu_per_s") and row["mu_per_s"] > max(low, mu_hint or 0) * (1 + rho):
-                mu_hint = row["mu_per_s"]
+            served = offered_rate(row.get("mu_per_s"), row)
+            if served and served > max(low, mu_hint or 0) * (1 + rho):
+                mu_hint = served
             ups += 1
         rate = _next_rate(low, high, ceiling, mu_hint, rho, downs, ups)
         if rate is not None and low == 0:
@@ -354,18 +361,18 @@ def _confirm(s: _Search, low: float, high: float | None) -> dict[str, Any]:
         # the trial that lost was saturated: what it served is where the sustainable rate lies (on
         # nflog a short trend trial can be served faster than a saturated buffer is); each further
         # failure steps twice as far, as the bracket was evidently wrong
-        served = row.get("mu_low_per_s") or row.get("mu_per_s")
+        served = offered_rate(row.get("mu_low_per_s") or row.get("mu_per_s"), row)  # in offered packets/s
         low = min(low * (1 - config.resolution * 2 ** (failures - 1)), served or math.inf)
         if row.get("interference"):  # a loss while the machine interfered: stop at what it served then,
             # unconfirmed (a rate that lost is never the NDR; `rate_per_s` is where the result stands)
             out.update({"confirmed": False, "rate_per_s": round(low, 3), "failed_at_per_s": round(failed_at, 3),
                         "failures": failures, "reason": f"{row['verdict_by']} at {failed_at:.0f}/s while the machine "
                                                          f"interfered ({row['interference']})"})
-            s.notes.append(f"confirmation at {failed_at:.0f}/s lost while the machine interfered (served "
-                           f"{served or 0:.0f}/s): {low:.0f}/s, not confirmed")
+            s.notes.append(f"confirmation at {failed_at:.0f}/s lost while the machine interfered (served the "
+                           f"events of {served or 0:.0f}/s): {low:.0f}/s, not confirmed")
             return out
-        s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served {served or 0:.0f}/s): "
-                       f"stepping down to {low:.0f}/s")
+        s.notes.append(f"confirmation at {high:.0f}/s failed ({row['verdict_by']}, served the events of "
+                       f"{served or 0:.0f}/s): stepping down to {low:.0f}/s")
     out.update({"confirmed": False, "all_lost": True, "failed_at_per_s": round(failed_at, 3), "failures": failures,
                 "reason": f"no rate confirmed in {config.max_confirmations} loss trials"})
     s.notes.append(f"every confirmation lost, the last at {failed_at:.0f}/s: the NDR lies below it")
