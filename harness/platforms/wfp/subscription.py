@@ -47,19 +47,17 @@ def keep_thread_state() -> None:
 class DeliveryThreads:
     """The threads that have called a subscription's callback, each on the thread state it keeps.
     `kept` is a threading.local: it lives exactly as long as the thread state that set it, so a new
-    thread that reuses an old one's id is still seen as new. `count` counts threads (kept states),
-    `ids` their ids: a thread that ended and one that took its id are two threads and one id."""
+    thread that reuses an old one's id is still seen as new. `count` counts threads (kept states):
+    a thread that ended and one that took its id are two."""
 
     def __init__(self) -> None:
         self.kept = threading.local()
-        self.ids: set[int] = set()
         self.count = 0
 
     def keep(self) -> int:
-        """On a delivery thread's first event (inside the callback): keep its thread state."""
+        """On a delivery thread's first event (inside the callback): keep its thread state; its id."""
         keep_thread_state()
         thread = self.kept.thread = threading.get_ident()
-        self.ids.add(thread)
         self.count += 1
         return thread
 
