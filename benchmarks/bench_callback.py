@@ -10,14 +10,15 @@ callbacks (the per-event overhead: the platform's delivery, the ctypes/Python en
 copy) and the events/s absorbed over the whole drain (batch turnarounds included). Each
 implementation runs `--rounds` times, taking turns, `--trials` trials a time; medians over all
 its trials, side by side for:
-- current: this tree;
-- current, no kept thread state (wfp only): the same, but every callback lets ctypes make and
-  delete a Python thread state (PyGILState_Ensure/Release) as it does by default;
+- current: this tree (on wfp: the native callback, harness/platforms/wfp/native.py);
+- current, Python callback (wfp only): this tree's lean Python callback (WFPCAP_CALLBACK=python);
+- current, Python callback, no kept thread state (wfp only): the same, but every callback lets
+  ctypes make and delete a Python thread state (PyGILState_Ensure/Release) as it does by default;
 - baseline: the tree of `--baseline` (default: the commit before the lean callbacks), run
   against the same fake library, measured in the same run;
 - current, on another Python (`--python`, a venv with this project's dependencies): builds of one
   version differ (this VM's pyenv 3.11.7 has no PGO/LTO and runs the wfp path ~1.4x slower than
-  Debian's 3.11.2);
+  Debian's 3.11.2; the native callback does not depend on it);
 and the model's reference figure (ModelParams.per_event_overhead_us). Each measurement runs in a
 process of its own; wfp inside `unshare --net` (the fake classifies the loopback of a namespace
 with nothing else), nflog in its own namespace as the platform makes it. Needs root.
@@ -102,25 +103,27 @@ def python_version(python: str) -> str:
     return f"Python {done.stdout.strip()} ({python})"
 
 
-def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: bool, python: str) -> dict:
+def run_worker(tree: Path, platform_name: str, events: int, trials: int, kept: bool, python: str,
+               callback: str) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", str(tree), platform_name, str(events),
            str(trials), "1" if kept else "0"]
     if platform_name == "wfp":
         cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    env = {**os.environ, "PYTHONPATH": str(tree), "WFPCAP_CALLBACK": callback}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def interleaved(variants: list[tuple[str, Path, bool, str]], name: str, events: int, trials: int,
+def interleaved(variants: list[tuple[str, Path, bool, str, str]], name: str, events: int, trials: int,
                 rounds: int) -> list[tuple[str, dict]]:
     """Each variant `rounds` times, taking turns (a drift of the machine's load then hits all of them
     alike); per variant the median over all its trials."""
     runs: dict[str, list[dict]] = {label: [] for label, *_ in variants}
     for _ in range(rounds):
-        for label, tree, kept, python in variants:
-            runs[label].append(run_worker(tree, name, events, trials, kept, python))
+        for label, tree, kept, python, callback in variants:
+            runs[label].append(run_worker(tree, name, events, trials, kept, python, callback))
     results = []
     for label, *_ in variants:
         good = [r for r in runs[label] if "error" not in r]
@@ -168,22 +171,26 @@ def main() -> None:
           f"trials, implementations taking turns; "
           f"baseline {ref}; load {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]} ({sys.executable})")
     print(f"model reference: {model_us:.1f} us/event ({1e6 / model_us:,.0f} events/s); target <= {TARGET_US:.1f} us")
-    print(f"{'platform':8} {'implementation':34} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
+    print(f"{'platform':8} {'implementation':44} {'us/event':>9} {'events/s':>10} {'vs baseline':>12}  trials (us)")
     for name in args.platforms:
-        variants = [("current", ROOT, True, sys.executable)]
+        native = "native" if name == "wfp" else ""
+        variants = [("current", ROOT, True, sys.executable, native)]
         if other:
-            variants.append((f"current, {other.split(' (')[0]}", ROOT, True, args.python))
+            variants.append((f"current, {other.split(' (')[0]}", ROOT, True, args.python, native))
         if name == "wfp":
-            variants.append(("current, no kept thread state", ROOT, False, sys.executable))
-        variants.append((f"baseline ({ref[:12]})", old, True, sys.executable))
+            variants.append(("current, Python callback", ROOT, True, sys.executable, "python"))
+            if other:
+                variants.append((f"current, Python callback, {other.split(' (')[0]}", ROOT, True, args.python, "python"))
+            variants.append(("current, Python callback, no kept state", ROOT, False, sys.executable, "python"))
+        variants.append((f"baseline ({ref[:12]})", old, True, sys.executable, ""))
         results = interleaved(variants, name, args.events, args.trials, args.rounds)
         base = results[-1][1]
         for label, r in results:
             if "error" in r:
-                print(f"{name:8} {label:34} error: {r['error']}")
+                print(f"{name:8} {label:44} error: {r['error']}")
                 continue
             ratio = f"x{base['gap_us'] / r['gap_us']:.2f} faster" if "gap_us" in base and r is not base else ""
-            print(f"{name:8} {label:34} {r['gap_us']:9.2f} {r['rate_per_s']:10,.0f} {ratio:>12}  "
+            print(f"{name:8} {label:44} {r['gap_us']:9.2f} {r['rate_per_s']:10,.0f} {ratio:>12}  "
                   + " ".join(f"{g:.2f}" for g in r["gaps_us"]))
 
 

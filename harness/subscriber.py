@@ -43,7 +43,34 @@ class InlineParts(NamedTuple):
     keys: memoryview
     t_dones: memoryview
     works: memoryview
-    progress: list[int]  # [rows handed out]
+    progress: memoryview  # [rows handed out] (int64)
+
+
+class NativeParts(NamedTuple):
+    """What an inline Callback gives the native path (Callback.native_parts): the addresses of its
+    columns and counters."""
+    capacity: int
+    hold: bool
+    served: int      # int64: rows handed out (fetch-and-add)
+    t_callback: int  # int64 columns of `capacity`
+    keys: int
+    t_done: int
+    work: int        # ns per row
+    progress: int    # int64: rows handed out so far, for the drain
+    released: int    # int64: 0 until the trial releases the held first callback
+
+
+class Release(threading.Event):
+    """The trial's release of a held first callback; also a word in memory (`flag`, 0 until set)
+    that a callback outside Python polls (the wfp native path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flag = np.zeros(1, dtype=np.int64)
+
+    def set(self) -> None:
+        self.flag[0] = 1
+        super().set()
 
 
 def preallocated(n: int, dtype) -> np.ndarray:
@@ -77,7 +104,9 @@ class Callback:
         self.capacity = capacity
         self.columns = {name: preallocated(capacity, np.int64) for name in COLUMNS}
         self._key, self._t_cb, self._t_done = (memoryview(self.columns[name]) for name in COLUMNS)
-        self._progress = [0]  # rows handed out so far (for the drain)
+        self._counters = preallocated(2, np.int64)  # [rows handed out so far (for the drain), native path's next row]
+        self._progress = memoryview(self._counters[:1])
+        self._native = False  # native_parts() was asked: rows come from the native counter, not _rows
         self._beyond: int | None = None  # events that found every row taken, counted by finish()
         self.work = work_costs(np.random.default_rng(seed), sub, capacity)
         self._work = memoryview(self.work)
@@ -131,6 +160,18 @@ class Callback:
         if self.sub.mode != "inline":
             return None
         return self._parts()
+
+    def native_parts(self) -> NativeParts | None:
+        """The addresses of the columns and counters, for a platform whose per-event function is
+        native code (harness/platforms/wfp/native.py): it must do what serve() does in inline mode,
+        and takes its rows from the counter here (finish() then reads it). None in copy mode, or
+        when the release is not a Release (a native hold needs its flag)."""
+        if self.sub.mode != "inline" or not isinstance(self.release, Release):
+            return None
+        self._native = True
+        return NativeParts(self.capacity, self.sub.hold, self._counters.ctypes.data + 8,
+                           *(self.columns[name].ctypes.data for name in ("t_callback", "key", "t_done")),
+                           self.work.ctypes.data, self._counters.ctypes.data, self.release.flag.ctypes.data)
 
     def _parts(self) -> InlineParts:
         return InlineParts(time.perf_counter_ns, self._rows.__next__, self.capacity, self.sub.hold, self.release,
@@ -197,6 +238,7 @@ class Callback:
         """close(), then the filled columns (call it once the platform can no longer call serve)."""
         self.close(timeout_s)
         if self._filled is None:
-            handed = next(self._rows)  # no callback can take a row any more
+            # no callback can take a row any more
+            handed = int(self._counters[1]) if self._native else next(self._rows)
             self._filled, self._beyond = min(handed, self.capacity), max(0, handed - self.capacity)
         return {name: column[: self._filled] for name, column in self.columns.items()}

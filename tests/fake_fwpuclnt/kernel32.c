@@ -4,6 +4,8 @@
 #include "fake.h"
 
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ERROR_INSUFFICIENT_BUFFER 122
@@ -16,6 +18,33 @@ void GetSystemTimePreciseAsFileTime(FILETIME *out) {
     uint64_t t = filetime_now();
     out->dwLowDateTime = (uint32_t)t;
     out->dwHighDateTime = (uint32_t)(t >> 32);
+}
+
+/* The native callback's clock, thread id and wait (harness/platforms/wfp/native.py). The counter
+ * runs at 10 MHz, as Windows' QueryPerformanceCounter does on today's machines, over
+ * CLOCK_MONOTONIC (what perf_counter_ns reads here): the native path's stamps then compare with
+ * the sender's, at Windows' 100 ns resolution, and its tick-to-ns conversion is exercised. */
+#define QPC_FREQUENCY 10000000LL
+
+BOOL QueryPerformanceFrequency(int64_t *out) {
+    if (!out) return 0;
+    *out = QPC_FREQUENCY;
+    return 1;
+}
+
+BOOL QueryPerformanceCounter(int64_t *out) {
+    struct timespec ts;
+    if (!out) return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    *out = (int64_t)ts.tv_sec * QPC_FREQUENCY + ts.tv_nsec / (1000000000LL / QPC_FREQUENCY);
+    return 1;
+}
+
+DWORD GetCurrentThreadId(void) { return (DWORD)syscall(SYS_gettid); }  /* never 0, as on Windows */
+
+void Sleep(DWORD ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 /* GetModuleFileNameW(NULL, ...): the image of the calling process (the interpreter that runs, not

@@ -34,10 +34,11 @@ from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
 from harness.platforms.wfp.events import FOREIGN, MINE, OTHER_TYPE
+from harness.platforms.wfp.native import native_callback, use_native
 from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
-from harness.subscriber import Callback
+from harness.subscriber import Callback, Release
 from harness.traffic.plan import TrafficPlan, plan_traffic
 from harness.traffic.safety import check_destinations
 from harness.traffic.sender_process import KINDS, SenderError, SenderProcess
@@ -93,6 +94,10 @@ class WfpPlatform:
             raise ValueError(f"wfp sender must be udp or raw, got {sender!r}")
         self.lib = Library(library)
         self.winsys = WinSys(self.lib.override)
+        # inline subscribers run natively (native.py) where numba imports; compiled now, not in a trial
+        self.native = use_native()
+        if self.native:
+            native_callback(self.lib.override)
         self.sender_kind = sender
         self.sender: SenderProcess | None = None
         self.options: EngineOptions | None = None
@@ -153,7 +158,7 @@ class WfpPlatform:
                 "library": self.lib.path, "subscribe_version": self.lib.subscribe_version,
                 "event_struct": f"FWPM_NET_EVENT{self.lib.subscribe_version + 1}",
                 "net_event_options": self.options.describe() if self.options else {},
-                "sender": self.sender_kind}
+                "sender": self.sender_kind, "callback": "native" if self.native else "python"}
 
     def measured(self) -> dict[str, Any]:
         return {"max_send_rate_per_s": round(self.max_send_rate_per_s(), -2),
@@ -242,7 +247,7 @@ class WfpPlatform:
         filter_id = self.filters.install(spec.filter, self.image)
         plan = plan_traffic(spec)
         inbound = spec.filter.layer in INBOUND_LAYERS
-        release = threading.Event()
+        release = Release()
         unix_minus_perf = self.winsys.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
         count = spec.traffic.count
         # with the allow keyword set (by another tool), a flow that ALE permits before a later layer
@@ -252,7 +257,7 @@ class WfpPlatform:
         with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
             # rows for other filters' events too (a runner has drops of its own)
             subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
-                                        callback, capacity=own + count // 4 + 4096)
+                                        callback, capacity=own + count // 4 + 4096, native=self.native)
             try:
                 sent_at, report = send()
                 plan = without_listener(plan, report.pop("refused_receivers", []))

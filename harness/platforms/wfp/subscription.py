@@ -30,6 +30,7 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import HANDLE, RAW_CALLBACK, UNTIL_UNSUBSCRIBED, Library, WfpError
 from harness.platforms.wfp.engine import Session, template_conditions
 from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
+from harness.platforms.wfp.native import Block, native_callback, use_native
 from harness.spec import TemplateSpec
 from harness.subscriber import Callback
 
@@ -153,11 +154,17 @@ class Subscription:
     in `not_copied`."""
 
     def __init__(self, lib: Library, session: Session, template: TemplateSpec | None, inbound: bool,
-                 filter_id: int, on_drop: Callback | Callable[[int], None], capacity: int = 1 << 16) -> None:
+                 filter_id: int, on_drop: Callback | Callable[[int], None], capacity: int = 1 << 16,
+                 native: bool | None = None) -> None:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
         self.filter_id = filter_id
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
+        # an inline Callback runs on the native path (native.py) unless told otherwise or numba is missing
+        parts = on_drop.native_parts() if isinstance(on_drop, Callback) and (
+            use_native() if native is None else native) else None
+        self.block: Block | None = None
+        self.path = "native" if parts is not None else "python"
         self._filled: int | None = None  # rows, once no callback can run any more
         self._not_copied: int | None = None  # events beyond the capacity, likewise
         self._threads = DeliveryThreads()
@@ -170,9 +177,15 @@ class Subscription:
             tmpl.filterCondition = C.cast(arr, C.POINTER(abi.FWPM_FILTER_CONDITION0))
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
-        self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
+        if parts is not None:
+            self._callback, frequency = native_callback(lib.override)
+            self.block = Block(self.raw, filter_id, parts, frequency)
+            context = self.block.context
+        else:
+            self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
+            context = None
         self.events = HANDLE()
-        rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, None, C.byref(self.events))
+        rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, context, C.byref(self.events))
         if rc:
             raise WfpError(f"FwpmNetEventSubscribe{self.version}", rc)
         UNTIL_UNSUBSCRIBED.add(self)
@@ -206,7 +219,10 @@ class Subscription:
 
     @property
     def callback_threads(self) -> int:
-        """Threads that called the callback (a thread that ended and a new one with its id: two)."""
+        """Threads that called the callback. Python path: kept thread states (a thread that ended and
+        a new one with its id: two). Native path: distinct thread ids in the rows (there, one)."""
+        if self.block is not None:
+            return int(np.unique(self.raw.thread[:self.rows]).size)
         return self._threads.count
 
     def close(self) -> None:
@@ -216,6 +232,7 @@ class Subscription:
             raise RuntimeError("FwpmNetEventUnsubscribe0 waits for the running callback: never call it from there")
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
-        handed = next(self.raw.rows)  # rows asked for; no callback can ask any more (as Callback.finish)
+        # rows asked for; no callback can ask any more (as Callback.finish)
+        handed = self.block.handed if self.block is not None else next(self.raw.rows)
         self._filled, self._not_copied = min(handed, self.raw.capacity), max(0, handed - self.raw.capacity)
         UNTIL_UNSUBSCRIBED.discard(self)

@@ -1,0 +1,202 @@
+"""The native per-event path: the wfp callback compiled to machine code (numba's cfunc), so that
+WFP's delivery thread never enters Python.
+
+A Python callback costs ~2.5-3.4 us per event before any work (the ctypes entry on a kept thread
+state, two copies, the row bookkeeping: benchmarks/bench_callback.py), which is more than the
+harness may add to a subscriber it measures; the agents this harness stands in for are native.
+This function does what lean_callback (subscription.py) and an inline Callback's serve() do, with
+the same rows and columns, so the bulk decoder and every estimator read them unchanged:
+- copy the event (and, for a classify drop, its drop data) into the next row, stamp the row with
+  the delivery thread's id;
+- for a drop of the harness's filter: stamp the callback time, the row, hold the first callback
+  until the trial releases it, spin the event's work, stamp when it was done.
+Rows come from atomic counters (callbacks for one subscription may run on several threads at once).
+
+Everything it touches is in a block of int64 words (`Block`), whose address is the context WFP
+passes back to the callback: one compiled function serves every subscription. The clock is
+QueryPerformanceCounter converted to ns as CPython's perf_counter_ns does on Windows (so its stamps
+compare with the sender's); the thread id is GetCurrentThreadId; the hold polls its flag with
+Sleep(1). They come from kernel32 on Windows and from the tests' fake elsewhere (system_library),
+so the same compiled code runs in the Linux tests.
+"""
+from __future__ import annotations
+
+import ctypes as C
+import os
+import numpy as np
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK, system_library
+from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents
+from harness.subscriber import NativeParts
+
+__all__ = ["CALLBACK_ENV", "Block", "native_callback", "use_native"]
+
+CALLBACK_ENV = "WFPCAP_CALLBACK"  # "native" (the default where numba imports) or "python"
+
+# the block's words
+(ROWS, CAPACITY, EVENTS, EVENT_SIZE, DROPS, DROP_SIZE, THREADS, TYPE_AT, POINTER_AT, FILTER_AT, FILTER_ID,
+ SERVED, SERVED_CAPACITY, T_CALLBACK, KEYS, T_DONE, WORK, PROGRESS, HOLD, RELEASED, FREQUENCY,
+ WORDS) = range(22)
+
+
+def use_native() -> bool:
+    """Whether inline subscribers run on the native path: WFPCAP_CALLBACK, else wherever numba imports."""
+    choice = os.environ.get(CALLBACK_ENV, "").strip().lower()
+    if choice not in ("", "native", "python"):
+        raise PlatformUnavailable(f"{CALLBACK_ENV}={choice!r}: expected 'native' or 'python'")
+    if choice == "python":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if choice == "native":
+            raise PlatformUnavailable(f"{CALLBACK_ENV}=native needs numba (pip install numba)") from None
+        return False
+    return True
+
+
+class Block:
+    """The context of one subscription's native callback: its rows, its subscriber's columns. It
+    holds the rows; the Callback that gave `parts` must outlive it too (the Subscription holds it)."""
+
+    def __init__(self, raw: RawEvents, filter_id: int, parts: NativeParts, frequency: int) -> None:
+        self.raw = raw  # native code writes into these rows: they live as long as the block
+        self.words = np.zeros(WORDS, dtype=np.int64)
+        w = self.words
+        w[CAPACITY], w[EVENTS], w[EVENT_SIZE] = raw.capacity, raw.events.ctypes.data, raw.event_size
+        w[DROPS], w[DROP_SIZE], w[THREADS] = raw.drops.ctypes.data, raw.drop_size, raw.thread.ctypes.data
+        w[TYPE_AT] = raw.events.dtype.fields["type"][1]
+        w[POINTER_AT] = raw.events.dtype.fields["classifyDrop"][1]
+        w[FILTER_AT] = raw.drops.dtype.fields["filterId"][1]
+        w[FILTER_ID] = filter_id
+        w[SERVED], w[SERVED_CAPACITY] = parts.served, parts.capacity
+        w[T_CALLBACK], w[KEYS], w[T_DONE], w[WORK] = parts.t_callback, parts.keys, parts.t_done, parts.work
+        w[PROGRESS], w[HOLD], w[RELEASED] = parts.progress, int(parts.hold), parts.released
+        w[FREQUENCY] = frequency
+        self.context = w.ctypes.data
+
+    @property
+    def handed(self) -> int:
+        """Rows the callback asked for (beyond the capacity too); exact once no callback can run."""
+        return int(self.words[ROWS])
+
+
+_compiled: dict[str, tuple] = {}
+
+
+def native_callback(library: str | None = None) -> tuple[RAW_CALLBACK, int]:
+    """The compiled callback as a FWPM_NET_EVENT_CALLBACK (compiled once per process and system
+    library, ~1 s; kept for the process's life, so its code never goes away under WFP) and the
+    QueryPerformanceFrequency its clock converts with."""
+    key = library or os.environ.get(ENV_OVERRIDE, "")
+    if key not in _compiled:
+        dll = system_library("kernel32", library)
+        try:
+            _compiled[key] = _compile(dll)
+        except PlatformUnavailable:
+            raise
+        except Exception as exc:  # numba's errors have no common base; one line, and the way out
+            raise PlatformUnavailable(f"the native callback did not compile ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}); {CALLBACK_ENV}=python "
+                                      "runs the Python callback") from None
+    callback, frequency, _ = _compiled[key]
+    return callback, frequency
+
+
+def _compile(dll: C.CDLL) -> tuple:
+    from numba import carray, cfunc, njit, types
+    from numba.core import cgutils
+    from numba.core.extending import intrinsic
+    from llvmlite import ir
+
+    qpc = dll.QueryPerformanceCounter
+    qpc.argtypes, qpc.restype = [C.c_void_p], C.c_int32
+    thread_id = dll.GetCurrentThreadId
+    thread_id.argtypes, thread_id.restype = [], C.c_uint32
+    sleep_ms = dll.Sleep
+    sleep_ms.argtypes, sleep_ms.restype = [C.c_uint32], None
+    frequency = C.c_int64()
+    dll.QueryPerformanceFrequency.argtypes = [C.POINTER(C.c_int64)]
+    dll.QueryPerformanceFrequency.restype = C.c_int32
+    if not dll.QueryPerformanceFrequency(C.byref(frequency)) or frequency.value <= 0:
+        raise PlatformUnavailable("QueryPerformanceFrequency failed: no clock for the native callback")
+
+    @intrinsic
+    def pointer(typingctx, address):  # an address (int64) as a void*
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], cgutils.voidptr_t)
+        return types.voidptr(types.int64), codegen
+
+    @intrinsic
+    def address(typingctx, p):  # a void* as an address
+        def codegen(context, builder, sig, args):
+            return builder.ptrtoint(args[0], ir.IntType(64))
+        return types.int64(types.voidptr), codegen
+
+    @intrinsic
+    def fetch_add(typingctx, at, value):  # *at += value atomically; the old *at
+        def codegen(context, builder, sig, args):
+            p = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+            return builder.atomic_rmw("add", p, args[1], "seq_cst")
+        return types.int64(types.int64, types.int64), codegen
+
+    @intrinsic
+    def stack_word(typingctx):  # the address of an int64 in the calling function's frame
+        def codegen(context, builder, sig, args):
+            return builder.ptrtoint(cgutils.alloca_once(builder, ir.IntType(64)), ir.IntType(64))
+        return types.int64(), codegen
+
+    def i64(at):  # the int64 at an address
+        return carray(pointer(at), 1, np.int64)[0]
+
+    def clock_ns(slot, freq):  # perf_counter_ns as CPython computes it on Windows
+        qpc(pointer(slot))
+        ticks = carray(pointer(slot), 1, np.int64)[0]
+        return (ticks // freq) * 1_000_000_000 + (ticks % freq) * 1_000_000_000 // freq
+
+    i64, clock_ns = njit(i64, inline="always"), njit(clock_ns, inline="always")
+    drop_type = np.uint32(CLASSIFY_DROP)
+
+    @cfunc(types.void(types.voidptr, types.voidptr), error_model="numpy")
+    def on_event(context, event):
+        b = carray(context, WORDS, np.int64)
+        if address(event) == 0:
+            return
+        i = fetch_add(address(context) + ROWS * 8, 1)
+        if i >= b[CAPACITY]:  # counted at unsubscribe (not_copied)
+            return
+        size = b[EVENT_SIZE]
+        row = carray(pointer(b[EVENTS] + i * size), size, np.uint8)
+        row[:] = carray(event, size, np.uint8)
+        carray(pointer(b[THREADS]), b[CAPACITY], np.int64)[i] = thread_id()
+        if carray(pointer(b[EVENTS] + i * size + b[TYPE_AT]), 1, np.uint32)[0] != drop_type:
+            return
+        drop = i64(b[EVENTS] + i * size + b[POINTER_AT])
+        if drop == 0:
+            return
+        size = b[DROP_SIZE]
+        carray(pointer(b[DROPS] + i * size), size, np.uint8)[:] = carray(pointer(drop), size, np.uint8)
+        if i64(b[DROPS] + i * size + b[FILTER_AT]) != b[FILTER_ID]:
+            return
+        # an inline Callback's serve(i), as subscriber.py does it
+        slot, freq = stack_word(), b[FREQUENCY]
+        t_cb = t = clock_ns(slot, freq)
+        j = fetch_add(b[SERVED], 1)
+        if j >= b[SERVED_CAPACITY]:  # counted by Callback.finish()
+            return
+        carray(pointer(b[PROGRESS]), 1, np.int64)[0] = j + 1
+        carray(pointer(b[T_CALLBACK]), j + 1, np.int64)[j] = t_cb
+        carray(pointer(b[KEYS]), j + 1, np.int64)[j] = i
+        if j == 0 and b[HOLD] != 0:
+            while i64(b[RELEASED]) == 0:
+                sleep_ms(1)
+            t = clock_ns(slot, freq)
+        work = i64(b[WORK] + j * 8)
+        if work != 0:
+            deadline = t_cb + work
+            while t < deadline:
+                t = clock_ns(slot, freq)
+        carray(pointer(b[T_DONE]), j + 1, np.int64)[j] = t
+
+    return RAW_CALLBACK(on_event.address), frequency.value, on_event  # on_event owns the machine code

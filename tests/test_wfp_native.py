@@ -1,0 +1,191 @@
+"""The native per-event path (harness/platforms/wfp/native.py): it must do what the lean Python
+callback and an inline Callback's serve() do, row for row, from threads Python never started and
+several at once. Its clock, thread id and hold wait come from the fake's kernel32 exports here, as
+from kernel32 on Windows. Its speed is measured by benchmarks/bench_callback.py, not here."""
+import ctypes
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp.api import Library
+from harness.platforms.wfp.engine import FilterSession
+from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.native import CALLBACK_ENV, Block, native_callback, use_native
+from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
+from harness.spec import FilterSpec, SubscriberSpec
+from harness.subscriber import Callback, Release
+from test_wfp_lean import FILTER_ID, events_of_every_kind
+
+pytest.importorskip("numba")
+
+
+def native_on(path: str, raw: RawEvents, callback: Callback):
+    """The compiled callback bound to a block, as WFP would call it: on_event(event address). The
+    block must outlive every call (its words are the context): the function holds it."""
+    function, frequency = native_callback(path)
+    block = Block(raw, FILTER_ID, callback.native_parts(), frequency)
+
+    def on_event(event: int) -> None:
+        function(block.context, event)
+
+    return on_event, block
+
+
+@pytest.mark.parametrize("cost_us, cost_cv", [(0.0, 0.0), (30.0, 0.0), (30.0, 0.8)])
+def test_the_native_callback_fills_what_the_python_callback_fills(fake, cost_us, cost_cv):
+    """Same events in, same rows out: the raw event and drop rows byte for byte, the served keys,
+    the work spun, the overflow past the subscriber's capacity and the decoded kinds."""
+    path, _ = fake
+    addresses, keep = events_of_every_kind()
+    spec = SubscriberSpec(cost_us=cost_us, cost_cv=cost_cv)
+    native, python = Callback(spec, 6, Release(), 7), Callback(spec, 6, threading.Event(), 7)
+    raw_native, raw_python = RawEvents(4, 64), RawEvents(4, 64)
+    on_event, block = native_on(path, raw_native, native)
+    by_python = lean_callback(raw_python, FILTER_ID, python, DeliveryThreads())
+    for address in addresses:
+        on_event(address)
+        by_python(None, address)
+    on_event(0)  # no event: nothing
+    a, b = native.finish(), python.finish()
+    assert block.handed == len(addresses)
+    assert a["key"].tolist() == b["key"].tolist() == [0, 1, 2, 6, 7, 8]
+    assert native.n == python.n == 6 and native.overflow == python.overflow == 2
+    assert raw_native.events.tobytes() == raw_python.events.tobytes()
+    assert raw_native.drops.tobytes() == raw_python.drops.tobytes()
+    assert (raw_native.thread[:11] != 0).all() and not raw_native.thread[11:].any()
+    took = a["t_done"] - a["t_callback"]
+    assert (took >= native.work[:6]).all() and (np.diff(a["t_callback"]) >= 0).all()
+    if cost_us == 0:
+        assert (took == 0).all()  # no work: done when called
+    else:  # spun for its work, not much longer (the clock's 100 ns and a slow machine's preemption aside)
+        assert np.median(took - native.work[:6]) < 20_000
+    assert decode(raw_native, 11, False, FILTER_ID).kind.tolist() == \
+        [MINE] * 3 + [FOREIGN, OTHER_TYPE, INCOMPLETE] + [MINE] * 5
+    del keep
+
+
+def test_native_stamps_are_perf_counter_ns_at_the_counters_resolution(fake):
+    """QueryPerformanceCounter ticks (10 MHz here, as on Windows) converted as CPython converts them:
+    each stamp lies between perf_counter_ns readings taken around the call, floored to 100 ns."""
+    path, _ = fake
+    addresses, keep = events_of_every_kind()
+    callback = Callback(SubscriberSpec(cost_us=0.0), 64, Release(), 0)
+    on_event, _ = native_on(path, RawEvents(4, 64), callback)
+    bounds = []
+    for _ in range(20):
+        before = time.perf_counter_ns()
+        on_event(addresses[0])
+        bounds.append((before, time.perf_counter_ns()))
+        time.sleep(0.001)
+    stamps = callback.finish()["t_callback"]
+    assert len(stamps) == 20 and (stamps % 100 == 0).all()
+    for t, (before, after) in zip(stamps, bounds):
+        assert before - 100 < t <= after
+    del keep
+
+
+def test_the_native_callback_holds_its_first_event_until_released(fake):
+    path, _ = fake
+    addresses, keep = events_of_every_kind()
+    release = Release()
+    callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
+    on_event, _ = native_on(path, RawEvents(4, 64), callback)
+    first = threading.Thread(target=on_event, args=(addresses[0],), daemon=True)
+    first.start()  # ctypes lets go of the GIL for the call: the hold blocks this thread only
+    try:
+        first.join(0.3)
+        assert first.is_alive() and callback.n == 1  # called, and held
+        t_release = time.perf_counter_ns()
+    finally:
+        release.set()
+    first.join(5)
+    assert not first.is_alive()
+    on_event(addresses[1])
+    c = callback.finish()
+    assert c["t_done"][0] >= t_release - 100 and t_release > c["t_callback"][0]  # done when released
+    assert c["t_done"][1] == c["t_callback"][1]
+    del keep
+
+
+def test_a_hold_without_a_flag_or_a_copy_mode_subscriber_stays_on_the_python_path():
+    assert Callback(SubscriberSpec(hold=True), 4, threading.Event(), 0).native_parts() is None
+    assert Callback(SubscriberSpec(mode="copy"), 4, Release(), 0).native_parts() is None
+
+
+def test_native_rows_are_exact_with_callbacks_on_several_threads_at_once(fake):
+    """Four threads in the native callback at once (ctypes drops the GIL for a foreign call, so
+    they truly run together) past both capacities: every row taken once, the overflow exact."""
+    path, _ = fake
+    addresses, keep = events_of_every_kind()
+    drops = [a for a, kind in zip(addresses, [MINE] * 3 + [FOREIGN, OTHER_TYPE, INCOMPLETE] + [MINE] * 5)
+             if kind == MINE]
+    callback = Callback(SubscriberSpec(cost_us=0.0), 5000, Release(), 0)
+    raw = RawEvents(4, 9000)
+    on_event, block = native_on(path, raw, callback)
+    threads = [threading.Thread(target=lambda: [on_event(drops[k % len(drops)]) for k in range(2500)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c = callback.finish()
+    assert block.handed == 10_000 and np.count_nonzero(raw.thread) == 9000
+    keys = c["key"]  # the raw rows of the first 5000 served: each once, each a copied row
+    assert len(keys) == len(np.unique(keys)) == 5000 and (raw.thread[keys] != 0).all()
+    assert callback.overflow == 4000
+    assert len(np.unique(raw.thread)) >= 2  # several threads did deliver
+    del keep
+
+
+def test_a_subscription_runs_inline_subscribers_natively_from_the_fakes_threads(fake, monkeypatch):
+    """Through FwpmNetEventSubscribe: the fake delivers from threads of its own, several at once."""
+    path, dll = fake
+    monkeypatch.delenv(CALLBACK_ENV, raising=False)
+    dll.FakeSetConcurrentDelivery(1)
+    lib = Library(path)
+    fs = FilterSession(lib)
+    fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
+    callback = Callback(SubscriberSpec(cost_us=5.0), 40, Release(), 0)
+    sub = Subscription(lib, fs.session, None, False, fid, callback, capacity=45)
+    assert sub.path == "native"
+    for k in range(50):
+        dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
+    deadline = time.monotonic() + 5
+    while dll.FakeDelivered(sub.events) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sub.close()
+    fs.close()
+    c = callback.finish()
+    assert sub.rows == 45 and sub.not_copied == 5
+    assert sorted(c["key"].tolist()) == list(range(40)) and callback.overflow == 5
+    assert (c["t_done"] - c["t_callback"] >= 5000).all()
+    assert sub.decoded().kind.tolist() == [MINE] * 45 and sub.callback_threads >= 1
+
+
+def test_the_callback_path_is_chosen_by_the_environment(fake, monkeypatch):
+    path, dll = fake
+    lib = Library(path)
+    fs = FilterSession(lib)
+    fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
+    try:
+        monkeypatch.setenv(CALLBACK_ENV, "python")
+        assert not use_native()
+        sub = Subscription(lib, fs.session, None, False, fid, Callback(SubscriberSpec(), 4, Release(), 0))
+        assert sub.path == "python"
+        sub.close()
+        monkeypatch.setenv(CALLBACK_ENV, "native")
+        assert use_native()
+        monkeypatch.setenv(CALLBACK_ENV, "fast")
+        with pytest.raises(PlatformUnavailable, match="WFPCAP_CALLBACK='fast': expected 'native' or 'python'"):
+            use_native()
+    finally:
+        fs.close()
+
+
+def test_the_native_callback_is_compiled_once_per_process(fake):
+    path, _ = fake
+    assert native_callback(path)[0] is native_callback(path)[0]
+    assert ctypes.cast(native_callback(path)[0], ctypes.c_void_p).value
