@@ -122,20 +122,20 @@ def test_native_rows_are_exact_with_callbacks_on_several_threads_at_once(fake):
     addresses, keep = events_of_every_kind()
     drops = [a for a, kind in zip(addresses, [MINE] * 3 + [FOREIGN, OTHER_TYPE, INCOMPLETE] + [MINE] * 5)
              if kind == MINE]
-    callback = Callback(SubscriberSpec(cost_us=0.0), 5000, Release(), 0)
-    raw = RawEvents(4, 9000)
+    callback = Callback(SubscriberSpec(cost_us=0.0), 50_000, Release(), 0)
+    raw = RawEvents(4, 70_000)
     on_event, block = native_on(path, raw, callback)
-    threads = [threading.Thread(target=lambda: [on_event(drops[k % len(drops)]) for k in range(2500)])
+    threads = [threading.Thread(target=lambda: [on_event(drops[k % len(drops)]) for k in range(20_000)])
                for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     c = callback.finish()
-    assert block.handed == 10_000 and np.count_nonzero(raw.thread) == 9000
-    keys = c["key"]  # the raw rows of the first 5000 served: each once, each a copied row
-    assert len(keys) == len(np.unique(keys)) == 5000 and (raw.thread[keys] != 0).all()
-    assert callback.overflow == 4000
+    assert block.handed == 80_000 and np.count_nonzero(raw.thread) == 70_000
+    keys = c["key"]  # the raw rows of the first 50,000 served: each once, each a copied row
+    assert len(keys) == len(np.unique(keys)) == 50_000 and (raw.thread[keys] != 0).all()
+    assert callback.overflow == 20_000  # of the 70,000 copied drops
     assert len(np.unique(raw.thread)) >= 2  # several threads did deliver
     del keep
 
