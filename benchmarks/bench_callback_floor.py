@@ -15,8 +15,10 @@ adds one layer, so the differences say what each costs:
   timestamps and rows;
 - the same with the Callback's serve() as a second Python call per event (the path until
   2026-11-28), for comparison;
-and a pure-Python call of the same lean function, no ctypes, for scale. Medians of `--reps` runs
-(ns per call) in one process, one run after another. No root needed.
+and a pure-Python call of the same lean function, no ctypes, for scale; then the native callback
+(harness/platforms/wfp/native.py, the default path) with a zero-work Callback, called the same way
+(its clock and thread id from the tests' fake kernel32 exports here, built with cc). Medians of
+`--reps` runs (ns per call) in one process, one run after another. No root needed.
 """
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.platforms.wfp import abi  # noqa: E402
-from harness.platforms.wfp.api import RAW_CALLBACK  # noqa: E402
+from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK  # noqa: E402
 from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents  # noqa: E402
+from harness.platforms.wfp.native import Block, native_callback  # noqa: E402
 from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback  # noqa: E402
 from harness.spec import SubscriberSpec  # noqa: E402
-from harness.subscriber import Callback  # noqa: E402
+from harness.subscriber import Callback, Release  # noqa: E402
 
 FILTER_ID = 0x5EED
 VERSION = 4  # FwpmNetEventSubscribe4 delivers FWPM_NET_EVENT5
@@ -60,7 +63,7 @@ def build_caller() -> C.CDLL:
     if done.returncode:
         raise SystemExit(f"bench_callback_floor: cc failed: {done.stderr.strip().splitlines()[-1:]}")
     lib = C.CDLL(str(out))
-    lib.call_from_new_thread.argtypes = [C.c_void_p, C.c_void_p, C.c_long]
+    lib.call_from_new_thread.argtypes = [C.c_void_p, C.c_void_p, C.c_void_p, C.c_long]
     lib.call_from_new_thread.restype = C.c_int64
     return lib
 
@@ -108,7 +111,7 @@ def variants(calls: int) -> list[tuple[str, Callable[[], Callable]]]:
 
 def per_call_ns(lib: C.CDLL, function: Callable, event_addr: int, calls: int) -> float:
     callback = RAW_CALLBACK(function)
-    ns = lib.call_from_new_thread(C.cast(callback, C.c_void_p), event_addr, calls)
+    ns = lib.call_from_new_thread(C.cast(callback, C.c_void_p), None, event_addr, calls)
     if ns < 0:
         raise SystemExit("bench_callback_floor: pthread_create failed")
     return ns / calls
@@ -149,7 +152,28 @@ def main() -> None:
     runs = [python_call_ns(lean, addr, args.calls) for _ in range(args.reps)]
     print(f"{'the harness path, called from Python':40} {statistics.median(runs):9.0f} {'':>8}  "
           + " ".join(f"{r:.0f}" for r in runs))
+    native = native_per_call(lib, addr, args.calls, args.reps)
+    print(f"{'native callback, zero-work Callback':40} {statistics.median(native):9.0f} {'':>8}  "
+          + " ".join(f"{r:.0f}" for r in native))
     del keep
+
+
+def native_per_call(lib: C.CDLL, event_addr: int, calls: int, reps: int) -> list[float]:
+    """ns per call of the native callback, a fresh Callback and rows per run."""
+    if sys.platform != "win32" and not os.environ.get(ENV_OVERRIDE):
+        sys.path.insert(0, str(ROOT / "tests"))
+        from platforms import fake_wfp_library  # its kernel32 exports: the clock, the thread id
+        os.environ[ENV_OVERRIDE] = fake_wfp_library()
+    function, frequency = native_callback()
+    runs = []
+    for _ in range(reps):
+        callback = Callback(SubscriberSpec(cost_us=0.0), calls, Release(), 0)
+        block = Block(RawEvents(VERSION, calls), FILTER_ID, callback.native_parts(), frequency)
+        ns = lib.call_from_new_thread(C.cast(function, C.c_void_p), block.context, event_addr, calls)
+        if ns < 0 or callback.finish()["key"].size != calls:
+            raise SystemExit("bench_callback_floor: the native callback did not serve every call")
+        runs.append(ns / calls)
+    return runs
 
 
 if __name__ == "__main__":

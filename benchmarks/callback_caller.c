@@ -5,7 +5,7 @@
 #include <time.h>
 
 typedef void (*callback_t)(void *context, const void *event);
-struct job { callback_t callback; const void *event; long n; int64_t ns; };
+struct job { callback_t callback; void *context; const void *event; long n; int64_t ns; };
 
 static int64_t now_ns(void) {
     struct timespec t;
@@ -17,13 +17,13 @@ static void *run(void *arg) {
     struct job *job = arg;
     int64_t start = now_ns();
     for (long i = 0; i < job->n; i++)
-        job->callback(NULL, job->event);
+        job->callback(job->context, job->event);
     job->ns = now_ns() - start;
     return NULL;
 }
 
-int64_t call_from_new_thread(callback_t callback, const void *event, long n) {
-    struct job job = {callback, event, n, 0};
+int64_t call_from_new_thread(callback_t callback, void *context, const void *event, long n) {
+    struct job job = {callback, context, event, n, 0};
     pthread_t thread;
     if (pthread_create(&thread, NULL, run, &job) != 0)
         return -1;

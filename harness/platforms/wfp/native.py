@@ -166,9 +166,8 @@ def _compile(dll: C.CDLL) -> tuple:
         i = fetch_add(address(context) + ROWS * 8, 1)
         if i >= b[CAPACITY]:  # counted at unsubscribe (not_copied)
             return
-        size = b[EVENT_SIZE]
-        row = carray(pointer(b[EVENTS] + i * size), size, np.uint8)
-        row[:] = carray(event, size, np.uint8)
+        size = b[EVENT_SIZE]  # a multiple of 8 (RawEvents): copied in words
+        carray(pointer(b[EVENTS] + i * size), size // 8, np.int64)[:] = carray(event, size // 8, np.int64)
         carray(pointer(b[THREADS]), b[CAPACITY], np.int64)[i] = thread_id()
         if carray(pointer(b[EVENTS] + i * size + b[TYPE_AT]), 1, np.uint32)[0] != drop_type:
             return
@@ -176,7 +175,7 @@ def _compile(dll: C.CDLL) -> tuple:
         if drop == 0:
             return
         size = b[DROP_SIZE]
-        carray(pointer(b[DROPS] + i * size), size, np.uint8)[:] = carray(pointer(drop), size, np.uint8)
+        carray(pointer(b[DROPS] + i * size), size // 8, np.int64)[:] = carray(pointer(drop), size // 8, np.int64)
         if i64(b[DROPS] + i * size + b[FILTER_AT]) != b[FILTER_ID]:
             return
         # an inline Callback's serve(i), as subscriber.py does it
