@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from harness.platforms.wfp import abi  # noqa: E402
 from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK  # noqa: E402
 from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents  # noqa: E402
-from harness.platforms.wfp.native import Block, native_callback  # noqa: E402
+from harness.platforms.wfp.native import Block, native_system  # noqa: E402
 from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback  # noqa: E402
 from harness.spec import SubscriberSpec  # noqa: E402
 from harness.subscriber import Callback, Release  # noqa: E402
@@ -164,12 +164,12 @@ def native_per_call(lib: C.CDLL, event_addr: int, calls: int, reps: int) -> list
         sys.path.insert(0, str(ROOT / "tests"))
         from platforms import fake_wfp_library  # its kernel32 exports: the clock, the thread id
         os.environ[ENV_OVERRIDE] = fake_wfp_library()
-    function, frequency = native_callback()
+    system = native_system()
     runs = []
     for _ in range(reps):
         callback = Callback(SubscriberSpec(cost_us=0.0), calls, Release(), 0)
-        block = Block(RawEvents(VERSION, calls), FILTER_ID, callback.native_parts(), frequency)
-        ns = lib.call_from_new_thread(C.cast(function, C.c_void_p), block.context, event_addr, calls)
+        block = Block(system, RawEvents(VERSION, calls), FILTER_ID, callback.native_parts())
+        ns = lib.call_from_new_thread(C.cast(system.callback, C.c_void_p), block.context, event_addr, calls)
         if ns < 0 or callback.finish()["key"].size != calls:
             raise SystemExit("bench_callback_floor: the native callback did not serve every call")
         runs.append(ns / calls)

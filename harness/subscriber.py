@@ -57,20 +57,45 @@ class NativeParts(NamedTuple):
     t_done: int
     work: int        # ns per row
     progress: int    # int64: rows handed out so far, for the drain
-    released: int    # int64: 0 until the trial releases the held first callback
+    release: "Release"  # what the held first callback waits for
 
 
 class Release(threading.Event):
-    """The trial's release of a held first callback; also a word in memory (`flag`, 0 until set)
-    that a callback outside Python polls (the wfp native path)."""
+    """The trial's release of a held first callback, also for callbacks outside Python (the wfp
+    native path): a word in memory (`flag`, 0 until set) and functions called when it is set
+    (`also`: the native path sets a kernel event its held callback waits on)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.flag = np.zeros(1, dtype=np.int64)
+        self._also: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+
+    def also(self, when_set: Callable[[], object]) -> None:
+        """Call `when_set` when the release is set (now, if it is)."""
+        with self._lock:
+            self._also.append(when_set)
+            now = self.is_set()
+        if now:
+            when_set()
+
+    def forget(self, when_set: Callable[[], object]) -> None:
+        with self._lock:
+            if when_set in self._also:
+                self._also.remove(when_set)
 
     def set(self) -> None:
-        self.flag[0] = 1
-        super().set()
+        with self._lock:
+            self.flag[0] = 1  # before the event: a callback woken by it must see the flag
+            super().set()
+            also = list(self._also)
+        for when_set in also:
+            when_set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.flag[0] = 0
+            super().clear()
 
 
 def preallocated(n: int, dtype) -> np.ndarray:
@@ -171,7 +196,7 @@ class Callback:
         self._native = True
         return NativeParts(self.capacity, self.sub.hold, self._counters.ctypes.data + 8,
                            *(self.columns[name].ctypes.data for name in ("t_callback", "key", "t_done")),
-                           self.work.ctypes.data, self._counters.ctypes.data, self.release.flag.ctypes.data)
+                           self.work.ctypes.data, self._counters.ctypes.data, self.release)
 
     def _parts(self) -> InlineParts:
         return InlineParts(time.perf_counter_ns, self._rows.__next__, self.capacity, self.sub.hold, self.release,

@@ -47,6 +47,7 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeSetStoreSize.argtypes = [u32]
     dll.FakeSetDeliverAtMost.argtypes = [ctypes.c_long]
     dll.FakeSetBfeState.argtypes = [u32]
+    dll.FakeSetQpcFrequency.argtypes = [ctypes.c_int64]
     return dll
 
 
@@ -63,6 +64,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeResetOptions()
     dll.FakeSetStoreSize(100_000)
     dll.FakeSetDeliverAtMost(-1)
+    dll.FakeSetQpcFrequency(10_000_000)
     dll.FakeSetBfeState(4)  # SERVICE_RUNNING
 
 

@@ -13,7 +13,7 @@ from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
 from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
-from harness.platforms.wfp.native import CALLBACK_ENV, Block, native_callback, use_native
+from harness.platforms.wfp.native import CALLBACK_ENV, Block, choose_callback, native_system
 from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec
 from harness.subscriber import Callback, Release
@@ -25,11 +25,11 @@ pytest.importorskip("numba")
 def native_on(path: str, raw: RawEvents, callback: Callback):
     """The compiled callback bound to a block, as WFP would call it: on_event(event address). The
     block must outlive every call (its words are the context): the function holds it."""
-    function, frequency = native_callback(path)
-    block = Block(raw, FILTER_ID, callback.native_parts(), frequency)
+    system = native_system(path)
+    block = Block(system, raw, FILTER_ID, callback.native_parts())
 
     def on_event(event: int) -> None:
-        function(block.context, event)
+        system.callback(block.context, event)
 
     return on_event, block
 
@@ -67,52 +67,82 @@ def test_the_native_callback_fills_what_the_python_callback_fills(fake, cost_us,
     del keep
 
 
-def test_native_stamps_are_perf_counter_ns_at_the_counters_resolution(fake):
-    """QueryPerformanceCounter ticks (10 MHz here, as on Windows) converted as CPython converts them:
-    each stamp lies between perf_counter_ns readings taken around the call, floored to 100 ns."""
-    path, _ = fake
+@pytest.mark.parametrize("hz", [10_000_000, 3_579_545, 2_500_000_000])
+def test_native_stamps_are_perf_counter_ns_at_the_counters_resolution(fake, hz):
+    """QueryPerformanceCounter ticks (10 MHz on today's Windows; 3,579,545 Hz or the TSC's rate on
+    others) converted as CPython converts them: each stamp lies between perf_counter_ns readings
+    taken around the call, floored to the counter's tick."""
+    path, dll = fake
+    dll.FakeSetQpcFrequency(hz)
     addresses, keep = events_of_every_kind()
-    callback = Callback(SubscriberSpec(cost_us=0.0), 64, Release(), 0)
-    on_event, _ = native_on(path, RawEvents(4, 64), callback)
-    bounds = []
-    for _ in range(20):
-        before = time.perf_counter_ns()
-        on_event(addresses[0])
-        bounds.append((before, time.perf_counter_ns()))
-        time.sleep(0.001)
-    stamps = callback.finish()["t_callback"]
-    assert len(stamps) == 20 and (stamps % 100 == 0).all()
+    with Callback(SubscriberSpec(cost_us=0.0), 64, Release(), 0) as callback:
+        on_event, _ = native_on(path, RawEvents(4, 64), callback)
+        bounds = []
+        for _ in range(20):
+            before = time.perf_counter_ns()
+            on_event(addresses[0])
+            bounds.append((before, time.perf_counter_ns()))
+            time.sleep(0.001)
+        stamps = callback.finish()["t_callback"]
+    tick_ns = -(-1_000_000_000 // hz)
+    assert len(stamps) == 20
     for t, (before, after) in zip(stamps, bounds):
-        assert before - 100 < t <= after
+        assert before - tick_ns <= t <= after
+    assert stamps.tolist() == sorted(stamps.tolist())
     del keep
 
 
 def test_the_native_callback_holds_its_first_event_until_released(fake):
-    path, _ = fake
+    """The held callback waits on a kernel event that the release sets: it wakes when released (a
+    Sleep(1) poll would wake at Windows' next timer tick, 15.6 ms by default; without the event it
+    would wake at its 1 s safety net)."""
+    path, dll = fake
     addresses, keep = events_of_every_kind()
     release = Release()
-    callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
-    on_event, _ = native_on(path, RawEvents(4, 64), callback)
-    first = threading.Thread(target=on_event, args=(addresses[0],), daemon=True)
-    first.start()  # ctypes lets go of the GIL for the call: the hold blocks this thread only
-    try:
-        first.join(0.3)
-        assert first.is_alive() and callback.n == 1  # called, and held
-        t_release = time.perf_counter_ns()
-    finally:
-        release.set()
-    first.join(5)
-    assert not first.is_alive()
-    on_event(addresses[1])
-    c = callback.finish()
-    assert c["t_done"][0] >= t_release - 100 and t_release > c["t_callback"][0]  # done when released
+    with Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0) as callback:
+        on_event, block = native_on(path, RawEvents(4, 64), callback)
+        assert dll.FakeOpenEventHandles() == 1
+        first = threading.Thread(target=on_event, args=(addresses[0],), daemon=True)
+        first.start()  # ctypes lets go of the GIL for the call: the hold blocks this thread only
+        try:
+            first.join(0.3)
+            assert first.is_alive() and callback.n == 1  # called, and held
+            t_release = time.perf_counter_ns()
+        finally:
+            release.set()
+        first.join(5)
+        assert not first.is_alive()
+        on_event(addresses[1])
+        c = callback.finish()
+        block.close()
+    assert dll.FakeOpenEventHandles() == 0
+    assert t_release > c["t_callback"][0]
+    assert 0 <= c["t_done"][0] - t_release + 100 < 50_000_000  # done when released (100 ns ticks)
     assert c["t_done"][1] == c["t_callback"][1]
     del keep
 
 
+def test_a_release_that_came_first_lets_the_held_callback_through(fake):
+    path, dll = fake
+    addresses, keep = events_of_every_kind()
+    release = Release()
+    release.set()
+    with Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0) as callback:
+        on_event, block = native_on(path, RawEvents(4, 64), callback)
+        start = time.perf_counter_ns()
+        on_event(addresses[0])
+        assert time.perf_counter_ns() - start < 500_000_000
+        block.close()
+    release.clear()  # and a cleared release holds again, on either path
+    assert release.flag[0] == 0
+    del keep
+
+
 def test_a_hold_without_a_flag_or_a_copy_mode_subscriber_stays_on_the_python_path():
-    assert Callback(SubscriberSpec(hold=True), 4, threading.Event(), 0).native_parts() is None
-    assert Callback(SubscriberSpec(mode="copy"), 4, Release(), 0).native_parts() is None
+    with Callback(SubscriberSpec(hold=True), 4, threading.Event(), 0) as plain:
+        assert plain.native_parts() is None
+    with Callback(SubscriberSpec(mode="copy"), 4, Release(), 0) as copy:
+        assert copy.native_parts() is None
 
 
 def test_native_rows_are_exact_with_callbacks_on_several_threads_at_once(fake):
@@ -141,28 +171,36 @@ def test_native_rows_are_exact_with_callbacks_on_several_threads_at_once(fake):
 
 
 def test_a_subscription_runs_inline_subscribers_natively_from_the_fakes_threads(fake, monkeypatch):
-    """Through FwpmNetEventSubscribe: the fake delivers from threads of its own, several at once."""
+    """Through FwpmNetEventSubscribe: the fake's pool of three delivery threads hands batches of 4 to
+    any free one, so callbacks run on several threads at once; rows and counters stay exact."""
     path, dll = fake
     monkeypatch.delenv(CALLBACK_ENV, raising=False)
+    dll.FakeConfigure(4, 2000, 100)
+    dll.FakeConfigureDelivery(3, 1, 0)
     dll.FakeSetConcurrentDelivery(1)
     lib = Library(path)
     fs = FilterSession(lib)
     fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
-    callback = Callback(SubscriberSpec(cost_us=5.0), 40, Release(), 0)
-    sub = Subscription(lib, fs.session, None, False, fid, callback, capacity=45)
-    assert sub.path == "native"
-    for k in range(50):
-        dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
-    deadline = time.monotonic() + 5
-    while dll.FakeDelivered(sub.events) < 50 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sub.close()
-    fs.close()
-    c = callback.finish()
+    with Callback(SubscriberSpec(cost_us=200.0), 40, Release(), 0) as callback:
+        sub = Subscription(lib, fs.session, None, False, fid, callback, capacity=45)
+        assert sub.path == "native"
+        for k in range(50):
+            dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
+        deadline = time.monotonic() + 10
+        while dll.FakeDelivered(sub.events) < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sub.close()
+        fs.close()
+        c = callback.finish()
     assert sub.rows == 45 and sub.not_copied == 5
-    assert sorted(c["key"].tolist()) == list(range(40)) and callback.overflow == 5
-    assert (c["t_done"] - c["t_callback"] >= 5000).all()
-    assert sub.decoded().kind.tolist() == [MINE] * 45 and sub.callback_threads >= 1
+    keys = c["key"]
+    assert len(np.unique(keys)) == 40 and callback.overflow == 5 and keys.max() < 45
+    assert (c["t_done"] - c["t_callback"] >= 200_000).all()
+    assert sub.decoded().kind.tolist() == [MINE] * 45
+    assert sub.callback_threads >= 2
+    order = np.argsort(c["t_callback"])
+    overlapped = (c["t_callback"][order][1:] < c["t_done"][order][:-1]).sum()
+    assert overlapped > 0  # some callback began before the one before it had returned
 
 
 def test_the_callback_path_is_chosen_by_the_environment(fake, monkeypatch):
@@ -172,20 +210,39 @@ def test_the_callback_path_is_chosen_by_the_environment(fake, monkeypatch):
     fid = fs.install(FilterSpec(remote_prefix="127.0.0.0/8"))
     try:
         monkeypatch.setenv(CALLBACK_ENV, "python")
-        assert not use_native()
-        sub = Subscription(lib, fs.session, None, False, fid, Callback(SubscriberSpec(), 4, Release(), 0))
-        assert sub.path == "python"
-        sub.close()
+        assert choose_callback(path) == (False, "WFPCAP_CALLBACK=python")
+        with Callback(SubscriberSpec(), 4, Release(), 0) as callback:
+            sub = Subscription(lib, fs.session, None, False, fid, callback)
+            assert sub.path == "python"
+            sub.close()
         monkeypatch.setenv(CALLBACK_ENV, "native")
-        assert use_native()
+        assert choose_callback(path) == (True, "")
         monkeypatch.setenv(CALLBACK_ENV, "fast")
         with pytest.raises(PlatformUnavailable, match="WFPCAP_CALLBACK='fast': expected 'native' or 'python'"):
-            use_native()
+            choose_callback(path)
     finally:
         fs.close()
 
 
+def test_a_native_callback_that_cannot_be_had_falls_back_unless_asked_for(fake, monkeypatch):
+    """numba missing or broken: unset, the Python callback runs and the platform says why; asked for
+    by name, one clear line."""
+    import harness.platforms.wfp.native as native
+    path, _ = fake
+
+    def broken(library):
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(native, "NativeSystem", broken)
+    monkeypatch.setattr(native, "_systems", {})
+    monkeypatch.delenv(CALLBACK_ENV, raising=False)
+    assert choose_callback(path) == (False, "numba is not installed (No module named 'numba')")
+    monkeypatch.setenv(CALLBACK_ENV, "native")
+    with pytest.raises(PlatformUnavailable, match="^WFPCAP_CALLBACK=native: numba is not installed"):
+        choose_callback(path)
+
+
 def test_the_native_callback_is_compiled_once_per_process(fake):
     path, _ = fake
-    assert native_callback(path)[0] is native_callback(path)[0]
-    assert ctypes.cast(native_callback(path)[0], ctypes.c_void_p).value
+    assert native_system(path) is native_system(path)
+    assert ctypes.cast(native_system(path).callback, ctypes.c_void_p).value

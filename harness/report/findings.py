@@ -88,7 +88,7 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
 def _delivery_line(trials: pd.DataFrame) -> str | None:
     """On how many threads callbacks came, and whether they ran at the same time (undocumented on
     Windows; wfp only). Measured in inline trials only (in copy mode the work's end is the worker's),
-    and it shows where a callback waits with the GIL released, as a held one does."""
+    and it shows where a callback works or waits (as a held one does) while another runs."""
     if "callback_threads" not in trials or trials["callback_threads"].isna().all():
         return None
     threads = int(trials["callback_threads"].max())

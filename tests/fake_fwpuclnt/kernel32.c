@@ -3,6 +3,7 @@
  * wchar_t is the platform's (UTF-32 here, UTF-16 on Windows), as ctypes' c_wchar is. */
 #include "fake.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -20,15 +21,20 @@ void GetSystemTimePreciseAsFileTime(FILETIME *out) {
     out->dwHighDateTime = (uint32_t)(t >> 32);
 }
 
-/* The native callback's clock, thread id and wait (harness/platforms/wfp/native.py). The counter
- * runs at 10 MHz, as Windows' QueryPerformanceCounter does on today's machines, over
+/* The native callback's clock, thread id and hold (harness/platforms/wfp/native.py). The counter
+ * runs at 10 MHz by default, as Windows' QueryPerformanceCounter does on today's machines, over
  * CLOCK_MONOTONIC (what perf_counter_ns reads here): the native path's stamps then compare with
- * the sender's, at Windows' 100 ns resolution, and its tick-to-ns conversion is exercised. */
-#define QPC_FREQUENCY 10000000LL
+ * the sender's, at Windows' 100 ns resolution. FakeSetQpcFrequency sets another rate (older
+ * machines count at 3,579,545 Hz or at the TSC's rate) to exercise the tick-to-ns conversion. */
+#include <pthread.h>
+
+static int64_t g_qpc_frequency = 10000000;
+
+void FakeSetQpcFrequency(int64_t hz) { g_qpc_frequency = hz > 0 ? hz : 10000000; }
 
 BOOL QueryPerformanceFrequency(int64_t *out) {
     if (!out) return 0;
-    *out = QPC_FREQUENCY;
+    *out = g_qpc_frequency;
     return 1;
 }
 
@@ -36,7 +42,8 @@ BOOL QueryPerformanceCounter(int64_t *out) {
     struct timespec ts;
     if (!out) return 0;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    *out = (int64_t)ts.tv_sec * QPC_FREQUENCY + ts.tv_nsec / (1000000000LL / QPC_FREQUENCY);
+    __int128 f = g_qpc_frequency;  /* floor(ns * f / 1e9): the tick that was current at that ns */
+    *out = (int64_t)(((__int128)ts.tv_sec * 1000000000 + ts.tv_nsec) * f / 1000000000);
     return 1;
 }
 
@@ -48,10 +55,85 @@ DWORD GetCurrentThreadId(void) {
     return id;
 }
 
-void Sleep(DWORD ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+/* Events (CreateEventW, SetEvent, WaitForSingleObject, closed by CloseHandle), as a held native
+ * callback waits for the trial's release: manual or auto reset, a timeout in ms or INFINITE. A
+ * handle that is not an open event fails with ERROR_INVALID_HANDLE (WAIT_FAILED for a wait), and
+ * FakeOpenEventHandles counts the events not closed. */
+#define EVENT_MAGIC 0x45564e54u
+#define WAIT_OBJECT_0 0u
+#define WAIT_TIMEOUT 258u
+#define WAIT_FAILED 0xFFFFFFFFu
+#define INFINITE 0xFFFFFFFFu
+
+typedef struct { uint32_t magic; int manual, signalled; pthread_mutex_t lock; pthread_cond_t changed; } fake_event;
+
+static int g_event_handles;
+
+static fake_event *event_of(HANDLE h) {
+    fake_event *e = h;
+    if (!e || e->magic != EVENT_MAGIC) { g_last_error = 6; return NULL; }  /* ERROR_INVALID_HANDLE */
+    return e;
 }
+
+HANDLE CreateEventW(void *attributes, BOOL manual_reset, BOOL initial_state, const wchar_t *name) {
+    (void)attributes;
+    if (name) { g_last_error = ERROR_INVALID_PARAMETER; return NULL; }  /* named events: not needed */
+    fake_event *e = calloc(1, sizeof *e);
+    if (!e) { g_last_error = 8; return NULL; }
+    e->magic = EVENT_MAGIC;
+    e->manual = manual_reset != 0;
+    e->signalled = initial_state != 0;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    __atomic_add_fetch(&g_event_handles, 1, __ATOMIC_SEQ_CST);
+    return e;
+}
+
+BOOL SetEvent(HANDLE h) {
+    fake_event *e = event_of(h);
+    if (!e) return 0;
+    pthread_mutex_lock(&e->lock);
+    e->signalled = 1;
+    pthread_cond_broadcast(&e->changed);
+    pthread_mutex_unlock(&e->lock);
+    return 1;
+}
+
+DWORD WaitForSingleObject(HANDLE h, DWORD ms) {
+    fake_event *e = event_of(h);
+    if (!e) return WAIT_FAILED;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+    pthread_mutex_lock(&e->lock);
+    int timed_out = 0;
+    while (!e->signalled && !timed_out) {
+        if (ms == INFINITE) pthread_cond_wait(&e->changed, &e->lock);
+        else timed_out = pthread_cond_timedwait(&e->changed, &e->lock, &until) != 0 && !e->signalled;
+    }
+    if (e->signalled && !e->manual) e->signalled = 0;
+    pthread_mutex_unlock(&e->lock);
+    return timed_out ? WAIT_TIMEOUT : WAIT_OBJECT_0;
+}
+
+static BOOL close_event(HANDLE h) {
+    fake_event *e = h;
+    if (!e || e->magic != EVENT_MAGIC) return 0;
+    e->magic = 0;
+    pthread_cond_destroy(&e->changed);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+    __atomic_sub_fetch(&g_event_handles, 1, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
+int FakeOpenEventHandles(void) { return __atomic_load_n(&g_event_handles, __ATOMIC_SEQ_CST); }
 
 /* GetModuleFileNameW(NULL, ...): the image of the calling process (the interpreter that runs, not
  * a venv's launcher or symlink). Truncates like Windows: returns nSize and sets
@@ -179,6 +261,7 @@ BOOL GetProcessTimes(HANDLE h, FILETIME *creation, FILETIME *exit_time, FILETIME
 }
 
 BOOL CloseHandle(HANDLE h) {
+    if (close_event(h)) return 1;
     fake_process *p = process_of(h, 0);
     if (!p) return 0;
     p->magic = 0;

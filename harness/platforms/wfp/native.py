@@ -15,14 +15,22 @@ Rows come from atomic counters (callbacks for one subscription may run on severa
 Everything it touches is in a block of int64 words (`Block`), whose address is the context WFP
 passes back to the callback: one compiled function serves every subscription. The clock is
 QueryPerformanceCounter converted to ns as CPython's perf_counter_ns does on Windows (so its stamps
-compare with the sender's); the thread id is GetCurrentThreadId; the hold polls its flag with
-Sleep(1). They come from kernel32 on Windows and from the tests' fake elsewhere (system_library),
-so the same compiled code runs in the Linux tests.
+compare with the sender's); the thread id is GetCurrentThreadId; the held callback waits on a
+manual-reset kernel event (WaitForSingleObject) that the trial's release sets, so it wakes when
+released, as release.wait() does (a Sleep(1) poll would wake at the next timer tick: 15.6 ms by
+default on Windows). They come from kernel32 on Windows and from the tests' fake elsewhere
+(system_library), so the same compiled code runs in the Linux tests.
+
+The compiled function must never fail: numba's cfunc wrapper takes the GIL to report an error,
+which an RPC thread must not do in the middle of a callback. So no bounds checks, no division by
+a value that can be 0 (the frequency is checked when a block is made), no allocation.
 """
 from __future__ import annotations
 
 import ctypes as C
 import os
+from collections.abc import Callable
+
 import numpy as np
 
 from harness.platforms.base import PlatformUnavailable
@@ -30,37 +38,88 @@ from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK, system_library
 from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents
 from harness.subscriber import NativeParts
 
-__all__ = ["CALLBACK_ENV", "Block", "native_callback", "use_native"]
+__all__ = ["CALLBACK_ENV", "Block", "NativeSystem", "choose_callback", "native_system"]
 
-CALLBACK_ENV = "WFPCAP_CALLBACK"  # "native" (the default where numba imports) or "python"
+CALLBACK_ENV = "WFPCAP_CALLBACK"  # "native" (the default: falls back to python if it cannot compile) or "python"
 
 # the block's words
 (ROWS, CAPACITY, EVENTS, EVENT_SIZE, DROPS, DROP_SIZE, THREADS, TYPE_AT, POINTER_AT, FILTER_AT, FILTER_ID,
- SERVED, SERVED_CAPACITY, T_CALLBACK, KEYS, T_DONE, WORK, PROGRESS, HOLD, RELEASED, FREQUENCY,
- WORDS) = range(22)
+ SERVED, SERVED_CAPACITY, T_CALLBACK, KEYS, T_DONE, WORK, PROGRESS, HOLD, RELEASED, RELEASE_EVENT, FREQUENCY,
+ WORDS) = range(23)
+WAIT_MS = 1000  # a safety net: the held callback re-reads the release flag at least this often
 
 
-def use_native() -> bool:
-    """Whether inline subscribers run on the native path: WFPCAP_CALLBACK, else wherever numba imports."""
+class NativeSystem:
+    """The compiled callback and the kernel32 calls around it (from `library` off Windows). The
+    compiled code lives as long as the process (WFP may call it until unsubscribed)."""
+
+    def __init__(self, library: str | None) -> None:
+        self.dll = dll = system_library("kernel32", library)
+        dll.QueryPerformanceFrequency.argtypes, dll.QueryPerformanceFrequency.restype = [C.POINTER(C.c_int64)], C.c_int32
+        dll.CreateEventW.argtypes, dll.CreateEventW.restype = [C.c_void_p, C.c_int32, C.c_int32, C.c_wchar_p], C.c_void_p
+        dll.SetEvent.argtypes, dll.SetEvent.restype = [C.c_void_p], C.c_int32
+        dll.CloseHandle.argtypes, dll.CloseHandle.restype = [C.c_void_p], C.c_int32
+        try:
+            self.callback, self._code = _compile(dll)
+        except PlatformUnavailable:
+            raise
+        except Exception as exc:  # numba's and llvmlite's errors have no common base: one line
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise PlatformUnavailable(f"the native callback did not compile ({type(exc).__name__}: {first})") from None
+
+    def frequency(self) -> int:
+        out = C.c_int64()
+        if not self.dll.QueryPerformanceFrequency(C.byref(out)) or out.value <= 0:
+            raise PlatformUnavailable("QueryPerformanceFrequency failed: no clock for the native callback")
+        return out.value
+
+    def release_event(self) -> tuple[int, Callable[[], None], Callable[[], None]]:
+        """A manual-reset, unsignalled kernel event: (handle, set it, close it)."""
+        handle = self.dll.CreateEventW(None, 1, 0, None)
+        if not handle:
+            raise OSError("CreateEventW failed: no event for the held native callback")
+        return handle, lambda: self.dll.SetEvent(handle), lambda: self.dll.CloseHandle(handle)
+
+
+_systems: dict[str, NativeSystem] = {}
+
+
+def native_system(library: str | None = None) -> NativeSystem:
+    """Compiled once per process and system library (~1 s)."""
+    key = library or os.environ.get(ENV_OVERRIDE, "")
+    if key not in _systems:
+        _systems[key] = NativeSystem(library)
+    return _systems[key]
+
+
+def choose_callback(library: str | None = None) -> tuple[bool, str]:
+    """(native, why not): WFPCAP_CALLBACK=python, or native where it compiles. Unset, a native path
+    that cannot be had (numba missing or broken) falls back to the Python callback, saying why;
+    asked for by name, it is an error (one line)."""
     choice = os.environ.get(CALLBACK_ENV, "").strip().lower()
     if choice not in ("", "native", "python"):
         raise PlatformUnavailable(f"{CALLBACK_ENV}={choice!r}: expected 'native' or 'python'")
     if choice == "python":
-        return False
+        return False, f"{CALLBACK_ENV}=python"
     try:
-        import numba  # noqa: F401
-    except ImportError:
-        if choice == "native":
-            raise PlatformUnavailable(f"{CALLBACK_ENV}=native needs numba (pip install numba)") from None
-        return False
-    return True
+        native_system(library)
+    except ImportError as exc:
+        why = f"numba is not installed ({exc})"
+    except (PlatformUnavailable, OSError) as exc:
+        why = str(exc)
+    else:
+        return True, ""
+    if choice == "native":
+        raise PlatformUnavailable(f"{CALLBACK_ENV}=native: {why}")
+    return False, why
 
 
 class Block:
-    """The context of one subscription's native callback: its rows, its subscriber's columns. It
-    holds the rows; the Callback that gave `parts` must outlive it too (the Subscription holds it)."""
+    """The context of one subscription's native callback: its rows, its subscriber's columns, the
+    release its held callback waits for. It holds the rows; the Callback that gave `parts` must
+    outlive it too (the Subscription holds it). close() once no callback can run."""
 
-    def __init__(self, raw: RawEvents, filter_id: int, parts: NativeParts, frequency: int) -> None:
+    def __init__(self, system: NativeSystem, raw: RawEvents, filter_id: int, parts: NativeParts) -> None:
         self.raw = raw  # native code writes into these rows: they live as long as the block
         self.words = np.zeros(WORDS, dtype=np.int64)
         w = self.words
@@ -72,8 +131,14 @@ class Block:
         w[FILTER_ID] = filter_id
         w[SERVED], w[SERVED_CAPACITY] = parts.served, parts.capacity
         w[T_CALLBACK], w[KEYS], w[T_DONE], w[WORK] = parts.t_callback, parts.keys, parts.t_done, parts.work
-        w[PROGRESS], w[HOLD], w[RELEASED] = parts.progress, int(parts.hold), parts.released
-        w[FREQUENCY] = frequency
+        w[PROGRESS], w[HOLD], w[RELEASED] = parts.progress, int(parts.hold), parts.release.flag.ctypes.data
+        w[FREQUENCY] = system.frequency()
+        self._release = parts.release
+        self._set_event: Callable[[], None] | None = None
+        self._close_event: Callable[[], None] | None = None
+        if parts.hold:
+            w[RELEASE_EVENT], self._set_event, self._close_event = system.release_event()
+            parts.release.also(self._set_event)  # set now if the release already came
         self.context = w.ctypes.data
 
     @property
@@ -81,30 +146,17 @@ class Block:
         """Rows the callback asked for (beyond the capacity too); exact once no callback can run."""
         return int(self.words[ROWS])
 
-
-_compiled: dict[str, tuple] = {}
-
-
-def native_callback(library: str | None = None) -> tuple[RAW_CALLBACK, int]:
-    """The compiled callback as a FWPM_NET_EVENT_CALLBACK (compiled once per process and system
-    library, ~1 s; kept for the process's life, so its code never goes away under WFP) and the
-    QueryPerformanceFrequency its clock converts with."""
-    key = library or os.environ.get(ENV_OVERRIDE, "")
-    if key not in _compiled:
-        dll = system_library("kernel32", library)
-        try:
-            _compiled[key] = _compile(dll)
-        except PlatformUnavailable:
-            raise
-        except Exception as exc:  # numba's errors have no common base; one line, and the way out
-            raise PlatformUnavailable(f"the native callback did not compile ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''}); {CALLBACK_ENV}=python "
-                                      "runs the Python callback") from None
-    callback, frequency, _ = _compiled[key]
-    return callback, frequency
+    def close(self) -> None:
+        """Once no callback can run (unsubscribed): the event goes (its handle could be reused)."""
+        if self._close_event is not None:
+            self._release.forget(self._set_event)
+            self._close_event()
+            self._close_event = None
+            self.words[RELEASE_EVENT] = 0
 
 
-def _compile(dll: C.CDLL) -> tuple:
+def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, object]:
+    """The callback as a FWPM_NET_EVENT_CALLBACK, and the numba object that owns its code."""
     from numba import carray, cfunc, njit, types
     from numba.core import cgutils
     from numba.core.extending import intrinsic
@@ -114,13 +166,8 @@ def _compile(dll: C.CDLL) -> tuple:
     qpc.argtypes, qpc.restype = [C.c_void_p], C.c_int32
     thread_id = dll.GetCurrentThreadId
     thread_id.argtypes, thread_id.restype = [], C.c_uint32
-    sleep_ms = dll.Sleep
-    sleep_ms.argtypes, sleep_ms.restype = [C.c_uint32], None
-    frequency = C.c_int64()
-    dll.QueryPerformanceFrequency.argtypes = [C.POINTER(C.c_int64)]
-    dll.QueryPerformanceFrequency.restype = C.c_int32
-    if not dll.QueryPerformanceFrequency(C.byref(frequency)) or frequency.value <= 0:
-        raise PlatformUnavailable("QueryPerformanceFrequency failed: no clock for the native callback")
+    wait = dll.WaitForSingleObject
+    wait.argtypes, wait.restype = [C.c_void_p, C.c_uint32], C.c_uint32
 
     @intrinsic
     def pointer(typingctx, address):  # an address (int64) as a void*
@@ -146,6 +193,13 @@ def _compile(dll: C.CDLL) -> tuple:
         def codegen(context, builder, sig, args):
             return builder.ptrtoint(cgutils.alloca_once(builder, ir.IntType(64)), ir.IntType(64))
         return types.int64(), codegen
+
+    @intrinsic
+    def load_acquire(typingctx, at):  # *at, read from memory each time (another thread writes it)
+        def codegen(context, builder, sig, args):
+            p = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+            return builder.load_atomic(p, "acquire", 8)
+        return types.int64(types.int64), codegen
 
     def i64(at):  # the int64 at an address
         return carray(pointer(at), 1, np.int64)[0]
@@ -188,8 +242,8 @@ def _compile(dll: C.CDLL) -> tuple:
         carray(pointer(b[T_CALLBACK]), j + 1, np.int64)[j] = t_cb
         carray(pointer(b[KEYS]), j + 1, np.int64)[j] = i
         if j == 0 and b[HOLD] != 0:
-            while i64(b[RELEASED]) == 0:
-                sleep_ms(1)
+            while load_acquire(b[RELEASED]) == 0:  # woken by the release's event; the flag decides
+                wait(pointer(b[RELEASE_EVENT]), WAIT_MS)
             t = clock_ns(slot, freq)
         work = i64(b[WORK] + j * 8)
         if work != 0:
@@ -198,4 +252,4 @@ def _compile(dll: C.CDLL) -> tuple:
                 t = clock_ns(slot, freq)
         carray(pointer(b[T_DONE]), j + 1, np.int64)[j] = t
 
-    return RAW_CALLBACK(on_event.address), frequency.value, on_event  # on_event owns the machine code
+    return RAW_CALLBACK(on_event.address), on_event

@@ -34,7 +34,7 @@ from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
 from harness.platforms.wfp.events import FOREIGN, MINE, OTHER_TYPE
-from harness.platforms.wfp.native import native_callback, use_native
+from harness.platforms.wfp.native import choose_callback
 from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.winsys import WinSys
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
@@ -94,10 +94,8 @@ class WfpPlatform:
             raise ValueError(f"wfp sender must be udp or raw, got {sender!r}")
         self.lib = Library(library)
         self.winsys = WinSys(self.lib.override)
-        # inline subscribers run natively (native.py) where numba imports; compiled now, not in a trial
-        self.native = use_native()
-        if self.native:
-            native_callback(self.lib.override)
+        # inline subscribers run natively (native.py) where it compiles; compiled now, not in a trial
+        self.native, self.native_unavailable = choose_callback(self.lib.override)
         self.sender_kind = sender
         self.sender: SenderProcess | None = None
         self.options: EngineOptions | None = None
@@ -158,14 +156,15 @@ class WfpPlatform:
                 "library": self.lib.path, "subscribe_version": self.lib.subscribe_version,
                 "event_struct": f"FWPM_NET_EVENT{self.lib.subscribe_version + 1}",
                 "net_event_options": self.options.describe() if self.options else {},
-                "sender": self.sender_kind, "callback": "native" if self.native else "python"}
+                "sender": self.sender_kind, "callback": "native (inline subscribers)" if self.native else "python"}
 
     def measured(self) -> dict[str, Any]:
         return {"max_send_rate_per_s": round(self.max_send_rate_per_s(), -2),
                 "existing_subscriptions": self.census["subscriptions"],
                 "existing_subscription_keys": self.census["session_keys"],
                 "sender_image": self.image,
-                "restored_options": self.options.restored if self.options else {}}
+                "restored_options": self.options.restored if self.options else {},
+                "native_callback_unavailable": self.native_unavailable or None}
 
     def observed(self) -> dict[str, Any]:
         """What the trials so far saw of undocumented delivery: how many callback threads, how many
@@ -383,6 +382,7 @@ class WfpPlatform:
             "shared_events": shared,
             "foreign_events": sum(counts["foreign"].values()), "foreign_filter_ids": sorted(counts["foreign"])[:20],
             "callback_threads": counts["callback_threads"],
+            "callback_path": subscription.path,  # native or python (copy mode, WFPCAP_CALLBACK=python)
             # inline only (in copy mode t_done is the worker's); a zero-work callback's t_done is its
             # start, so overlaps are seen where a callback worked or was held
             "concurrent_callbacks": concurrent_callbacks(delivered["t_callback_ns"].to_numpy(),

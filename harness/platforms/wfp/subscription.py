@@ -1,7 +1,11 @@
 """A net-event subscription: FwpmNetEventSubscribeN at the highest version the library exports,
-an optional template, and a lean ctypes callback: per event it copies the raw event (and its drop
-data) into preallocated rows (events.py) and, for a drop of the harness's own filter, runs the
-subscriber (an inline Callback's serve() inside the same function; `serve(row)` otherwise); the rows are decoded in bulk with numpy (`decoded()`).
+an optional template, and a lean callback: per event it copies the raw event (and its drop data)
+into preallocated rows (events.py) and, for a drop of the harness's own filter, runs the subscriber;
+the rows are decoded in bulk with numpy (`decoded()`). Two implementations fill the same rows:
+- native (native.py, the default for an inline Callback): machine code, WFP's thread never enters
+  Python;
+- Python (`lean_callback`: WFPCAP_CALLBACK=python, a copy-mode Callback, or a plain function of the
+  row): an inline Callback's serve() inside the same function, `serve(row)` otherwise.
 
 Only the harness's own filter counts: every other CLASSIFY_DROP on the machine (a runner has
 drops of its own) is counted apart, per filter, and never reaches the subscriber.
@@ -9,7 +13,7 @@ Unsubscribe waits for a running callback, so it is refused from the callback's t
 it has succeeded the ctypes callback is kept alive (api.UNTIL_UNSUBSCRIBED), because WFP may still
 call it.
 
-Each delivery thread keeps its Python thread state (one extra PyGILState_Ensure on its first
+On the Python path each delivery thread keeps its Python thread state (one extra PyGILState_Ensure on its first
 event, never released): otherwise ctypes makes and deletes a thread state at every call from a
 thread Python did not start, which costs more than the rest of the callback. Whether a call runs on
 a kept state is asked of the state itself (a threading.local lives as long as its thread state), not
@@ -30,7 +34,7 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import HANDLE, RAW_CALLBACK, UNTIL_UNSUBSCRIBED, Library, WfpError
 from harness.platforms.wfp.engine import Session, template_conditions
 from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
-from harness.platforms.wfp.native import Block, native_callback, use_native
+from harness.platforms.wfp.native import Block, choose_callback, native_system
 from harness.spec import TemplateSpec
 from harness.subscriber import Callback
 
@@ -160,9 +164,9 @@ class Subscription:
         self.filter_id = filter_id
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
-        # an inline Callback runs on the native path (native.py) unless told otherwise or numba is missing
+        # an inline Callback runs on the native path (native.py) unless told otherwise or it cannot compile
         parts = on_drop.native_parts() if isinstance(on_drop, Callback) and (
-            use_native() if native is None else native) else None
+            choose_callback(lib.override)[0] if native is None else native) else None
         self.block: Block | None = None
         self.path = "native" if parts is not None else "python"
         self._filled: int | None = None  # rows, once no callback can run any more
@@ -178,8 +182,9 @@ class Subscription:
             self._keep += [arr, tmpl]
             sub.enumTemplate = C.pointer(tmpl)
         if parts is not None:
-            self._callback, frequency = native_callback(lib.override)
-            self.block = Block(self.raw, filter_id, parts, frequency)
+            system = native_system(lib.override)
+            self._callback = system.callback
+            self.block = Block(system, self.raw, filter_id, parts)
             context = self.block.context
         else:
             self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
@@ -187,6 +192,8 @@ class Subscription:
         self.events = HANDLE()
         rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, context, C.byref(self.events))
         if rc:
+            if self.block is not None:
+                self.block.close()
             raise WfpError(f"FwpmNetEventSubscribe{self.version}", rc)
         UNTIL_UNSUBSCRIBED.add(self)
 
@@ -220,7 +227,8 @@ class Subscription:
     @property
     def callback_threads(self) -> int:
         """Threads that called the callback. Python path: kept thread states (a thread that ended and
-        a new one with its id: two). Native path: distinct thread ids in the rows (there, one)."""
+        a new one with its id: two). Native path: distinct thread ids among the copied rows, a lower
+        bound (a thread that took an ended one's id counts once; Windows reuses thread ids soon)."""
         if self.block is not None:
             return int(np.unique(self.raw.thread[:self.rows]).size)
         return self._threads.count
@@ -234,5 +242,7 @@ class Subscription:
         self.events = HANDLE()
         # rows asked for; no callback can ask any more (as Callback.finish)
         handed = self.block.handed if self.block is not None else next(self.raw.rows)
+        if self.block is not None:
+            self.block.close()
         self._filled, self._not_copied = min(handed, self.raw.capacity), max(0, handed - self.raw.capacity)
         UNTIL_UNSUBSCRIBED.discard(self)
