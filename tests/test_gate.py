@@ -157,3 +157,14 @@ def test_ndr_rows_with_a_status_and_a_relative_spread():
     doubtful = readings({"estimates": {"ndr": [dict(row, status="inconclusive",
                                                     status_reasons=["not confirmed by loss: lost at 9000/s"])]}})
     assert doubtful["ndr@100us"].inconclusive == "not confirmed by loss: lost at 9000/s"
+
+
+def test_a_stored_capacity_of_an_unexpected_shape_is_ignored_not_a_crash():
+    """A stored summary is input (hypothesis found `searches: true` crashing the reading)."""
+    from harness.report.spread import readings
+    for searches in (True, 3, None, "1053", {"a": 1}):
+        r = readings({"estimates": {"burst_capacity": {"value": 1053, "searches": searches},
+                                    "plateau": "not a dict", "buffer_depth": 7}})["burst_capacity"]
+        assert (r.value, r.low, r.high) == (1053.0, 1053.0, 1053.0)
+    r = readings({"estimates": {"burst_capacity": {"value": 1053, "searches": [1000, 1100]}}})["burst_capacity"]
+    assert (r.low, r.high) == (1000.0, 1100.0)

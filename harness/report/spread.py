@@ -73,8 +73,11 @@ def _numbers(*values: Any) -> list[float]:
 
 def _capacity_range(estimates: dict[str, Any]) -> tuple[float, float] | None:
     """Every reading of the burst capacity that the run made."""
-    cap, plat, depth = (estimates.get(k) or {} for k in ("burst_capacity", "plateau", "buffer_depth"))
-    seen = _numbers(cap.get("value"), cap.get("min"), cap.get("max"), *(cap.get("searches") or []),
+    # a stored summary is input: anything that is not the shape written is ignored, never a crash
+    cap, plat, depth = (e if isinstance(e := estimates.get(k), dict) else {}
+                        for k in ("burst_capacity", "plateau", "buffer_depth"))
+    searches = cap.get("searches") if isinstance(cap.get("searches"), list) else []
+    seen = _numbers(cap.get("value"), cap.get("min"), cap.get("max"), *searches,
                     plat.get("value"), plat.get("min"), plat.get("max"), depth.get("capacity"))
     return (min(seen), max(seen)) if seen else None
 
