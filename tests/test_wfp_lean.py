@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -182,12 +183,10 @@ def test_the_wfp_callback_runs_an_inline_subscriber_as_serve_does(cost_us, cost_
     del keep
 
 
-def test_the_wfp_callback_holds_its_first_inline_event_until_released():
-    addresses, keep = events_of_every_kind()
-    release = threading.Event()
-    callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
-    on_event = lean_callback(RawEvents(4, 64), FILTER_ID, callback, DeliveryThreads())
-    first = threading.Thread(target=on_event, args=(None, addresses[0]), daemon=True)
+def release_a_held_first_event(call: Callable[[], None], callback: Callback, release: threading.Event) -> int:
+    """Runs `call` (a callback's first event) on a thread of its own, which must still be held after
+    0.3 s; then releases it and waits for it; the time of the release (perf_counter_ns)."""
+    first = threading.Thread(target=call, daemon=True)
     first.start()
     try:
         first.join(0.3)
@@ -196,6 +195,16 @@ def test_the_wfp_callback_holds_its_first_inline_event_until_released():
     finally:
         release.set()
     first.join(5)
+    assert not first.is_alive()
+    return t_release
+
+
+def test_the_wfp_callback_holds_its_first_inline_event_until_released():
+    addresses, keep = events_of_every_kind()
+    release = threading.Event()
+    callback = Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0)
+    on_event = lean_callback(RawEvents(4, 64), FILTER_ID, callback, DeliveryThreads())
+    t_release = release_a_held_first_event(lambda: on_event(None, addresses[0]), callback, release)
     on_event(None, addresses[1])
     c = callback.finish()
     assert c["t_done"][0] >= t_release > c["t_callback"][0]  # done when released, not when called

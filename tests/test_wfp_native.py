@@ -17,7 +17,7 @@ from harness.platforms.wfp.native import CALLBACK_ENV, Block, choose_callback, n
 from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec
 from harness.subscriber import Callback, Release
-from test_wfp_lean import FILTER_ID, events_of_every_kind
+from test_wfp_lean import FILTER_ID, events_of_every_kind, release_a_held_first_event
 
 pytest.importorskip("numba")
 
@@ -102,16 +102,8 @@ def test_the_native_callback_holds_its_first_event_until_released(fake):
     with Callback(SubscriberSpec(cost_us=0.0, hold=True), 16, release, 0) as callback:
         on_event, block = native_on(path, RawEvents(4, 64), callback)
         assert dll.FakeOpenEventHandles() == 1
-        first = threading.Thread(target=on_event, args=(addresses[0],), daemon=True)
-        first.start()  # ctypes lets go of the GIL for the call: the hold blocks this thread only
-        try:
-            first.join(0.3)
-            assert first.is_alive() and callback.n == 1  # called, and held
-            t_release = time.perf_counter_ns()
-        finally:
-            release.set()
-        first.join(5)
-        assert not first.is_alive()
+        # ctypes lets go of the GIL for the call: the hold blocks the first event's thread only
+        t_release = release_a_held_first_event(lambda: on_event(addresses[0]), callback, release)
         on_event(addresses[1])
         c = callback.finish()
         block.close()
