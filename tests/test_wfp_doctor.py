@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.platforms.wfp.doctor import diagnose
+from harness.platforms.wfp.doctor import _attempt, diagnose
 from netns import fresh_netns, in_fresh_netns, needs_netns
 from platforms import fake_wfp_library
 
 ROOT = Path(__file__).resolve().parents[1]
 ERROR_ACCESS_DENIED = 5
-CHECKS = ["elevated", "Base Filtering Engine", "fwpuclnt", "net-event options", "other subscriptions",
+CHECKS = ["elevated", "Base Filtering Engine", "fwpuclnt", "native callback", "net-event options", "other subscriptions",
           "sublayer and filter", "canary event"]
 
 
@@ -32,10 +32,11 @@ def test_a_healthy_configuration_passes_every_check(fake):
     assert failed is None and d.ok, d.lines()
     assert [c.name for c in d.checks] == CHECKS
     lines = d.lines()
-    assert lines[-1] == "doctor: all 7 checks passed"
+    assert lines[-1] == "doctor: all 8 checks passed"
     assert "FwpmNetEventSubscribe4 (delivers FWPM_NET_EVENT5), FwpmNetEventEnum5 exported" in lines[2]
-    assert "2 other subscription(s): session keys" in lines[4]
-    assert lines[6].startswith("PASS  canary event: event of filter ")
+    assert lines[3] == "PASS  native callback: compiled: WFP's delivery threads never enter Python"
+    assert "2 other subscription(s): session keys" in lines[5]
+    assert lines[7].startswith("PASS  canary event: event of filter ")
 
 
 @needs_netns
@@ -64,7 +65,7 @@ def test_each_fault_fails_naming_its_check(fake, fault, check):
 def test_no_subscription_version_exported_fails_the_fwpuclnt_check(fake):
     d, failed = first_failure(fake_wfp_library(max_subscribe=-1))
     assert failed == "fwpuclnt" and "exports no FwpmNetEventSubscribeN" in d.first_failure.evidence
-    assert [c.ok for c in d.checks[3:]] == [None] * 4  # the checks that need it say so, they do not crash
+    assert [c.ok for c in d.checks[4:]] == [None] * 4  # the checks that need it say so, they do not crash
 
 
 KILLED = textwrap.dedent("""
@@ -97,4 +98,15 @@ def test_options_left_changed_by_a_killed_run_are_restored_and_said(fake, tmp_pa
     assert (tmp_path / "doctor.txt").read_text() == first.stdout
     assert options.read_text().split()[1] == "0"
     again = subprocess.run(in_fresh_netns(doctor), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert again.returncode == 0 and again.stdout.strip().endswith("doctor: all 7 checks passed"), again.stdout
+    assert again.returncode == 0 and again.stdout.strip().endswith("doctor: all 8 checks passed"), again.stdout
+
+
+def test_the_doctor_says_which_callback_runs_and_a_fallback_passes(fake, monkeypatch):
+    from harness.platforms.wfp.doctor import native_callback_check
+    path, _ = fake
+    monkeypatch.setenv("WFPCAP_CALLBACK", "python")
+    ok, evidence = native_callback_check(path)
+    assert ok and evidence.startswith("the Python callback runs (WFPCAP_CALLBACK=python): 2.5-3.4 us per event more")
+    monkeypatch.setenv("WFPCAP_CALLBACK", "fast")
+    check = _attempt("native callback", lambda: native_callback_check(path))
+    assert check.ok is False and "expected 'native' or 'python'" in check.evidence
