@@ -63,7 +63,7 @@ class NativeParts(NamedTuple):
 class Release(threading.Event):
     """The trial's release of a held first callback, also for callbacks outside Python (the wfp
     native path): a word in memory (`flag`, 0 until set) and functions called when it is set
-    (`also`: the native path sets a kernel event its held callback waits on)."""
+    (`also`: the native path sets a kernel event its held callback waits on). Set once."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,9 +75,8 @@ class Release(threading.Event):
         """Call `when_set` when the release is set (now, if it is)."""
         with self._lock:
             self._also.append(when_set)
-            now = self.is_set()
-        if now:
-            when_set()
+            if self.is_set():
+                when_set()
 
     def forget(self, when_set: Callable[[], object]) -> None:
         with self._lock:
@@ -85,17 +84,16 @@ class Release(threading.Event):
                 self._also.remove(when_set)
 
     def set(self) -> None:
+        # the hooks run under the lock: once forget() has returned, none runs any more (a hook
+        # sets a kernel event whose handle is closed after forget, and Windows reuses handles)
         with self._lock:
             self.flag[0] = 1  # before the event: a callback woken by it must see the flag
             super().set()
-            also = list(self._also)
-        for when_set in also:
-            when_set()
+            for when_set in self._also:
+                when_set()
 
     def clear(self) -> None:
-        with self._lock:
-            self.flag[0] = 0
-            super().clear()
+        raise RuntimeError("a trial's Release is set once (the native path's kernel event stays set): make a new one")
 
 
 def preallocated(n: int, dtype) -> np.ndarray:

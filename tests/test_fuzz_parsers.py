@@ -18,6 +18,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
 from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback
 from harness.platforms.wfp.winsys import filetime_to_unix_ns
+from harness.spec import SubscriberSpec
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -183,10 +184,29 @@ def wrapped(value: int) -> int:
 
 def decode_one(e, inbound: bool, filter_id: int):
     """What the platform does with one event: the lean callback copies it, the bulk decoder reads
-    the copy (row 0); also whether the subscriber was run for it."""
+    the copy (row 0); also whether the subscriber was run for it. The native callback (the default
+    path) must copy the same bytes and serve the same rows."""
     raw, served = RawEvents(SUBSCRIBE_VERSION, 4), []
     lean_callback(raw, filter_id, served.append, DeliveryThreads())(None, C.addressof(e))
+    native_raw, native_served = native_copy(e, filter_id)
+    assert native_raw.events.tobytes() == raw.events.tobytes() and native_raw.drops.tobytes() == raw.drops.tobytes()
+    assert native_served == served
     return decode(raw, 1, inbound, filter_id), served
+
+
+def native_copy(e, filter_id: int):
+    """The native callback's rows and served rows for one event (its clock and thread id from the
+    fake's kernel32 exports)."""
+    from harness.platforms.wfp.native import Block, native_system
+    from harness.subscriber import Callback, Release
+    from platforms import fake_wfp_library
+    system = native_system(fake_wfp_library())
+    raw = RawEvents(SUBSCRIBE_VERSION, 4)
+    with Callback(SubscriberSpec(cost_us=0.0), 4, Release(), 0) as callback:
+        block = Block(system, raw, filter_id, callback.native_parts())
+        system.callback(block.context, C.addressof(e))
+        served = callback.finish()["key"].tolist()
+    return raw, served
 
 
 @FUZZ

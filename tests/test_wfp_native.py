@@ -125,9 +125,25 @@ def test_a_release_that_came_first_lets_the_held_callback_through(fake):
         on_event(addresses[0])
         assert time.perf_counter_ns() - start < 500_000_000
         block.close()
-    release.clear()  # and a cleared release holds again, on either path
-    assert release.flag[0] == 0
+    assert dll.FakeOpenEventHandles() == 0
     del keep
+
+
+def test_a_release_calls_its_hooks_once_set_never_after_they_are_forgotten():
+    """The native hold's kernel event is set by a hook; after forget() (then the handle is closed,
+    and Windows hands its value out again) no hook may run."""
+    release, calls = Release(), []
+    early, late = (lambda: calls.append("early")), (lambda: calls.append("late"))
+    release.also(early)
+    release.set()
+    release.also(late)  # already set: called at once
+    assert calls == ["early", "late"] and release.flag[0] == 1
+    release.forget(early)
+    release.forget(late)
+    release.set()
+    assert calls == ["early", "late"]
+    with pytest.raises(RuntimeError, match="set once"):
+        release.clear()
 
 
 def test_a_hold_without_a_flag_or_a_copy_mode_subscriber_stays_on_the_python_path():
@@ -217,21 +233,28 @@ def test_the_callback_path_is_chosen_by_the_environment(fake, monkeypatch):
 
 
 def test_a_native_callback_that_cannot_be_had_falls_back_unless_asked_for(fake, monkeypatch):
-    """numba missing or broken: unset, the Python callback runs and the platform says why; asked for
-    by name, one clear line."""
+    """numba missing (an import that fails) or broken (a compile that fails): unset, the Python
+    callback runs and the platform says why; asked for by name, one clear line."""
+    import sys
+
     import harness.platforms.wfp.native as native
     path, _ = fake
-
-    def broken(library):
-        raise ImportError("No module named 'numba'")
-
-    monkeypatch.setattr(native, "NativeSystem", broken)
     monkeypatch.setattr(native, "_systems", {})
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
     monkeypatch.delenv(CALLBACK_ENV, raising=False)
-    assert choose_callback(path) == (False, "numba is not installed (No module named 'numba')")
+    native_ok, why = choose_callback(path)
+    assert not native_ok and why.startswith("numba is not installed (")
     monkeypatch.setenv(CALLBACK_ENV, "native")
     with pytest.raises(PlatformUnavailable, match="^WFPCAP_CALLBACK=native: numba is not installed"):
         choose_callback(path)
+    monkeypatch.delitem(sys.modules, "numba")
+
+    def broken(dll):
+        raise RuntimeError("LLVM ERROR: no target\nmore")
+
+    monkeypatch.setattr(native, "_compile", broken)
+    monkeypatch.delenv(CALLBACK_ENV)
+    assert choose_callback(path) == (False, "the native callback did not compile (RuntimeError: LLVM ERROR: no target)")
 
 
 def test_the_native_callback_is_compiled_once_per_process(fake):

@@ -61,7 +61,7 @@ class NativeSystem:
         dll.CloseHandle.argtypes, dll.CloseHandle.restype = [C.c_void_p], C.c_int32
         try:
             self.callback, self._code = _compile(dll)
-        except PlatformUnavailable:
+        except (PlatformUnavailable, ImportError):  # ImportError: numba missing, said so by choose_callback
             raise
         except Exception as exc:  # numba's and llvmlite's errors have no common base: one line
             first = str(exc).splitlines()[0] if str(exc) else ""
@@ -128,7 +128,7 @@ class Block:
         w[TYPE_AT] = raw.events.dtype.fields["type"][1]
         w[POINTER_AT] = raw.events.dtype.fields["classifyDrop"][1]
         w[FILTER_AT] = raw.drops.dtype.fields["filterId"][1]
-        w[FILTER_ID] = filter_id
+        w[FILTER_ID] = filter_id - (1 << 64) if filter_id >= 1 << 63 else filter_id  # a UINT64, as its bits
         w[SERVED], w[SERVED_CAPACITY] = parts.served, parts.capacity
         w[T_CALLBACK], w[KEYS], w[T_DONE], w[WORK] = parts.t_callback, parts.keys, parts.t_done, parts.work
         w[PROGRESS], w[HOLD], w[RELEASED] = parts.progress, int(parts.hold), parts.release.flag.ctypes.data

@@ -190,12 +190,22 @@ class Subscription:
             self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
             context = None
         self.events = HANDLE()
-        rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, context, C.byref(self.events))
+        # kept alive from before the call: an exception (Ctrl-C) just after it returned must not
+        # let the rows and columns that WFP's threads write into be freed
+        UNTIL_UNSUBSCRIBED.add(self)
+        try:
+            rc = lib.subscribe_fn(session.handle, C.byref(sub), self._callback, context, C.byref(self.events))
+        except BaseException:
+            if not self.events:  # not subscribed: nothing can call back
+                UNTIL_UNSUBSCRIBED.discard(self)
+                if self.block is not None:
+                    self.block.close()
+            raise
         if rc:
+            UNTIL_UNSUBSCRIBED.discard(self)
             if self.block is not None:
                 self.block.close()
             raise WfpError(f"FwpmNetEventSubscribe{self.version}", rc)
-        UNTIL_UNSUBSCRIBED.add(self)
 
     @property
     def not_copied(self) -> int:
