@@ -167,8 +167,7 @@ class Subscription:
         # an inline Callback runs on the native path (native.py) unless told otherwise or it cannot compile
         parts = on_drop.native_parts() if isinstance(on_drop, Callback) and (
             choose_callback(lib.override)[0] if native is None else native) else None
-        self.block: Block | None = None
-        self.path = "native" if parts is not None else "python"
+        self.block: Block | None = None  # the native callback's context; None on the Python path
         self._filled: int | None = None  # rows, once no callback can run any more
         self._not_copied: int | None = None  # events beyond the capacity, likewise
         self._threads = DeliveryThreads()
@@ -235,6 +234,11 @@ class Subscription:
                 "mine": int((kind == MINE).sum()), "not_copied": self.not_copied}
 
     @property
+    def path(self) -> str:
+        """Which callback WFP calls: native or python."""
+        return "native" if self.block is not None else "python"
+
+    @property
     def callback_threads(self) -> int:
         """Threads that called the callback. Python path: kept thread states (a thread that ended and
         a new one with its id: two). Native path: distinct thread ids among the copied rows, a lower
@@ -251,8 +255,10 @@ class Subscription:
         self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)  # raises: still subscribed
         self.events = HANDLE()
         # rows asked for; no callback can ask any more (as Callback.finish)
-        handed = self.block.handed if self.block is not None else next(self.raw.rows)
         if self.block is not None:
+            handed = self.block.handed
             self.block.close()
+        else:
+            handed = next(self.raw.rows)
         self._filled, self._not_copied = min(handed, self.raw.capacity), max(0, handed - self.raw.capacity)
         UNTIL_UNSUBSCRIBED.discard(self)
