@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.campaign import PROFILES, Campaign, load_expectations, platform_expectations  # noqa: E402
-from harness.experiments.sustained import search_ndr  # noqa: E402
+from harness.experiments.ndr import search_ndr
 from harness.platforms.select import open_platform  # noqa: E402
 from harness.platforms.model import ModelParams  # noqa: E402
-from harness.report.fingerprint import fingerprint  # noqa: E402
-from harness.report.store import ResultStore  # noqa: E402
+from harness.results.fingerprint import fingerprint  # noqa: E402
+from harness.results.store import ResultStore  # noqa: E402
 
 
 def cv(values: list[float]) -> float:
@@ -62,14 +62,14 @@ def main() -> None:
                 rows[cost].append(search_ndr(platform, campaign.base_spec(), store, cost, capacity,
                                              platform.max_send_rate_per_s(), campaign.ndr_config))
             print(f"run {run + 1}: {time.perf_counter() - t:.1f} s, load {load:.1f} | " + " | ".join(
-                f"{c:g}us NDR {r[-1]['rate_per_s'] or 0:,.0f} mu {r[-1]['mu_per_s'] or 0:,.0f} {r[-1]['status']}"
+                f"{c:g}us NDR {r[-1].rate_per_s or 0:,.0f} mu {r[-1].mu_per_s or 0:,.0f} {r[-1].status}"
                 for c, r in rows.items()), flush=True)
     print()
     print(f"{'cost':>6} {'NDR median':>11} {'NDR CV':>7} {'mu median':>10} {'mu CV':>6}  statuses")
     for cost, found in rows.items():
-        ndr = [r["rate_per_s"] for r in found if r["rate_per_s"]]
-        mu = [r["mu_per_s"] for r in found if r["mu_per_s"]]
-        statuses = ", ".join(r["status"] for r in found)
+        ndr = [r.rate_per_s for r in found if r.rate_per_s]
+        mu = [r.mu_per_s for r in found if r.mu_per_s]
+        statuses = ", ".join(str(r.status) for r in found)
         print(f"{cost:5g}us {statistics.median(ndr) if ndr else 0:11,.0f} {cv(ndr):7.1%} "
               f"{statistics.median(mu) if mu else 0:10,.0f} {cv(mu):6.1%}  {statuses}")
     print(f"goal: CV <= 5 % for NDR and mu; stores under {root}")

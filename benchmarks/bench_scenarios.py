@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.interference import references  # noqa: E402
-from harness.report.stored import read_trial_rows  # noqa: E402
+from harness.results.read import read_trial_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = {"model": 20.0, "nflog": 90.0, "wfp": 240.0}

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.experiments.trial import run_recorded  # noqa: E402
 from harness.platforms.model import ModelPlatform  # noqa: E402
-from harness.report.fingerprint import fingerprint  # noqa: E402
-from harness.report.store import ResultStore  # noqa: E402
+from harness.results.fingerprint import fingerprint  # noqa: E402
+from harness.results.store import ResultStore  # noqa: E402
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec  # noqa: E402
 
 WARMUP = 10

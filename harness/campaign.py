@@ -1,6 +1,8 @@
 """A measurement campaign: one platform, one result store, one profile, and the results that
 several scenarios share (the burst search feeds the drain, the drain feeds the NDR trial length).
-Scenarios ask it for results; it runs each experiment once and records its estimates."""
+Scenarios ask it for results; it runs each experiment once and hands the typed results to the
+store. It is the one writer of a run's results: experiments return records, scenarios record
+their verdicts and the platform's facts through it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,21 +12,26 @@ from harness.analysis.backlog import peak_backlog
 from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_capacity
 from harness.experiments.drain import DrainOutcome, measure_drain
 from harness.experiments.inline_copy import compare_inline_copy
-from harness.analysis.verdict import Verdict
-from harness.interference import flags, worst
-from harness.experiments.sustained import NdrConfig, measure_onset, search_ndr
+from harness.experiments.ndr import search_ndr
+from harness.experiments.onset import measure_onset
+from harness.experiments.search import NdrConfig
 from harness.experiments.template import measure_template
 from harness.inputs import BadInput
 from harness.inputs import expectations as read_expectations
+from harness.interference import flags, worst
 from harness.platforms.base import Platform
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.results import catalog
+from harness.results.fingerprint import fingerprint
+from harness.results.records import (Check, DrainSection, Expectations, Facts, InlineCopyResult, NdrResult,
+                                     OnsetResult, TemplateResult, Verdict)
+from harness.results.store import ResultStore
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
-DEFAULT_EXPECTATIONS: dict[str, Any] = {
-    "queue_limit": 256,
-    "system_buffer": 16_500,
-    "system_buffer_tolerance": 0.05,  # relative
+# what the checks compare with unless --expect says otherwise: the field notes' claims (catalogue)
+DEFAULT_EXPECTATIONS: dict[str, float | None] = {
+    "queue_limit": catalog.BY_KEY["queue_limit"].field_note,
+    "buffer_depth": catalog.BY_KEY["buffer_depth"].field_note,
+    "buffer_depth_tolerance": catalog.BY_KEY["buffer_depth"].field_note_tolerance,
 }
 
 
@@ -45,7 +52,7 @@ class Profile:
 
 
 # NDR searches judge short trials by their backlog slope and confirm with one loss trial
-# (experiments/sustained.py). In virtual time trials cost CPU only, so they start short and a
+# (experiments/ndr.py). In virtual time trials cost CPU only, so they start short and a
 # confirmation may be long; in real time, trials start at 0.25 s and the confirmation is bounded
 # (the overload it could not have seen is reported as its confirmed resolution).
 PROFILES = {
@@ -62,15 +69,15 @@ PROFILES = {
 }
 
 
-def platform_expectations(platform: Platform) -> dict[str, Any]:
+def platform_expectations(platform: Platform) -> dict[str, float | None]:
     """What a platform should show when nothing else is said. For nflog the batch is the queue
     threshold it configured; its buffer depends on the receive buffer, so it is reported only."""
     if platform.name == "nflog":
-        return {"queue_limit": platform.config.qthresh, "system_buffer": None}
+        return {"queue_limit": platform.config.qthresh, "buffer_depth": None}
     return {}
 
 
-def load_expectations(path: str | None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_expectations(path: str | None, defaults: dict[str, float | None] | None = None) -> dict[str, float | None]:
     """DEFAULT_EXPECTATIONS, then the platform's `defaults`, then the --expect file (checked:
     harness/inputs.py). A value of null means: not checked, the measured value is reported."""
     return read_expectations(path, {**DEFAULT_EXPECTATIONS, **(defaults or {})})
@@ -90,12 +97,12 @@ class Campaign:
     platform: Platform
     store: ResultStore
     profile: Profile
-    expectations: dict[str, Any]
+    expectations: Expectations
     max_send_rate: float = 0.0  # the generator's rate, measured once at the start of the run
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, platform: Platform, report_dir: str, profile: str, expectations: dict[str, Any],
+    def open(cls, platform: Platform, report_dir: str, profile: str, expectations: dict[str, float | None],
              machine_label: str | None = None,
              store_ready: Callable[[ResultStore], None] | None = None) -> "Campaign":
         """A new run folder; `store_ready(store)` hears of it before the platform measures itself
@@ -103,17 +110,16 @@ class Campaign:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         store = ResultStore(report_dir, fingerprint(cls.settings(platform, profile), machine_label), platform.name)
-        store.sections["expected"] = expectations
-        store.write_summary()
+        expected = Expectations.from_json(expectations)
+        store.set_experiment("expected", expected)
         if store_ready is not None:
             store_ready(store)
         store.at("calibration", running=False)
-        store.fingerprint["measured"] = platform.measured()
-        store.write_summary()
-        return cls(platform, store, PROFILES[profile], expectations, platform.max_send_rate_per_s())
+        store.set_measured(platform.measured())
+        return cls(platform, store, PROFILES[profile], expected, platform.max_send_rate_per_s())
 
     @staticmethod
-    def settings(platform: Platform, profile: str) -> dict[str, Any]:
+    def settings(platform: Platform, profile: str) -> Facts:
         """What is hashed into the config id besides the machine."""
         return {**platform.describe(), "profile": profile}
 
@@ -134,8 +140,8 @@ class Campaign:
     def burst(self) -> BurstOutcome:
         def compute() -> BurstOutcome:
             out = search_burst_capacity(self.platform, self.base_spec(), self.store, self.profile.burst)
-            self.store.set_estimate("burst_capacity", out.capacity)
-            self.store.set_estimate("plateau", out.plateau)
+            for kind in catalog.of_experiment("burst"):
+                self.store.set_estimate(kind.key, getattr(out, "capacity" if kind.key == "burst_capacity" else kind.key))
             return out
         return self._once("burst", compute)
 
@@ -144,19 +150,18 @@ class Campaign:
             burst = self.burst()
             size = int((burst.capacity.value or self.profile.burst.start) * 1.25) + 1  # must overflow
             out = measure_drain(self.platform, self.base_spec(), self.store, size, burst.capacity)
-            for name in ("queue_limit", "first_batch", "buffer_depth", "drain_rate"):
-                self.store.set_estimate(name, getattr(out, name))
-            self.store.sections["drain"]["peak_backlog"] = peak_backlog(out.backlog)
+            self.store.set_experiment("drain", DrainSection(out.trial, out.t_release_ns, peak_backlog(out.backlog)))
+            for kind in catalog.of_experiment("drain"):
+                self.store.set_estimate(kind.key, getattr(out, kind.key))
             return out
         return self._once("drain", compute)
 
-    def ndr(self, cost_us: float) -> dict[str, Any]:
-        def compute() -> dict[str, Any]:
+    def ndr(self, cost_us: float) -> NdrResult:
+        def compute() -> NdrResult:
             capacity = self.burst().capacity.value
             row = search_ndr(self.platform, self.base_spec(), self.store, cost_us, capacity,
                              self.max_send_rate, self.ndr_config)
-            rows = [r for r in self.store.estimates.get("ndr", []) if r["callback_cost_us"] != cost_us]
-            self.store.set_estimate("ndr", sorted(rows + [row], key=lambda r: r["callback_cost_us"]))
+            self.store.set_ndr(row)
             return row
         return self._once(f"ndr:{cost_us}", compute)
 
@@ -181,44 +186,45 @@ class Campaign:
         """In real time the onset varies from trial to trial: three trials measure by how much."""
         return 1 if self.platform.capabilities.virtual_time else 3
 
-    def onset(self) -> dict[str, Any]:
+    def onset(self) -> OnsetResult:
         """Loss onset, overloaded at 1.5 x the measured mu of the middle callback cost."""
-        def compute() -> dict[str, Any]:
+        def compute() -> OnsetResult:
             costs = self.profile.callback_costs_us
             row = self.ndr(costs[len(costs) // 2])
             low, high = self.capacity_range()
             out = measure_onset(self.platform, self.base_spec(), self.store, row, low, high,
                                 self.drain().queue_limit.value, repeats=self.onset_repeats)
-            self.store.sections["onset"] = out
-            self.store.write_summary()
+            self.store.set_experiment("onset", out)
             return out
         return self._once("onset", compute)
 
-    def inline_copy(self, rate: float, duration_s: float) -> dict[str, Any]:
-        def compute() -> dict[str, Any]:
+    def inline_copy(self, rate: float, duration_s: float) -> InlineCopyResult:
+        def compute() -> InlineCopyResult:
             out = compare_inline_copy(self.platform, self.base_spec(), self.store, self.profile.inline_copy_work_us,
                                       rate, duration_s, self.burst().capacity.value)
-            self.store.sections["inline_copy"] = {"work_us": self.profile.inline_copy_work_us,
-                                                  "rate_per_s": rate, "duration_s": duration_s, **out}
-            self.store.write_summary()
+            self.store.set_experiment("inline_copy", out)
             return out
         return self._once("inline_copy", compute)
 
-    def template(self, cost_us: float) -> dict[str, Any]:
-        def compute() -> dict[str, Any]:
+    def template(self, cost_us: float) -> TemplateResult:
+        def compute() -> TemplateResult:
             out = measure_template(self.platform, self.base_spec(), self.store, cost_us, 20_000,
                                    self.burst().capacity.value, self.max_send_rate, self.ndr_config)
-            self.store.sections["template"] = out
-            self.store.write_summary()
+            self.store.set_experiment("template", out)
             return out
         return self._once("template", compute)
 
     def check(self, name: str, passed: bool, measured: Any, expected: Any, message: str) -> None:
         """Record an expectation check in the report; the scenario then asserts it."""
-        self.store.add_check(name, passed, measured, expected, message)
+        self.store.add_check(Check(name, bool(passed), measured, expected, message))
 
     def verdict(self, name: str, v: Verdict) -> Verdict:
         """Record a pass / fail / inconclusive verdict in the report (an inconclusive one is not a
         failure: it carries the spread that kept it from deciding)."""
-        self.store.add_check(name, not v.failed, v.measured, v.expected, v.message, verdict=v.status, spread=v.spread)
+        self.store.add_check(Check.of(name, v))
         return v
+
+    def record_facts(self, name: str, facts: Facts | list[Facts]) -> None:
+        """What the platform found about the machine (wfp: the doctor, allow visibility, the
+        template matrix, the probe, delivery), recorded as found."""
+        self.store.set_experiment(name, facts)

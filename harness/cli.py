@@ -9,7 +9,8 @@ from harness.analysis.loss import loss_by_sequence
 from harness.files import write_atomic
 from harness.inputs import BadInput, parse_pairs, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report import baseline, compare, fleet, history
+from harness.judge import baseline, compare, history
+from harness.report import fleet, history_page
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
@@ -31,14 +32,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     threshold = baseline.DEFAULT_THRESHOLD_PCT if args.fail_if_worse is None else args.fail_if_worse
     found = compare.collect([Path(p) for p in args.paths], args.reference, threshold)
-    text = compare.markdown(found)
+    text = fleet.markdown(found)
     if args.out:
         write_atomic(args.out, text)
     if args.html:
         fleet.write_html(found, Path(args.html))
     print(text, end="")
     if args.fail_if_worse is not None and found.regressions():
-        print("\n".join(f"wfpcap: {line}" for line in compare.regression_lines(found)), file=sys.stderr)
+        print("\n".join(f"wfpcap: {line}" for line in fleet.regression_lines(found)), file=sys.stderr)
         return 1
     return 0
 
@@ -51,8 +52,8 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     built = history.build(Path(args.config))
-    paths = history.write(built, Path(args.out) if args.out else None)
-    print("\n".join(history.summary_lines(built)))
+    paths = history_page.write(built, Path(args.out) if args.out else None)
+    print("\n".join(history_page.summary_lines(built)))
     print(f"history: {paths['html']}")
     return 0
 

@@ -43,12 +43,14 @@ NFLOG_PARAMS: dict[str, tuple[str, float, float]] = {
 }
 NFLOG_SENDERS = ("udp", "raw")
 
-# --expect: null means "not checked: the measured value is reported only", for both counts
+# --expect: null means "not checked: the measured value is reported only", for both counts; keys
+# are the catalogue's (results/catalog.py), and the buffer's older name is still read
 EXPECTATION_KEYS: dict[str, tuple[str, float, float, bool]] = {
     "queue_limit": ("int", 1, 10_000_000, True),
-    "system_buffer": ("int", 0, 10_000_000, True),
-    "system_buffer_tolerance": ("float", 0.0, 10.0, False),
+    "buffer_depth": ("int", 0, 10_000_000, True),
+    "buffer_depth_tolerance": ("float", 0.0, 10.0, False),
 }
+EXPECTATION_ALIASES = {"system_buffer": "buffer_depth", "system_buffer_tolerance": "buffer_depth_tolerance"}
 
 
 def check_number(what: str, value: Any, kind: str, low: float, high: float) -> int | float:
@@ -157,16 +159,20 @@ def check_expectations(loaded: Any, source: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise BadInput(f"{source} must hold a JSON object such as "
                        f'{{"queue_limit": 256}}, got {type(loaded).__name__}')
-    unknown = sorted(set(loaded) - set(EXPECTATION_KEYS))
+    unknown = sorted(set(loaded) - set(EXPECTATION_KEYS) - set(EXPECTATION_ALIASES))
     if unknown:
-        raise BadInput(f"unknown keys in {source}: {', '.join(map(str, unknown))}; known: {', '.join(EXPECTATION_KEYS)}")
+        raise BadInput(f"unknown keys in {source}: {', '.join(map(str, unknown))}; known: {', '.join(EXPECTATION_KEYS)} "
+                       f"({', '.join(EXPECTATION_ALIASES)}: their older names)")
     out: dict[str, Any] = {}
-    for key, value in loaded.items():
+    for given, value in loaded.items():
+        key = EXPECTATION_ALIASES.get(given, given)
+        if key in out:
+            raise BadInput(f"{key} is given twice in {source} (once as {given})")
         kind, low, high, nullable = EXPECTATION_KEYS[key]
         if value is None and nullable:
             out[key] = None
             continue
-        out[key] = check_number(f"{key} in {source}", value, kind, low, high)
+        out[key] = check_number(f"{given} in {source}", value, kind, low, high)
     return out
 
 

@@ -13,24 +13,21 @@ So each trial records, beside its results, what the machine gave it:
   harness's filter): `intf_shared_events`, counted by the platform.
 - the CPU's own speed: a fixed stretch of interpreter work timed before and after the trial
   (`intf_cpu_ref_begin_ns`, `_end_ns`). A VM's speed moves with nothing in /proc/stat to show it
-  (a busy host, a sibling hyperthread, frequency): on the 2-core CI VM the reference sits at
-  62-81 ns and, for seconds at a time, at 42-48 ns, while a 20 us subscriber is served 26-30k/s and
-  then 35-47k/s. `speed_columns` compares each trial's ends with the run's earlier trials.
+  (a busy host, a sibling hyperthread, frequency), and a subscriber's service rate moves with it.
+  `speed_columns` compares each trial's ends with the run's earlier trials.
 The sender's lateness and the subscriber's served rate against its nominal 1/cost come from the
 trial's own records (generator report, analysis/service.py); `flags` turns all of it into words.
 Where /proc is missing (Windows) the CPU figures are None: "not measured", never zero.
 """
 from __future__ import annotations
 
-import math
 import os
 import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-PROC = Path("/proc")
+from harness.host import PROC, CpuSample, cpu_reference_ns, load1, sample
+from harness.results.records import TrialRow
 
 # thresholds for calling something interference in the report (the numbers themselves are always kept)
 OTHERS_SHARE_OF_MACHINE = 0.10   # other processes used more than 10 % of all cores
@@ -53,84 +50,6 @@ def other_harness_runs() -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class CpuSample:
-    t: float
-    total: int          # jiffies over all CPUs: user..steal
-    idle: int           # idle + iowait
-    steal: int
-    own_s: float        # CPU seconds of this process and its live children
-    procs_running: int | None
-
-
-def _cpu_line(proc: Path) -> tuple[int, int, int, int | None] | None:
-    try:
-        text = (proc / "stat").read_text()
-    except OSError:
-        return None
-    total = idle = steal = 0
-    running = None
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            v = [int(x) for x in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
-            v += [0] * (8 - len(v))
-            total, idle, steal = sum(v), v[3] + v[4], v[7]
-        elif line.startswith("procs_running"):
-            running = int(line.split()[1])
-    return total, idle, steal, running
-
-
-def _children(proc: Path) -> list[int]:
-    pids: list[int] = []
-    for task in (proc / "self" / "task").glob("*/children"):
-        try:
-            pids += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return pids
-
-
-def _process_cpu_s(proc: Path, pid: int, tick: float) -> float:
-    try:
-        fields = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-
-
-def sample(proc: Path = PROC) -> CpuSample | None:
-    line = _cpu_line(proc)
-    if line is None:
-        return None
-    tick = float(os.sysconf("SC_CLK_TCK"))
-    t = os.times()
-    own = t.user + t.system + sum(_process_cpu_s(proc, pid, tick) for pid in _children(proc))
-    return CpuSample(time.monotonic(), *line[:3], own, line[3])
-
-
-REFERENCE_LOOPS = 20_000  # ~1.4 ms of interpreter work on this VM: short beside any trial
-
-
-def cpu_reference_ns(repeats: int = 5) -> float:
-    """Nanoseconds per iteration of a fixed pure-Python loop, the fastest of `repeats` (the
-    fastest is the CPU's speed; the slower ones are preemption, which the other figures report)."""
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        x = 0
-        for i in range(REFERENCE_LOOPS):
-            x += i & 7
-        best = min(best, (time.perf_counter_ns() - start) / REFERENCE_LOOPS)
-    return best
-
-
-def _load1() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
 class Probe:
     """Take `begin()` before a trial and `end()` after it."""
 
@@ -143,8 +62,8 @@ class Probe:
         self._reference = cpu_reference_ns()
         self._start = sample(self.proc)
 
-    def end(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"intf_load1": _load1(), "intf_other_runs": self.runs(),
+    def end(self) -> TrialRow:
+        out: TrialRow = {"intf_load1": load1(), "intf_other_runs": self.runs(),
                                "intf_cpus": os.cpu_count(), "intf_others_cores": None, "intf_own_cores": None,
                                "intf_steal_share": None, "intf_procs_running": None}
         start, stop = self._start, sample(self.proc)
@@ -166,7 +85,7 @@ class Probe:
         return out
 
 
-def speed_columns(ends: tuple[float | None, float | None], earlier: list[float]) -> dict[str, Any]:
+def speed_columns(ends: tuple[float | None, float | None], earlier: list[float]) -> TrialRow:
     """How far the CPU's speed at a trial's ends was from the run's typical (the median reference
     of its earlier trials): `intf_cpu_speed_off` is the end furthest off, as typical / reference - 1
     (+0.5: 1.5x faster), beside the limit that calls it interference (SPEED_FLOOR, or SPEED_SIGMAS
@@ -182,7 +101,7 @@ def speed_columns(ends: tuple[float | None, float | None], earlier: list[float])
             "intf_cpu_speed_limit": round(max(SPEED_FLOOR, SPEED_SIGMAS * robust_cv), 4)}
 
 
-def references(rows: list[dict[str, Any]]) -> list[float]:
+def references(rows: list[TrialRow]) -> list[float]:
     """Every CPU reference the rows measured (both ends of each trial)."""
     out = []
     for row in rows:
@@ -193,7 +112,7 @@ def references(rows: list[dict[str, Any]]) -> list[float]:
     return out
 
 
-def speed_flag(row: dict[str, Any]) -> str | None:
+def speed_flag(row: TrialRow) -> str | None:
     """The CPU's speed off the run's typical beyond its limit, in words; None: not off (or not known)."""
     off, limit = row.get("intf_cpu_speed_off"), row.get("intf_cpu_speed_limit")
     if off is None or limit is None or off != off or abs(off) <= limit:
@@ -202,10 +121,10 @@ def speed_flag(row: dict[str, Any]) -> str | None:
             f"(reference {row['intf_cpu_typical_ns'] / (1 + off):.0f} vs {row['intf_cpu_typical_ns']:.0f} ns)")
 
 
-def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def worst(rows: list[TrialRow]) -> TrialRow:
     """The worst of each interference figure over several trials' records (for one line of flags)."""
     keys = ("intf_others_cores", "intf_steal_share", "gen_late_p99_us", "mu_stall_share", "intf_other_runs")
-    out: dict[str, Any] = {"intf_cpus": max((r.get("intf_cpus") or 1 for r in rows), default=1)}
+    out: TrialRow = {"intf_cpus": max((r.get("intf_cpus") or 1 for r in rows), default=1)}
     for key in keys:
         values = [r.get(key) for r in rows if r.get(key) is not None and r.get(key) == r.get(key)]
         out[key] = max(values) if values else None
@@ -220,7 +139,7 @@ def worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def flags(row: dict[str, Any]) -> list[str]:
+def flags(row: TrialRow) -> list[str]:
     """Interference seen in one trial's record, in words (empty: none seen)."""
     out = []
     cpus = row.get("intf_cpus") or 1

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.files import write_atomic
+from harness.host import process_alive as alive
+from harness.host import process_start
 
 NETNS_DIR = Path("/var/run/netns")
 NAMESPACE_RE = re.compile(r"^wfpcap-(\d+)-[0-9a-f]{6}$")  # harness/platforms/nflog/netns.py names
@@ -46,45 +47,6 @@ def registry() -> Path:
     return Path(os.environ.get("WFPCAP_LIVE_DIR") or Path(tempfile.gettempdir()) / "wfpcap-live-runs")
 
 
-def _winsys() -> Any:
-    from harness.platforms.wfp.winsys import WinSys  # kernel32 on Windows; the tests' fake elsewhere
-    return WinSys()
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time (Linux: clock ticks since boot; Windows: its creation FILETIME),
-    so that a reused pid is not taken for the same run."""
-    if sys.platform == "win32":
-        try:
-            return _winsys().process(pid)[1]
-        except OSError:
-            return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def alive(pid: int, start: str | None = None) -> bool:
-    if sys.platform.startswith("linux"):
-        now = _start_time(pid)
-        return now is not None and (start is None or now == start)
-    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
-        try:
-            running, created = _winsys().process(pid)
-        except OSError:
-            return True  # cannot tell: rather warn of a run that has ended than miss a live one
-        return running and (start is None or created is None or created == start)
-    try:
-        os.kill(pid, 0)  # POSIX only: on Windows os.kill would terminate the process
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _entry_path(pid: int) -> Path:
     return registry() / f"{pid}.json"
 
@@ -96,7 +58,7 @@ def register(backend: str, report: str | None, started_utc: str) -> None:
         os.chmod(folder, 0o1777)  # shared by every user's runs, like /tmp
     except OSError:
         pass
-    entry = {"pid": os.getpid(), "start": _start_time(os.getpid()), "backend": backend, "report": report,
+    entry = {"pid": os.getpid(), "start": process_start(os.getpid()), "backend": backend, "report": report,
              "started_utc": started_utc, "host": socket.gethostname(), "phase": {}}
     write_atomic(_entry_path(os.getpid()), json.dumps(entry), durable=False)
 

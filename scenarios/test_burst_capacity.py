@@ -26,11 +26,11 @@ def test_burst_capacity_is_bounded(campaign):
 
 def test_system_buffer_matches_expectation(campaign):
     depth = campaign.drain().buffer_depth
-    want = campaign.expectations["system_buffer"]
+    want = campaign.expectations.buffer_depth
     if want is None:  # nothing to compare with: report what was measured
         campaign.check("system buffer", True, depth.value, "not set", f"measured buffer depth {depth.value}")
         return
-    tol = campaign.expectations["system_buffer_tolerance"]  # the user's own tolerance (--expect)
+    tol = campaign.expectations.buffer_depth_tolerance  # the user's own tolerance (--expect)
     if not depth.detectable:
         verdict = Verdict(INCONCLUSIVE, None, f"{want} +/- {tol:.0%}", f"buffer depth {depth.reason}")
     else:

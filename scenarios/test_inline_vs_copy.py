@@ -15,10 +15,11 @@ def test_copy_loses_no_more_than_inline(campaign):
     cap = campaign.burst().capacity.value
     duration = 3 * cap / (rate - 1e6 / work)  # three times as long as inline needs to overflow
     out = campaign.inline_copy(rate, duration)
-    inline, copy = out["inline"]["loss_ratio"], out["copy"]["loss_ratio"]
+    inline, copy = out.inline.loss_ratio, out.copy.loss_ratio
+    modes = {"inline": out.inline, "copy": out.copy}
     passed = copy <= inline and inline > 0
-    noise = [f"{m}: {out[m]['interference']}" for m in ("inline", "copy") if out[m].get("interference")]
-    noise += [f"{m} trial not trusted" for m in ("inline", "copy") if not out[m]["trusted"]]
+    noise = [f"{name}: {m.interference}" for name, m in modes.items() if m.interference]
+    noise += [f"{name} trial not trusted" for name, m in modes.items() if not m.trusted]
     status = PASS if passed and not any("not trusted" in n for n in noise) else INCONCLUSIVE if noise else FAIL
     verdict = Verdict(status, {"inline": inline, "copy": copy}, "copy <= inline, inline > 0",
                       f"loss inline {inline:.2%}, copy {copy:.2%} at {rate:.0f}/s" + (f" ({'; '.join(noise)})" if noise else ""),

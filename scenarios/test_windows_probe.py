@@ -16,9 +16,8 @@ def probes(campaign):
         pytest.skip("the probe is for the wfp backend")
     results = []
     yield results
-    campaign.store.sections["probe"] = results
-    campaign.store.sections["delivery"] = campaign.platform.observed()
-    campaign.store.write_summary()
+    campaign.record_facts("probe", results)
+    campaign.record_facts("delivery", campaign.platform.observed())
 
 
 @pytest.mark.parametrize("sender", SENDERS)

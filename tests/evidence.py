@@ -59,10 +59,10 @@ def check_over_asked_campaign(platform, folder: Path) -> dict:
     campaign.onset()
     campaign.inline_copy(2e6 / quick.inline_copy_work_us, 0.5)
     checked, untrusted = check_report(campaign.store.path)
-    assert untrusted >= 1 and row["untrusted_trials"], "the over-asked first trial should have been refused"
+    assert untrusted >= 1 and row.untrusted_trials, "the over-asked first trial should have been refused"
     assert checked >= 8
-    assert row["generator_limit_per_s"] or row["first_overloaded_rate_per_s"]
-    assert row["rate_per_s"] is None or row["rate_per_s"] <= 1e6 / 100.0  # never above what the callback allows
+    assert row.generator_limit_per_s or row.first_overloaded_rate_per_s
+    assert row.rate_per_s is None or row.rate_per_s <= 1e6 / 100.0  # never above what the callback allows
     return row
 
 

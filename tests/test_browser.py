@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from browser import needs_browser, visit
-from harness.report import compare, fleet
+from harness.judge import compare
+from harness.report import fleet
 from stored_runs import noisy_copy, real_run
 
 

@@ -16,7 +16,7 @@ def test_model_runs_share_one_folder(tmp_path):
     a, _ = config_id_of(ModelPlatform(), tmp_path)
     b, fp = config_id_of(ModelPlatform(), tmp_path)
     assert a == b
-    assert fp["measured"]["max_send_rate_per_s"] == 1_000_000
+    assert fp.measured["max_send_rate_per_s"] == 1_000_000
 
 
 @needs_nflog
@@ -27,8 +27,8 @@ def test_nflog_runs_share_one_folder_although_the_generator_rate_differs(tmp_pat
         with NflogPlatform() as p:
             cid, fp = config_id_of(p, tmp_path)
         ids.add(cid)
-        rates.append(fp["measured"]["max_send_rate_per_s"])
-        assert "max_send_rate_per_s" not in repr(fp["stable"])
+        rates.append(fp.measured["max_send_rate_per_s"])
+        assert "max_send_rate_per_s" not in repr(fp.stable)
     assert len(ids) == 1, (ids, rates)
 
 
@@ -42,7 +42,7 @@ def test_wfp_runs_share_one_folder_although_other_subscribers_come_and_go(tmp_pa
             with open_wfp(path) as p:
                 cid, fp = config_id_of(p, tmp_path)
             ids.add(cid)
-            assert fp["measured"]["existing_subscriptions"] == foreign
+            assert fp.measured["existing_subscriptions"] == foreign
     finally:
         dll.FakeSetForeignSubscriptions(0)
     assert len(ids) == 1, ids

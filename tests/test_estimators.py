@@ -9,8 +9,8 @@ from harness.analysis.loss import loss_by_sequence
 from harness.experiments.burst import BurstConfig, search_burst_capacity
 from harness.experiments.drain import measure_drain
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.results.fingerprint import fingerprint
+from harness.results.store import ResultStore
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
 

@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from harness.campaign import Campaign, load_expectations
 from harness.files import WriteFailed
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.compare import collect, markdown
+from harness.judge.compare import collect
+from harness.report.fleet import markdown
 from harness.report.render import render
-from harness.report.store import ResultStore
-from harness.report.stored import StoredFileError, read_summary, read_trial_rows
-from harness.session import run_options
+from harness.results.records import RunStatus
+from harness.results.store import ResultStore
+from harness.results.read import StoredFileError, read_summary, read_trial_rows
+from harness.plugin.options import run_options
 from session_runs import ROOT
 from test_inputs import Options
 
@@ -64,7 +66,7 @@ def test_a_full_disk_is_one_line_and_the_trials_on_disk_stay_whole(small_disk):
     assert str(failed.value).startswith(f"cannot write {small_disk}") and "No space left" in str(failed.value)
     rows = read_trial_rows(c.store.path / "trials.csv")
     assert len(rows) >= 1 and all(r["loss_ratio"] is not None for r in rows)
-    assert read_summary(c.store.path / "summary.json")["config_id"] == c.store.config_id
+    assert read_summary(c.store.path / "summary.json").config_id == c.store.config_id
     # rendering on the full disk: one line, and no cut or empty file left behind
     with pytest.raises(WriteFailed):
         render(c.store.path)
@@ -77,8 +79,7 @@ def _valid_run(tmp_path):
     c = Campaign.open(ModelPlatform(ModelParams(system_buffer=1000, queue_limit=32)), str(tmp_path), "quick",
                       load_expectations(None), "fuzz")
     c.burst()
-    c.store.run["status"] = "interrupted"
-    c.store.write_summary()
+    c.store.set_run(RunStatus("interrupted"))
     return c.store.path
 
 

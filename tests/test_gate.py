@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import baseline
-from harness.report.spread import Reading
+from harness.judge import baseline
+from harness.judge.spread import Reading, readings
+from harness.results.records import RunSummary
 from platforms import needs_nflog
 from stored_runs import set_status
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = "queue_limit_matches or ndr_below_callback_rate and 20us"  # measures the buffer, checks only the queue
+
+
+def summary_of(estimates):
+    """A run's summary holding just these estimates, as summary.json writes them."""
+    return RunSummary.from_json({"platform": "model", "config_id": "x", "estimates": estimates})
 
 
 def reading(value, low=None, high=None, key="buffer_depth"):
@@ -126,7 +132,6 @@ def test_bad_baseline_is_one_clear_line(tmp_path):
 
 def test_an_ndr_the_generator_could_not_offer_is_inconclusive():
     import pandas as pd
-    from harness.report.spread import readings
     row = {"callback_cost_us": 20.0, "rate_per_s": 7500.0, "first_lossy_rate_per_s": 12500.0, "resolution_per_s": 5000.0}
     trials = pd.DataFrame({"experiment": "sustained", "search_cost_us": 20.0,
                            "offered_rate_per_s": [100000.0, 50000.0, 25000.0, 12500.0, 7500.0],
@@ -134,37 +139,35 @@ def test_an_ndr_the_generator_could_not_offer_is_inconclusive():
     templated = pd.concat([trials.assign(templated=False), pd.DataFrame([  # a template's search: not this NDR
         {"experiment": "sustained", "search_cost_us": 20.0, "offered_rate_per_s": 80000.0, "lost": 0,
          "gen_trusted": True, "templated": True}])], ignore_index=True)
-    assert readings({"estimates": {"ndr": [row]}}, templated)["ndr@20us"].high == 25000.0
-    trusted = readings({"estimates": {"ndr": [row]}}, trials)["ndr@20us"]
+    assert readings(summary_of({"ndr": [row]}), templated)["ndr@20us"].high == 25000.0
+    trusted = readings(summary_of({"ndr": [row]}), trials)["ndr@20us"]
     assert (trusted.low, trusted.high, trusted.inconclusive) == (7500.0, 25000.0, "")  # 25,000 passed once
     trials.loc[4, "gen_trusted"] = False
-    doubtful = readings({"estimates": {"ndr": [row]}}, trials)["ndr@20us"]
+    doubtful = readings(summary_of({"ndr": [row]}), trials)["ndr@20us"]
     assert doubtful.inconclusive == "the generator missed its offered load in 1 of 2 deciding trials"
-    base = readings({"estimates": {"ndr": [dict(row, rate_per_s=50000.0, first_lossy_rate_per_s=52000.0)]}})
+    base = readings(summary_of({"ndr": [dict(row, rate_per_s=50000.0, first_lossy_rate_per_s=52000.0)]}))
     (v,) = baseline.judge(base, {"ndr@20us": doubtful}, 5.0)
     assert v.outcome == "inconclusive" and not v.failed and "not judged" in v.message()
 
 
 def test_ndr_rows_with_a_status_and_a_relative_spread():
-    from harness.report.spread import readings
     row = {"callback_cost_us": 100.0, "rate_per_s": 9000.0, "first_overloaded_rate_per_s": 9200.0,
            "status": "conclusive", "spread": 0.04}
-    r = readings({"estimates": {"ndr": [row]}})["ndr@100us"]
+    r = readings(summary_of({"ndr": [row]}))["ndr@100us"]
     assert (r.low, r.high, r.inconclusive) == (pytest.approx(8640.0), pytest.approx(9360.0), "")
-    varied = readings({"estimates": {"ndr": [dict(row, status="inconclusive", spread=0.09,
-                                                  status_reasons=["mu varied 9.0% (more than 5.0%)"])]}})
+    varied = readings(summary_of({"ndr": [dict(row, status="inconclusive", spread=0.09,
+                                                  status_reasons=["mu varied 9.0% (more than 5.0%)"])]}))
     assert varied["ndr@100us"].inconclusive == "" and varied["ndr@100us"].low == pytest.approx(8190.0)
-    doubtful = readings({"estimates": {"ndr": [dict(row, status="inconclusive",
-                                                    status_reasons=["not confirmed by loss: lost at 9000/s"])]}})
+    doubtful = readings(summary_of({"ndr": [dict(row, status="inconclusive",
+                                                    status_reasons=["not confirmed by loss: lost at 9000/s"])]}))
     assert doubtful["ndr@100us"].inconclusive == "not confirmed by loss: lost at 9000/s"
 
 
 def test_a_stored_capacity_of_an_unexpected_shape_is_ignored_not_a_crash():
     """A stored summary is input (hypothesis found `searches: true` crashing the reading)."""
-    from harness.report.spread import readings
     for searches in (True, 3, None, "1053", {"a": 1}):
-        r = readings({"estimates": {"burst_capacity": {"value": 1053, "searches": searches},
-                                    "plateau": "not a dict", "buffer_depth": 7}})["burst_capacity"]
+        r = readings(summary_of({"burst_capacity": {"value": 1053, "searches": searches},
+                                    "plateau": "not a dict", "buffer_depth": 7}))["burst_capacity"]
         assert (r.value, r.low, r.high) == (1053.0, 1053.0, 1053.0)
-    r = readings({"estimates": {"burst_capacity": {"value": 1053, "searches": [1000, 1100]}}})["burst_capacity"]
+    r = readings(summary_of({"burst_capacity": {"value": 1053, "searches": [1000, 1100]}}))["burst_capacity"]
     assert (r.low, r.high) == (1000.0, 1100.0)

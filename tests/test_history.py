@@ -5,8 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from harness.report import history
-from harness.report.changepoint import detect_steps
+from harness.judge import history
+from harness.report import history_page
+from harness.judge.changepoint import detect_steps
 from stored_runs import graft_ndr, noisy_copy, real_run, set_status
 
 
@@ -77,7 +78,7 @@ def test_incomplete_runs_are_listed_and_left_out(sources, tmp_path):
     found = history.build(config)
     assert len(found.runs) == 10 and len(found.complete) == 8
     assert all(len(s.runs) == 8 for s in found.series)
-    text = history.markdown(found, {})
+    text = history_page.markdown(found, {})
     assert "interrupted: SIGINT during test_sustained_rate.py::test_ndr" in text
     assert "unknown: written before runs recorded their status" in text
     assert "2 flagged and left out" in text

@@ -8,7 +8,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.inputs import BadInput
-from harness.session import RUN_OPTIONS, run_options
+from harness.plugin.options import RUN_OPTIONS, run_options
 from session_runs import run, scenario_cmd
 
 
@@ -16,7 +16,7 @@ class Options:
     """A pytest config stand-in: getoption() answers from the given options, else the defaults."""
 
     def __init__(self, **given):
-        self.given = {"--resume": None, **RUN_OPTIONS, **{f"--{k.replace('_', '-')}": v for k, v in given.items()}}
+        self.given = {"--resume": None, **{name: default for name, (default, _) in RUN_OPTIONS.items()}, **{f"--{k.replace('_', '-')}": v for k, v in given.items()}}
 
     def getoption(self, name):
         return self.given[name]
@@ -95,7 +95,7 @@ def test_report_dir_that_is_a_file_or_not_writable(tmp_path):
 def test_null_means_not_checked_for_both_counts(tmp_path):
     opts = run_options(Options(expect=expect_file(tmp_path, {"queue_limit": None, "system_buffer": None}),
                                report_dir=str(tmp_path / "r")))
-    assert opts.expectations == {"queue_limit": None, "system_buffer": None}
+    assert opts.expectations == {"queue_limit": None, "buffer_depth": None}  # system_buffer: its older name
 
 
 def test_the_session_refuses_before_opening_anything(tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.interference import Probe, _cpu_line, flags
+from harness.host import _cpu_line
+from harness.interference import Probe, flags
 
 STAT = """cpu  1000 10 500 8000 100 5 5 40 0 0
 cpu0 500 5 250 4000 50 2 2 20 0 0
@@ -125,7 +126,7 @@ def test_a_cpu_speed_off_the_runs_typical_is_named_with_its_reference():
 
 def test_the_cpu_reference_times_the_interpreter():
     """The reference is the fastest of its repeats: a stretch of real work, not a constant."""
-    from harness.interference import REFERENCE_LOOPS, cpu_reference_ns
+    from harness.host import REFERENCE_LOOPS, cpu_reference_ns
     start = time.perf_counter_ns()
     ref = cpu_reference_ns(repeats=3)
     elapsed = time.perf_counter_ns() - start

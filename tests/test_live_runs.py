@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import live_runs
+from harness import host, live_runs
 from harness.platforms.wfp.winsys import WinSys
 from platforms import fake_wfp_library
 
@@ -47,8 +47,8 @@ def test_a_process_is_alive_with_a_stable_creation_time_and_dead_once_it_exits(w
 @pytest.fixture()
 def on_windows(winsys, monkeypatch, alone):
     """live_runs as it runs on Windows, kernel32 being the fake's stand-ins."""
-    monkeypatch.setattr(live_runs.sys, "platform", "win32")
-    monkeypatch.setattr(live_runs, "_winsys", lambda: winsys)
+    monkeypatch.setattr(host.sys, "platform", "win32")
+    monkeypatch.setattr(host, "_winsys", lambda: winsys)
     return alone
 
 

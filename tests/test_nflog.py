@@ -12,9 +12,12 @@ import pytest
 from harness.analysis.loss import loss_by_sequence
 from harness.experiments.burst import BurstConfig, search_burst_capacity
 from harness.experiments.drain import measure_drain
-from harness.experiments.sustained import NdrConfig, ndr_expected_range, search_ndr, sustained_spec
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.experiments.search import NdrConfig
+from harness.analysis.sustained import ndr_expected_range
+from harness.experiments.ndr import search_ndr
+from harness.experiments.trial import sustained_spec
+from harness.results.fingerprint import fingerprint
+from harness.results.store import ResultStore
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.safety import UnsafeDestination
 from under_load import assert_recovered_or_withheld, watched
@@ -58,28 +61,28 @@ def test_sustained_search_holds_up_longer_and_breaks_above(tmp_path):
         config = NdrConfig(resolution=0.05, trial_s=0.25, max_trial_s=2.0, max_confirm_s=6.0,
                            max_confirmations=2, quiet_s=0.3)
         result = search_ndr(p, BASE, store, 50.0, cap, p.max_send_rate_per_s(), config)
-        ndr = result["rate_per_s"]
-        assert ndr, {k: result[k] for k in ("status", "status_reasons", "confirmation", "notes")}
+        ndr = result.rate_per_s
+        assert ndr, (result.status, result.status_reasons, result.confirmation, result.notes)
         assert ndr < 1e6 / 50.0 * 1.05
         # no faster than it was served (a confirmation that lost while the machine interfered stops at
         # what it served), but for what the buffer absorbs: a loss-free trial of T seconds
         # at a rate above mu proves only rate <= mu + capacity / T (a 5 % overshoot seen at load 1.5)
-        assert ndr <= ndr_expected_range(result)[1], (ndr, result["mu_high_per_s"], result["confirmation"])
-        longer = 2 * result["confirmation"]["duration_s"]
+        assert ndr <= ndr_expected_range(result)[1], (ndr, result.mu_high_per_s, result.confirmation)
+        longer = 2 * result.confirmation.duration_s
         keep, noise = watched(p, sustained_spec(BASE, 50.0, ndr, longer))
         lost = loss_by_sequence(keep.sent, keep.delivered).lost
         # it holds up within what the NDR claims: a loss-free confirmation of T seconds leaves an
         # overload of up to one search step + capacity/T unseen, which over 2T seconds loses up to
         # 2T x step + capacity (seen: 4,000 lost at load ~1); a stall longer than that says so
-        step = result["resolution"] * ndr
-        unseen = max(0.0, 2 * result["confirmation"]["duration_s"] * step + cap)
+        step = result.resolution * ndr
+        unseen = max(0.0, 2 * result.confirmation.duration_s * step + cap)
         assert lost <= unseen or noise, f"lost {lost} events at the NDR on a quiet machine (its bracket allows {unseen:.0f})"
         above = p.run_trial(sustained_spec(BASE, 50.0, 1.2 * ndr, longer))
         if loss_by_sequence(above.sent, above.delivered).lost == 0:
             # a search slowed by a neighbour finds too low an NDR: then it is not conclusive and names why
-            assert result["status"] != "conclusive" and result["interference"], {
-                k: result[k] for k in ("status", "status_reasons", "interference", "rate_per_s", "mu_per_s")}
-            print(f"no loss at 1.2 x NDR {ndr:.0f}/s; search {result['status']}: {'; '.join(result['status_reasons'])}")
+            assert result.status != "conclusive" and result.interference, (
+                result.status, result.status_reasons, result.interference, result.rate_per_s, result.mu_per_s)
+            print(f"no loss at 1.2 x NDR {ndr:.0f}/s; search {result.status}: {'; '.join(result.status_reasons)}")
         elif lost:
             print(f"lost {lost} at the NDR while {'; '.join(noise)}")
 

@@ -151,11 +151,11 @@ def test_a_line_starts_on_its_own_even_after_a_note_written_under_capture(tmp_pa
     conftest = tmp_path / "conftest.py"
     conftest.write_text(
         "import pytest\n"
-        "pytest_plugins = ('harness.report.pytest_plugin',)\n"
+        "pytest_plugins = ('harness.plugin.options', 'harness.plugin.reporting')\n"
         "class Store:\n"
         "    def __init__(self, path):\n"
         "        self.path, self.trial_listeners, self.checks, self.config_id = path, [], [], 'x'\n"
-        "    def summary(self): return {}\n"
+        "    def to_json(self): return {'platform': 'model', 'config_id': 'x'}\n"
         "class Campaign:\n"
         "    class profile:\n"
         "        class burst: repetitions, verify, sweep = 1, 1, ()\n"

@@ -5,8 +5,9 @@ import sys
 
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.compare import collect, markdown
-from harness.report.fingerprint import config_id, fingerprint
+from harness.judge.compare import collect
+from harness.report.fleet import markdown
+from harness.results.fingerprint import config_id, fingerprint
 from harness.report.render import render
 from stored_runs import set_status
 
@@ -117,25 +118,26 @@ def _speed_run(folder, refs, status="complete", off=None):
 
 
 def test_the_report_names_the_cpu_speed_against_the_configurations_earlier_runs(tmp_path):
-    from harness.report.sustained import interference_lines
+    from harness.report.ndr_section import interference_lines
+    from harness.results.runs import load_run
     config = tmp_path / "cfg"
     _speed_run(config / "20261101T000000Z", [70.0] * 6)
     _speed_run(config / "20261102T000000Z", [72.0] * 6)
     _speed_run(config / "20261103T000000Z", [30.0] * 6, status="interrupted")  # not history
     _speed_run(config / "20261104T000000Z", [77.0] * 5 + [44.0], off=0.6)
-    words = " ".join(interference_lines(config / "20261104T000000Z"))
+    words = " ".join(interference_lines(load_run(config / "20261104T000000Z")))
     assert "median 77.0 ns, 44.0-77.0 ns" in words, words
     assert "1 trials ran off the run's typical speed (up to 60%; limit 15%): interference" in words, words
     assert "median reference 71.0 ns over 2 run(s); this run's CPU ran 7.8% slower" in words, words
-    first = " ".join(interference_lines(config / "20261101T000000Z"))
+    first = " ".join(interference_lines(load_run(config / "20261101T000000Z")))
     assert "earlier runs" not in first and "median 70.0 ns" in first
     # Windows: no /proc figures, the reference still
     trials = config / "20261104T000000Z" / "trials.csv"
     trials.write_text(trials.read_text().replace(",0.1,2,0.0,0.5,", ",,2,,,"))
-    assert " ".join(interference_lines(config / "20261104T000000Z")).startswith("CPU reference")
+    assert " ".join(interference_lines(load_run(config / "20261104T000000Z"))).startswith("CPU reference")
     # wfp: the events of others through the same queue, on Windows too
     text = trials.read_text().splitlines()
     text = [text[0] + ",intf_shared_events,intf_shared_share"] + [row + (",3,0.03" if i else ",0,0.0") for i, row in enumerate(text[1:])]
     trials.write_text("\n".join(text) + "\n")
-    words = " ".join(interference_lines(config / "20261104T000000Z"))
+    words = " ".join(interference_lines(load_run(config / "20261104T000000Z")))
     assert words.startswith("Events not the trials' own through the same queue") and "max 3 (up to 3.0% of" in words, words

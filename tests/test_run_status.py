@@ -6,8 +6,9 @@ import signal
 
 import pytest
 
-from harness.report.compare import collect, markdown
-from harness.report.status import status_of
+from harness.judge.compare import collect
+from harness.report.fleet import markdown
+from harness.results.status import status_of
 from session_runs import (comparable, resume_cmd, run, scenario_cmd, small_model_args, start, summaries,
                           wait_for_phase)
 
@@ -103,11 +104,11 @@ def test_a_signal_while_trials_csv_is_written_leaves_summary_and_file_agreeing(t
     """SIGINT can land while trials.csv is rewritten after a trial (an fsync'd atomic write, the
     slowest step of a model trial): the trial is counted but the file keeps the old rows. The
     cleanup writes the file again, so summary.json and trials.csv agree on the trials."""
-    from harness import session
+    from harness.plugin import lifecycle as session
     from harness.campaign import Campaign, load_expectations
     from harness.experiments.trial import run_recorded
     from harness.platforms.model import ModelParams, ModelPlatform
-    from harness.report import store as store_module
+    from harness.results import store as store_module
 
     c = Campaign.open(ModelPlatform(ModelParams(system_buffer=2000, queue_limit=64)), str(tmp_path), "quick",
                       load_expectations(None), "cut")
@@ -125,7 +126,7 @@ def test_a_signal_while_trials_csv_is_written_leaves_summary_and_file_agreeing(t
         run_recorded(c.platform, spec, c.store, "burst")
     monkeypatch.setattr(store_module, "write_atomic", real)
     state = session.SessionState(store=c.store, signal=signal.SIGINT, selected=["s"])
-    session._finish(state)
+    session._finish(state, None)
     summary = json.loads((c.store.path / "summary.json").read_text())
     rows = (c.store.path / "trials.csv").read_text().splitlines()
     assert summary["trials"] == len(rows) - 1 == 2

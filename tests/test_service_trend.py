@@ -8,7 +8,7 @@ import pytest
 from harness.analysis.service import served_rate
 from harness.analysis.trend import backlog_trend
 from harness.experiments.drain import drain_rate
-from harness.experiments.sustained import sustained_spec
+from harness.experiments.trial import sustained_spec
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 

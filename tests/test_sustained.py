@@ -5,11 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from harness.experiments.sustained import NdrConfig, search_ndr, search_ndr_by_loss
+from harness.experiments.search import NdrConfig
+from harness.experiments.ndr import search_ndr
+from harness.experiments.ndr_loss import search_ndr_by_loss
 from harness.platforms.base import Capabilities
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.results.fingerprint import fingerprint
+from harness.results.store import ResultStore
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
 BASE = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=5.0, cost_cv=0.2))
@@ -36,14 +38,14 @@ def test_trend_search_equals_loss_search_in_a_fifth_of_the_time(tmp_path, cost_u
     trend = search_ndr(ModelPlatform(p), BASE, store_for(ModelPlatform(p), tmp_path / "t"), cost_us, capacity, 1e6, TREND)
     loss = search_ndr_by_loss(ModelPlatform(p), BASE, store_for(ModelPlatform(p), tmp_path / "l"), cost_us, capacity,
                               1e6, LOSS)
-    resolution = max(trend["resolution_per_s"], loss["resolution_per_s"])
-    assert abs(trend["rate_per_s"] - loss["rate_per_s"]) <= resolution, (trend["rate_per_s"], loss["rate_per_s"])
-    assert trend["trial_time_s"] <= loss["trial_time_s"] / 5, (trend["trial_time_s"], loss["trial_time_s"])
+    resolution = max(trend.resolution_per_s, loss.resolution_per_s)
+    assert abs(trend.rate_per_s - loss.rate_per_s) <= resolution, (trend.rate_per_s, loss.rate_per_s)
+    assert trend.trial_time_s <= loss.trial_time_s / 5, (trend.trial_time_s, loss.trial_time_s)
     # and both sit at the model's service rate, which neither was told
     mu = saturated_rate(p, cost_us)
-    assert abs(trend["rate_per_s"] - mu) <= trend["resolution_per_s"]
-    assert trend["mu_per_s"] == pytest.approx(mu, rel=0.02)
-    assert trend["status"] == "conclusive" and trend["confirmation"]["confirmed"]
+    assert abs(trend.rate_per_s - mu) <= trend.resolution_per_s
+    assert trend.mu_per_s == pytest.approx(mu, rel=0.02)
+    assert trend.status == "conclusive" and trend.confirmation.confirmed
 
 
 class Generator:
@@ -83,12 +85,12 @@ def test_a_generator_that_cannot_reach_the_rate_limits_the_search(tmp_path):
     platform = Generator(p, limit=30_000)   # the 20 us subscriber could take ~44,000/s
     store = store_for(platform, tmp_path)
     row = search_ndr(platform, BASE, store, 20.0, p.true_burst_capacity(), 1e6, TREND)
-    assert row["rate_per_s"] <= 30_000  # never a rate the generator did not offer
-    assert row["status"] == "generator-limited" and row["generator_limited"]
+    assert row.rate_per_s <= 30_000  # never a rate the generator did not offer
+    assert row.status == "generator-limited" and row.generator_limited
     trials = store.trials()
     untrusted = trials.loc[trials["trusted"] == False, "trial"].tolist()  # noqa: E712
-    assert untrusted and set(untrusted) == set(row["untrusted_trials"])
-    assert not set(row["rests_on"]) & set(untrusted)
+    assert untrusted and set(untrusted) == set(row.untrusted_trials)
+    assert not set(row.rests_on) & set(untrusted)
 
 
 def test_the_loss_only_search_never_counts_a_missed_load_as_loss_free(tmp_path):
@@ -96,7 +98,7 @@ def test_the_loss_only_search_never_counts_a_missed_load_as_loss_free(tmp_path):
     platform = Generator(p, limit=30_000)
     store = store_for(platform, tmp_path)
     row = search_ndr_by_loss(platform, BASE, store, 20.0, p.true_burst_capacity(), 1e6, LOSS)
-    assert row["rate_per_s"] is None or row["rate_per_s"] <= 30_000, row
+    assert row.rate_per_s is None or row.rate_per_s <= 30_000, row
 
 
 @pytest.mark.parametrize("stumble", [2, 3])
@@ -106,11 +108,11 @@ def test_stumbling_trials_are_run_again_and_never_evidence(tmp_path, stumble):
     store = store_for(platform, tmp_path)
     row = search_ndr(platform, BASE, store, 100.0, p.true_burst_capacity(), 1e6, TREND)
     mu = saturated_rate(p, 100.0)
-    assert abs(row["rate_per_s"] - mu) <= row["resolution_per_s"]
+    assert abs(row.rate_per_s - mu) <= row.resolution_per_s
     trials = store.trials()
     untrusted = set(trials.loc[trials["trusted"] == False, "trial"])  # noqa: E712
-    assert untrusted and untrusted == set(row["untrusted_trials"])
-    assert not set(row["rests_on"]) & untrusted
+    assert untrusted and untrusted == set(row.untrusted_trials)
+    assert not set(row.rests_on) & untrusted
     assert (trials.loc[trials["trial"].isin(untrusted), "verdict"] == "untrusted").all()
 
 
@@ -123,10 +125,10 @@ def test_loss_only_ndr_and_pdr_bracket_the_true_service_rate(tmp_path, cost_us):
     mu = saturated_rate(p, cost_us)
     ndr = search_ndr_by_loss(platform, BASE, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01))
     pdr = search_ndr(platform, BASE, store, cost_us, cap, 1e6, NdrConfig(resolution=0.01, loss_tolerance=0.05))
-    step = ndr["resolution_per_s"]
-    assert mu - 2 * step <= ndr["rate_per_s"] <= mu + ndr["unresolvable_overload_per_s"]
+    step = ndr.resolution_per_s
+    assert mu - 2 * step <= ndr.rate_per_s <= mu + ndr.unresolvable_overload_per_s
     # 5 % loss allowed: the buffer fills, then the path delivers mu of the offered rate
-    assert ndr["rate_per_s"] < pdr["rate_per_s"] <= mu / 0.95 + 2 * step
+    assert ndr.rate_per_s < pdr.rate_per_s <= mu / 0.95 + 2 * step
 
 
 def test_every_sustained_trial_records_mu_slope_and_trust(tmp_path):
@@ -143,7 +145,7 @@ def test_every_sustained_trial_records_mu_slope_and_trust(tmp_path):
 
 def onset_verdict(out):
     from harness.analysis.verdict import interval_check
-    return interval_check(out["onset_s"], out["predicted_low_s"], out["predicted_high_s"], max_width=0.5,
+    return interval_check(out.onset_s, out.predicted_low_s, out.predicted_high_s, max_width=0.5,
                           interference=[], what="onset").status
 
 
@@ -151,17 +153,17 @@ def onset_verdict(out):
 def test_loss_onset_prediction_follows_the_trials_own_service_rate_and_still_catches_a_wrong_capacity(tmp_path, buffer):
     """At 1.5 x mu the onset moves three times as much as mu does; a search whose mu was 6 % low
     (what a busy neighbour does between trials) must not fail the onset, a capacity off by half must."""
-    from harness.experiments.sustained import measure_onset
+    from harness.experiments.onset import measure_onset
     p = ModelParams(system_buffer=buffer, seed=buffer)
     platform = ModelPlatform(p)
     store = store_for(platform, tmp_path)
     cap, batch = p.true_burst_capacity(), p.queue_limit
     row = search_ndr(platform, BASE, store, 100.0, cap, 1e6, TREND)
     assert onset_verdict(measure_onset(platform, BASE, store, row, cap, cap, batch)) == "pass"
-    drifted = {**row, **{k: row[k] * 0.94 for k in ("mu_per_s", "mu_low_per_s", "mu_high_per_s")}}
+    drifted = replace(row, **{k: getattr(row, k) * 0.94 for k in ("mu_per_s", "mu_low_per_s", "mu_high_per_s")})
     out = measure_onset(platform, BASE, store, drifted, cap, cap, batch)
     # the search's mu alone predicts an onset well before the one seen
-    assert out["onset_s"] > (cap + batch) / (out["rate_per_s"] - drifted["mu_high_per_s"]), out
+    assert out.onset_s > (cap + batch) / (out.rate_per_s - drifted.mu_high_per_s), out
     assert onset_verdict(out) == "pass", out
     wrong = measure_onset(platform, BASE, store, row, int(cap * 1.5), int(cap * 1.5), batch)
     assert onset_verdict(wrong) == "fail", wrong
@@ -169,29 +171,29 @@ def test_loss_onset_prediction_follows_the_trials_own_service_rate_and_still_cat
 
 @pytest.mark.parametrize("cost_us,buffer", [(20.0, 1_000), (100.0, 16_500), (500.0, 4_000)])
 def test_ndr_expected_range_holds_the_ndr_and_not_a_quarter_more(tmp_path, cost_us, buffer):
-    from harness.experiments.sustained import ndr_expected_range
+    from harness.analysis.sustained import ndr_expected_range
     p = ModelParams(system_buffer=buffer, seed=int(cost_us))
     platform = ModelPlatform(p)
     row = search_ndr(platform, BASE, store_for(platform, tmp_path), cost_us, p.true_burst_capacity(), 1e6, TREND)
-    assert row["confirmation"]["mu_per_s"], row["confirmation"]  # the confirmation trial's own service rate
+    assert row.confirmation.mu_per_s, row.confirmation  # the confirmation trial's own service rate
     low, high = ndr_expected_range(row)
-    assert low <= row["rate_per_s"] <= high < 1.25 * row["rate_per_s"], (low, row["rate_per_s"], high)
+    assert low <= row.rate_per_s <= high < 1.25 * row.rate_per_s, (low, row.rate_per_s, high)
     # a confirmation served faster than the search's trials (a neighbour left) moves the top with it
-    fast = 1.08 * row["mu_high_per_s"]
-    faster = {**row, "confirmation": {**row["confirmation"], **{k: fast for k in (
-        "mu_per_s", "mu_low_per_s", "mu_high_per_s", "served_low_per_s", "served_high_per_s")}}}
+    fast = 1.08 * row.mu_high_per_s
+    faster = replace(row, confirmation=replace(row.confirmation, **{k: fast for k in (
+        "mu_per_s", "mu_low_per_s", "mu_high_per_s", "served_low_per_s", "served_high_per_s")}))
     new_low, new_high = ndr_expected_range(faster)
-    step = row["resolution"] * row["rate_per_s"]
+    step = row.resolution * row.rate_per_s
     assert new_low >= low
-    assert new_high == pytest.approx(fast + step + row["confirmation"]["confirmed_resolution_per_s"])
+    assert new_high == pytest.approx(fast + step + row.confirmation.confirmed_resolution_per_s)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_rate_that_lost_its_own_confirmation_is_never_the_ndr(tmp_path, monkeypatch, seed):
     """Every confirmation loses (as on a machine that serves a full buffer slower than a short
     trial): the search must end without an NDR, below the last rate that lost, never at it."""
-    import harness.experiments.sustained as sustained
-    original = sustained._Search.attempt
+    from harness.experiments.search import SustainedTrials
+    original = SustainedTrials.attempt
 
     def losing(self, rate, duration_s, **tags):
         j = original(self, rate, duration_s, **tags)
@@ -199,15 +201,15 @@ def test_a_rate_that_lost_its_own_confirmation_is_never_the_ndr(tmp_path, monkey
             j.row.update(verdict="overloaded", verdict_by="lost 100 events", lost=100, interference="")
         return j
 
-    monkeypatch.setattr(sustained._Search, "attempt", losing)
+    monkeypatch.setattr(SustainedTrials, "attempt", losing)
     p = ModelParams(system_buffer=2_000, seed=seed)
     platform = ModelPlatform(p)
     row = search_ndr(platform, BASE, store_for(platform, tmp_path), 100.0, p.true_burst_capacity(), 1e6, TREND)
-    conf = row["confirmation"]
-    assert conf["all_lost"] and not conf["confirmed"]
-    assert row["rate_per_s"] is None and row["status"] == "inconclusive", row
-    assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"] == conf["rate_per_s"]
-    assert "the NDR lies below it" in row["notes"][-1]
+    conf = row.confirmation
+    assert conf.all_lost and not conf.confirmed
+    assert row.rate_per_s is None and row.status == "inconclusive", row
+    assert row.first_overloaded_rate_per_s == conf.failed_at_per_s == conf.rate_per_s
+    assert "the NDR lies below it" in row.notes[-1]
 
 
 @pytest.mark.parametrize("interfered_at", [1, 2])
@@ -215,8 +217,8 @@ def test_a_confirmation_lost_while_the_machine_interfered_is_no_ndr_either(tmp_p
     """CI saw it: the first confirmation lost, the stepped-down second lost while a neighbour was
     busy, and the search reported that second rate as the NDR. A rate that lost is never the NDR:
     the search stops at what that trial served, not confirmed, naming the interference."""
-    import harness.experiments.sustained as sustained
-    original = sustained._Search.attempt
+    from harness.experiments.search import SustainedTrials
+    original = SustainedTrials.attempt
     seen = []
 
     def losing(self, rate, duration_s, **tags):
@@ -229,18 +231,18 @@ def test_a_confirmation_lost_while_the_machine_interfered_is_no_ndr_either(tmp_p
                          mu_per_s=served, mu_low_per_s=served * 0.99, mu_high_per_s=served * 1.01)
         return j
 
-    monkeypatch.setattr(sustained._Search, "attempt", losing)
+    monkeypatch.setattr(SustainedTrials, "attempt", losing)
     p = ModelParams(system_buffer=2_000, seed=interfered_at)
     platform = ModelPlatform(p)
     row = search_ndr(platform, BASE, store_for(platform, tmp_path), 100.0, p.true_burst_capacity(), 1e6,
                      replace(TREND, max_confirmations=3))
-    conf = row["confirmation"]
+    conf = row.confirmation
     assert len(seen) == interfered_at, seen  # an interfered loss ends the confirmations
-    assert row["rate_per_s"] == pytest.approx(0.9 * 0.99 * seen[-1], rel=1e-3), (row["rate_per_s"], seen)
-    assert row["status"] == "inconclusive" and not row["confirmed"], row
-    assert conf["failures"] == interfered_at and conf["failed_at_per_s"] == round(seen[-1], 3)
-    assert row["first_overloaded_rate_per_s"] == conf["failed_at_per_s"] > row["rate_per_s"]
-    assert "interfered" in conf["reason"] and "others 1.6 of 2 cores" in row["status_reasons"][0], row
+    assert row.rate_per_s == pytest.approx(0.9 * 0.99 * seen[-1], rel=1e-3), (row.rate_per_s, seen)
+    assert row.status == "inconclusive" and not row.confirmed, row
+    assert conf.failures == interfered_at and conf.failed_at_per_s == round(seen[-1], 3)
+    assert row.first_overloaded_rate_per_s == conf.failed_at_per_s > row.rate_per_s
+    assert "interfered" in conf.reason and "others 1.6 of 2 cores" in row.status_reasons[0], row
 
 
 class _SpeedEpisodes(ModelPlatform):
@@ -289,18 +291,18 @@ def test_a_search_resting_on_a_trial_run_while_the_cpu_was_faster_says_so(tmp_pa
     quiet = _SpeedEpisodes(p, fast=set())
     monkeypatch.setattr(trial, "Probe", _probe_of(quiet))
     _, expected = _search_after_warmup(quiet, tmp_path / "q")
-    assert expected["status"] == "conclusive" and not expected["interference"], expected["status_reasons"]
-    for fast, resting in (({expected["rests_on"][-1]}, True), ({5}, False)):
+    assert expected.status == "conclusive" and not expected.interference, expected.status_reasons
+    for fast, resting in (({expected.rests_on[-1]}, True), ({5}, False)):
         episodes = _SpeedEpisodes(p, fast=fast)
         monkeypatch.setattr(trial, "Probe", _probe_of(episodes))
         store, row = _search_after_warmup(episodes, tmp_path / str(resting))
         flagged = {r["trial"] for r in store.rows if "faster than this run's typical" in r["interference"]}
         assert flagged == fast, (flagged, fast)
-        assert bool(flagged & set(row["rests_on"])) == resting, (row["rests_on"], flagged)
+        assert bool(flagged & set(row.rests_on)) == resting, (row.rests_on, flagged)
         if resting:
-            assert row["status"] == "inconclusive" and "CPU ran 5" in "; ".join(row["status_reasons"]), row["status_reasons"]
+            assert row.status == "inconclusive" and "CPU ran 5" in "; ".join(row.status_reasons), row.status_reasons
         else:
-            assert row["status"] == "conclusive" and row["rate_per_s"] == expected["rate_per_s"], row["status_reasons"]
+            assert row.status == "conclusive" and row.rate_per_s == expected.rate_per_s, row.status_reasons
 
 
 def test_a_failed_confirmation_under_a_template_steps_down_in_offered_packets_not_events():
@@ -308,20 +310,22 @@ def test_a_failed_confirmation_under_a_template_steps_down_in_offered_packets_no
     through. A confirmation at 34,587/s that lost while the machine interfered, having served 7,850
     events/s of a quarter: the result stands at the packets whose events were served (31,400/s),
     not at 7,850/s (CI's fake run on 2026-11-28 read the template's gain as x0.88 instead of ~x4)."""
-    from harness.experiments.sustained import Judged, _confirm, _Search, offered_rate
+    from harness.experiments.search import Judged, SustainedTrials
+    from harness.experiments.ndr import _confirm
+    from harness.analysis.sustained import offered_rate
 
     row = {"trial": 7, "trusted": True, "verdict": "overloaded", "verdict_by": "backlog slope", "lost": 0,
            "mu_per_s": 7850.0, "mu_low_per_s": 7850.0, "mu_high_per_s": 7900.0, "expected_share": 0.25,
            "interference": "sender p99 lateness 1.9 ms", "slope_per_s": 400.0, "slope_low_per_s": 300.0,
            "slope_high_per_s": 500.0}
-    s = _Search(None, None, None, 100.0, None, NdrConfig(), "template", {})
+    s = SustainedTrials(None, None, None, 100.0, None, NdrConfig(), "template", {})
     s.judged.append(Judged(dict(row)))
     s.attempt = lambda rate, duration, **tags: Judged(dict(row))
     out = _confirm(s, 34_587.0, None)
     assert offered_rate(7850.0, row) == 31_400.0
-    assert out["rate_per_s"] == 31_400.0 and not out["confirmed"]
+    assert out.rate_per_s == 31_400.0 and not out.confirmed
     # without a template, the same trial steps down to what it served, as before
     plain = {**row, "expected_share": 1.0}
     s.judged[-1] = Judged(dict(plain))
     s.attempt = lambda rate, duration, **tags: Judged(dict(plain))
-    assert _confirm(s, 34_587.0, None)["rate_per_s"] == 7850.0
+    assert _confirm(s, 34_587.0, None).rate_per_s == 7850.0

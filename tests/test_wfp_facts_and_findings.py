@@ -26,8 +26,8 @@ def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp
                          search=0)
         allow = allow_visibility(platform, count=10)
         matrix = template_matrix(platform)
-        c.store.sections.update(allow_visibility=allow, template_matrix=matrix)
-        c.store.write_summary()
+        c.record_facts("allow_visibility", allow)
+        c.record_facts("template_matrix", matrix)
         render(c.store.path)
         md = (c.store.path / "report.md").read_text()
 

@@ -16,8 +16,8 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
 from harness.platforms.wfp.events import MINE
 from harness.platforms.wfp.subscription import Subscription
-from harness.report.fingerprint import fingerprint
-from harness.report.store import ResultStore
+from harness.results.fingerprint import fingerprint
+from harness.results.store import ResultStore
 from harness.spec import Condition, FilterSpec, SubscriberSpec, TemplateSpec, TrafficSpec, TrialSpec
 from under_load import assert_recovered_or_withheld
 from platforms import fake_controls, fake_wfp_library, open_wfp, reset_fake

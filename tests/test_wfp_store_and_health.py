@@ -51,7 +51,6 @@ def test_a_subscription_that_dies_mid_burst_stops_the_search_and_leads_the_repor
     [row] = c.store.trials("burst").to_dict("records")  # stopped at the first trial, not searched down to 0
     assert row["subscription"].startswith("died during the trial: 300 events delivered")
     assert row["recorded"] == row["count"] == 1024  # the system made every event; delivery failed
-    c.store.write_summary()
     render(c.store.path)
     verdict = (c.store.path / "report.md").read_text().split("## Headline estimates")[0]
     assert "The subscription failed in 1 trial(s), first in trial 0: died during the trial: 300 events" in verdict

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.analysis.estimate import Estimate
-from harness.experiments.sustained import analyse_sustained
+from harness.results.records import Estimate
+from harness.analysis.sustained import analyse_sustained
 from harness.interference import Probe, flags
 from harness.platforms.base import Platform, TrialResult
-from harness.report.store import ResultStore
+from harness.results.store import ResultStore
 from harness.spec import TrialSpec
 
 
@@ -27,8 +27,7 @@ def watched(platform: Platform, spec: TrialSpec) -> tuple[TrialResult, list[str]
 
 def drain_interference(store: ResultStore) -> str:
     """The interference the drain trial recorded, in words ('' when none was seen)."""
-    trial = int(store.sections["drain"]["trial"])
-    row = next(r for r in store.rows if int(r["trial"]) == trial)
+    row = next(r for r in reversed(store.rows) if r["experiment"] == "drain")
     return str(row.get("interference") or "")
 
 

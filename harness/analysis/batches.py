@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.analysis.estimate import Estimate
+from harness.results.records import Estimate
 
 MAD_TO_SIGMA = 1.4826
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis.estimate import Estimate
+from harness.results.records import Estimate
 
 
 def burst_capacity(trials: pd.DataFrame) -> Estimate:

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs a second more to import)
 
+from harness.results.records import TrialRow
+
 STALL_MIN_NS = 1_000_000   # a stall is at least 1 ms ...
 STALL_FACTOR = 5.0         # ... and at least 5 typical service gaps
 
@@ -45,7 +47,7 @@ class ServiceRate:
         """Per-event time beyond the callback's own work: 1/mu - cost."""
         return None if not self.mu_per_s else 1e6 / self.mu_per_s - cost_us
 
-    def to_dict(self, prefix: str = "mu_") -> dict[str, Any]:
+    def to_dict(self, prefix: str = "mu_") -> TrialRow:
         r = lambda v, d=1: None if v is None else round(float(v), d)  # noqa: E731
         return {f"{prefix}per_s": r(self.mu_per_s), f"{prefix}low_per_s": r(self.low_per_s),
                 f"{prefix}high_per_s": r(self.high_per_s), f"{prefix}cv": r(self.cv, 4),
@@ -108,7 +110,7 @@ def rate_from_gaps(gaps_ns: np.ndarray, chunks: int = 10, confidence: float = 0.
     return ServiceRate(len(gaps), total / 1e9, mu, low, high, cv, median / 1e3, stall_time / total, int(stall.sum()))
 
 
-def pooled_rows(rows: list[dict[str, Any]]) -> ServiceRate | None:
+def pooled_rows(rows: list[TrialRow]) -> ServiceRate | None:
     """mu over several trials, from their recorded columns alone (so that a resumed run, which has
     the rows and not the gaps, gets the same): all their service time together; the interval is
     the service-time weighted mean of theirs."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.results.records import TrialRow
+
 LAG_SHARE_OF_CAPACITY = 0.5
 
 
 def trial_trust(generator: dict[str, Any] | None, capacity: int | None, lost: int = 0,
-                overload_seen: bool = False) -> dict[str, Any]:
+                overload_seen: bool = False) -> TrialRow:
     if generator is None:
         return {"trusted": True, "untrusted_reason": ""}
     reasons = [] if generator.get("trusted", True) else [str(generator.get("reason") or "generator missed its load")]

@@ -7,23 +7,11 @@ explains a miss, the verdict is "inconclusive" with the spread: reported, and no
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+from harness.results.records import FAIL, INCONCLUSIVE, PASS, Verdict
 
-
-@dataclass
-class Verdict:
-    status: str
-    measured: Any
-    expected: Any
-    message: str
-    spread: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
+__all__ = ["FAIL", "INCONCLUSIVE", "PASS", "Verdict", "interval_check", "within"]
 
 
 def within(value: float | None, low: float | None, high: float | None) -> bool:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.capacity import burst_capacity, plateau
-from harness.analysis.estimate import Estimate
+from harness.results.records import Estimate
 from harness.experiments.trial import SubscriptionFailed, run_recorded
 from harness.platforms.base import Platform
-from harness.report.store import ResultStore
+from harness.results.store import ResultStore
 from harness.spec import TrialSpec
 
 EXPERIMENT = "burst"

@@ -1,5 +1,5 @@
 """Drain and batching: hold the subscriber, fill the path with a burst, release, and read batch
-boundaries from the callback timing of the drain (DESIGN section 5)."""
+boundaries from the callback timing of the drain (docs/methodology.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +9,12 @@ import pandas as pd
 from harness.analysis.backlog import backlog_over_time
 from harness.analysis.batches import estimate_queue_limit
 from harness.analysis.capacity import buffer_depth
-from harness.analysis.estimate import Estimate
+from harness.results.records import Estimate
 from harness.analysis.service import ready_backlog, served_rate
 from harness.experiments.burst import held
 from harness.experiments.trial import run_recorded
 from harness.platforms.base import Platform
-from harness.report.store import ResultStore
+from harness.results.store import ResultStore
 from harness.spec import TrialSpec
 
 EXPERIMENT = "drain"
@@ -28,6 +28,8 @@ class DrainOutcome:
     drain_rate: Estimate
     delivered: pd.DataFrame
     backlog: pd.DataFrame
+    trial: int                 # the drain trial (its events are kept)
+    t_release_ns: int | None
 
 
 def measure_drain(platform: Platform, base: TrialSpec, store: ResultStore, burst: int,
@@ -50,12 +52,11 @@ def measure_drain(platform: Platform, base: TrialSpec, store: ResultStore, burst
     store.save_frame("drain_backlog", backlog)
     if result.ground_truth is not None:
         store.save_frame("drain_truth", pd.DataFrame(result.ground_truth["series"]))
-    store.sections["drain"] = {"trial": row["trial"], "t_release_ns": result.t_release_ns}
     depth = buffer_depth(capacity, first_batch, queue_limit)
     depth.evidence["rests_on"] = sorted({int(row["trial"]), *capacity.evidence.get("rests_on", [])})
     return DrainOutcome(queue_limit, first_batch, depth,
                         drain_rate(result.sent, delivered, result.t_release_ns, ready_backlog(result.telemetry),
-                                   int(row["trial"])), delivered, backlog)
+                                   int(row["trial"])), delivered, backlog, int(row["trial"]), result.t_release_ns)
 
 
 def drain_rate(sent: pd.DataFrame, delivered: pd.DataFrame, t_release_ns: int | None, ready: int = 1,

@@ -4,25 +4,24 @@ Inline work keeps the dispatcher (and the batch's kernel packets) busy for the w
 copy mode frees them after the copy and moves the queueing to the worker."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from harness.analysis.latency import latencies_ns, latency_summary
-from harness.experiments.sustained import sustained_spec, trusted_run
+from harness.experiments.trial import sustained_spec, trusted_run
 from harness.platforms.base import Platform, TrialResult
-from harness.report.store import ResultStore
+from harness.results.records import InlineCopyResult, ModeResult, TrialRow
+from harness.results.store import ResultStore
 from harness.spec import TrialSpec
 
 EXPERIMENT = "inline_copy"
 PERCENTILES = ("p50", "p99", "p99_9", "max")
 
 
-def _work_done(result: TrialResult) -> dict[str, Any]:
+def _work_done(result: TrialResult) -> TrialRow:
     """Columns kept in the trial's row: latency to the end of the work and, on the model, how long
     kernel packets stayed pinned."""
     done = latency_summary(latencies_ns(result.sent, result.delivered, "t_done_ns"))
-    out: dict[str, Any] = {f"done_latency_{k}_us": done[k] for k in PERCENTILES}
+    out: TrialRow = {f"done_latency_{k}_us": done[k] for k in PERCENTILES}
     if result.ground_truth is not None:
         series = result.ground_truth["series"]
         t, held = series["t_ns"], series["kernel_held"]
@@ -33,20 +32,18 @@ def _work_done(result: TrialResult) -> dict[str, Any]:
 
 
 def compare_inline_copy(platform: Platform, base: TrialSpec, store: ResultStore, work_us: float,
-                        rate: float, duration_s: float, capacity: int | None = None) -> dict[str, dict[str, Any]]:
+                        rate: float, duration_s: float, capacity: int | None = None) -> InlineCopyResult:
     """Each mode's trial is run again while its generator missed the load (analysis/trust.py)."""
-    out: dict[str, dict[str, Any]] = {}
+    modes: dict[str, ModeResult] = {}
     for mode in ("inline", "copy"):
         _, row, refused = trusted_run(platform, sustained_spec(base, work_us, rate, duration_s, mode=mode), store,
                                       EXPERIMENT, capacity, derive=_work_done)
-        entry = {"trial": row["trial"], "trusted": row["trusted"], "untrusted_trials": refused,
-                 "rests_on": [int(row["trial"])] if row["trusted"] else [],
-                 "interference": row.get("interference"),
-                 "loss_ratio": row["loss_ratio"], "lost": row["lost"], "delivered": row["delivered"],
-                 "latency_to_callback_us": {k: row.get(f"latency_{k}_us") for k in PERCENTILES},
-                 "latency_to_work_done_us": {k: row.get(f"done_latency_{k}_us") for k in PERCENTILES}}
-        for key in ("model_kernel_packets_held_mean", "model_kernel_packets_held_max"):
-            if row.get(key) is not None:
-                entry[key] = row[key]
-        out[mode] = entry
-    return out
+        modes[mode] = ModeResult(
+            trial=row["trial"], trusted=row["trusted"], untrusted_trials=refused,
+            rests_on=[int(row["trial"])] if row["trusted"] else [], interference=row.get("interference"),
+            loss_ratio=row["loss_ratio"], lost=row["lost"], delivered=row["delivered"],
+            latency_to_callback_us={k: row.get(f"latency_{k}_us") for k in PERCENTILES},
+            latency_to_work_done_us={k: row.get(f"done_latency_{k}_us") for k in PERCENTILES},
+            model_kernel_packets_held_mean=row.get("model_kernel_packets_held_mean"),
+            model_kernel_packets_held_max=row.get("model_kernel_packets_held_max"))
+    return InlineCopyResult(work_us, rate, duration_s, modes["inline"], modes["copy"])

@@ -7,11 +7,12 @@ of every trial matches, whatever its size (traffic/plan.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
-
-from harness.experiments.sustained import NdrConfig, default_max_rate, search_ndr, sustained_spec, trusted_run
+from harness.experiments.search import NdrConfig
+from harness.experiments.trial import default_max_rate, sustained_spec, trusted_run
+from harness.experiments.ndr import search_ndr
 from harness.platforms.base import Platform
-from harness.report.store import ResultStore
+from harness.results.records import TemplateArm, TemplateResult
+from harness.results.store import ResultStore
 from harness.spec import Condition, TemplateSpec, TrialSpec
 
 EXPERIMENT = "template"
@@ -24,10 +25,10 @@ def template_for(prefix: str = MATCHING_PREFIX) -> TemplateSpec:
 
 
 def measure_template(platform: Platform, base: TrialSpec, store: ResultStore, cost_us: float, count: int,
-                     capacity: int | None, generator_max: float, config: NdrConfig) -> dict[str, Any]:
+                     capacity: int | None, generator_max: float, config: NdrConfig) -> TemplateResult:
     mixed = replace(base, traffic=replace(base.traffic, remote_addresses=MIXED_ADDRESSES))
     fraction = 1 / len(MIXED_ADDRESSES)
-    out: dict[str, Any] = {"match_fraction_sent": fraction, "cost_us": cost_us, "matching": MATCHING_PREFIX}
+    out = TemplateResult(fraction, cost_us, MATCHING_PREFIX)
     light_rate = default_max_rate(cost_us, generator_max) / 4  # well below what the callback sustains
     for name, template, reach in (("without", None, 1.0), ("with", template_for(), 1 / fraction)):
         spec = replace(mixed, template=template)
@@ -37,9 +38,12 @@ def measure_template(platform: Platform, base: TrialSpec, store: ResultStore, co
         max_rate = min(generator_max, default_max_rate(cost_us, generator_max) * reach)
         ndr = search_ndr(platform, spec, store, cost_us, capacity, generator_max,
                          replace(config, max_rate_per_s=max_rate), EXPERIMENT, template=name)
-        out[name] = {"delivered": row["delivered"], "sent": count, "expected": row["expected"],
-                     "unexpected": row["unexpected"], "light_trial": row["trial"], "light_trusted": row["trusted"],
-                     "untrusted_trials": refused + ndr["untrusted_trials"],
-                     "ndr_offered_rate_per_s": ndr["rate_per_s"], "ndr": ndr,
-                     "rests_on": sorted(set(ndr["rests_on"]) | ({int(row["trial"])} if row["trusted"] else set()))}
+        arm = TemplateArm(delivered=row["delivered"], sent=count, expected=row["expected"], unexpected=row["unexpected"],
+                          light_trial=row["trial"], light_trusted=row["trusted"],
+                          untrusted_trials=refused + ndr.untrusted_trials, ndr_offered_rate_per_s=ndr.rate_per_s,
+                          ndr=ndr, rests_on=sorted(set(ndr.rests_on) | ({int(row["trial"])} if row["trusted"] else set())))
+        if name == "with":
+            out.with_ = arm
+        else:
+            out.without = arm
     return out

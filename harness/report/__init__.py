@@ -1,1 +1,2 @@
-"""Machine fingerprint, result store, plots, HTML/Markdown rendering, comparison."""
+"""What a reader sees of a run: the report (HTML and Markdown), plots, the headline, the fleet and
+history pages, progress lines. It reads results and never writes them."""

@@ -1,5 +1,5 @@
 """The report's lead: the questions the seed's claims raise, each answered in a sentence with its
-numbers and its confidence, or "not detectable" with the reason (issue 8).
+numbers and its confidence, or "not detectable" with the reason.
 
 - Is there a queue limit, and is it 256? How deep is the buffer, and is it ~16,500?
 - What callback cost keeps up with what rate?
@@ -9,16 +9,14 @@ A dead subscription (no events, or the canary after a trial never arrived) comes
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from harness.judge.spread import Reading, readings
 from harness.report.page import fmt
-from harness.report.spread import ndr_key, readings
-from harness.report.stored import read_trials
-
-FIELD_NOTES = {"queue_limit": 256, "buffer_depth": 16_500}
+from harness.results.catalog import BY_KEY, ndr_key
+from harness.results.records import Estimate, RunSummary
+from harness.results.runs import Run
 COUNT_HEADER = ["trial", "experiment", "sent", "recorded by the system", "delivered", "loss at", "subscription"]
 
 
@@ -31,26 +29,24 @@ def _confidence(reading) -> str:
     return f"measured spread {spread}" if spread else "one reading, no spread measured"
 
 
-def _compare(key: str, what: str, e: dict[str, Any] | None, reading, tolerance: float) -> str:
-    if not isinstance(e, dict):
+def _compare(key: str, what: str, e: Estimate | None, reading: Reading | None) -> str:
+    """The estimate beside the field notes' claim (results/catalog.py), within the claim's tolerance."""
+    if e is None:
         return f"{what}: not detectable: this run did not measure it."
-    if not e.get("detectable", True) or e.get("value") is None:
-        return f"{what}: not detectable: {str(e.get('reason') or 'no reason given').removeprefix('not detectable: ')}."
-    value, note = e["value"], FIELD_NOTES[key]
-    agrees = abs(value - note) <= tolerance * note
+    if e.value is None:
+        return f"{what}: not detectable: {str(e.reason or 'no reason given').removeprefix('not detectable: ')}."
+    kind = BY_KEY[key]
+    value, note = e.value, kind.field_note
+    agrees = abs(value - note) <= kind.field_note_tolerance * note
     return (f"{what}: {fmt(value)} events, {'consistent with' if agrees else 'unlike'} the field notes' "
             f"{note:,}; {_confidence(reading)}.")
 
 
-def _trials(summary: dict[str, Any]) -> pd.DataFrame:
-    run = summary.get("_run")
-    return read_trials(Path(run) / "trials.csv") if run else pd.DataFrame()
-
-
-def finding_lines(summary: dict[str, Any]) -> list[str]:
-    est = summary.get("estimates") or {}
-    experiments = summary.get("experiments") or {}
-    trials = _trials(summary)
+def finding_lines(run: Run) -> list[str]:
+    summary = run.summary
+    est = summary.estimates
+    experiments = summary.experiments
+    trials = run.trials()
     found = readings(summary, trials if not trials.empty else None)
     out: list[str] = []
     if "subscription" in trials:
@@ -59,16 +55,16 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
             first = dead.iloc[0]
             out.append(f"The subscription failed in {len(dead)} trial(s), first in trial {int(first['trial'])}: "
                        f"{first['subscription']}. Its experiment stopped there; no capacity is reported for it.")
-    out.append(_compare("queue_limit", "Queue limit", est.get("queue_limit"), found.get("queue_limit"), 0.0))
-    out.append(_compare("buffer_depth", "System buffer", est.get("buffer_depth"), found.get("buffer_depth"), 0.05))
-    ndr = [r for r in est.get("ndr") or [] if isinstance(r, dict) and "callback_cost_us" in r]
+    out.append(_compare("queue_limit", "Queue limit", est.queue_limit, found.get("queue_limit")))
+    out.append(_compare("buffer_depth", "System buffer", est.buffer_depth, found.get("buffer_depth")))
+    ndr = est.ndr
     if ndr:
         parts = []
-        for r in sorted(ndr, key=lambda r: r["callback_cost_us"]):
-            rate = r.get("rate_per_s")
-            conf = _confidence(found.get(ndr_key(r["callback_cost_us"])))
-            parts.append(f"a {r['callback_cost_us']:g} µs callback keeps up with {fmt(rate)}/s ({conf})" if rate
-                         else f"a {r['callback_cost_us']:g} µs callback: not detectable ({r.get('reason') or r.get('status')})")
+        for r in sorted(ndr, key=lambda r: r.callback_cost_us):
+            rate = r.rate_per_s
+            conf = _confidence(found.get(ndr_key(r.callback_cost_us)))
+            parts.append(f"a {r.callback_cost_us:g} µs callback keeps up with {fmt(rate)}/s ({conf})" if rate
+                         else f"a {r.callback_cost_us:g} µs callback: not detectable ({r.extra.get('reason') or r.status})")
         out.append("Callback cost and rate: " + "; ".join(parts) + ".")
     else:
         out.append("Callback cost and rate: not detectable: no sustained-rate search ran.")
@@ -76,10 +72,10 @@ def finding_lines(summary: dict[str, Any]) -> list[str]:
     delivery = _delivery_line(trials)
     if delivery:
         out.append(delivery)
-    allow = experiments.get("allow_visibility")
+    allow = experiments.allow_visibility
     out.append(f"Event types: {allow['fact']}." if isinstance(allow, dict) and allow.get("fact") else
                "Event types: not detectable: the allow-visibility experiment runs on the wfp backend only.")
-    matrix = experiments.get("template_matrix")
+    matrix = experiments.template_matrix
     out.append(f"Template conditions: {matrix['summary']}." if isinstance(matrix, dict) and matrix.get("summary") else
                "Template conditions: not detectable: the condition matrix runs on the wfp backend only.")
     return out
@@ -119,9 +115,9 @@ def _loss_line(trials: pd.DataFrame) -> str:
             + (f"; {small} trial(s) larger than the store, not judged" if small else "") + ".")
 
 
-def count_rows(summary: dict[str, Any], limit: int = 60) -> list[list[str]]:
+def count_rows(run: Run, limit: int = 60) -> list[list[str]]:
     """Per trial: sent, recorded by the system, delivered, where the loss was (wfp only)."""
-    trials = _trials(summary)
+    trials = run.trials()
     if "recorded" not in trials:
         return []
     rows = []
@@ -138,8 +134,8 @@ def count_rows(summary: dict[str, Any], limit: int = 60) -> list[list[str]]:
 MATRIX_HEADER = ["condition", "event member", "documented", "accepted", "filters", "duplicate refused"]
 
 
-def matrix_rows(summary: dict[str, Any]) -> list[list[str]]:
-    matrix = (summary.get("experiments") or {}).get("template_matrix")
+def matrix_rows(summary: RunSummary) -> list[list[str]]:
+    matrix = summary.experiments.template_matrix
     if not isinstance(matrix, dict):
         return []
 

@@ -1,5 +1,5 @@
-"""The fleet page: one self-contained HTML page across many configurations (`wfpcap compare
---html`). Verdict first, then the headline table, the differences to the reference, the overlaid
+"""The fleet page and its Markdown: one self-contained HTML page across many configurations
+(`wfpcap compare --html`; the Markdown for a CI job summary). Verdict first, then the headline table, the differences to the reference, the overlaid
 delivered-vs-burst and loss-vs-rate plots, and a link to each run's own report. Configurations
 are rows and short labels (C1..Cn), so thirty of them still read well."""
 from __future__ import annotations
@@ -11,7 +11,83 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report import page, plots
-from harness.report.compare import Fleet, difference_rows, headline_header, headline_rows, summary_lines
+from harness.judge.baseline import Verdict
+from harness.judge.compare import Fleet
+from harness.judge.spread import Reading
+
+
+def cell(reading: Reading | None) -> str:
+    if reading is None:
+        return "-"
+    return "n/d" if reading.value is None else page.fmt(round(reading.value))
+
+
+def numeric(text: str) -> tuple[str, str]:
+    return text, "num"
+
+
+def difference_cell(verdict: Verdict | None) -> tuple[str, str]:
+    """Text and css class of one difference to the reference."""
+    if verdict is None or verdict.change is None:
+        return ("-" if verdict is None or verdict.outcome == "not measured" else "n/d", "num same")
+    text = f"{verdict.change:+.1%}"
+    if verdict.outcome == "inconclusive":
+        return text + " (inconclusive)", "num same"
+    if verdict.outcome == "regression":
+        return text + " worse", "num bad"
+    if verdict.outcome == "better":
+        return text + " better", "num good"
+    return text + (" (in spread)" if verdict.outcome == "within spread" else ""), "num same"
+
+
+def headline_rows(fleet: Fleet) -> list[list[str]]:
+    keys = fleet.keys()
+    return [[e.label, (e.config_id, "id"), e.stable("machine"), e.run.summary.platform or "?",
+             (e.run.started[:16].replace("T", " "), "id"), *[numeric(cell(e.readings.get(k))) for k in keys]]
+            for e in fleet.entries]
+
+
+def headline_header(fleet: Fleet) -> list[str]:
+    return ["#", "configuration", "machine", "platform", "run", *[fleet.title(k) for k in fleet.keys()]]
+
+
+def difference_rows(fleet: Fleet) -> list[list]:
+    keys = fleet.keys()
+    rows = []
+    for e in fleet.entries:
+        if e is fleet.reference:
+            continue
+        diff = fleet.differences(e)
+        rows.append([e.label, (e.config_id, "id"), *[difference_cell(diff.get(k)) for k in keys]])
+    return rows
+
+
+def summary_lines(fleet: Fleet) -> list[str]:
+    lines = [f"{len(fleet.entries)} configurations compared, reference {fleet.reference.label} "
+             f"({fleet.reference.config_id}); worse means beyond {fleet.threshold_pct:g} % and outside the "
+             "measured spread"]
+    worse = list(dict.fromkeys(e.label for e, _ in fleet.regressions()))
+    lines.append(f"{len(worse)} of {len(fleet.entries) - 1} configurations are worse than {fleet.reference.label} in "
+                 f"at least one estimate: {', '.join(worse)} (see the differences)" if worse
+                 else f"no configuration is worse than {fleet.reference.label}")
+    if fleet.left_out:
+        lines.append(f"left out, no complete run: {', '.join(path.name for path, _ in fleet.left_out)}")
+    return lines
+
+
+def regression_lines(fleet: Fleet) -> list[str]:
+    return [f"{e.label} {e.config_id}: {v.message()}" for e, v in fleet.regressions()]
+
+
+def markdown(fleet: Fleet) -> str:
+    """For a CI job summary: no images, two tables."""
+    out = ["## Capacity across configurations", "", *[f"- {line}" for line in summary_lines(fleet)], "",
+           "### Headline", "", *page.md_table(headline_header(fleet), headline_rows(fleet))]
+    if len(fleet.entries) > 1:
+        out += ["", f"### Differences to {fleet.reference.label}", "",
+                *page.md_table(["#", "configuration", *[fleet.title(k) for k in fleet.keys()]],
+                               difference_rows(fleet))]
+    return "\n".join(out) + "\n"
 
 
 def _trials(fleet: Fleet, experiment: str) -> list[tuple[str, pd.DataFrame]]:

@@ -3,17 +3,16 @@ the baseline verdict. Printed at the end of `pytest scenarios/` (terminal and CI
 as headline.txt / headline.md in the run folder (the workflow puts the Markdown in the job summary)."""
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
-from harness.report.spread import readings
-from harness.report.status import describe, status_of
+from harness.judge.spread import Reading, readings
+from harness.results.records import BaselineSection, Check, RunSummary
+from harness.results.status import describe
 
 WIDTH = 78
 
 
-def _value(reading) -> tuple[str, str]:
+def _value(reading: Reading) -> tuple[str, str]:
     if reading.value is None:
         return "not detectable", reading.note
     value = f"{reading.value:,.0f} {reading.unit}"
@@ -21,20 +20,20 @@ def _value(reading) -> tuple[str, str]:
     return value, spread + (" inconclusive" if reading.inconclusive else "")
 
 
-def _checks(summary: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
-    checks = summary.get("checks") or []
-    return sum(1 for c in checks if c.get("passed")), [c for c in checks if not c.get("passed")]
+def _checks(summary: RunSummary) -> tuple[int, list[Check]]:
+    checks = summary.checks
+    return sum(1 for c in checks if c.passed), [c for c in checks if not c.passed]
 
 
-def baseline_section(summary: dict[str, Any]) -> dict[str, Any] | None:
-    return (summary.get("experiments") or {}).get("baseline")
+def baseline_section(summary: RunSummary) -> BaselineSection | None:
+    return summary.experiments.baseline
 
 
-def lines(summary: dict[str, Any], report: str | None = None, trials: pd.DataFrame | None = None) -> list[str]:
-    title = f" wfpcap: {summary.get('config_id')} ({summary.get('platform')}) "
+def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> list[str]:
+    title = f" wfpcap: {summary.config_id} ({summary.platform}) "
     out = [f"{title:=^{WIDTH}}", f"run: {describe(summary)}", f"  {'estimate':<18} {'value':>18}  measured spread"]
-    not_finished = ((summary.get("run") or {}).get("scenarios") or {}).get("not_finished") or []
-    if status_of(summary) != "complete" and not_finished:
+    not_finished = (summary.run.scenarios.get("not_finished") or []) if summary.run else []
+    if summary.status != "complete" and not_finished:
         out.append(f"not finished: {', '.join(not_finished)}")
     for reading in readings(summary, trials).values():
         value, note = _value(reading)
@@ -42,17 +41,17 @@ def lines(summary: dict[str, Any], report: str | None = None, trials: pd.DataFra
     passed, failed = _checks(summary)
     if passed or failed:
         out.append(f"checks: {passed} passed, {len(failed)} failed")
-        out += [f"  FAIL {c['name']}: {c.get('message') or c.get('measured')}"[:WIDTH] for c in failed]
+        out += [f"  FAIL {c.name}: {c.message or c.measured}"[:WIDTH] for c in failed]
     gate = baseline_section(summary)
-    if gate:
-        out += [f"baseline: {gate['lines'][0]}"] + [f"  {line}" for line in gate["lines"][1:] if "REGRESSION" in line]
+    if gate and gate.lines:
+        out += [f"baseline: {gate.lines[0]}"] + [f"  {line}" for line in gate.lines[1:] if "REGRESSION" in line]
     if report:
         out.append(f"report: {report}")
     return out + ["=" * WIDTH]
 
 
-def markdown(summary: dict[str, Any], report: str | None = None, trials: pd.DataFrame | None = None) -> str:
-    out = [f"### Capacity: {summary.get('config_id')} ({summary.get('platform')})", "",
+def markdown(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> str:
+    out = [f"### Capacity: {summary.config_id} ({summary.platform})", "",
            f"Run: **{describe(summary)}**", "", "| estimate | value | spread |", "|---|---|---|"]
     for reading in readings(summary, trials).values():
         value, note = _value(reading)
@@ -60,10 +59,10 @@ def markdown(summary: dict[str, Any], report: str | None = None, trials: pd.Data
     passed, failed = _checks(summary)
     if passed or failed:
         out += ["", f"Checks: {passed} passed, {len(failed)} failed"]
-        out += [f"- FAIL {c['name']}: {c.get('message') or c.get('measured')}" for c in failed]
+        out += [f"- FAIL {c.name}: {c.message or c.measured}" for c in failed]
     gate = baseline_section(summary)
-    if gate:
-        out += ["", f"Baseline: {gate['lines'][0]}"] + [f"- {line}" for line in gate["lines"][1:]]
+    if gate and gate.lines:
+        out += ["", f"Baseline: {gate.lines[0]}"] + [f"- {line}" for line in gate.lines[1:]]
     if report:
         out += ["", f"Report: `{report}`"]
     return "\n".join(out) + "\n"

@@ -1,4 +1,4 @@
-"""The plots a reader of a capacity report expects (DESIGN section 6). Each function takes frames
+"""The plots a reader of a capacity report expects. Each function takes frames
 and numbers, writes one PNG and returns its path; none of them touches a platform."""
 from __future__ import annotations
 
@@ -14,26 +14,25 @@ import pandas as pd  # noqa: E402
 
 from harness.analysis.backlog import downsample_max  # noqa: E402
 from harness.files import replacing  # noqa: E402
+from harness.results.records import InlineCopyResult, NdrResult  # noqa: E402
 
 COLORS = {"ok": "#2b8a3e", "lost": "#c92a2a", "queue": "#1971c2", "buffer": "#e8590c", "truth": "#868e96"}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    """Write a figure whole or not at all (never a 0-byte PNG on a full disk), then close it."""
     try:
         fig.tight_layout()
         with replacing(path) as tmp:  # whole or absent: never a 0-byte PNG on a full disk
-            fig.savefig(tmp, dpi=110)
+            fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
     return path
 
 
-def _value(estimates: dict[str, Any], name: str) -> float | None:
-    e = estimates.get(name) or {}
-    return e.get("value") if isinstance(e, dict) else None
-
-
-def delivered_vs_burst(trials: pd.DataFrame, estimates: dict[str, Any], path: Path) -> Path:
+def delivered_vs_burst(trials: pd.DataFrame, cap: float | None, first: float | None, q: float | None,
+                       path: Path) -> Path:
+    """The burst trials' delivered counts, with the capacity, first batch + queue and the buffer marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     ok = trials[trials["lost"] == 0]
     bad = trials[trials["lost"] > 0]
@@ -41,7 +40,6 @@ def delivered_vs_burst(trials: pd.DataFrame, estimates: dict[str, Any], path: Pa
     ax.plot([0, top], [0, top], color=COLORS["truth"], lw=0.8, ls=":", label="delivered = sent")
     ax.scatter(ok["count"], ok["delivered"], color=COLORS["ok"], s=22, label="no loss", zorder=3)
     ax.scatter(bad["count"], bad["delivered"], color=COLORS["lost"], s=22, marker="x", label="events lost", zorder=3)
-    cap, first, q = (_value(estimates, k) for k in ("burst_capacity", "first_batch", "queue_limit"))
     if cap:
         ax.axhline(cap, color="black", lw=1, label=f"burst capacity {cap:,}")
     if first is not None and q:
@@ -53,7 +51,7 @@ def delivered_vs_burst(trials: pd.DataFrame, estimates: dict[str, Any], path: Pa
     ax.set_title("Delivered vs burst size: the plateau is the burst capacity")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def drain_timeline(delivered: pd.DataFrame, boundaries: list[int] | None, t_release_ns: int | None,
@@ -78,11 +76,12 @@ def drain_timeline(delivered: pd.DataFrame, boundaries: list[int] | None, t_rele
         ax2.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     ax2.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def backlog_plot(backlog: pd.DataFrame, truth: pd.DataFrame | None, estimates: dict[str, Any],
-                 expected: dict[str, Any], path: Path) -> Path:
+def backlog_plot(backlog: pd.DataFrame, truth: pd.DataFrame | None, q: float | None, b: float | None,
+                 path: Path) -> Path:
+    """The drain's backlog over time against Q and Q + B (measured, or expected where not measured)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     t0 = backlog["t_ns"].min() if len(backlog) else 0
     t, v = downsample_max(backlog["t_ns"].to_numpy(), backlog["backlog"].to_numpy())
@@ -91,8 +90,6 @@ def backlog_plot(backlog: pd.DataFrame, truth: pd.DataFrame | None, estimates: d
         occ = (truth["next_queue"] + truth["buffer"]).to_numpy()
         tt, vv = downsample_max(truth["t_ns"].to_numpy(), occ)
         ax.plot((tt - t0) / 1e6, vv, color=COLORS["truth"], lw=1, ls="--", label="model ground truth: queue + buffer")
-    q = _value(estimates, "queue_limit") or expected.get("queue_limit")
-    b = _value(estimates, "buffer_depth") or expected.get("system_buffer")
     if q:
         ax.axhline(q, color=COLORS["queue"], ls=":", lw=1, label=f"Q = {q:,}")
     if q and b:
@@ -102,10 +99,10 @@ def backlog_plot(backlog: pd.DataFrame, truth: pd.DataFrame | None, estimates: d
     ax.set_title("Backlog over time (held burst, then drain)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def loss_vs_rate(trials: pd.DataFrame, ndr: list[dict[str, Any]], path: Path) -> Path:
+def loss_vs_rate(trials: pd.DataFrame, ndr: list[NdrResult], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     cmap = plt.get_cmap("viridis")
     costs = sorted(trials["search_cost_us"].dropna().unique()) if "search_cost_us" in trials else []
@@ -115,36 +112,37 @@ def loss_vs_rate(trials: pd.DataFrame, ndr: list[dict[str, Any]], path: Path) ->
         ax.plot(sub["offered_rate_per_s"], sub["loss_ratio"] * 100, "o-", color=color, ms=4, lw=1,
                 label=f"callback {cost:g} µs")
         ax.axvline(1e6 / cost, color=color, ls=":", lw=1)
-        hit = [r for r in ndr if r["callback_cost_us"] == cost and r.get("rate_per_s")]
+        hit = [r for r in ndr if r.callback_cost_us == cost and r.rate_per_s]
         if hit:
-            ax.plot([hit[0]["rate_per_s"]], [0], marker="v", color=color, ms=10, mec="black")
+            ax.plot([hit[0].rate_per_s], [0], marker="v", color=color, ms=10, mec="black")
     ax.set_xscale("log")
     ax.set_xlabel("offered rate (events/s); dotted: 1/cost; triangle: NDR")
     ax.set_ylabel("events lost (%)")
     ax.set_title("Loss vs offered rate per callback cost")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def inline_copy_plot(result: dict[str, Any], path: Path) -> Path:
-    modes = [m for m in ("inline", "copy") if m in result]
+def inline_copy_plot(result: InlineCopyResult, path: Path) -> Path:
+    modes = [(name, m) for name, m in (("inline", result.inline), ("copy", result.copy)) if m is not None]
     keys = ["p50", "p99", "p99_9", "max"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4))
     width = 0.38
     x = np.arange(len(keys))
-    for k, mode in enumerate(modes):
-        lat = result[mode]["latency_to_work_done_us"]
-        ax1.bar(x + (k - 0.5) * width, [lat[key] or 0 for key in keys], width, label=mode)
+    for k, (name, mode) in enumerate(modes):
+        lat = mode.latency_to_work_done_us
+        ax1.bar(x + (k - 0.5) * width, [lat.get(key) or 0 for key in keys], width, label=name)
     ax1.set_xticks(x, ["p50", "p99", "p99.9", "max"])
     ax1.set_ylabel("send to work done (µs)")
     ax1.set_yscale("log")
     ax1.set_title("Latency")
     ax1.legend(fontsize=8)
-    ax2.bar(modes, [result[m]["loss_ratio"] * 100 for m in modes], color=[COLORS["lost"], COLORS["ok"]][: len(modes)])
+    ax2.bar([name for name, _ in modes], [m.loss_ratio * 100 for _, m in modes],
+            color=[COLORS["lost"], COLORS["ok"]][: len(modes)])
     ax2.set_ylabel("events lost (%)")
     ax2.set_title("Loss at the same offered rate")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def trend(labels: list[str], values: list[float], lows: list[float], highs: list[float],
@@ -168,7 +166,7 @@ def trend(labels: list[str], values: list[float], lows: list[float], highs: list
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _fleet_styles(n: int) -> list[tuple[Any, str]]:
@@ -196,7 +194,7 @@ def fleet_bursts(series: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
     ax.set_title("Delivered vs burst size: each plateau is a configuration's burst capacity")
     ax.grid(alpha=0.3, which="both")
     _fleet_legend(fig, ax, len(series))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fleet_loss(series: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
@@ -217,4 +215,4 @@ def fleet_loss(series: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("events lost (%)")
     _fleet_legend(fig, axes[0][-1], len(series))
-    return _save(fig, path)
+    return save_figure(fig, path)

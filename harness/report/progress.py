@@ -13,7 +13,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+from harness.results.records import TrialRow
 
 
 def _clock(seconds: float) -> str:
@@ -22,7 +24,7 @@ def _clock(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _number(row: dict[str, Any], key: str) -> float | None:
+def _number(row: TrialRow, key: str) -> float | None:
     value = row.get(key)
     if value is None or isinstance(value, bool):
         return None
@@ -44,10 +46,10 @@ class SearchPlan:
     ndr_confirm_factor: float = 3.0
     onset_repeats: int = 1
 
-    def units(self, row: dict[str, Any]) -> float:
+    def units(self, row: TrialRow) -> float:
         return self.ndr_confirm_factor if row.get("confirmation") is True else 1.0
 
-    def expected_units(self, experiment: str, rows: list[dict[str, Any]]) -> float | None:
+    def expected_units(self, experiment: str, rows: list[TrialRow]) -> float | None:
         if experiment == "sustained":
             return 1 + math.ceil(math.log2(1 / self.ndr_resolution)) + self.ndr_confirm_factor
         if experiment == "burst":
@@ -75,13 +77,13 @@ class Progress:
         self.started = clock()
         self._search: tuple | None = None
         self._search_started = 0.0
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[TrialRow] = []
 
-    def _key(self, row: dict[str, Any]) -> tuple:
+    def _key(self, row: TrialRow) -> tuple:
         cost = _number(row, "search_cost_us")
         return (row.get("experiment"), cost, row.get("template"))
 
-    def __call__(self, row: dict[str, Any], wall_s: float) -> None:
+    def __call__(self, row: TrialRow, wall_s: float) -> None:
         now = self.clock()
         key = self._key(row)
         if key != self._search:
@@ -93,7 +95,7 @@ class Progress:
         if self.show is not None:
             self.show(line)
 
-    def line(self, row: dict[str, Any], wall_s: float, now: float) -> str:
+    def line(self, row: TrialRow, wall_s: float, now: float) -> str:
         experiment = str(row.get("experiment"))
         cost = _number(row, "search_cost_us")
         name = experiment if cost is None else f"{experiment} {cost:g}us"

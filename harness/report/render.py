@@ -1,9 +1,14 @@
 """Render a run folder (summary.json, trials.csv, events/) into PNG plots, report.html
 (self-contained: images embedded) and report.md. Works from disk alone, so a stored run can be
-rendered again with `wfpcap report DIR`."""
+rendered again with `wfpcap report DIR`.
+
+The report is built once as a list of sections (a title, paragraphs, a table, a JSON block, images)
+and written twice from it: Markdown for a CI job summary or a repository, HTML for a browser.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,137 +16,140 @@ import pandas as pd
 
 from harness.analysis.batches import find_boundaries
 from harness.files import write_atomic
-from harness.report import findings, headline, plots
+from harness.judge.spread import readings
+from harness.report import findings, headline, ndr_section, plots
 from harness.report.page import document, esc, fmt, image, md_table, table
-from harness.report.spread import readings
-from harness.report.status import describe, status_of
-from harness.report.stored import read_summary, read_trials
-from harness.report import sustained as sustained_part
+from harness.results.catalog import CATALOG
+from harness.results.records import Check, Estimate, RunSummary
+from harness.results.runs import Run, load_run
+from harness.results.status import describe
 
-HEADLINES = [
-    ("burst_capacity", "Burst capacity", "longest burst delivered without loss (events)"),
-    ("queue_limit", "Next-queue limit", "full batch size seen in the drain (events)"),
-    ("first_batch", "First batch", "events taken while the dispatcher woke (events)"),
-    ("buffer_depth", "System buffer", "capacity - first batch - queue limit, one drain trial (events)"),
-    ("plateau", "Plateau", "delivered count of oversized bursts (events)"),
-    ("drain_rate", "Drain rate", "events/s delivered after release"),
-]
+HEADLINE_HEADER = ["estimate", "value", "measured spread", "meaning", "how"]
+CHECK_HEADER = ["check", "result", "measured", "expected", "message"]
+FACTS = ("doctor", "allow_visibility", "probe", "delivery")  # a platform's facts, shown as found
 
 
-def _evidence(e: dict[str, Any]) -> str:
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[Any], str] | None = None   # header, rows, html id
+    block: Any = None                                         # shown as JSON
+    images: dict[str, Path] = field(default_factory=dict)
+    css: str = ""                                             # html: "verdict", "verdict fail", "banner"
+
+
+def _evidence(e: Estimate) -> str:
     skip = {"value", "detectable", "method", "reason", "interior_sizes_seen"}
-    parts = [f"{k}={fmt(v) if not isinstance(v, (list, dict)) else v}" for k, v in e.items() if k not in skip]
+    parts = [f"{k}={fmt(v) if not isinstance(v, (list, dict)) else v}" for k, v in e.to_json().items() if k not in skip]
     return "; ".join(parts[:8])
 
 
-def make_plots(run: Path) -> dict[str, Path]:
-    summary = read_summary(run / "summary.json")
-    estimates = summary.get("estimates", {})
-    experiments = summary.get("experiments", {})
-    expected = experiments.get("expected", {})
-    trials = read_trials(run / "trials.csv")
+def make_plots(run: Run) -> dict[str, Path]:
+    summary, trials, where = run.summary, run.trials(), run.path
+    est = summary.estimates
     out: dict[str, Path] = {}
     if not trials.empty and (trials["experiment"] == "burst").any():
+        values = {k: (e.value if (e := est.get(k)) is not None else None) for k in ("burst_capacity", "first_batch",
+                                                                                     "queue_limit")}
         out["delivered_vs_burst"] = plots.delivered_vs_burst(
-            trials[trials["experiment"] == "burst"], estimates, run / "delivered_vs_burst.png")
-    drain = experiments.get("drain")
-    if drain and "trial" in drain:
-        events = sorted((run / "events").glob(f"{drain['trial']:04d}-drain-delivered.csv.gz"))
+            trials[trials["experiment"] == "burst"], values["burst_capacity"], values["first_batch"],
+            values["queue_limit"], where / "delivered_vs_burst.png")
+    drain = summary.experiments.drain
+    if drain is not None and drain.trial is not None:
+        events = sorted((where / "events").glob(f"{drain.trial:04d}-drain-delivered.csv.gz"))
         if events:
             delivered = pd.read_csv(events[0]).sort_values("t_callback_ns", kind="stable")
             boundaries, _ = find_boundaries(delivered["t_callback_ns"].to_numpy(), held=True)
-            out["drain_timeline"] = plots.drain_timeline(delivered, boundaries.tolist(), drain.get("t_release_ns"),
-                                                         run / "drain_timeline.png")
-        backlog_path = run / "events" / "drain_backlog.csv.gz"
+            out["drain_timeline"] = plots.drain_timeline(delivered, boundaries.tolist(), drain.t_release_ns,
+                                                         where / "drain_timeline.png")
+        backlog_path = where / "events" / "drain_backlog.csv.gz"
         if backlog_path.exists():
-            truth_path = run / "events" / "drain_truth.csv.gz"
+            truth_path = where / "events" / "drain_truth.csv.gz"
             truth = pd.read_csv(truth_path) if truth_path.exists() else None
-            out["backlog"] = plots.backlog_plot(pd.read_csv(backlog_path), truth, estimates, expected,
-                                                run / "backlog.png")
+            expected = summary.experiments.expected
+            q = (est.queue_limit.value if est.queue_limit else None) or (expected.queue_limit if expected else None)
+            b = (est.buffer_depth.value if est.buffer_depth else None) or (expected.buffer_depth if expected else None)
+            out["backlog"] = plots.backlog_plot(pd.read_csv(backlog_path), truth, q, b, where / "backlog.png")
     if not trials.empty and (trials["experiment"] == "sustained").any() and "search_cost_us" in trials:
         sustained = trials[(trials["experiment"] == "sustained") & trials["templated"].eq(False)
                            & trials["offered_rate_per_s"].notna()]
-        ndr = [r for r in estimates.get("ndr", []) if isinstance(r, dict)]
-        out["loss_vs_rate"] = plots.loss_vs_rate(sustained, ndr, run / "loss_vs_rate.png")
-    if "inline_copy" in experiments:
-        out["inline_copy"] = plots.inline_copy_plot(experiments["inline_copy"], run / "inline_copy.png")
-    backlog_ndr = sustained_part.backlog_plot(run, summary, run / "backlog_vs_ndr.png")
+        out["loss_vs_rate"] = plots.loss_vs_rate(sustained, est.ndr, where / "loss_vs_rate.png")
+    if summary.experiments.inline_copy is not None:
+        out["inline_copy"] = plots.inline_copy_plot(summary.experiments.inline_copy, where / "inline_copy.png")
+    backlog_ndr = ndr_section.backlog_plot(run, where / "backlog_vs_ndr.png")
     if backlog_ndr:
         out["backlog_vs_ndr"] = backlog_ndr
     return out
 
 
-def render(run: Path | str) -> dict[str, Path]:
-    run = Path(run)
-    summary = read_summary(run / "summary.json")  # checked before any plot is drawn
+def render(path: Path | str) -> dict[str, Path]:
+    run = load_run(Path(path))  # checked before any plot is drawn
     figures = make_plots(run)
-    summary["_run"] = str(run)
-    write_atomic(run / "report.md", _markdown(summary, figures))  # UTF-8, whole or absent
-    write_atomic(run / "report.html", _html(summary, figures))
-    return {"html": run / "report.html", "md": run / "report.md", **figures}
+    parts = sections(run, figures)
+    write_atomic(run.path / "report.md", to_markdown(run.summary, parts))  # UTF-8, whole or absent
+    write_atomic(run.path / "report.html", to_html(run.summary, parts))
+    return {"html": run.path / "report.html", "md": run.path / "report.md", **figures}
 
 
-def _headline_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+# -- what the report says -------------------------------------------------------------------
+def _headline_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
     rows = []
-    found = readings(summary, read_trials(Path(summary["_run"]) / "trials.csv"))
-    for key, title, meaning in HEADLINES:
-        e = summary["estimates"].get(key)
-        if isinstance(e, dict):
-            value = fmt(e.get("value")) if e.get("detectable", True) else (e.get("reason") or "not detectable")
-            spread = found[key].spread_text() if key in found else ""
-            rows.append((title, value, spread, meaning, f"{e.get('method', '')}. {_evidence(e)}"))
+    found = readings(run.summary, run.trials())
+    for kind in CATALOG:
+        e = run.summary.estimates.get(kind.key)
+        if e is not None:
+            value = fmt(e.value) if e.detectable else (e.reason or "not detectable")
+            spread = found[kind.key].spread_text() if kind.key in found else ""
+            rows.append((kind.title, value, spread, kind.meaning, f"{e.method}. {_evidence(e)}"))
     return rows
 
 
-HEADLINE_HEADER = ["estimate", "value", "measured spread", "meaning", "how"]
-
-
-def incomplete_lines(summary: dict[str, Any]) -> list[str]:
+def incomplete_lines(summary: RunSummary) -> list[str]:
     """The banner of a run that did not complete: what happened and what did not finish."""
-    if status_of(summary) == "complete":
+    if summary.status == "complete":
         return []
-    run = summary.get("run") or {}
     out = [f"This run is not complete: {describe(summary)}. The numbers below are what it measured before it stopped."]
-    where = run.get("interrupted_at")
+    where = summary.run.interrupted_at if summary.run else None
     if isinstance(where, dict) and where:
         out.append("Stopped at: " + ", ".join(f"{k} {v}" for k, v in where.items()))
-    not_finished = (run.get("scenarios") or {}).get("not_finished") or []
+    not_finished = (summary.run.scenarios.get("not_finished") or []) if summary.run else []
     if not_finished:
         out.append(f"Scenarios that did not finish: {', '.join(not_finished)}")
     return out
 
 
-def verdict_lines(summary: dict[str, Any]) -> list[str]:
-    """The short verdict at the top of the report. Other verdicts (a diagnosis of the machine,
-    issue 8) add their lines here, before the numbers."""
-    est = summary["estimates"]
+def verdict_lines(run: Run) -> list[str]:
+    """The short verdict at the top of the report: the run, the expectations, the baseline, the
+    capacity in one sentence, the loss-free rates, then the field notes' questions answered."""
+    summary = run.summary
+    est = summary.estimates
     out = [f"Run: {describe(summary)}."]
-    checks = summary.get("checks") or []
-    failed = [c["name"] for c in checks if not c["passed"]]
+    checks = summary.checks
+    failed = [c.name for c in checks if not c.passed]
     if checks:
         out.append(f"Expectations: {len(checks) - len(failed)} of {len(checks)} met"
                    + (f"; not met: {', '.join(failed)}." if failed else "."))
     gate = headline.baseline_section(summary)
-    if gate:
-        out += [f"Baseline: {gate['lines'][0]}."] + [line for line in gate["lines"][1:] if "REGRESSION" in line]
-    values = {k: (est.get(k) or {}).get("value") for k in ("burst_capacity", "first_batch", "queue_limit",
-                                                           "buffer_depth")}
+    if gate and gate.lines:
+        out += [f"Baseline: {gate.lines[0]}."] + [line for line in gate.lines[1:] if "REGRESSION" in line]
+    values = {k: (e.value if (e := est.get(k)) is not None else None)
+              for k in ("burst_capacity", "first_batch", "queue_limit", "buffer_depth")}
     if all(isinstance(v, (int, float)) for v in values.values()):
         out.append(f"A held subscriber loses nothing up to {fmt(values['burst_capacity'])} events: first batch "
                    f"{fmt(values['first_batch'])} + next queue {fmt(values['queue_limit'])} + system buffer "
                    f"{fmt(values['buffer_depth'])}.")
     elif isinstance(values["burst_capacity"], (int, float)):
         out.append(f"A held subscriber loses nothing up to {fmt(values['burst_capacity'])} events.")
-    ndr = [r for r in est.get("ndr") or [] if r.get("rate_per_s")]
+    ndr = [r for r in est.ndr if r.rate_per_s]
     if ndr:
-        out.append("Highest loss-free rate: " + ", ".join(f"{fmt(r['rate_per_s'])}/s with a {r['callback_cost_us']:g} µs "
+        out.append("Highest loss-free rate: " + ", ".join(f"{fmt(r.rate_per_s)}/s with a {r.callback_cost_us:g} µs "
                                                           "callback" for r in ndr) + ".")
-    return out + findings.finding_lines(summary)  # the seed's questions, each with numbers or a reason
+    return out + findings.finding_lines(run)
 
 
-def _generator_lines(run: Path) -> list[str]:
+def _generator_lines(trials: pd.DataFrame) -> list[str]:
     """How well the traffic generator kept its schedule (real platforms only)."""
-    trials = read_trials(run / "trials.csv")
     if "gen_trusted" not in trials:
         return []
     paced = trials[trials["pacing"] != "burst"]
@@ -156,124 +164,117 @@ def _generator_lines(run: Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def _ndr_rows(summary: dict[str, Any]) -> list[list[str]]:
-    return sustained_part.ndr_rows(summary)
+def _check_row(c: Check) -> tuple[str, str, str, Any, str]:
+    return (c.name, "FAIL" if c.verdict == "fail" else str(c.verdict), fmt(c.measured), c.expected, c.message)
 
 
-NDR_HEADER = sustained_part.NDR_HEADER
-
-
-def _verdict(check: dict[str, Any]) -> str:
-    verdict = check.get("verdict") or ("pass" if check["passed"] else "fail")
-    return "FAIL" if verdict == "fail" else verdict
-
-
-def _machine(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    stable = summary["fingerprint"]["stable"]
+def _machine(summary: RunSummary) -> list[tuple[str, str]]:
+    stable = summary.fingerprint.stable
     rows = [(k, str(v)) for k, v in stable.items() if k != "platform"]
-    rows += [(f"platform.{k}", json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in stable["platform"].items()]
-    measured = summary["fingerprint"].get("measured", {})
+    rows += [(f"platform.{k}", json.dumps(v) if isinstance(v, dict) else str(v))
+             for k, v in (stable.get("platform") or {}).items()]
     rows += [(f"measured at open: {k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-             for k, v in measured.items()]
+             for k, v in summary.fingerprint.measured.items()]
     return rows
 
 
-def _markdown(summary: dict[str, Any], figures: dict[str, Path]) -> str:
-    lines = [f"# Capacity report: {summary['config_id']}", "",
-             f"Platform **{summary['platform']}**, {summary['trials']} trials, "
-             f"run at {summary['fingerprint']['volatile'].get('timestamp_utc')}.", ""]
-    if "ground_truth" in summary:
-        lines += ["This run measured the **model** platform: its parameters are listed under ground truth, "
-                  "and no estimate read them.", ""]
-    lines += [f"> **{line}**" for line in incomplete_lines(summary)] + ([""] if incomplete_lines(summary) else [])
-    lines += ["## Verdict", ""] + [f"- {line}" for line in verdict_lines(summary)] + [""]
-    lines += ["## Headline estimates", "", *md_table(HEADLINE_HEADER, _headline_rows(summary))]
-    gate = headline.baseline_section(summary)
-    if gate:
-        lines += ["", "## Baseline", ""] + [f"- {line}" for line in gate["lines"]]
-    if summary["checks"]:
-        lines += ["", "## Expectations", "", *md_table(["check", "result", "measured", "expected"], [
-            (c["name"], _verdict(c), fmt(c["measured"]), c["expected"]) for c in summary["checks"]])]
-    ndr = _ndr_rows(summary)
-    if ndr:
-        lines += ["", "## Sustained rate per callback cost (NDR)", "", *md_table(NDR_HEADER, ndr)]
-    counts, matrix = findings.count_rows(summary), findings.matrix_rows(summary)
-    if counts:
-        lines += ["", "## Sent, recorded by the system, delivered", "", *md_table(findings.COUNT_HEADER, counts)]
-    if matrix:
-        lines += ["", "## Template conditions on this machine", "", *md_table(findings.MATRIX_HEADER, matrix)]
-    for name, path in figures.items():
-        lines += ["", f"![{name}]({path.name})"]
-    for key in ("doctor", "allow_visibility", "inline_copy", "template", "onset", "probe", "delivery"):
-        if key in summary["experiments"]:
-            lines += ["", f"## {key.replace('_', ' ')}", "", "```json",
-                      json.dumps(summary["experiments"][key], indent=2), "```"]
-    generator = _generator_lines(Path(summary["_run"]))
-    if generator:
-        lines += ["", "## Traffic generator", ""] + generator
-    run = Path(summary["_run"])
-    untrusted = sustained_part.untrusted_rows(run)
-    if untrusted:
-        lines += ["", "## Trials not used as evidence", "", "| " + " | ".join(sustained_part.UNTRUSTED_HEADER) + " |",
-                  "|" + "---|" * len(sustained_part.UNTRUSTED_HEADER)] + ["| " + " | ".join(r) + " |" for r in untrusted]
-    interference = sustained_part.interference_lines(run)
-    if interference:
-        lines += ["", "## Interference", ""] + interference
-    if "ground_truth" in summary:
-        lines += ["", "## Ground truth (model only)", "", "```json", json.dumps(summary["ground_truth"], indent=2), "```"]
-    lines += ["", "## Machine", "", *md_table(["key", "value"], _machine(summary))]
-    return "\n".join(lines) + "\n"
+def _experiment_blocks(summary: RunSummary) -> list[Section]:
+    """Each experiment's and platform fact's record, as JSON (in the order a reader meets them)."""
+    x = summary.experiments
+    found = [("doctor", x.doctor), ("allow_visibility", x.allow_visibility), ("inline_copy", x.inline_copy),
+             ("template", x.template), ("onset", x.onset), ("probe", x.probe), ("delivery", x.delivery)]
+    return [Section(name.replace("_", " "), block=value.to_json() if hasattr(value, "to_json") else value)
+            for name, value in found if value is not None]
 
 
-def _html(summary: dict[str, Any], figures: dict[str, Path]) -> str:
-    e = esc
-    parts = [f"<h1>Capacity report: {e(summary['config_id'])}</h1>"]
+def sections(run: Run, figures: dict[str, Path]) -> list[Section]:
+    summary, trials = run.summary, run.trials()
     banner = incomplete_lines(summary)
-    if banner:
-        parts.append('<div class="banner" id="incomplete">' + "".join(f"<p>{e(x)}</p>" for x in banner) + "</div>")
-    failing = any(not c["passed"] for c in summary.get("checks") or []) or \
-        bool((headline.baseline_section(summary) or {}).get("regressions"))
-    parts += [f'<div class="verdict{" fail" if failing or banner else ""}" id="verdict"><h2>Verdict</h2>'
-              + "".join(f"<p>{e(x)}</p>" for x in verdict_lines(summary)) + "</div>",
-             f"<p>Platform <b>{e(summary['platform'])}</b>, {summary['trials']} trials, run at "
-             f"{e(str(summary['fingerprint']['volatile'].get('timestamp_utc')))}.</p>"]
-    if "ground_truth" in summary:
-        parts.append("<p class=note>This run measured the <b>model</b> platform; its parameters are shown under "
-                     "ground truth and no estimate read them.</p>")
-    parts += ["<h2>Headline estimates</h2>", table(HEADLINE_HEADER, _headline_rows(summary), "headline")]
     gate = headline.baseline_section(summary)
+    failing = any(not c.passed for c in summary.checks) or bool(gate and gate.regressions)
+    out: list[Section] = []
+    if banner:
+        out.append(Section("", banner, css="banner"))
+    out.append(Section("Verdict", verdict_lines(run), css="verdict fail" if failing or banner else "verdict"))
+    about = [f"Platform **{summary.platform}**, {summary.trials} trials, run at "
+             f"{summary.fingerprint.volatile.get('timestamp_utc')}."]
+    if summary.ground_truth is not None:
+        about.append("This run measured the **model** platform: its parameters are listed under ground truth, "
+                     "and no estimate read them.")
+    out.append(Section("", about))
+    out.append(Section("Headline estimates", table=(HEADLINE_HEADER, _headline_rows(run), "headline")))
     if gate:
-        parts += ["<h2>Baseline</h2>"] + [f"<p>{e(line)}</p>" for line in gate["lines"]]
-    if summary["checks"]:
-        parts += ["<h2>Expectations</h2>", table(["check", "result", "measured", "expected", "message"], [
-            (c["name"], _verdict(c), fmt(c["measured"]), c["expected"], c["message"])
-            for c in summary["checks"]])]
-    ndr = _ndr_rows(summary)
+        out.append(Section("Baseline", list(gate.lines)))
+    if summary.checks:
+        out.append(Section("Expectations", table=(CHECK_HEADER, [_check_row(c) for c in summary.checks], "checks")))
+    ndr = ndr_section.ndr_rows(summary)
     if ndr:
-        parts += ["<h2>Sustained rate per callback cost (NDR)</h2>", table(NDR_HEADER, ndr, "ndr")]
-    counts, matrix = findings.count_rows(summary), findings.matrix_rows(summary)
+        out.append(Section("Sustained rate per callback cost (NDR)", table=(ndr_section.NDR_HEADER, ndr, "ndr")))
+    counts, matrix = findings.count_rows(run), findings.matrix_rows(summary)
     if counts:
-        parts += ["<h2>Sent, recorded by the system, delivered</h2>", table(findings.COUNT_HEADER, counts, "counts")]
+        out.append(Section("Sent, recorded by the system, delivered", table=(findings.COUNT_HEADER, counts, "counts")))
     if matrix:
-        parts += ["<h2>Template conditions on this machine</h2>", table(findings.MATRIX_HEADER, matrix, "matrix")]
-    parts.append("<h2>Plots</h2>")
-    for name, path in figures.items():
-        parts.append(image(path, name))
-    for key in ("doctor", "allow_visibility", "inline_copy", "template", "onset", "probe", "delivery"):
-        if key in summary["experiments"]:
-            parts += [f"<h2>{e(key.replace('_', ' '))}</h2>",
-                      f"<pre>{e(json.dumps(summary['experiments'][key], indent=2))}</pre>"]
-    generator = _generator_lines(Path(summary["_run"]))
+        out.append(Section("Template conditions on this machine", table=(findings.MATRIX_HEADER, matrix, "matrix")))
+    if figures:
+        out.append(Section("Plots", images=figures))
+    out += _experiment_blocks(summary)
+    generator = _generator_lines(trials)
     if generator:
-        parts += ["<h2>Traffic generator</h2>"] + [f"<p>{e(line)}</p>" for line in generator]
-    run = Path(summary["_run"])
-    untrusted = sustained_part.untrusted_rows(run)
+        out.append(Section("Traffic generator", generator))
+    untrusted = ndr_section.untrusted_rows(trials)
     if untrusted:
-        parts += ["<h2>Trials not used as evidence</h2>", table(sustained_part.UNTRUSTED_HEADER, untrusted, "untrusted")]
-    interference = sustained_part.interference_lines(run)
+        out.append(Section("Trials not used as evidence", table=(ndr_section.UNTRUSTED_HEADER, untrusted, "untrusted")))
+    interference = ndr_section.interference_lines(run)
     if interference:
-        parts += ["<h2>Interference</h2>"] + [f"<p>{e(line)}</p>" for line in interference]
-    if "ground_truth" in summary:
-        parts += ["<h2>Ground truth (model only)</h2>", f"<pre>{e(json.dumps(summary['ground_truth'], indent=2))}</pre>"]
-    parts += ["<h2>Machine</h2>", table(["key", "value"], _machine(summary), "machine")]
-    return document(str(summary["config_id"]), parts)
+        out.append(Section("Interference", interference))
+    if summary.ground_truth is not None:
+        out.append(Section("Ground truth (model only)", block=summary.ground_truth))
+    out.append(Section("Machine", table=(["key", "value"], _machine(summary), "machine")))
+    return out
+
+
+# -- the two forms ----------------------------------------------------------------------------
+def to_markdown(summary: RunSummary, parts: list[Section]) -> str:
+    lines = [f"# Capacity report: {summary.config_id}", ""]
+    for s in parts:
+        if s.title:
+            lines += [f"## {s.title}", ""]
+        if s.css == "banner":
+            lines += [f"> **{p}**" for p in s.paragraphs] + [""]
+        elif s.css.startswith("verdict"):
+            lines += [f"- {p}" for p in s.paragraphs] + [""]
+        elif s.paragraphs:
+            lines += [p for para in s.paragraphs for p in (para, "")]
+        if s.table is not None:
+            lines += [*md_table(s.table[0], s.table[1]), ""]
+        if s.block is not None:
+            lines += ["```json", json.dumps(s.block, indent=2), "```", ""]
+        lines += [f"![{name}]({path.name})" for name, path in s.images.items()] + ([""] if s.images else [])
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _bold(text: str) -> str:
+    """The Markdown **bold** of a paragraph, in HTML."""
+    out, parts = [], esc(text).split("**")
+    for k, part in enumerate(parts):
+        out.append(f"<b>{part}</b>" if k % 2 else part)
+    return "".join(out)
+
+
+def to_html(summary: RunSummary, parts: list[Section]) -> str:
+    out = [f"<h1>Capacity report: {esc(summary.config_id)}</h1>"]
+    for s in parts:
+        inner = [f"<h2>{esc(s.title)}</h2>"] if s.title else []
+        inner += [f"<p>{_bold(p)}</p>" for p in s.paragraphs]
+        if s.table is not None:
+            inner.append(table(s.table[0], s.table[1], s.table[2]))
+        if s.block is not None:
+            inner.append(f"<pre>{esc(json.dumps(s.block, indent=2))}</pre>")
+        inner += [image(path, name) for name, path in s.images.items()]
+        if s.css == "banner":
+            out.append('<div class="banner" id="incomplete">' + "".join(inner) + "</div>")
+        elif s.css.startswith("verdict"):
+            out.append(f'<div class="{s.css}" id="verdict">' + "".join(inner) + "</div>")
+        else:
+            out += inner
+    return document(summary.config_id, out)

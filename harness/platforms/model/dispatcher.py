@@ -1,4 +1,4 @@
-"""The dispatcher of the field notes, in virtual time (DESIGN section 3).
+"""The dispatcher of the field notes, in virtual time (docs/methodology.md, the model).
 
 FIFO throughout. An arriving event joins the batch being formed while the dispatcher is idle
 (for `dispatch_latency` after the first one); otherwise it waits in the next queue while that

@@ -22,7 +22,7 @@ NS_PER_US = 1_000
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Parameters of the dispatcher (defaults from the field notes, DESIGN section 3)."""
+    """Parameters of the dispatcher (defaults from the field notes)."""
 
     queue_limit: int = 256                # next-queue limit Q
     system_buffer: int = 16_500           # system buffer B

@@ -1,0 +1,1 @@
+"""The pytest integration of `pytest scenarios/`: options, the run's lifecycle, reporting."""

@@ -1,0 +1,356 @@
+"""The scenario session's lifecycle, as a pytest plugin (scenarios/conftest.py loads it).
+
+- Inputs: every option is checked (harness/inputs.py) before a platform opens; bad input is one
+  line and exit status 2.
+- Status: the run ends complete, subset (scenarios not selected: -k, a single file; or never run:
+  -x) or interrupted (a signal or an error; where: experiment, trial, scenario), in summary.json
+  (harness/report/status.py), the report's banner and the terminal.
+- Signals: SIGTERM (and Ctrl-Break on Windows) takes the path of Ctrl-C (KeyboardInterrupt: the
+  platform cleans up, the report is written, exit status 128 + signal). Once cleanup has begun, further signals are noted and
+  do not cut it short.
+- Company: the run registers as live (harness/live_runs.py), warns when other harness runs are
+  live, and says what it removed that killed runs had left.
+- Resume: --resume RUN_DIR continues an interrupted run (harness/resume.py).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from harness import inputs, live_runs
+from harness.campaign import PROFILES, Campaign, load_expectations, platform_expectations
+from harness.files import WriteFailed
+from harness.platforms.base import Platform, PlatformUnavailable
+from harness.platforms.select import open_platform, resolve
+from harness.plugin.options import RunOptions, run_options
+from harness.results.fingerprint import config_id, fingerprint
+from harness.report.render import render
+from harness.results.records import Expectations, RunStatus
+from harness.results.store import ResultStore, utc_now
+from harness.results.replay import ResumeMismatch
+
+
+
+@dataclass
+class SessionState:
+    selected: list[str] = field(default_factory=list)
+    never_selected: list[str] = field(default_factory=list)
+    finished: set[str] = field(default_factory=set)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    current: str | None = None
+    signal: int | None = None
+    later_signals: int = 0
+    stopped: str | None = None        # why pytest.exit ended the session
+    cleaning: bool = False
+    store: ResultStore | None = None
+    report: str | None = None
+    notes: list[str] = field(default_factory=list)      # lines for the terminal summary
+    failed: bool = False              # the final write failed: exit status 2
+    others: dict[int, live_runs.LiveRun] = field(default_factory=dict)
+    handlers: dict[int, Any] = field(default_factory=dict)
+    collected_all: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:  # a forked child (sender, netns helper): die as if no handler were set
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.signal is not None or self.cleaning:
+            self.later_signals += 1
+            os.write(2, b"\nwfpcap: cleaning up; the platform is being closed and the report written, please wait\n")
+            return
+        self.signal = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def attach(self, store: ResultStore) -> None:
+        """The run's folder exists: register as live (with where the run is) from here on."""
+        self.store = store
+        live_runs.register(store.platform_name, str(store.path), store.run.started_utc or utc_now())
+        store.listeners.append(live_runs.update_phase)
+
+
+STATE = pytest.StashKey[SessionState]()
+
+
+# -- the run --------------------------------------------------------------------------------
+@contextmanager
+def measuring(config: pytest.Config, platform: Platform, options: RunOptions) -> Iterator[Campaign]:
+    """The campaign of this session: opened (or resumed) on an open platform; on the way out,
+    whatever happened, the platform is closed first, then the run's status, summary and report
+    are written."""
+    state = config.stash[STATE]
+    try:
+        expectations = {**load_expectations(None, platform_expectations(platform)), **options.expectations}
+        for line in live_runs.reap():
+            _note(config, state, f"wfpcap: {line}")
+        for name in getattr(platform, "removed_stale", []):
+            _note(config, state, f"wfpcap: removed namespace {name} (with its nft table and NFLOG group) "
+                                 "left by a killed run")
+        if options.resume:
+            run = _resume(state, platform, options, expectations)
+        else:
+            run = Campaign.open(platform, str(options.report_root), options.profile, expectations, options.label,
+                                store_ready=state.attach)
+        store = run.store
+        store.note("removed_leftovers", list(getattr(platform, "removed_stale", [])))
+        _look_for_company(config, state)
+        yield run
+    finally:
+        state.cleaning = True  # from here on a signal is noted, not raised: cleanup runs to its end
+        try:
+            platform.close()
+        except Exception as exc:  # noqa: BLE001 - one line, and the report still gets written
+            _note(config, state, f"wfpcap: closing the {platform.name} platform failed: {exc}")
+        live_runs.unregister()
+        if state.store is not None:
+            _look_for_company(config, state)
+            _finish(state, config.pluginmanager.get_plugin("wfpcap-reporting"))
+
+
+def _resume(state: SessionState, platform: Platform, options: RunOptions, expectations: dict[str, float | None]) -> Campaign:
+    store, summary = options.resume
+    settings = Campaign.settings(platform, options.profile)
+    here = config_id(fingerprint(settings, options.label))
+    if here != summary.config_id:
+        raise ResumeMismatch(f"cannot resume {store.path}: this machine's configuration (config id {here}) "
+                             f"differs from the run's ({summary.config_id})")
+    expected = Expectations.from_json(expectations)
+    store.continue_from(summary, expected)
+    state.attach(store)
+    measured = store.fingerprint.measured.get("max_send_rate_per_s")
+    rate = float(measured) if isinstance(measured, (int, float)) and measured > 0 else platform.max_send_rate_per_s()
+    return Campaign(platform, store, PROFILES[options.profile], expected, rate)
+
+
+def _look_for_company(config: pytest.Config, state: SessionState) -> None:
+    for run in live_runs.other_live_runs():
+        if run.pid not in state.others:
+            state.others[run.pid] = run
+            _note(config, state, f"wfpcap: WARNING: another harness run is live: {run.describe()}; "
+                                 "both share this machine and may measure less than alone")
+    if state.store is not None:
+        state.store.note("other_live_runs", live_runs.as_dicts(list(state.others.values())))
+
+
+def _note(config: pytest.Config, state: SessionState, line: str) -> None:
+    state.notes.append(line)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+def _finish(state: SessionState, reporting: Any) -> None:
+    """The end of the run, once: its status, the baseline's verdict (`reporting`, the plugin of
+    harness/plugin/reporting.py, when loaded), the summary, the report drawn once from it, and
+    the headline."""
+    store = state.store
+    status = _status(state)
+    status.started_utc, status.ended_utc = store.run.started_utc, utc_now()
+    try:
+        store.flush_trials()  # the summary counts what trials.csv holds
+        if reporting is not None:
+            reporting.judge(store)
+        store.set_run(status)
+        state.report = str(render(store.path)["html"])
+    except (OSError, ValueError) as exc:
+        state.failed = True
+        state.notes.append(f"wfpcap: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn must not hide the run
+        state.failed = True
+        state.notes.append(f"wfpcap: the report of {store.path} could not be rendered: {type(exc).__name__}: {exc}")
+    if reporting is not None:
+        try:
+            reporting.write_headline(store, state.report or "not rendered")
+        except OSError as exc:
+            state.failed = True
+            state.notes.append(f"wfpcap: {exc}")
+
+
+def _status(state: SessionState) -> RunStatus:
+    selected = state.selected
+    not_finished = [n for n in selected if n not in state.finished]
+    scenarios = {"selected": list(selected), "finished": [n for n in selected if n in state.finished],
+                 "not_finished": not_finished}
+    position = state.store.position
+    if state.signal is not None or state.stopped or state.errors:
+        if state.signal is not None:
+            cause, at = signal.Signals(state.signal).name, position
+        elif state.stopped:
+            cause, at = f"stopped: {state.stopped}", position
+        else:
+            cause, at = f"error in {state.errors[0]['scenario']}: {state.errors[0]['message']}", state.errors[0]["at"]
+        where = _where(at)
+        detail = (f"{cause}{' during ' + where if where else ''}; "
+                  f"{len(not_finished)} of {len(selected)} selected scenarios did not finish")
+        interrupted_at = {"experiment": at.get("experiment"), "trial": at.get("trial") if at.get("running") else None,
+                          "scenario": at.get("scenario", state.current)}
+        return RunStatus("interrupted", detail, interrupted_at, scenarios)
+    if state.never_selected or not_finished:
+        parts = []
+        if state.never_selected:
+            parts.append(f"{len(state.never_selected)} scenario(s) not selected (-k, or a single file): "
+                         + ", ".join(state.never_selected[:6]) + (" ..." if len(state.never_selected) > 6 else ""))
+        if not_finished:
+            parts.append(f"{len(not_finished)} selected scenario(s) never ran (stopped early, e.g. -x)")
+        return RunStatus("subset", "; ".join(parts), None, scenarios)
+    return RunStatus("complete", "", None, scenarios)
+
+
+def _where(at: dict[str, Any]) -> str:
+    if not at.get("experiment"):
+        return ""
+    trial = f" trial {at['trial']}" if at.get("running") and at.get("trial") is not None else ""
+    return f"{at['experiment']}{trial}"
+
+
+# -- the scenarios' one fixture ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def campaign(request: pytest.FixtureRequest):
+    try:
+        options = run_options(request.config)  # every input checked before anything opens
+        diagnosis = _doctor_first(request.config, options.backend)
+        platform = open_platform(options.backend, options.model_params, options.nflog)
+    except PlatformUnavailable as exc:
+        named = request.config.getoption("--backend")
+        if named == "auto":  # only auto may pass over a machine where it cannot measure
+            pytest.skip(f"backend auto cannot run here: {exc}")
+        pytest.exit(f"wfpcap: backend {named} cannot run here: {exc}", returncode=2)
+    except ValueError as exc:
+        pytest.exit(f"wfpcap: {exc}", returncode=2)
+    with measuring(request.config, platform, options) as run:
+        if diagnosis is not None:
+            run.record_facts("doctor", diagnosis.to_dict())
+        yield run
+
+
+def _doctor_first(config: pytest.Config, backend: str):
+    """On wfp, `wfpcap doctor`'s checks come first: a failed one stops the session at once with its
+    line (no hour of red tests); only auto may pass over the machine instead."""
+    if resolve(backend) != "wfp":
+        return None
+    from harness.platforms.wfp.doctor import diagnose
+    diagnosis = diagnose()
+    if diagnosis.ok:
+        return diagnosis
+    reason = diagnosis.lines()[-1]
+    if config.getoption("--backend") == "auto":
+        pytest.skip(f"backend auto cannot run here: {reason}")
+    pytest.exit(f"wfpcap: backend wfp cannot run here: {reason}\n" + "\n".join(diagnosis.lines()[:-1]), returncode=2)
+
+
+# -- pytest hooks ---------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    state = SessionState()
+    config.stash[STATE] = state
+    if threading.current_thread() is threading.main_thread():
+        for sig in stopping_signals():
+            state.handlers[sig] = signal.signal(sig, state.on_signal)
+
+
+def stopping_signals() -> list[int]:
+    """Ctrl-C, SIGTERM (runners, `timeout`) and, on Windows, Ctrl-Break: each stops the run the way
+    Ctrl-C does. Without this, Ctrl-Break reached the wfp options' own handler, which restored the
+    options and raised SystemExit inside a test: pytest logged one failure and measured on."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        for sig, handler in state.handlers.items():
+            signal.signal(sig, handler)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE]
+    state.collected_all = [i.nodeid for i in items]  # before -k / -m deselect
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash[STATE]
+    state.selected = [i.nodeid for i in session.items]
+    chosen = set(state.selected)
+    state.never_selected = [n for n in getattr(state, "collected_all", []) if n not in chosen]
+    folders = {Path(str(i.path)).parent for i in session.items} or set()
+    seen = {Path(str(i.path)).name for i in session.items} | {n.split("::")[0].rsplit("/", 1)[-1]
+                                                              for n in state.never_selected}
+    for folder in folders:
+        for module in sorted(folder.glob("test_*.py")):
+            if module.name not in seen:
+                state.never_selected.append(module.name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    item.config.stash[STATE].current = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    state = item.config.stash[STATE]
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        if report.passed or report.skipped or (call.excinfo is not None and call.excinfo.errisinstance(AssertionError)):
+            state.finished.add(item.nodeid)
+    if report.failed and call.excinfo is not None and not call.excinfo.errisinstance(AssertionError) \
+            and state.store is not None:
+        message = " ".join(str(call.excinfo.value).split())[:200]
+        state.errors.append({"scenario": item.name, "message": f"{call.excinfo.typename}: {message}",
+                             "at": {**state.store.position, "scenario": item.nodeid}})
+        state.finished.discard(item.nodeid)
+    return report
+
+
+def _stop_on(item: pytest.Item, exc: BaseException) -> None:
+    """A write that failed or a resume that cannot go on ends the session: one line, status 2."""
+    item.config.stash[STATE].stopped = str(exc)
+    pytest.exit(f"wfpcap: {exc}", returncode=2)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    try:
+        return (yield)
+    except (WriteFailed, ResumeMismatch, inputs.BadInput) as exc:
+        _stop_on(item, exc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    try:
+        return (yield)
+    except (WriteFailed, ResumeMismatch) as exc:
+        _stop_on(item, exc)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    state = session.config.stash[STATE]
+    yield  # the session fixture (platform, status, report) is torn down in here
+    if state.signal is not None:
+        session.exitstatus = 128 + state.signal
+    elif state.failed and session.exitstatus == 0:
+        session.exitstatus = 2
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    for line in state.notes:  # again at the end, where a reader of a CI log looks
+        terminalreporter.write_line(line)
+    if state.store is not None:
+        run = state.store.run
+        terminalreporter.write_line(f"wfpcap run: {run.status}" + (f" ({run.detail})" if run.detail else ""))
+    if state.report:
+        terminalreporter.write_line(f"wfpcap report: {state.report}")

@@ -1,0 +1,132 @@
+"""Every option of `pytest scenarios/`, with its default, registered once; and the run's options
+read from them (or, with --resume, from the run folder), each checked before anything opens:
+bad input is one line (BadInput) and exit status 2."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import inputs
+from harness.campaign import PROFILES, check_measurable
+from harness.judge.baseline import DEFAULT_THRESHOLD_PCT
+from harness.platforms.model import ModelParams
+from harness.platforms.select import BACKENDS, resolve
+from harness.results.records import RunSummary
+from harness.results.store import ResultStore
+
+RESUMABLE = ("interrupted", "running", "subset")
+
+# name -> (default, addoption's other arguments); `run` options are what a resumed run takes from
+# its folder, so they may not be given beside --resume
+RUN_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "--backend": ("auto", {"help": f"platform to measure: {', '.join(BACKENDS)} (auto: wfp on Windows, model elsewhere)"}),
+    "--report-dir": ("reports", {"help": "root folder of the result store (default: reports)"}),
+    "--machine-label": (None, {"help": "name of this machine configuration (default: hostname)"}),
+    "--profile": ("quick", {"help": f"{' or '.join(sorted(PROFILES))}: quick (CI) or full (longer, repeated)"}),
+    "--model-param": ([], {"action": "append", "metavar": "NAME=VALUE",
+                           "help": "model what-if parameter, repeatable (queue_limit, system_buffer, batch_turnaround_us, ...)"}),
+    "--nflog-param": ([], {"action": "append", "metavar": "NAME=VALUE",
+                           "help": "nflog settings, repeatable: qthresh, timeout_cs, nlbufsiz, rcvbuf, sender (udp|raw)"}),
+    "--expect": (None, {"metavar": "FILE",
+                        "help": "JSON with expected values (queue_limit, system_buffer, system_buffer_tolerance)"}),
+}
+SESSION_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "--resume": (None, {"metavar": "RUN_DIR", "help": "continue an interrupted run in its folder: finished trials "
+                                                      "are not measured again (options come from the run folder)"}),
+    "--progress": (False, {"action": "store_true", "help": "show a line per trial as it ends, also under -q "
+                                                           "(always with -v; always in progress.log)"}),
+    "--baseline": (None, {"metavar": "PATH", "help": "fail on a regression against a run folder, a config folder "
+                                                     "(its latest complete run) or a baseline JSON (`wfpcap baseline save`)"}),
+    "--fail-if-worse": (DEFAULT_THRESHOLD_PCT, {"type": float, "metavar": "PCT", "help":
+                        "with --baseline: how much worse (percent) an estimate may be before it fails "
+                        f"(default {DEFAULT_THRESHOLD_PCT:g}; never inside the measured spread)"}),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wfpcap", "capacity harness")
+    for name, (default, kwargs) in {**RUN_OPTIONS, **SESSION_OPTIONS}.items():
+        group.addoption(name, default=default, **kwargs)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Callback costs come from the profile (quick: 20, 100, 500 us)."""
+    if "cost_us" in metafunc.fixturenames:
+        profile = PROFILES.get(metafunc.config.getoption("--profile"), PROFILES["quick"])
+        costs = profile.callback_costs_us
+        metafunc.parametrize("cost_us", costs, ids=[f"{c:g}us" for c in costs])
+
+
+@dataclass
+class RunOptions:
+    backend: str
+    model_params: ModelParams | None
+    nflog: dict[str, str]
+    expectations: dict[str, float | None]  # what the user set (the platform's defaults come later)
+    report_root: Path
+    profile: str
+    label: str | None
+    resume: tuple[ResultStore, RunSummary] | None = None
+
+
+def run_options(config: pytest.Config) -> RunOptions:
+    """Every option, checked before anything is opened; BadInput (one line) otherwise."""
+    opt = config.getoption
+    if opt("--resume"):
+        return _resume_options(config, Path(opt("--resume")))
+    backend = opt("--backend")
+    if backend not in BACKENDS:
+        raise inputs.BadInput(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    backend = resolve(backend)
+    profile = opt("--profile")
+    if profile not in PROFILES:
+        raise inputs.BadInput(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if opt("--model-param") and backend != "model":
+        raise inputs.BadInput("--model-param only applies to --backend model")
+    if opt("--nflog-param") and backend != "nflog":
+        raise inputs.BadInput("--nflog-param only applies to --backend nflog")
+    params = None
+    if backend == "model":
+        params = ModelParams.from_overrides(inputs.parse_pairs("--model-param", opt("--model-param")))
+        check_measurable(params, profile)
+    nflog = inputs.parse_pairs("--nflog-param", opt("--nflog-param"))
+    inputs.nflog_values(nflog)
+    expectations = inputs.expectations(opt("--expect"), {})
+    return RunOptions(backend, params, nflog, expectations, inputs.report_dir(opt("--report-dir")), profile,
+                      opt("--machine-label"))
+
+
+def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
+    given = [name for name, (default, _) in RUN_OPTIONS.items() if config.getoption(name) != default]
+    if given:
+        raise inputs.BadInput(f"--resume takes the options of the run it continues; drop {', '.join(given)}")
+    if not run_dir.is_dir():
+        raise inputs.BadInput(f"--resume {run_dir} is not a run folder")
+    store, summary = ResultStore.reopen(run_dir)
+    if summary.status not in RESUMABLE:
+        raise inputs.BadInput(f"--resume {run_dir}: the run is {summary.status}; only an interrupted, killed or "
+                              "subset run can be continued")
+    settings = summary.fingerprint.stable.get("platform") or {}
+    where = f"{run_dir / 'summary.json'}"
+    try:
+        profile = settings["profile"]
+        if profile not in PROFILES:
+            raise inputs.BadInput(f"{where}: unknown profile {profile!r}")
+        params = ModelParams(**settings["model_params"]) if summary.platform == "model" else None
+        nflog = {k: str(v) for k, v in settings.get("nflog", {}).items() if v is not None}
+        inputs.nflog_values(nflog)
+        stored = summary.experiments.expected.to_json() if summary.experiments.expected else {}
+        known = inputs.EXPECTATION_KEYS
+        expected = inputs.check_expectations(
+            {k: v for k, v in stored.items() if v is not None or k not in known or known[k][3]}, where)
+    except (KeyError, TypeError) as exc:
+        raise inputs.BadInput(f"{where}: cannot take the run's options from it ({exc})") from None
+    if summary.platform not in BACKENDS[1:]:
+        raise inputs.BadInput(f"{where}: unknown platform {summary.platform!r}")
+    return RunOptions(summary.platform, params, nflog, expected, run_dir.parent.parent, profile,
+                      summary.fingerprint.stable.get("machine"), (store, summary))
+
+

@@ -1,0 +1,153 @@
+"""The reporting side of `pytest scenarios/` (loaded by scenarios/conftest.py via pytest_plugins):
+
+- live progress: a line per trial when it ends (shown with -v or --progress, quiet otherwise,
+  always written to progress.log in the run folder);
+- JUnit: each scenario's new estimates and checks become properties of its test case;
+- the regression gate: --baseline PATH with --fail-if-worse PCT fails the session on a regression;
+- the end: the baseline's verdict goes into the summary before the report is drawn (once, by the
+  lifecycle), and a one-screen headline summary closes the terminal output (kept as
+  headline.txt/.md).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import pytest
+
+from harness.files import write_atomic
+from harness.judge import baseline
+from harness.judge.spread import readings
+from harness.report import headline
+from harness.report.progress import Progress, SearchPlan
+from harness.results.records import BaselineSection, RunSummary
+from harness.results.store import ResultStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(Reporting(config), "wfpcap-reporting")
+
+
+def _as_stored(store: ResultStore) -> RunSummary:
+    """The run's summary as summary.json holds it (plain JSON values), as every later reader sees it."""
+    return RunSummary.from_json(store.to_json())
+
+
+def _plan(campaign: Any) -> SearchPlan:
+    profile, ndr = campaign.profile, campaign.ndr_config
+    return SearchPlan(burst_repetitions=profile.burst.repetitions, burst_verify=profile.burst.verify,
+                      burst_sweep=len(profile.burst.sweep), ndr_resolution=ndr.resolution,
+                      ndr_confirm_factor=ndr.confirm_factor, onset_repeats=campaign.onset_repeats)
+
+
+class Reporting:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.campaign: Any = None
+        self.baseline: baseline.Baseline | None = None
+        self.summary: RunSummary | None = None
+        self.report: str | None = None
+        self.regressions = 0
+        self.trials = None
+        self._first_in_test = True
+        path = config.getoption("--baseline")
+        if path:
+            threshold = config.getoption("--fail-if-worse")
+            try:
+                baseline.judge({}, {}, threshold)  # checks the threshold
+                self.baseline = baseline.load(path)
+            except ValueError as exc:
+                pytest.exit(f"wfpcap: {exc}", returncode=2)
+
+    # -- live progress -----------------------------------------------------------------------
+    def _live(self) -> bool:
+        return self.config.getoption("--progress") or self.config.getoption("verbose") > 0
+
+    def _show(self, line: str) -> None:
+        """To the terminal past pytest's output capture (as its live logging does)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            # the first line of a test starts a line of its own: pytest left the test's name open, and
+            # the reporter cannot tell when someone wrote under capture (it then believes the line ended)
+            if self._first_in_test:
+                self._first_in_test = False
+                reporter.write("\n")
+                reporter.currentfspath = None
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
+        result = yield
+        if fixturedef.argname == "campaign" and result is not None and self.campaign is None:
+            self.campaign = result
+            store = result.store
+            store.trial_listeners.append(Progress(store.path / "progress.log", self._show if self._live() else None,
+                                                  _plan(result)))
+        return result
+
+    # -- JUnit properties ----------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        self._first_in_test = True
+        campaign = getattr(item, "funcargs", {}).get("campaign")
+        if campaign is None:
+            return (yield)
+        before = readings(_as_stored(campaign.store))
+        checks = len(campaign.store.checks)
+        try:
+            return (yield)
+        finally:
+            self._properties(item, campaign, before, checks)
+
+    @staticmethod
+    def _properties(item: pytest.Item, campaign: Any, before: dict, checks: int) -> None:
+        """What this scenario measured, as <property> elements of its JUnit test case."""
+        item.user_properties.append(("config_id", campaign.store.config_id))
+        for key, reading in readings(_as_stored(campaign.store)).items():
+            if before.get(key) == reading:
+                continue
+            value = reading.value
+            item.user_properties.append((key, "not detectable" if value is None
+                                         else int(value) if float(value).is_integer() else value))
+            if reading.spread_text():
+                item.user_properties.append((f"{key}.spread", reading.spread_text()))
+        for check in campaign.store.checks[checks:]:
+            item.user_properties.append((f"check: {check.name}", f"{'pass' if check.passed else 'FAIL'}; "
+                                                                 f"measured {check.measured}; expected {check.expected}"))
+
+    # -- the end of the session ----------------------------------------------------------------
+    def judge(self, store: ResultStore) -> None:
+        """The baseline's verdict on the finished run, into its summary (the lifecycle writes the
+        summary and draws the report after this, once)."""
+        if self.baseline is None:
+            return
+        threshold = self.config.getoption("--fail-if-worse")
+        verdicts = baseline.judge(self.baseline.readings, readings(_as_stored(store), store.trials()), threshold)
+        self.regressions = sum(v.failed for v in verdicts)
+        store.set_experiment("baseline", BaselineSection(
+            self.baseline.source, self.baseline.config_id, threshold, [v.key for v in verdicts if v.failed],
+            baseline.verdict_lines(verdicts, self.baseline, store.config_id)))
+
+    def write_headline(self, store: ResultStore, report: str) -> None:
+        """The one-screen summary, kept beside the report (the terminal gets it at the very end)."""
+        self.summary, self.report, self.trials = store.summary, report, store.trials()
+        write_atomic(store.path / "headline.txt", "\n".join(headline.lines(self.summary, report, self.trials)) + "\n")
+        write_atomic(store.path / "headline.md", headline.markdown(self.summary, report, self.trials))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.regressions and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+        if self.summary is None:
+            return
+        terminalreporter.ensure_newline()
+        for line in headline.lines(self.summary, self.report, self.trials):
+            red = "REGRESSION" in line or line.lstrip().startswith("FAIL")
+            terminalreporter.write_line(line, red=red, bold=red)

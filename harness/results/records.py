@@ -1,0 +1,498 @@
+"""The results of a run as typed records, and their JSON form in summary.json.
+
+Experiments return these records; the campaign hands them to the result store (results/store.py),
+the one writer of summary.json; judge/ and report/ read them back through results/read.py. Each
+record is a dataclass whose fields, in order, are the keys of its JSON object, so a summary reads
+the same to a person, a CI script and the harness. Reading is lenient where files differ by age:
+a missing key takes the field's default, and keys a record does not know are kept (`extra`) and
+written back unchanged, so a resumed or re-judged older run loses nothing.
+
+FORMAT_VERSION counts changes of this layout; summaries written before it existed are format 1
+and read unchanged (results/read.py).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Mapping, TypeVar
+
+import numpy as np
+
+FORMAT_VERSION = 2
+
+TrialRow = dict[str, Any]
+"""One row of trials.csv: the columns of one trial, as the experiments and the store pass them."""
+
+JsonObject = dict[str, Any]
+"""A JSON object as summary.json holds it: what a record is written as, and the keys of an older or
+newer file that a record keeps without knowing them."""
+
+Facts = JsonObject
+"""What a platform says about the machine in its own terms (the doctor's checks, the probe's
+cases, the template matrix): shown as found, never judged by the harness."""
+
+R = TypeVar("R", bound="Record")
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON holds it: records as objects, numpy scalars and arrays as numbers and lists,
+    a number that is not finite as null (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, (Record, Estimate)):
+        return value.to_json()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _record_type(hint: Any) -> type | None:
+    """The Record (or Estimate) class a field's type names, directly or inside `X | None`."""
+    for candidate in typing.get_args(hint) or (hint,):
+        if isinstance(candidate, type) and issubclass(candidate, (Record, Estimate)):
+            return candidate
+    return None
+
+
+def _from(hint: Any, value: Any) -> Any:
+    """A JSON value read into a field of type `hint`: nested records and lists of them converted."""
+    kind = _record_type(hint)
+    if kind is not None and isinstance(value, Mapping):
+        return kind.from_json(value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list and args and _record_type(args[0]) is not None and isinstance(value, list):
+        return [_from(args[0], v) for v in value]
+    return value
+
+
+OPTIONAL = {"omit_none": True}  # a field that only some results have: absent from the JSON when None
+
+
+class Record:
+    """A dataclass written as a JSON object: fields in order (a field's `json` metadata names its key
+    where the name is a Python keyword; an OPTIONAL field is left out while None), then `extra`, the
+    keys an older or newer file had that this record does not know."""
+
+    ALIASES: ClassVar[dict[str, str]] = {}  # key in older files -> field
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "extra" or (value is None and f.metadata.get("omit_none")):
+                continue
+            out[f.metadata.get("json", f.name)] = plain(value)
+        out.update(plain(getattr(self, "extra", {})))
+        return out
+
+    @classmethod
+    def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+        hints, known = _layout(cls)
+        values: JsonObject = {}
+        extra: JsonObject = {}
+        for key, value in data.items():
+            key = cls.ALIASES.get(key, key)
+            if key in known:
+                f = known[key]
+                values[f.name] = _from(hints[f.name], value)
+            else:
+                extra[key] = value
+        for f in known.values():  # a key the file lacks: None where it is OPTIONAL or required, else the default
+            if f.name not in values and (f.metadata.get("omit_none") or
+                                         (f.default is MISSING and f.default_factory is MISSING)):  # type: ignore[misc]
+                values[f.name] = None
+        if "extra" in hints:
+            values["extra"] = extra
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=None)
+def _layout(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A record's field types and its fields by JSON key (read once per class)."""
+    return typing.get_type_hints(cls), {f.metadata.get("json", f.name): f for f in fields(cls) if f.name != "extra"}
+
+
+# -- estimates -------------------------------------------------------------------------------
+@dataclass
+class Estimate:
+    """A value (None when it cannot be told) with the method and the evidence it rests on. Its JSON
+    is flat: value, detectable, method, reason (when there is one), then the evidence's keys."""
+
+    value: float | int | None
+    method: str
+    evidence: JsonObject = field(default_factory=dict)
+    reason: str = ""  # why value is None ("not detectable: ...")
+
+    @property
+    def detectable(self) -> bool:
+        return self.value is not None
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {"value": self.value, "detectable": self.detectable, "method": self.method}
+        if self.reason:
+            out["reason"] = self.reason
+        out.update(self.evidence)
+        return plain(out)
+
+    to_dict = to_json
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Estimate":
+        evidence = {k: v for k, v in data.items() if k not in ("value", "detectable", "method", "reason")}
+        return cls(data.get("value"), str(data.get("method") or ""), evidence, str(data.get("reason") or ""))
+
+    @classmethod
+    def undetectable(cls, method: str, reason: str, **evidence: Any) -> "Estimate":
+        return cls(None, method, evidence, reason)
+
+
+@dataclass
+class Confirmation(Record):
+    """The loss trial that confirms an NDR found by backlog trend, or why none did."""
+
+    trial: int | None = None
+    rate_per_s: float | None = None
+    duration_s: float | None = None
+    lost: int | None = None
+    trusted: bool | None = None
+    slope_per_s: float | None = None
+    slope_low_per_s: float | None = None
+    slope_high_per_s: float | None = None
+    confirmed_resolution_per_s: float | None = None  # an overload this large would have shown
+    mu_per_s: float | None = None
+    mu_low_per_s: float | None = None
+    mu_high_per_s: float | None = None
+    served_low_per_s: float | None = None   # the range every confirmation trial served
+    served_high_per_s: float | None = None
+    failed_at_per_s: float | None = None
+    failures: int | None = None
+    all_lost: bool = False
+    confirmed: bool | None = None
+    reason: str | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class NdrResult(Record):
+    """The highest rate a subscriber of one callback cost keeps up with, from either search: by
+    backlog trend confirmed by loss (experiments/ndr.py: status, mu, slope evidence), or by loss
+    only (experiments/ndr_loss.py: iterations, loss tolerance). The first rate the search saw fail
+    is `first_overloaded_rate_per_s` for both (the loss search's files call it
+    first_lossy_rate_per_s)."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"first_lossy_rate_per_s": "first_overloaded_rate_per_s"}
+
+    callback_cost_us: float
+    method: str = ""
+    rate_per_s: float | None = None
+    confirmed: bool | None = None
+    first_overloaded_rate_per_s: float | None = None
+    callback_rate_per_s: float | None = None
+    resolution: float | None = None
+    resolution_per_s: float | None = None
+    converged: bool | None = None
+    generator_limited: bool | None = None
+    generator_limit_per_s: float | None = None
+    max_rate_per_s: float | None = None
+    mu_per_s: float | None = None
+    mu_low_per_s: float | None = None
+    mu_high_per_s: float | None = None
+    mu_trials: int | None = None
+    mu_between_trials_cv: float | None = None
+    mu_stall_share: float | None = None
+    overhead_us: float | None = None
+    overhead_low_us: float | None = None
+    overhead_high_us: float | None = None
+    slope_evidence: dict[str, TrialRow | None] | None = None   # {"below": columns of a trial, "above": ...}
+    backlog_traces: dict[str, str] | None = None               # side -> events/<name>.csv.gz
+    confirmation: Confirmation | None = None
+    trials: int | None = None
+    trial_time_s: float | None = None
+    untrusted_trials: list[int] = field(default_factory=list)
+    rests_on: list[int] = field(default_factory=list)
+    interference: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    status: str | None = None          # conclusive, inconclusive, generator-limited; None: the loss search
+    status_reasons: list[str] = field(default_factory=list)
+    spread: float | None = None
+    spread_parts: dict[str, float | None] | None = None
+    # the loss-only search
+    loss_tolerance: float | None = field(default=None, metadata=OPTIONAL)
+    iterations: int | None = field(default=None, metadata=OPTIONAL)
+    confirmations: int | None = field(default=None, metadata=OPTIONAL)
+    confirm_duration_s: float | None = field(default=None, metadata=OPTIONAL)
+    trial_duration_s: float | None = field(default=None, metadata=OPTIONAL)
+    unresolvable_overload_per_s: float | None = field(default=None, metadata=OPTIONAL)
+    note: str | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+    @property
+    def by_trend(self) -> bool:
+        """Found by backlog trend (mu, slopes and status are measured); else by loss only."""
+        return self.status is not None
+
+
+@dataclass
+class OnsetResult(Record):
+    """Loss onset overloaded at a multiple of mu: when loss began in each trial, against the
+    prediction C / (r - mu) with its measured spread; `reason` when nothing could be predicted."""
+
+    callback_cost_us: float
+    trial: int | None = None
+    trials: list[int] = field(default_factory=list)
+    trusted: bool | None = None
+    untrusted_trials: list[int] = field(default_factory=list)
+    rate_per_s: float | None = None
+    mu_per_s: float | None = None
+    trial_mu_per_s: float | None = None
+    capacity_low: int | None = None
+    capacity_high: int | None = None
+    onset_s: float | None = None            # None: no loss in the whole trial
+    onsets_s: list[float | None] = field(default_factory=list)
+    onset_low_s: float | None = None
+    onset_high_s: float | None = None
+    lost: int | None = None
+    predicted_low_s: float | None = None
+    predicted_high_s: float | None = None
+    interference: list[str] = field(default_factory=list)
+    rests_on: list[int] = field(default_factory=list)
+    reason: str | None = field(default=None, metadata=OPTIONAL)  # why nothing could be predicted
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class ModeResult(Record):
+    """One subscriber mode's trial of the inline-vs-copy comparison."""
+
+    trial: int
+    trusted: bool
+    untrusted_trials: list[int] = field(default_factory=list)
+    rests_on: list[int] = field(default_factory=list)
+    interference: str | None = None
+    loss_ratio: float = 0.0
+    lost: int = 0
+    delivered: int = 0
+    latency_to_callback_us: dict[str, float | None] = field(default_factory=dict)
+    latency_to_work_done_us: dict[str, float | None] = field(default_factory=dict)
+    model_kernel_packets_held_mean: float | None = field(default=None, metadata=OPTIONAL)  # the model only
+    model_kernel_packets_held_max: int | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class InlineCopyResult(Record):
+    work_us: float
+    rate_per_s: float
+    duration_s: float
+    inline: ModeResult
+    copy: ModeResult
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class TemplateArm(Record):
+    """Mixed traffic with or without the subscription template: a light trial's counts and the NDR."""
+
+    delivered: int
+    sent: int
+    expected: int
+    unexpected: int
+    light_trial: int
+    light_trusted: bool
+    untrusted_trials: list[int] = field(default_factory=list)
+    ndr_offered_rate_per_s: float | None = None
+    ndr: NdrResult | None = None
+    rests_on: list[int] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class TemplateResult(Record):
+    match_fraction_sent: float
+    cost_us: float
+    matching: str
+    without: TemplateArm | None = None
+    with_: TemplateArm | None = field(default=None, metadata={"json": "with"})
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class DrainSection(Record):
+    """Which trial was the drain (its events are kept for the timeline) and its peak backlog."""
+
+    trial: int
+    t_release_ns: int | None = None
+    peak_backlog: int | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+
+# -- checks, verdicts, the run ------------------------------------------------------------------
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+
+@dataclass
+class Verdict:
+    """A scenario's verdict before it is recorded: pass, fail or inconclusive, with the spread that
+    decided it (analysis/verdict.py makes them)."""
+
+    status: str
+    measured: Any
+    expected: Any
+    message: str
+    spread: JsonObject = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+@dataclass
+class Check(Record):
+    """A recorded expectation check: what a scenario measured against what was expected."""
+
+    name: str
+    passed: bool
+    measured: Any = None
+    expected: Any = None
+    message: str = ""
+    verdict: str | None = None   # pass, fail, inconclusive (older files: from `passed`)
+    spread: JsonObject = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict is None:  # a plain check, or a file from before verdicts: from `passed`
+            self.verdict = PASS if self.passed else FAIL
+
+    @classmethod
+    def of(cls, name: str, verdict: Verdict) -> "Check":
+        return cls(name, not verdict.failed, verdict.measured, verdict.expected, verdict.message, verdict.status,
+                   verdict.spread)
+
+
+@dataclass
+class Expectations(Record):
+    """What the run's checks compare with: the field notes' values unless --expect said otherwise;
+    None: not checked, the measured value is reported."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"system_buffer": "buffer_depth",
+                                         "system_buffer_tolerance": "buffer_depth_tolerance"}
+
+    queue_limit: int | None = None
+    buffer_depth: int | None = None
+    buffer_depth_tolerance: float | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class BaselineSection(Record):
+    """The regression gate's verdict on this run (judge/baseline.py)."""
+
+    source: str
+    config_id: str
+    threshold_pct: float
+    regressions: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+
+STATES = ("running", "complete", "interrupted", "subset")
+
+
+@dataclass
+class RunStatus(Record):
+    """How the run ended: running (never finished: killed, or still running), complete, subset (some
+    scenarios not selected or never run) or interrupted (a signal or an error, and where)."""
+
+    status: str = "running"
+    detail: str = ""
+    interrupted_at: JsonObject | None = None
+    scenarios: dict[str, list[str]] = field(default_factory=lambda: {"selected": [], "finished": [], "not_finished": []})
+    started_utc: str | None = None
+    ended_utc: str | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class Fingerprint(Record):
+    """Which machine configuration the run belongs to (results/fingerprint.py): the stable part is
+    hashed into the config id; what the platform measured when it opened and the volatile facts
+    (load, uptime, other live runs) are kept per run."""
+
+    stable: JsonObject = field(default_factory=dict)
+    measured: JsonObject = field(default_factory=dict)
+    volatile: JsonObject = field(default_factory=dict)
+    python_executable: str | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class Estimates(Record):
+    """The catalogue's estimates (results/catalog.py) and the NDR rows, one per callback cost."""
+
+    burst_capacity: Estimate | None = None
+    plateau: Estimate | None = None
+    queue_limit: Estimate | None = None
+    first_batch: Estimate | None = None
+    buffer_depth: Estimate | None = None
+    drain_rate: Estimate | None = None
+    ndr: list[NdrResult] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+    def to_json(self) -> JsonObject:
+        out = super().to_json()  # estimates not measured are absent, not null
+        return {k: v for k, v in out.items() if v is not None and (k != "ndr" or v)}
+
+    def get(self, key: str) -> Estimate | None:
+        value = getattr(self, key, None)
+        return value if isinstance(value, Estimate) else None
+
+
+@dataclass
+class Experiments(Record):
+    """What each experiment adds beside its estimates, and what the platform found (wfp's doctor,
+    allow visibility, template matrix, probe and delivery facts)."""
+
+    expected: Expectations | None = None
+    drain: DrainSection | None = None
+    onset: OnsetResult | None = None
+    inline_copy: InlineCopyResult | None = None
+    template: TemplateResult | None = None
+    baseline: BaselineSection | None = None
+    doctor: Facts | None = None
+    allow_visibility: Facts | None = None
+    template_matrix: Facts | None = None
+    probe: list[Facts] | None = None
+    delivery: Facts | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+    def to_json(self) -> JsonObject:
+        return {k: v for k, v in super().to_json().items() if v is not None}
+
+
+@dataclass
+class RunSummary(Record):
+    """summary.json: the whole record of one run."""
+
+    platform: str
+    config_id: str
+    run: RunStatus | None = field(default_factory=RunStatus, metadata=OPTIONAL)  # None: from before runs had one
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
+    estimates: Estimates = field(default_factory=Estimates)
+    checks: list[Check] = field(default_factory=list)
+    experiments: Experiments = field(default_factory=Experiments)
+    trials: int = 0
+    ground_truth: JsonObject | None = field(default=None, metadata=OPTIONAL)  # the model's parameters
+    format: int = FORMAT_VERSION
+    extra: JsonObject = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.run.status if self.run is not None and self.run.status in STATES else "unknown"

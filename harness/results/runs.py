@@ -1,0 +1,100 @@
+"""Finding stored runs: reports/<config-id>/<UTC timestamp>/summary.json.
+
+A path given by a user may be a run folder, a configuration folder (its runs) or a root of
+configuration folders. Only complete runs are judged (history, comparison, baselines); the others
+are listed with their status so that nobody wonders where a run went.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results.read import read_summary, read_trials
+from harness.results.records import RunSummary
+from harness.results.status import describe
+
+
+@dataclass
+class Run:
+    """A stored run: its folder and its summary; its trials are read once, when first asked for."""
+
+    path: Path
+    summary: RunSummary
+    _trials: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        return self.summary.status
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def status_text(self) -> str:
+        return describe(self.summary)
+
+    def trials(self) -> pd.DataFrame:
+        if self._trials is None:
+            self._trials = read_trials(self.path / "trials.csv")
+        return self._trials
+
+    @property
+    def started(self) -> str:
+        started = self.summary.run.started_utc if self.summary.run else None
+        return str(started or self.summary.fingerprint.volatile.get("timestamp_utc") or self.name)
+
+
+def load_summary(path: Path) -> RunSummary:
+    return read_summary(path)  # checked: one line naming the file when it does not fit
+
+
+def load_run(path: Path) -> Run:
+    return Run(path, load_summary(path / "summary.json"))
+
+
+def is_run(path: Path) -> bool:
+    return (path / "summary.json").is_file()
+
+
+def is_config(path: Path) -> bool:
+    return path.is_dir() and not is_run(path) and any(is_run(p) for p in path.iterdir() if p.is_dir())
+
+
+def runs_of(config: Path) -> list[Run]:
+    """Every run of one configuration folder, oldest first."""
+    if not config.is_dir():
+        raise ValueError(f"{config} is not a folder")
+    runs = [load_run(p) for p in config.iterdir() if p.is_dir() and is_run(p)]
+    if not runs:
+        raise ValueError(f"no run folder (with summary.json) under {config}")
+    return sorted(runs, key=lambda r: (r.started, r.name))
+
+
+def latest_complete(config: Path) -> tuple[Run, list[Run]]:
+    """The newest complete run of a configuration, and the newer ones that were skipped."""
+    runs = runs_of(config)
+    done = [r for r in runs if r.complete]
+    if not done:
+        flagged = ", ".join(f"{r.name} ({r.status_text})" for r in runs[-3:])
+        raise ValueError(f"{config} has no complete run (latest: {flagged})")
+    newest = done[-1]
+    return newest, [r for r in runs if r.started > newest.started or (r.started == newest.started and r.name > newest.name)]
+
+
+def config_folders(path: Path) -> list[Path]:
+    """A configuration folder, or every configuration folder under a root."""
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if is_config(path):
+        return [path]
+    found = sorted(p for p in path.iterdir() if is_config(p)) if path.is_dir() else []
+    if not found:
+        raise ValueError(f"no configuration folder (with run folders) under {path}")
+    return found
