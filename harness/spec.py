@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # carried by value; imported where built (harness/traffic/schedule.py, harness/subscriber_cost.py)
+    from harness.subscriber_cost import CostDistribution
+    from harness.traffic.schedule import Schedule
 
 Layer = Literal["ALE_AUTH_CONNECT_V4", "ALE_AUTH_RECV_ACCEPT_V4", "OUTBOUND_TRANSPORT_V4", "INBOUND_TRANSPORT_V4"]
 LAYERS: tuple[str, ...] = ("ALE_AUTH_CONNECT_V4", "ALE_AUTH_RECV_ACCEPT_V4", "OUTBOUND_TRANSPORT_V4", "INBOUND_TRANSPORT_V4")
-PACINGS: tuple[str, ...] = ("burst", "constant", "poisson")
+PACINGS: tuple[str, ...] = ("burst", "constant", "poisson", "schedule")
 CONDITION_FIELDS: tuple[str, ...] = ("net_event_type", "protocol", "remote_address", "remote_port")
 PROTOCOLS = {"udp": 17, "tcp": 6, "icmp": 1}
 
@@ -93,7 +97,8 @@ class TemplateSpec:
 
 @dataclass(frozen=True)
 class TrafficSpec:
-    """Test traffic: `count` packets, paced as a burst (back-to-back), at a constant rate or as Poisson arrivals.
+    """Test traffic: `count` packets, paced as a burst (back-to-back), at a constant rate, as Poisson
+    arrivals, or by a schedule (a trace: its offsets, flows and which packets make events).
 
     Packet i carries sequence number i; its remote port is `remote_port_low + i % port_count` of the
     filter, so that every packet is its own tuple (ALE classifies the first packet of a tuple), and its
@@ -105,11 +110,18 @@ class TrafficSpec:
     rate_per_s: float | None = None
     seed: int = 0
     remote_addresses: tuple[str, ...] = ("127.0.0.1",)
+    schedule: Schedule | None = None  # with pacing "schedule"; compared and pickled by content
 
     def __post_init__(self) -> None:
         _check(isinstance(self.count, int) and self.count >= 1, f"traffic count must be a positive integer, got {self.count!r}")
         _check(self.pacing in PACINGS, f"traffic pacing must be one of {', '.join(PACINGS)}, got {self.pacing!r}")
-        if self.pacing != "burst":
+        _check((self.pacing == "schedule") == (self.schedule is not None),
+               "a schedule goes with pacing 'schedule' (and that pacing needs one)")
+        if self.schedule is not None:
+            _check(self.count == self.schedule.count,
+                   f"traffic count {self.count} differs from the schedule's {self.schedule.count} packets")
+            _check(self.rate_per_s is None, "a schedule sets its own times: no rate_per_s")
+        elif self.pacing != "burst":
             _check(self.rate_per_s is not None and self.rate_per_s > 0, f"{self.pacing} pacing needs a positive rate_per_s")
         _check(len(self.remote_addresses) >= 1, "traffic needs at least one remote address")
         for address in self.remote_addresses:
@@ -118,8 +130,15 @@ class TrafficSpec:
             except ValueError:
                 raise ValueError(f"traffic remote address must be an IPv4 address, got {address!r}") from None
 
+    @classmethod
+    def replay(cls, schedule: Schedule, **fields) -> "TrafficSpec":
+        """Traffic that follows `schedule` (at its scale)."""
+        return cls(count=schedule.count, pacing="schedule", schedule=schedule, **fields)
+
     @property
     def duration_s(self) -> float | None:
+        if self.schedule is not None:
+            return self.schedule.duration_s
         return None if self.rate_per_s is None else self.count / self.rate_per_s
 
 
@@ -129,6 +148,8 @@ class SubscriberSpec:
 
     cost_us:  work per event; `cost_cv` > 0 draws it from a gamma distribution with that coefficient
               of variation (seeded), so service times jitter like a real callback.
+    cost_distribution: the user's measured costs (harness/subscriber_cost.py), drawn per event with
+              its own seed; it replaces cost_us and cost_cv, which then stay 0.
     hold:     block the first callback until the trial releases it (burst trials).
     mode:     "inline" does the work in the callback; "copy" copies the event (`copy_cost_us`) and
               leaves the work to a worker thread with its own queue.
@@ -139,9 +160,12 @@ class SubscriberSpec:
     hold: bool = False
     mode: str = "inline"
     copy_cost_us: float = 1.0
+    cost_distribution: CostDistribution | None = None
 
     def __post_init__(self) -> None:
         _check(self.cost_us >= 0, f"subscriber cost_us must be >= 0, got {self.cost_us!r}")
+        _check(self.cost_distribution is None or (self.cost_us == 0 and self.cost_cv == 0),
+               "a subscriber cost distribution replaces cost_us and cost_cv: give one or the other")
         _check(0 <= self.cost_cv <= 5, f"subscriber cost_cv must be within 0..5, got {self.cost_cv!r}")
         _check(self.mode in ("inline", "copy"), f"subscriber mode must be inline or copy, got {self.mode!r}")
         _check(self.copy_cost_us >= 0, "subscriber copy_cost_us must be >= 0")

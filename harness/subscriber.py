@@ -4,7 +4,8 @@
 callback time and the platform's `key` for the event (the row of the platform's own raw record, which
 the platform decodes in bulk after the trial) into preallocated memory, then:
 - hold: the first callback blocks until the trial releases it;
-- inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0) is a busy wait in the callback
+- inline: the work (`cost_us`, gamma-distributed when `cost_cv` > 0, or drawn from the user's cost
+  distribution) is a busy wait in the callback
   (its last clock reading is `t_done`: with no work, the callback time itself);
 - copy: the callback spends only `copy_cost_us` and hands the event to a worker thread, which does
   the work and stamps when it finished.
@@ -112,7 +113,10 @@ def spin_until(deadline_ns: int) -> None:
 
 
 def work_costs(rng: np.random.Generator, sub: SubscriberSpec, n: int) -> np.ndarray:
-    """Per-event work in ns: fixed, or gamma-distributed with coefficient of variation cost_cv."""
+    """Per-event work in ns: fixed, gamma-distributed with coefficient of variation cost_cv, or
+    drawn from the user's cost distribution (with its own seed, not `rng`: the same on every platform)."""
+    if sub.cost_distribution is not None:
+        return sub.cost_distribution.draw(n)
     mean = sub.cost_us * 1000
     if sub.cost_cv == 0 or mean == 0:
         return np.full(n, int(round(mean)), dtype=np.int64)

@@ -36,7 +36,7 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_RECORD = 1 << 24  # no link carries a 16 MiB frame: a larger record length is a broken file
 CHUNK_BYTES = 8 << 20
-SCAPY_BATCH = 1 << 16  # packets parsed at once on the scapy path
+SCAPY_BATCH = 1 << 13  # packets parsed at once on the scapy path
 
 
 def sha256_of(path: str | Path) -> str:

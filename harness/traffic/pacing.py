@@ -28,6 +28,9 @@ class BatchSender(Protocol):
 
 
 def deadlines_ns(traffic: TrafficSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Send offsets in ns from the first packet: a schedule's own (at its scale), or made by the pacing."""
+    if traffic.schedule is not None:
+        return traffic.schedule.offsets_ns
     n = traffic.count
     if traffic.pacing == "burst":
         return np.zeros(n, dtype=np.int64)

@@ -60,7 +60,10 @@ def plan_traffic(spec: TrialSpec) -> TrafficPlan:
     first, last = int(network.network_address), int(network.broadcast_address)
     if len(seq) and (remote.min() < first or remote.max() > last):
         raise ValueError(f"a trial of {t.count} packets runs out of addresses inside the filter's {network}")
-    return TrafficPlan(seq, port, remote, template_mask(spec, port, remote), f.remote_port_low, f.port_count)
+    expected = template_mask(spec, port, remote)
+    if t.schedule is not None:  # a trace: only the packets that its layer turns into events
+        expected &= t.schedule.events
+    return TrafficPlan(seq, port, remote, expected, f.remote_port_low, f.port_count)
 
 
 def template_mask(spec: TrialSpec, port: np.ndarray, remote_v4: np.ndarray) -> np.ndarray:

@@ -122,6 +122,8 @@ class ModelPlatform:
     def _send_times(self, spec: TrialSpec, rng: np.random.Generator) -> np.ndarray:
         t = spec.traffic
         n = t.count
+        if t.schedule is not None:
+            return t.schedule.offsets_ns
         if t.pacing == "burst":
             interval = 1e9 / self.params.sender_rate_per_s
             return (np.arange(n) * interval).astype(np.int64)
