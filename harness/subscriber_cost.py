@@ -124,7 +124,7 @@ def read_cost_file(path: str | Path, seed: int = 0) -> CostDistribution:
     except OSError as exc:
         raise BadInput(f"cannot read cost file {path}: {exc.strerror or exc}") from None
     if size > MAX_FILE_BYTES:
-        raise BadInput(f"cost file {path} is {size / (1 << 20):,.0f} MiB; at most {MAX_FILE_BYTES >> 20} MiB "
+        raise BadInput(f"cost file {path} is {size:,} bytes; at most {MAX_FILE_BYTES:,} "
                        "(a histogram CSV of bin,count says the same in a few lines)")
     try:
         lines = text.decode("utf-8-sig").splitlines()

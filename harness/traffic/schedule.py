@@ -47,10 +47,9 @@ def check_scale(scale: Any) -> float:
 def parse_scale(text: str) -> float:
     """The --traffic-scale option's value."""
     try:
-        value = float(text)
-    except ValueError:
+        return check_scale(float(text))
+    except (ValueError, BadInput):
         raise BadInput(f"--traffic-scale must be a finite number > 0, got {text!r}") from None
-    return check_scale(value)
 
 
 @dataclass(frozen=True)
