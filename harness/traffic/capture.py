@@ -65,12 +65,12 @@ class _Collector:
         self.skipped: Counter[str] = Counter()
         self.packets = 0
 
-    def add(self, buf: np.ndarray, start: np.ndarray, avail: np.ndarray, linktype: np.ndarray | int,
-            time_ns: np.ndarray) -> None:
-        self.packets += len(start)
+    def add(self, head: np.ndarray, avail: np.ndarray, linktype: np.ndarray | int, time_ns: np.ndarray) -> None:
+        """Packets given by their first HEAD bytes (n, HEAD), bytes present and link type."""
+        self.packets += len(head)
         for link in np.unique(linktype).tolist() if isinstance(linktype, np.ndarray) else [linktype]:
             pick = slice(None) if not isinstance(linktype, np.ndarray) else np.flatnonzero(linktype == link)
-            t = ipv4_tuples(buf, start[pick], avail[pick], int(link))
+            t = ipv4_tuples(head[pick], avail[pick], int(link))
             taken = t.reason == TAKEN
             for code, n in zip(*np.unique(t.reason[~taken], return_counts=True)):
                 label = SKIP_REASONS[code] + (f" {link}" if SKIP_REASONS[code] == "unsupported link type" else "")
@@ -78,15 +78,15 @@ class _Collector:
             self.times.append(time_ns[pick][taken])
             self.flow.append(self.flows.ids(t.proto[taken], t.src[taken], t.sport[taken], t.dst[taken], t.dport[taken]))
 
-    def schedule(self, path: str | Path, kind: str, trace_events: str, note: str = "") -> Schedule:
+    def schedule(self, path: str | Path, kind: str, trace_events: str, sha256: str | None = None) -> Schedule:
         times = np.concatenate(self.times) if self.times else np.zeros(0, dtype=np.int64)
         if self.packets == 0:
             raise BadInput(f"capture {path} holds no packets (an empty trace)")
         if len(times) == 0:
             why = ", ".join(f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()))
             raise BadInput(f"capture {path} holds no IPv4 packet ({self.packets:,} packets: {why})")
-        provenance = Provenance(source=str(path), kind=kind, sha256=sha256_of(path),
-                                skipped=tuple(sorted(self.skipped.items())), note=note)
+        provenance = Provenance(source=str(path), kind=kind, sha256=sha256 or sha256_of(path),
+                                skipped=tuple(sorted(self.skipped.items())))
         return Schedule(times, np.concatenate(self.flow), trace_events, provenance)
 
 
@@ -166,13 +166,6 @@ def record_starts(buf: bytes, pos: int, big_endian: bool, limit: int) -> tuple[n
     return starts[:count], pos, bad
 
 
-def _u32(buf: np.ndarray, at: np.ndarray, order: str) -> np.ndarray:
-    b = buf[at[:, None] + np.arange(4)].astype(np.int64)
-    if order == "<":
-        b = b[:, ::-1]
-    return (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
-
-
 def read_pcap_chunked(path: str | Path, trace_events: str = "packets", bidirectional: bool = True,
                       chunk_bytes: int = CHUNK_BYTES) -> Schedule:
     """Classic pcap: per chunk, a Python walk over the 16-byte record headers, then times and
@@ -191,9 +184,11 @@ def read_pcap_chunked(path: str | Path, trace_events: str = "packets", bidirecti
         caplen_at = struct.Struct(order + "I")
         limit = max(snaplen, 262_144) if snaplen <= MAX_RECORD else MAX_RECORD
         out = _Collector(bidirectional)
+        digest = hashlib.sha256(magic + header)  # the file's SHA-256, taken on the way
         pending, offset, done = b"", 24, False  # offset: file position of pending[0]
         while not done:
             block = f.read(chunk_bytes)
+            digest.update(block)
             done = not block
             buf = pending + block
             s, pos, bad = record_starts(buf, 0, order == ">", limit)
@@ -201,13 +196,16 @@ def read_pcap_chunked(path: str | Path, trace_events: str = "packets", bidirecti
                 raise BadInput(f"capture {path} is malformed: the record at byte {offset + bad:,} claims "
                                f"{caplen_at.unpack_from(buf, bad + 8)[0]:,} bytes")
             if len(s):
-                arr = np.frombuffer(buf[:pos] + bytes(HEAD), dtype=np.uint8)  # padded: see headers.py
-                time_ns = _u32(arr, s, order) * 1_000_000_000 + _u32(arr, s + 4, order) * frac_ns
-                out.add(arr, s + 16, _u32(arr, s + 8, order), linktype, time_ns)
+                arr = np.frombuffer(buf[:pos] + bytes(HEAD), dtype=np.uint8)  # padded: every window fits
+                # one row per record: its 16-byte record header and the packet's first HEAD bytes
+                rows = np.lib.stride_tricks.sliding_window_view(arr, 16 + HEAD)[s]
+                fields = np.ascontiguousarray(rows[:, :16]).view(order + "u4").astype(np.int64)
+                time_ns = fields[:, 0] * 1_000_000_000 + fields[:, 1] * frac_ns
+                out.add(rows[:, 16:], fields[:, 2], linktype, time_ns)
             pending, offset = buf[pos:], offset + pos
         if pending:
             out.skipped["record cut short at the end of the file"] += 1
-    return out.schedule(path, "pcap", trace_events)
+    return out.schedule(path, "pcap", trace_events, digest.hexdigest())
 
 
 # -- anything scapy reads, streaming --------------------------------------------------------------
@@ -285,16 +283,14 @@ def read_capture_scapy(path: str | Path, trace_events: str = "packets", bidirect
 
 def _add_scapy_batch(out: _Collector, heads: list[bytes], lengths: list[int], times: list[int],
                      resolutions: list[int], links: list[int], ng: bool, reader) -> None:
-    avail = np.asarray(lengths, dtype=np.int64)
-    start = np.concatenate(([0], np.cumsum(avail)[:-1])).astype(np.int64)
-    buf = np.frombuffer(b"".join(heads) + bytes(HEAD), dtype=np.uint8)  # padded: see headers.py
+    head = np.frombuffer(b"".join(h.ljust(HEAD, b"\0") for h in heads), dtype=np.uint8).reshape(-1, HEAD)
     if ng:
         time_ns = _to_ns(times, resolutions)
         linktype: np.ndarray | int = np.asarray(links, dtype=np.int64)
     else:
         time_ns = np.asarray(times, dtype=np.int64)
         linktype = reader.linktype & 0x0FFFFFFF
-    out.add(buf, start, avail, linktype, time_ns)
+    out.add(head, np.asarray(lengths, dtype=np.int64), linktype, time_ns)
     for column in (heads, lengths, times, resolutions, links):
         column.clear()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from harness.inputs import BadInput
 
@@ -79,22 +80,17 @@ class Provenance:
 
 
 def first_appearance_ids(flow: np.ndarray) -> np.ndarray:
-    """Renumber flow ids 0, 1, ... in the order of each flow's first packet."""
-    if len(flow) == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, first, inverse = np.unique(flow, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first), dtype=np.int64)
-    return rank[inverse.reshape(-1)]
+    """Renumber flow ids 0, 1, ... in the order of each flow's first packet (hash-based, O(n))."""
+    return pd.factorize(np.asarray(flow, dtype=np.int64))[0].astype(np.int64)
 
 
 def event_mask(flow: np.ndarray, trace_events: str) -> np.ndarray:
-    """Which packets make an event: every one, or the first packet of each flow."""
+    """Which packets make an event: every one, or the first packet of each flow (`flow` numbered
+    by first appearance, as a Schedule's is: a first packet is one whose id exceeds all before it)."""
     if trace_events == "packets":
         return np.ones(len(flow), dtype=bool)
-    mask = np.zeros(len(flow), dtype=bool)
-    mask[np.unique(flow, return_index=True)[1]] = True
-    return mask
+    seen = np.maximum.accumulate(np.concatenate(([-1], flow[:-1])))
+    return flow > seen
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
