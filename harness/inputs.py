@@ -82,6 +82,17 @@ def parse_number(what: str, text: str, kind: str, low: float, high: float) -> in
     return check_number(what, value, kind, low, high)
 
 
+def finite_float(text: str) -> float:
+    """A finite float from text; ValueError saying "not a number" or "not a finite number"."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
 def parse_pairs(option: str, pairs: list[str]) -> dict[str, str]:
     """NAME=VALUE strings of a repeatable option; a name given twice is refused."""
     out: dict[str, str] = {}

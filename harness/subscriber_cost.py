@@ -15,14 +15,13 @@ is not a whole number >= 0.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.inputs import BadInput
+from harness.inputs import BadInput, finite_float
 
 MAX_FILE_BYTES = 64 << 20  # ~6 M samples: far more than a distribution needs; larger is refused
 MAX_COST_US = 1_000_000.0  # as `wfpcap model --cost-us`: one second per event
@@ -108,12 +107,9 @@ class CostDistribution:
 
 def _number(text: str, what: str, path: str | Path, line: int) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise BadInput(f"cost file {path} line {line}: {what} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise BadInput(f"cost file {path} line {line}: {what} {text!r} is not a finite number")
-    return value
+        return finite_float(text)
+    except ValueError as exc:
+        raise BadInput(f"cost file {path} line {line}: {what} {text!r} is {exc}") from None
 
 
 def read_cost_file(path: str | Path, seed: int = 0) -> CostDistribution:

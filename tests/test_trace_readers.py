@@ -14,6 +14,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Ether, Loopback
 from scapy.utils import PcapNgReader, rdpcap
 
+from bad_input import refused
 from captures import ticks_per_second, write_pcap, write_pcapng
 from harness.inputs import BadInput
 from harness.traffic.capture import read_capture, read_capture_scapy, read_pcap_chunked, record_starts, record_starts_python
@@ -235,12 +236,7 @@ def test_netevents_export_becomes_a_schedule(tmp_path, item_tag):
      "event 1 has timeStamp 'yesterday', not an ISO 8601 time"),
 ])
 def test_bad_netevents_files_are_refused_in_one_line(tmp_path, text, line):
-    path = tmp_path / "netevents.xml"
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(BadInput, match=line) as exc:
-        read_netevents(path)
-    one_line(exc)
+    refused(read_netevents, tmp_path / "netevents.xml", text, line)
 
 
 def test_a_large_export_streams(tmp_path):

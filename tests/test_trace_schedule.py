@@ -86,7 +86,7 @@ def test_a_window_renumbers_flows_and_a_flow_already_begun_makes_its_event_insid
     ("auto", "must be auto:LENGTH or START:LENGTH"),
     ("auto:0", "the length must be > 0 s"),
     ("-1:2", "the start must be >= 0 s"),
-    ("x:2", "the start must be a number of seconds"),
+    ("x:2", "the start must be a finite number of seconds"),
     ("1:nan", "the length must be a finite number of seconds"),
 ])
 def test_bad_windows_are_refused_in_one_line(spec, line):

@@ -7,12 +7,11 @@ report plots with the chosen window marked.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness.inputs import BadInput
+from harness.inputs import BadInput, finite_float
 from harness.traffic.schedule import Schedule
 
 
@@ -36,12 +35,9 @@ def busiest_window(schedule: Schedule, length_ns: int) -> Busiest:
 
 def _seconds(text: str, what: str, spec: str) -> float:
     try:
-        value = float(text)
+        return finite_float(text)
     except ValueError:
-        raise BadInput(f"--trace-window {spec}: {what} must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value):
-        raise BadInput(f"--trace-window {spec}: {what} must be a finite number of seconds, got {text!r}")
-    return value
+        raise BadInput(f"--trace-window {spec}: {what} must be a finite number of seconds, got {text!r}") from None
 
 
 def parse_window(spec: str) -> tuple[float | None, float]:
