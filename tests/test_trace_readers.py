@@ -112,19 +112,21 @@ def test_directional_flows_split_a_conversation(tmp_path):
 
 def test_pcapng_with_interfaces_of_several_link_types_and_resolutions(tmp_path):
     udp = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2)
-    interfaces = [(1, 6), (101, 9), (1, 0x80 | 20)]  # Ethernet in us, raw IP in ns, Ethernet in 2^-20 s
-    frames = [bytes(Ether() / udp), bytes(udp), bytes(Ether() / IPv6() / UDP())]
+    interfaces = [(1, 6), (101, 9), (1, 0x80 | 40)]  # Ethernet in us, raw IP in ns, Ethernet in 2^-40 s
+    frames = [bytes(Ether() / udp), bytes(udp), bytes(Ether() / udp)]
     packets = []
-    for k in range(30):
+    for k in range(33):
         iface = k % 3
         t_ns = 5_000_000_000 + k * 1_234_567
-        packets.append((iface, t_ns * ticks_per_second(interfaces[iface][1]) // 10**9, frames[iface]))
+        v6 = bytes(IPv6() / UDP()) if iface == 1 else bytes(Ether() / IPv6() / UDP())
+        frame = frames[iface] if k < 30 else v6  # three IPv6 at the end
+        packets.append((iface, t_ns * ticks_per_second(interfaces[iface][1]) // 10**9, frame))
     path = write_pcapng(tmp_path / "c.pcapng", packets, interfaces)
     s = read_capture(path)
     truth = [int(p.time * 10**9) for p in PcapNgReader(str(path)) if IP in p]
     assert s.offsets_ns.tolist() == [t - truth[0] for t in truth]
-    assert s.count == 20 and s.flow_count == 1 and s.provenance.kind == "pcapng"
-    assert dict(s.provenance.skipped) == {"not IPv4": 10}
+    assert s.count == 30 and s.flow_count == 1 and s.provenance.kind == "pcapng"
+    assert dict(s.provenance.skipped) == {"not IPv4": 3}
 
 
 def test_gzip_and_out_of_order_captures(tmp_path):

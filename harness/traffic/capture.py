@@ -297,7 +297,10 @@ def _add_scapy_batch(out: _Collector, heads: list[bytes], lengths: list[int], ti
 
 def _to_ns(ticks: list[int], resolutions: list[int]) -> np.ndarray:
     """pcapng time stamps (ticks of 1/resolution s, per interface) in ns, exactly for decimal and
-    binary resolutions alike."""
+    binary resolutions alike (whole seconds and the remainder apart, so nothing overflows)."""
+    if max(resolutions) > 1 << 33:  # finer than 2^-33 s: the remainder times 1e9 could pass 2^64
+        return np.asarray([t // r * 1_000_000_000 + t % r * 1_000_000_000 // r for t, r in zip(ticks, resolutions)],
+                          dtype=np.int64)
     t = np.asarray(ticks, dtype=np.uint64)
     res = np.asarray(resolutions, dtype=np.uint64)
     whole, part = t // res, t % res
