@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.platforms.wfp import abi  # noqa: E402
 from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK  # noqa: E402
-from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents  # noqa: E402
+from harness.platforms.wfp.event_rows import CLASSIFY_DROP, RawEvents  # noqa: E402
 from harness.platforms.wfp.native import Block, native_system  # noqa: E402
 from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback  # noqa: E402
 from harness.spec import SubscriberSpec  # noqa: E402

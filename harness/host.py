@@ -123,8 +123,8 @@ def memory_bytes() -> int | None:
 
 
 def _winsys() -> Any:
-    from harness.platforms.wfp.winsys import WinSys  # kernel32 on Windows; the tests' fake elsewhere
-    return WinSys()
+    from harness.platforms.wfp.kernel32 import Kernel32  # kernel32 on Windows; the tests' fake elsewhere
+    return Kernel32()
 
 
 def process_start(pid: int) -> str | None:

@@ -15,9 +15,9 @@ from harness.platforms.nflog import netlink as nl
 from harness.platforms.nflog.netlink import MalformedMessage, PacketParser
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.event_rows import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
 from harness.platforms.wfp.subscription import DeliveryThreads, lean_callback
-from harness.platforms.wfp.winsys import filetime_to_unix_ns
+from harness.platforms.wfp.kernel32 import filetime_to_unix_ns
 from harness.spec import SubscriberSpec
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

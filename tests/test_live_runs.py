@@ -10,14 +10,14 @@ import time
 import pytest
 
 from harness import host, live_runs
-from harness.platforms.wfp.winsys import WinSys
+from harness.platforms.wfp.kernel32 import Kernel32
 from platforms import fake_wfp_library
 
 
 @pytest.fixture()
 def winsys():
     path = fake_wfp_library()
-    ws = WinSys(path)
+    ws = Kernel32(path)
     handles = ctypes.CDLL(path).FakeOpenProcessHandles
     yield ws
     assert handles() == 0, "process handles left open (CloseHandle)"

@@ -102,7 +102,7 @@ def test_service_status_layout_computed_from_the_sdk_definition():
     """SERVICE_STATUS (winsvc.h: seven DWORDs, dwServiceType .. dwWaitHint) is not among the WFP facts
     in ../shared/wfp-abi; its x64 layout follows from that definition: 28 bytes, 4-byte aligned."""
     import ctypes
-    from harness.platforms.wfp.system import SERVICE_STATUS
+    from harness.platforms.wfp.admin_services import SERVICE_STATUS
     names = ["dwServiceType", "dwCurrentState", "dwControlsAccepted", "dwWin32ExitCode", "dwServiceSpecificExitCode",
              "dwCheckPoint", "dwWaitHint"]
     assert [f[0] for f in SERVICE_STATUS._fields_] == names

@@ -14,7 +14,7 @@ from harness.experiments.drain import measure_drain
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
-from harness.platforms.wfp.events import MINE
+from harness.platforms.wfp.event_rows import MINE
 from harness.platforms.wfp.subscription import Subscription
 from harness.results.fingerprint import fingerprint
 from harness.results.store import ResultStore

@@ -16,7 +16,7 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.event_rows import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
 from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec
 from harness.subscriber import Callback, preallocated

@@ -12,7 +12,7 @@ import pytest
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.engine import FilterSession
-from harness.platforms.wfp.events import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
+from harness.platforms.wfp.event_rows import FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, RawEvents, decode
 from harness.platforms.wfp.native import CALLBACK_ENV, Block, choose_callback, native_system
 from harness.platforms.wfp.subscription import DeliveryThreads, Subscription, lean_callback
 from harness.spec import FilterSpec, SubscriberSpec

@@ -66,8 +66,8 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
     FwpmFreeMemory0 (the fixture checks), DestroyEnumHandle0 ends it."""
     from harness.platforms.wfp.api import Library
     from harness.platforms.wfp.engine import FilterSession
-    from harness.platforms.wfp.netevents import count_trial, enumerate_store
-    from harness.platforms.wfp.winsys import WinSys
+    from harness.platforms.wfp.event_store import count_trial, enumerate_store
+    from harness.platforms.wfp.kernel32 import Kernel32
     from harness.spec import FilterSpec
     for version in (4, 0):  # Subscribe4 -> Enum5 (FWPM_NET_EVENT5); Subscribe0 -> Enum1 (FWPM_NET_EVENT1)
         lib = Library(fake_wfp_library(version))
@@ -77,7 +77,7 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
         filters = FilterSession(lib)
         try:
             fid = filters.install(FilterSpec())
-            clock = WinSys(lib.override)
+            clock = Kernel32(lib.override)
             start = clock.precise_unix_ns()
             for k in range(250):
                 assert dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000) == 1

@@ -27,11 +27,11 @@ C.WinDLL, C.WINFUNCTYPE = WinDLL, C.CFUNCTYPE
 import numpy, pandas  # they read the platform name at import: imported as on Linux
 os.environ.pop("WFPCAP_FWPUCLNT", None)
 sys.platform = "win32"
-from harness.platforms.wfp import abi, api, system, winsys
+from harness.platforms.wfp import abi, admin_services, api, kernel32
 from harness.platforms.select import resolve
 lib = api.Library()
 override = api.Library(fake)
-sysinfo, kernel = system.System(), winsys.WinSys()
+sysinfo, kernel = admin_services.AdminServices(), kernel32.Kernel32()
 print(json.dumps({"asked": asked, "functype": abi.FUNCTYPE is C.WINFUNCTYPE, "raw_callback": api.RAW_CALLBACK.__name__,
                   "version": lib.subscribe_version, "path": lib.path, "override": override.override,
                   "elevated": sysinfo.elevated(), "bfe": sysinfo.service_state(), "windows": kernel.windows,

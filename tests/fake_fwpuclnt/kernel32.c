@@ -1,5 +1,5 @@
 /* The few kernel32 functions the wfp backend calls, exported under their Windows names so that
- * harness/platforms/wfp/winsys.py runs the very same ctypes code on Linux as on Windows.
+ * harness/platforms/wfp/kernel32.py runs the very same ctypes code on Linux as on Windows.
  * wchar_t is the platform's (UTF-32 here, UTF-16 on Windows), as ctypes' c_wchar is. */
 #include "fake.h"
 

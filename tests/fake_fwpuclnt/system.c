@@ -1,6 +1,6 @@
 /* The Windows system calls the doctor needs beside fwpuclnt, exported under their Windows names
  * (shell32 IsUserAnAdmin; advapi32's service control manager) so that harness/platforms/wfp/
- * system.py runs the same ctypes code here. The Base Filtering Engine's state is configurable
+ * admin_services.py runs the same ctypes code here. The Base Filtering Engine's state is configurable
  * (WFPCAP_FAKE_BFE_STATE, FakeSetBfeState: SERVICE_RUNNING = 4, SERVICE_STOPPED = 1). */
 #include "fake.h"
 

@@ -81,7 +81,7 @@ def callback_type(version: int):
 
 
 # The same callback with the event as a plain address: ctypes then makes no pointer object per call
-# (the subscription copies the event's bytes itself, see events.py).
+# (the subscription copies the event's bytes itself, see event_rows.py).
 RAW_CALLBACK = abi.FUNCTYPE(None, C.c_void_p, C.c_void_p)
 
 

@@ -22,7 +22,7 @@ from harness.platforms.wfp.engine import FilterSession, Session, census
 from harness.platforms.wfp.native import choose_callback
 from harness.platforms.wfp.options import OPTION_NAMES, restore_left_by_killed_run
 from harness.platforms.wfp.recorder import Recorder, send_datagrams
-from harness.platforms.wfp.system import System
+from harness.platforms.wfp.admin_services import AdminServices
 from harness.spec import FilterSpec
 
 CANARY_TIMEOUT_S = 2.0
@@ -72,8 +72,8 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
     spec = spec or FilterSpec()
     checks: list[Check] = []
 
-    def system_check(name: str, ask: Callable[[System], tuple[bool, str]]) -> None:
-        checks.append(_attempt(name, lambda: ask(System(library))))
+    def system_check(name: str, ask: Callable[[AdminServices], tuple[bool, str]]) -> None:
+        checks.append(_attempt(name, lambda: ask(AdminServices(library))))
 
     system_check("elevated", lambda s: (True, "IsUserAnAdmin: yes") if s.elevated() else
                  (False, "IsUserAnAdmin: no; WFP sessions, filters and subscriptions need an administrator prompt"))

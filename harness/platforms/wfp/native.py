@@ -35,7 +35,7 @@ import numpy as np
 
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK, system_library
-from harness.platforms.wfp.events import CLASSIFY_DROP, RawEvents
+from harness.platforms.wfp.event_rows import CLASSIFY_DROP, RawEvents
 from harness.subscriber import NativeParts
 
 __all__ = ["CALLBACK_ENV", "Block", "NativeSystem", "choose_callback", "native_system"]

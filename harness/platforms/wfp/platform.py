@@ -29,14 +29,14 @@ from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import ALE_LAYERS, DIRECTIONS, INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, census
-from harness.platforms.wfp.netevents import count_trial, loss_stage
+from harness.platforms.wfp.event_store import count_trial, loss_stage
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import send_datagrams
 from harness.platforms.wfp.sockets import LoopbackSockets
-from harness.platforms.wfp.events import FOREIGN, MINE, OTHER_TYPE
+from harness.platforms.wfp.event_rows import FOREIGN, MINE, OTHER_TYPE
 from harness.platforms.wfp.native import choose_callback
 from harness.platforms.wfp.subscription import Subscription
-from harness.platforms.wfp.winsys import WinSys
+from harness.platforms.wfp.kernel32 import Kernel32
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback, Release
 from harness.traffic.plan import TrafficPlan, plan_traffic
@@ -93,7 +93,7 @@ class WfpPlatform:
         if sender not in KINDS:
             raise ValueError(f"wfp sender must be udp or raw, got {sender!r}")
         self.lib = Library(library)
-        self.winsys = WinSys(self.lib.override)
+        self.kernel32 = Kernel32(self.lib.override)
         # inline subscribers run natively (native.py) where it compiles; compiled now, not in a trial
         self.native, self.native_unavailable = choose_callback(self.lib.override)
         self.sender_kind = sender
@@ -182,7 +182,7 @@ class WfpPlatform:
         try:
             return self._send(spec)[1]["achieved_rate_per_s"]
         finally:
-            self._store_floor_ns = self.winsys.precise_unix_ns()  # not a trial's: out of the next count
+            self._store_floor_ns = self.kernel32.precise_unix_ns()  # not a trial's: out of the next count
 
     # -- trials ------------------------------------------------------------------------------
     def _send(self, spec: TrialSpec, again: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
@@ -247,7 +247,7 @@ class WfpPlatform:
         plan = plan_traffic(spec)
         inbound = spec.filter.layer in INBOUND_LAYERS
         release = Release()
-        unix_minus_perf = self.winsys.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
+        unix_minus_perf = self.kernel32.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
         count = spec.traffic.count
         # with the allow keyword set (by another tool), a flow that ALE permits before a later layer
         # blocks it makes an allow event too: a row for it
@@ -265,7 +265,7 @@ class WfpPlatform:
                 t_release = time.perf_counter_ns()
                 release.set()
                 self._drain(callback, spec)
-                t_drained_ns = self.winsys.precise_unix_ns()
+                t_drained_ns = self.kernel32.precise_unix_ns()
                 health = self._health(callback, spec, plan)
             finally:
                 release.set()
@@ -285,7 +285,7 @@ class WfpPlatform:
         # the send times are the sender's, a few ms off the events' stamps (paced trials: ~2 ms
         # early seen on the fake): a margin, but never back to earlier traffic of the filter
         start_ns = max(t_first_ns - 100_000_000, floor_ns)
-        self._store_floor_ns = self.winsys.precise_unix_ns()  # this trial's canary has arrived or timed out
+        self._store_floor_ns = self.kernel32.precise_unix_ns()  # this trial's canary has arrived or timed out
         self._count(result, plan, filter_id, start_ns, t_drained_ns, inbound, health)
         return result
 

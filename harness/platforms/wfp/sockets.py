@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from harness.platforms.wfp.winsys import WinSys
+from harness.platforms.wfp.kernel32 import Kernel32
 from harness.traffic.packets import PacketBatch
 from harness.traffic.sender_process import SendtoSender
 
@@ -17,7 +17,7 @@ class LoopbackSockets:
     library: str | None = None  # off Windows: the library that stands in for kernel32 (the fake)
 
     def enter(self) -> dict[str, Any]:
-        return {"image": WinSys(self.library).module_file_name()}
+        return {"image": Kernel32(self.library).module_file_name()}
 
     def udp(self) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,6 +1,6 @@
 """A net-event subscription: FwpmNetEventSubscribeN at the highest version the library exports,
 an optional template, and a lean callback: per event it copies the raw event (and its drop data)
-into preallocated rows (events.py) and, for a drop of the harness's own filter, runs the subscriber;
+into preallocated rows (event_rows.py) and, for a drop of the harness's own filter, runs the subscriber;
 the rows are decoded in bulk with numpy (`decoded()`). Two implementations fill the same rows:
 - native (native.py, the default for an inline Callback): machine code, WFP's thread never enters
   Python;
@@ -33,7 +33,7 @@ import numpy as np
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import HANDLE, RAW_CALLBACK, UNTIL_UNSUBSCRIBED, Library, WfpError
 from harness.platforms.wfp.engine import Session, template_conditions
-from harness.platforms.wfp.events import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
+from harness.platforms.wfp.event_rows import CLASSIFY_DROP, FOREIGN, INCOMPLETE, MINE, OTHER_TYPE, Decoded, RawEvents, decode
 from harness.platforms.wfp.native import Block, choose_callback, native_system
 from harness.spec import TemplateSpec
 from harness.subscriber import Callback

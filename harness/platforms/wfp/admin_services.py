@@ -3,7 +3,7 @@ Base Filtering Engine service running.
 
 On Windows they come from shell32 (IsUserAnAdmin) and advapi32 (the service control manager);
 elsewhere from the library named by WFPCAP_FWPUCLNT (the tests' fake exports the same names), so
-the doctor's checks run the very same ctypes code in the Linux tests (as winsys.py does).
+the doctor's checks run the very same ctypes code in the Linux tests (as kernel32.py does).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class SERVICE_STATUS(C.Structure):
                 ("dwCheckPoint", C.c_uint32), ("dwWaitHint", C.c_uint32)]
 
 
-class System:
+class AdminServices:
     def __init__(self, library: str | None = None) -> None:
         self.shell32 = system_library("shell32", library)
         self.advapi32 = system_library("advapi32", library)

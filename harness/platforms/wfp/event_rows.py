@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.platforms.wfp import abi
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.winsys import FILETIME_UNIX_EPOCH
+from harness.platforms.wfp.kernel32 import FILETIME_UNIX_EPOCH
 from harness.subscriber import preallocated
 
 CLASSIFY_DROP = K["FWPM_NET_EVENT_TYPE_CLASSIFY_DROP"]

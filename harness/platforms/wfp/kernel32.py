@@ -30,7 +30,7 @@ def filetime_to_unix_ns(ft: FILETIME) -> int:
     return (ticks - FILETIME_UNIX_EPOCH) * 100
 
 
-class WinSys:
+class Kernel32:
     def __init__(self, library: str | None = None) -> None:
         self.windows = sys.platform == "win32"
         self.dll = system_library("kernel32", library)

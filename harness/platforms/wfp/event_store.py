@@ -24,7 +24,7 @@ from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import HANDLE, Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Conditions, Session
-from harness.platforms.wfp.winsys import FILETIME_UNIX_EPOCH
+from harness.platforms.wfp.kernel32 import FILETIME_UNIX_EPOCH
 
 PAGE = 1000  # entries per FwpmNetEventEnumN call (tailscale/wf asks for 100, WFPExplorer for 1024)
 
