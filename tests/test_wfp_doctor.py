@@ -110,3 +110,47 @@ def test_the_doctor_says_which_callback_runs_and_a_fallback_passes(fake, monkeyp
     monkeypatch.setenv("WFPCAP_CALLBACK", "fast")
     check = _attempt("native callback", lambda: native_callback_check(path))
     assert check.ok is False and "expected 'native' or 'python'" in check.evidence
+
+
+@needs_netns
+def test_collection_left_off_by_another_tool_passes_and_is_put_back_after(fake, tmp_path):
+    """System Informer's monitor sets FWPM_ENGINE_COLLECT_NET_EVENTS to 0 when it exits. The run
+    turns collection on (and back off at its end); the doctor does the same for its canary instead
+    of failing a machine the run would measure."""
+    from harness.platforms.wfp.api import Library
+    from harness.platforms.wfp.engine import Session
+    from harness.platforms.wfp.options import STATE_FILE, state_dir
+    path, dll = fake
+    with fresh_netns():
+        other_tool = Session(Library(path), dynamic=False, name="another tool")
+        other_tool.set_option(0, 0)  # FWPM_ENGINE_COLLECT_NET_EVENTS
+        other_tool.close()
+        d = diagnose(path)
+    assert d.ok, d.lines()
+    options = next(c for c in d.checks if c.name == "net-event options")
+    assert options.evidence.startswith("as found: collect_net_events=0, net_event_match_any_keywords=0; "
+                                       "collection off: the run turns it on (so did the doctor, for the canary; "
+                                       "put back after)"), options.evidence
+    assert dll.FakeOption(0) == 0 and not (state_dir() / STATE_FILE).exists()
+
+
+def test_the_fake_refuses_subscribing_and_enumerating_while_collection_is_off(fake):
+    """Windows documents FWP_E_NET_EVENTS_DISABLED for FwpmNetEventEnumN; a subscription would
+    never get an event, and is refused the same way."""
+    from harness.platforms.wfp.api import Library, WfpError
+    from harness.platforms.wfp.engine import Session
+    from harness.platforms.wfp.event_store import enumerate_store
+    from harness.platforms.wfp.recorder import Recorder
+    path, dll = fake
+    lib = Library(path)
+    session = Session(lib, dynamic=False, name="test")
+    try:
+        session.set_option(0, 0)
+        with pytest.raises(WfpError, match="FWP_E_NET_EVENTS_DISABLED"):
+            Recorder(lib, session)
+        with pytest.raises(WfpError, match="FwpmNetEventEnum5 failed: FWP_E_NET_EVENTS_DISABLED"):
+            enumerate_store(lib, session, 0, 2**62, None, lambda e: None)
+        session.set_option(0, 1)
+        Recorder(lib, session).close()
+    finally:
+        session.close()

@@ -230,6 +230,7 @@ __attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM
     if (!g_cfg.elevated) return ERROR_ACCESS_DENIED;
     if (s->in_txn) return FWP_E_TXN_IN_PROGRESS;
     if (!sub || !cb || !out) return ERROR_INVALID_PARAMETER;
+    if (!collecting()) return FWP_E_NET_EVENTS_DISABLED;  /* FWPM_ENGINE_COLLECT_NET_EVENTS is 0 */
     match_t m;
     DWORD rc = parse_template(sub->enumTemplate, &m);
     if (rc) return rc;

@@ -91,6 +91,7 @@ typedef struct { FWPM_NET_EVENT_HEADER3 header; uint32_t type;
 #define FWP_E_DYNAMIC_SESSION_IN_PROGRESS 0x8032000Bu
 #define FWP_E_NO_TXN_IN_PROGRESS 0x8032000Du
 #define FWP_E_TXN_IN_PROGRESS 0x8032000Eu
+#define FWP_E_NET_EVENTS_DISABLED 0x80320013u
 #define FWP_E_NULL_DISPLAY_NAME 0x80320023u
 #define FWP_E_TYPE_MISMATCH 0x80320027u
 #define FWP_E_DUPLICATE_CONDITION 0x8032002Au
@@ -215,6 +216,7 @@ int app_id_of_path(const char *path, uint8_t *out, uint32_t cap);
 int self_app(void);
 void classify_reset(void);
 uint64_t filetime_now(void);
+int collecting(void);
 /* netevents.c */
 void store_event(const event_t *e);
 int subscription_dead(sub_t *s);

@@ -6,7 +6,9 @@
  *     open already is refused (FWP_E_ALREADY_EXISTS); a process's sessions end with the process;
  *   - FwpmEngineSetOption0 fails inside a transaction (FWP_E_TXN_IN_PROGRESS) and from a dynamic
  *     session (FWP_E_DYNAMIC_SESSION_IN_PROGRESS); options are global, outlive sessions and, with
- *     WFPCAP_FAKE_OPTIONS_FILE, processes (Windows keeps them across reboots);
+ *     WFPCAP_FAKE_OPTIONS_FILE, processes (Windows keeps them across reboots); while
+ *     FWPM_ENGINE_COLLECT_NET_EVENTS is 0, subscribing and enumerating net events fail with
+ *     FWP_E_NET_EVENTS_DISABLED;
  *   - a filter or sublayer needs displayData.name (FWP_E_NULL_DISPLAY_NAME); a condition that
  *     the layer does not have is refused (FWP_E_CONDITION_NOT_FOUND); a template with a duplicated
  *     condition is refused (FWP_E_DUPLICATE_CONDITION);
@@ -191,6 +193,13 @@ DWORD FwpmEngineClose0(HANDLE h) {
     pthread_mutex_unlock(&g_mu);
     if (open == 0) capture_stop();
     return ERROR_SUCCESS;
+}
+
+int collecting(void) {  /* FWPM_ENGINE_COLLECT_NET_EVENTS */
+    pthread_mutex_lock(&g_mu);
+    int on = g_options[0] != 0;
+    pthread_mutex_unlock(&g_mu);
+    return on;
 }
 
 DWORD FwpmEngineGetOption0(HANDLE h, uint32_t option, FWP_VALUE0 **value) {

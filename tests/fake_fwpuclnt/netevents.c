@@ -8,7 +8,9 @@
  * Enumeration as documented: FwpmNetEventCreateEnumHandle0 takes a snapshot of the log with the
  * template applied (time window and conditions, as a subscription's template), FwpmNetEventEnumN
  * pages through it returning FWPM_NET_EVENTn (one allocation, freed with FwpmFreeMemory0),
- * FwpmNetEventDestroyEnumHandle0 ends it.
+ * FwpmNetEventDestroyEnumHandle0 ends it. While FWPM_ENGINE_COLLECT_NET_EVENTS is 0 the store cannot be
+ * read (FwpmNetEventEnumN: FWP_E_NET_EVENTS_DISABLED, as documented) and nothing can subscribe (the
+ * same code: a subscription would never get an event).
  * A subscription that dies (WFPCAP_FAKE_DELIVER_AT_MOST, FakeSetDeliverAtMost): after that many
  * events its callback is never called again, and nothing says so; TinyWall saw this after BFE
  * trouble. -1 (the default) never dies.
@@ -115,6 +117,7 @@ DWORD FwpmNetEventDestroyEnumHandle0(HANDLE h, HANDLE e) {
  * struct and its CLASSIFY_DROP2-sized payload (DROP1 and ALLOW0 are prefixes of it). */
 __attribute__((unused)) static DWORD enum_page(int version, HANDLE h, HANDLE e, uint32_t want, void ***entries, uint32_t *got) {
     if (!entries || !got) return ERROR_INVALID_PARAMETER;
+    if (!collecting()) return FWP_E_NET_EVENTS_DISABLED;  /* documented for FwpmNetEventEnum0..5 */
     pthread_mutex_lock(&s_mu);
     enum_t *en = enum_of(h, e);
     if (!en) { pthread_mutex_unlock(&s_mu); return FWP_E_INVALID_ENUMERATOR; }

@@ -5,7 +5,8 @@ before anything else and stops at once when one fails (no hour of red tests).
 Checks, in order: elevated; the Base Filtering Engine service running; fwpuclnt loaded and its
 highest FwpmNetEventSubscribeN; which callback runs (the native one where it compiles: a fallback
 to the Python callback passes, saying why and what it costs); the net-event options as found (restoring, and saying so, what a
-killed earlier run left changed); other net-event subscriptions; a dynamic sublayer and filter can
+killed earlier run left changed; collection, if another tool left it off, turned on for the canary as
+the run turns it on, and put back at the end); other net-event subscriptions; a dynamic sublayer and filter can
 be added; one canary packet makes one event of the harness's own filter within 2 s.
 """
 from __future__ import annotations
@@ -20,12 +21,13 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, Session, census
 from harness.platforms.wfp.native import choose_callback
-from harness.platforms.wfp.options import OPTION_NAMES, restore_left_by_killed_run
+from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import Recorder, send_datagrams
 from harness.platforms.wfp.admin_services import AdminServices
 from harness.spec import FilterSpec
 
 CANARY_TIMEOUT_S = 2.0
+COLLECT = K["FWPM_ENGINE_COLLECT_NET_EVENTS"]
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,11 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
         return Diagnosis(checks + [Check(n, None, "needs fwpuclnt") for n in later])
     lib_ = lib[0]
 
+    held: list[EngineOptions] = []  # as the run holds them: collection turned on if it was off, put back at the end
+
     def options() -> tuple[bool, str]:
-        restored = restore_left_by_killed_run(lib_)
-        session = Session(lib_, dynamic=False, name="wfpcap doctor")
-        try:
-            found = {name: session.get_option(o) for o, name in OPTION_NAMES.items()}
-        finally:
-            session.close()
+        held.append(EngineOptions(lib_))  # acts on a killed run's state file first, as a run does
+        restored, found = held[0].restored, held[0].describe()
         text = ", ".join(f"{k}={v}" for k, v in found.items())
         if restored:
             said = "; ".join(f"{k} left at {v['left_by_run']} by a killed run, "
@@ -108,9 +108,24 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
                                 else f"changed since by someone else ({v['found_now']}), left alone")
                              for k, v in restored.items())
             return False, f"{said}; now {text} (run the doctor again)"
+        if not found["collect_net_events"]:  # another tool turned it off (System Informer's monitor does on exit)
+            held[0].ensure(COLLECT, 1)
+            return True, (f"as found: {text}; collection off: the run turns it on (so did the doctor, for the "
+                          "canary; put back after); nothing left changed by a killed run")
         return True, f"as found: {text}; nothing left changed by a killed run"
 
-    checks.append(_attempt("net-event options", options))
+    try:
+        checks.append(_attempt("net-event options", options))
+        checks += _engine_checks(lib_, spec)
+    finally:
+        for o in held:
+            o.close()
+    return Diagnosis(checks)
+
+
+def _engine_checks(lib_: Library, spec: FilterSpec) -> list[Check]:
+    """Other subscriptions, a dynamic sublayer and filter, the canary event."""
+    checks: list[Check] = []
     session = Session(lib_, dynamic=False, name="wfpcap doctor")
     try:
         def others() -> tuple[bool, str]:
@@ -136,7 +151,7 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
                 f.close()
     finally:
         session.close()
-    return Diagnosis(checks)
+    return checks
 
 
 def native_callback_check(library: str | None) -> tuple[bool, str]:
