@@ -73,4 +73,15 @@ DIRECTIONS = {0x3900: "in", 0x3901: "out", 0x3902: "forward",
 
 # which side of the packet the harness's sequence number (its destination port) is on, per layer
 INBOUND_LAYERS = {"ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"}
-ALE_LAYERS = {"ALE_AUTH_CONNECT_V4", "ALE_AUTH_RECV_ACCEPT_V4"}
+# ALE authorizations a loopback datagram passes, permitted, before the layer of the harness's
+# block: ALE_AUTH_CONNECT on its way out, and ALE_FLOW_ESTABLISHED for the flow it opens, come
+# before the outbound transport layer and before every inbound layer. With
+# FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW set each can be an allow event of the same packet.
+PERMITTED_BEFORE = {"ALE_AUTH_CONNECT_V4": 0, "OUTBOUND_TRANSPORT_V4": 2, "INBOUND_TRANSPORT_V4": 2,
+                    "ALE_AUTH_RECV_ACCEPT_V4": 2}
+
+
+def events_per_packet(layer: str, allow_keyword: bool) -> int:
+    """How many events one packet of a trial blocked at `layer` can make: its drop, and with the
+    allow keyword an allow for each ALE authorization it passed first."""
+    return 1 + (PERMITTED_BEFORE[layer] if allow_keyword else 0)

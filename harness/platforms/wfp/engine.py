@@ -160,7 +160,9 @@ class FilterSession:
         inbound = spec.layer in INBOUND_LAYERS
         c = Conditions()
         c.uint("FWPM_CONDITION_IP_PROTOCOL", "FWP_UINT8", PROTOCOLS[spec.protocol])
-        c.v4_prefix("FWPM_CONDITION_IP_REMOTE_ADDRESS", ipaddress.IPv4Network(spec.remote_prefix))
+        # the harness's destination: the remote side of an outbound packet, the local side of an inbound one
+        c.v4_prefix("FWPM_CONDITION_IP_LOCAL_ADDRESS" if inbound else "FWPM_CONDITION_IP_REMOTE_ADDRESS",
+                    ipaddress.IPv4Network(spec.remote_prefix))
         c.port_range("FWPM_CONDITION_IP_LOCAL_PORT" if inbound else "FWPM_CONDITION_IP_REMOTE_PORT",
                      spec.remote_port_low, spec.remote_port_high)
         app_id = None

@@ -27,7 +27,7 @@ import numpy as np
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, PlatformUnavailable, TrialResult, frame
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.constants import ALE_LAYERS, DIRECTIONS, INBOUND_LAYERS
+from harness.platforms.wfp.constants import DIRECTIONS, INBOUND_LAYERS, events_per_packet
 from harness.platforms.wfp.engine import FilterSession, census
 from harness.platforms.wfp.event_store import count_trial, loss_stage
 from harness.platforms.wfp.options import EngineOptions
@@ -249,10 +249,10 @@ class WfpPlatform:
         release = Release()
         unix_minus_perf = self.kernel32.unix_minus_perf_ns()  # event FILETIMEs -> perf_counter time
         count = spec.traffic.count
-        # with the allow keyword set (by another tool), a flow that ALE permits before a later layer
-        # blocks it makes an allow event too: a row for it
+        # with the allow keyword set (by another tool), every ALE authorization a packet passes before
+        # the layer that blocks it can be an allow event too: rows for them, on every layer
         allows = bool(self.options.session.get_option(KEYWORDS) & K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"])
-        own = count * (2 if allows and spec.filter.layer not in ALE_LAYERS else 1)
+        own = count * events_per_packet(spec.filter.layer, allows)
         with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
             # rows for other filters' events too (a runner has drops of its own)
             subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,

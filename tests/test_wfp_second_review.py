@@ -1,0 +1,64 @@
+"""The second review's findings on the wfp backend, each reproduced on Linux against the strict fake
+fwpuclnt, with the real sender process sending real packets in a test namespace."""
+import numpy as np
+import pytest
+
+from harness.analysis.loss import loss_by_sequence
+from harness.platforms.wfp.api import Library
+from harness.platforms.wfp.constants import CONSTANTS as K
+from harness.platforms.wfp.engine import Session
+from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
+from netns import needs_netns
+from platforms import open_wfp
+
+KEYWORDS = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
+CLASSIFY_ALLOW = K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"]
+pytestmark = needs_netns
+
+
+def spec(count=300, layer="ALE_AUTH_CONNECT_V4", prefix="127.0.0.0/8", **subscriber):
+    return TrialSpec(TrafficSpec(count=count), SubscriberSpec(**subscriber), filter=FilterSpec(layer=layer, remote_prefix=prefix),
+                     drain_quiet_s=0.3, drain_timeout_s=10.0)
+
+
+def another_tool(path) -> Session:
+    """A non-dynamic session of some other program (opened inside the trial's namespace)."""
+    return Session(Library(path), dynamic=False, name="another tool")
+
+
+# 1. With the allow keyword on (System Informer sets it and never clears it), a packet blocked at
+# ALE_AUTH_RECV_ACCEPT was first permitted at ALE_AUTH_CONNECT on its way out: an allow event as
+# well as the drop. Rows were doubled only outside the ALE layers, so the trial's own drops past
+# N + N/4 + 4096 rows were counted lost.
+@pytest.mark.parametrize("layer", ["ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"])
+def test_an_inbound_trial_with_the_allow_keyword_on_serves_every_own_event(fake, layer):
+    path, dll = fake
+    dll.FakeConfigure(256, 16_500, 100)  # the field notes' buffer: 24,000 events in flight fit, as on Windows
+    with open_wfp(path) as p:
+        admin = another_tool(path)
+        admin.set_option(KEYWORDS, CLASSIFY_ALLOW)
+        try:
+            r = p.run_trial(TrialSpec(TrafficSpec(count=12_000, pacing="constant", rate_per_s=40_000),
+                                      SubscriberSpec(), filter=FilterSpec(layer=layer),
+                                      drain_quiet_s=0.3, drain_timeout_s=10.0))
+        finally:
+            admin.set_option(KEYWORDS, 0)
+            admin.close()
+    assert loss_by_sequence(r.sent, r.delivered).delivered == 12_000
+    assert r.telemetry["not_recorded"] == 0
+    assert r.telemetry["other_event_types"] >= 12_000  # an allow per packet, from the way out
+
+
+# 6. At inbound layers the block filter's address condition named IP_REMOTE_ADDRESS: the sender
+# (127.0.0.1), while the port condition, the template and the store count use the local side (the
+# harness's destination). With traffic to 127.0.0.2 an inbound trial blocked nothing.
+@pytest.mark.parametrize("layer", ["ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4", "ALE_AUTH_CONNECT_V4"])
+def test_the_filter_matches_the_destination_address_on_every_layer(fake, layer):
+    path, _ = fake
+    trial = TrialSpec(TrafficSpec(count=300, remote_addresses=("127.0.0.2",)), SubscriberSpec(),
+                      filter=FilterSpec(layer=layer, remote_prefix="127.0.0.2/32"), drain_quiet_s=0.3,
+                      drain_timeout_s=10.0)
+    with open_wfp(path) as p:
+        r = p.run_trial(trial)
+    assert sorted(r.delivered["seq"]) == list(range(300))
+    assert (r.telemetry["recorded_packets"], r.telemetry["loss_at"]) == (300, "none")
