@@ -62,3 +62,49 @@ def test_the_filter_matches_the_destination_address_on_every_layer(fake, layer):
         r = p.run_trial(trial)
     assert sorted(r.delivered["seq"]) == list(range(300))
     assert (r.telemetry["recorded_packets"], r.telemetry["loss_at"]) == (300, "none")
+
+
+# 7. The keyword was written back without checking that another tool changed it meanwhile, and to
+# the value found when the platform opened rather than when it was changed.
+class TestTheKeywordIsPutBackOnlyAsThisRunLeftIt:
+    @pytest.fixture()
+    def options(self, fake):
+        from harness.platforms.wfp.options import EngineOptions
+        path, dll = fake
+        o = EngineOptions(Library(path))
+        yield o, dll, path
+        o.close()
+
+    def test_left_alone_when_another_tool_changed_it_meanwhile(self, options):
+        o, dll, path = options
+        o.ensure(KEYWORDS, CLASSIFY_ALLOW)
+        other = another_tool(path)
+        other.set_option(KEYWORDS, 0x13)  # CLASSIFY_ALLOW kept, BCAST and MCAST added
+        other.close()
+        o.put_back(KEYWORDS)
+        assert dll.FakeOption(KEYWORDS) == 0x13
+        assert o.left_alone == {"net_event_match_any_keywords": {"set_by_run": CLASSIFY_ALLOW, "found_now": 0x13}}
+        assert not o.state_path.exists()
+
+    def test_restored_to_the_value_found_at_the_change_not_at_open(self, options):
+        o, dll, path = options
+        assert o.found[KEYWORDS] == 0
+        other = another_tool(path)
+        other.set_option(KEYWORDS, 0x1)  # MCAST, after the platform opened
+        other.close()
+        o.ensure(KEYWORDS, 0x1 | CLASSIFY_ALLOW)
+        o.put_back(KEYWORDS)
+        assert dll.FakeOption(KEYWORDS) == 0x1
+
+
+def test_the_allow_experiment_keeps_the_keywords_another_tool_set_after_open(fake):
+    from harness.platforms.wfp.allow import allow_visibility
+    path, dll = fake
+    with open_wfp(path) as p:
+        other = another_tool(path)
+        other.set_option(KEYWORDS, 0x1)
+        other.close()
+        allow = allow_visibility(p, count=5)
+        assert dll.FakeOption(KEYWORDS) == 0x1
+    assert allow["cases"]["with CLASSIFY_ALLOW"]["keywords"] == 0x1 | CLASSIFY_ALLOW
+    assert allow["keywords_found"] == 0x1 and allow["keywords_after"] == 0x1

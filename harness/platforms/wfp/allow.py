@@ -37,7 +37,7 @@ def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
     CLASSIFY_ALLOW; the per-machine fact in one sentence."""
     spec = FilterSpec(remote_port_low=PORT, remote_port_high=PORT + 2 * count - 1)
     filter_id = platform.filters.install(spec, platform.image, action="permit")
-    found = platform.options.found[KEYWORDS]
+    found = platform.options.session.get_option(KEYWORDS)  # now: another tool may have changed them since open
     try:
         as_found = _case(platform, filter_id, count, PORT)
         platform.options.ensure(KEYWORDS, found | CLASSIFY_ALLOW)
@@ -60,6 +60,10 @@ def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
                 f"{count} with CLASSIFY_ALLOW added"
                 + ("; a user-mode subscriber gets allow events only with the keyword" if allows[0] == 0 < allows[1]
                    else ""))
+    # another tool changed the keywords while the experiment had them set: theirs now, not put back
+    left_alone = platform.options.left_alone.get("net_event_match_any_keywords")
+    if left_alone:
+        fact += f"; the keywords were changed meanwhile by another tool ({left_alone['found_now']:#x}) and left as it set them"
     return {"keywords_found": found, "keywords_after": platform.options.session.get_option(KEYWORDS),
             "subscribe_version": version, "cases": {"as found": as_found, "with CLASSIFY_ALLOW": with_keyword},
             "fact": fact}

@@ -80,8 +80,9 @@ def restore_left_by_killed_run(lib: Library, path: Path | None = None) -> dict[s
 
 
 class EngineOptions:
-    """Reads the net-event options at start; `ensure` changes one only when it differs; `restore`
-    puts back what was changed. Restored on close, at interpreter exit, and on SIGTERM/SIGBREAK."""
+    """Reads the net-event options at start; `ensure` changes one only when it differs; `put_back`
+    and `restore` put back what was changed, to its value at the change and only if it is still as
+    this run left it. Restored on close, at interpreter exit, and on SIGTERM/SIGBREAK."""
 
     WATCHED = tuple(OPTION_NAMES)
 
@@ -122,10 +123,11 @@ class EngineOptions:
         os.replace(tmp, self.state_path)
 
     def ensure(self, option: int, value: int) -> None:
-        if self.session.get_option(option) == value:
+        now = self.session.get_option(option)
+        if now == value:
             return
         first_change = option not in self.changed
-        self.changed.setdefault(option, self.found[option])
+        self.changed.setdefault(option, now)  # what to put back: the value at the change, not at open
         self._set[option] = value
         self._remember()  # before the change: a run killed right after it leaves what to undo
         try:
@@ -142,28 +144,31 @@ class EngineOptions:
             raise
 
     def put_back(self, option: int) -> None:
-        """Restore one option now (the others stay as they are); the state file keeps the rest."""
+        """Restore one option now, as restore() does (the others stay as they are); the state file
+        keeps the rest."""
         if option not in self.changed:
             return
-        self.session.set_option(option, self.changed[option])
-        del self.changed[option]
-        del self._set[option]
+        self._put_back(option)
         if self.changed:
             self._remember()
         else:
             self.state_path.unlink(missing_ok=True)
 
+    def _put_back(self, option: int) -> None:
+        """The value found when this run changed `option`, unless someone else changed it again
+        meanwhile (as the killed-run path does): then it is theirs, and left as they set it."""
+        now = self.session.get_option(option)
+        if now == self._set[option]:
+            self.session.set_option(option, self.changed[option])
+        else:
+            self.left_alone[OPTION_NAMES.get(option, str(option))] = {"set_by_run": self._set[option], "found_now": now}
+        del self.changed[option]
+        del self._set[option]
+
     def restore(self) -> None:
-        """Put back what this run changed, unless someone else changed it again meanwhile (as the
-        killed-run path does): then it is theirs, and left as they set it."""
-        for option, value in list(self.changed.items()):
-            now = self.session.get_option(option)
-            if now == self._set[option]:
-                self.session.set_option(option, value)
-            else:
-                self.left_alone[OPTION_NAMES.get(option, str(option))] = {"set_by_run": self._set[option], "found_now": now}
-            del self.changed[option]
-            del self._set[option]
+        """Put back everything this run changed (each only if still as this run left it)."""
+        for option in list(self.changed):
+            self._put_back(option)
         self.state_path.unlink(missing_ok=True)
 
     def close(self) -> None:
