@@ -66,6 +66,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeSetDeliverAtMost(-1)
     dll.FakeSetQpcFrequency(10_000_000)
     dll.FakeSetBfeState(4)  # SERVICE_RUNNING
+    dll.FakeSetAllowFromDefault(0)
 
 
 def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:

@@ -108,3 +108,22 @@ def test_the_allow_experiment_keeps_the_keywords_another_tool_set_after_open(fak
         assert dll.FakeOption(KEYWORDS) == 0x1
     assert allow["cases"]["with CLASSIFY_ALLOW"]["keywords"] == 0x1 | CLASSIFY_ALLOW
     assert allow["keywords_found"] == 0x1 and allow["keywords_after"] == 0x1
+
+
+# 8. An allow event counted only if it carried the harness's permit filter id; which filter id an
+# allow carries when several sublayers permit is undocumented.
+@pytest.mark.parametrize("from_default", [0, 1])
+def test_allow_events_are_counted_by_the_trials_tuples_and_the_rule_is_named(fake, from_default):
+    from harness.platforms.wfp.allow import allow_visibility
+    path, dll = fake
+    dll.FakeSetAllowFromDefault(from_default)
+    with open_wfp(path) as p:
+        allow = allow_visibility(p, count=10)
+    case = allow["cases"]["with CLASSIFY_ALLOW"]
+    assert case["events"] == {"CLASSIFY_ALLOW": 10}
+    if from_default:
+        assert case["allow_filters"] == {"filter 57082 (not the harness's permit)": 10}
+        assert allow["fact"].endswith("(counted by the trial's tuples: they carried filter 57082, not the harness's permit)")
+    else:
+        assert case["allow_filters"] == {"the harness's permit filter": 10}
+        assert allow["fact"].endswith("(they carried the harness's permit filter id)")

@@ -370,8 +370,8 @@ static int at_layer(int layer, const view_t *v, uint32_t direction, int app_hint
             app = app_of_socket(socket_on(v->laddr, v->lport, v->time));
             pthread_mutex_unlock(&c_mu);
         }
-        event_t e = {active[permitted].id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport,
-                     v->time, direction, app, 1};
+        uint64_t id = g_cfg.allow_from_default ? DEFAULT_PERMIT_FILTER_ID : active[permitted].id;
+        event_t e = {id, (uint16_t)layer, IPPROTO_UDP_, v->laddr, v->raddr, v->lport, v->rport, v->time, direction, app, 1};
         emit(&e);
     } else if (permitted < 0 && ale && !quiet) {
         pthread_mutex_lock(&g_mu);

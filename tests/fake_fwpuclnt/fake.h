@@ -189,6 +189,9 @@ typedef struct {
     char options_file[512];    /* engine options persist here, as Windows keeps them across reboots */
     uint32_t clock_step_100ns; /* event header timestamps are multiples of this: how fine Windows stamps
                                   net events is undocumented (1 = FILETIME's own 100 ns) */
+    int allow_from_default;    /* 1: an allow carries the layer's default permit's filter id, not that of the
+                                  permit that matched (which filter id an allow carries when several
+                                  sublayers permit is undocumented) */
 } config_t;
 
 extern pthread_mutex_t g_mu;

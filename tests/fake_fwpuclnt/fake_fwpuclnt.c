@@ -118,6 +118,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.elevated = (int)env_uint("WFPCAP_FAKE_ELEVATED", (unsigned)g_cfg.elevated);
     g_cfg.plain_directions = (int)env_uint("WFPCAP_FAKE_PLAIN_DIRECTIONS", (unsigned)g_cfg.plain_directions);
     g_cfg.clock_step_100ns = env_uint("WFPCAP_FAKE_CLOCK_STEP_100NS", g_cfg.clock_step_100ns);
+    g_cfg.allow_from_default = (int)env_uint("WFPCAP_FAKE_ALLOW_FROM_DEFAULT", (unsigned)g_cfg.allow_from_default);
     if (g_cfg.clock_step_100ns < 1) g_cfg.clock_step_100ns = 1;
     const char *rate = getenv("WFPCAP_FAKE_FOREIGN_RATE");
     if (rate && *rate) g_cfg.foreign_rate = strtod(rate, NULL);
@@ -455,6 +456,8 @@ void FakeSetDispatchLatency(uint32_t us) { g_cfg.dispatch_latency_us = us; }
 void FakeSetElevated(int elevated) { g_cfg.elevated = elevated; }
 void FakeSetClockStep(uint32_t step_100ns) { g_cfg.clock_step_100ns = step_100ns ? step_100ns : 1; }
 void FakeSetForeignRate(double per_second) { g_cfg.foreign_rate = per_second; }
+/* 1: allow events carry the layer's default permit's filter id instead of the matching permit's. */
+void FakeSetAllowFromDefault(int on) { g_cfg.allow_from_default = on; }
 void FakeSetForeignSubscriptions(uint32_t n) { g_foreign_subscriptions = n; }
 
 void FakeFailNext(const char *function, DWORD code) {

@@ -9,6 +9,7 @@ carry one, and says so.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from typing import Any
 
@@ -21,15 +22,40 @@ CLASSIFY_ALLOW = K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"]
 PORT = 61000  # outside the drop filter's default range: the permit is the only filter that matches
 
 
+def _rule(filter_id: int | None, own_filter: int) -> str:
+    return "the harness's permit filter" if filter_id == own_filter else f"filter {filter_id} (not the harness's permit)"
+
+
 def _case(platform, filter_id: int, count: int, port: int) -> dict[str, Any]:
+    """The datagrams' events, counted by the harness's filter id or by their tuples: which filter id
+    an allow carries when several sublayers permit a packet is undocumented (the terminating
+    decision may be another sublayer's), so one carrying another id is still the trial's own.
+    `allow_filters` says which rule the allows named."""
     keywords = platform.options.session.get_option(KEYWORDS)
+    loopback = int(ipaddress.IPv4Address("127.0.0.1"))
+    tuples = {(loopback, port + i) for i in range(count)}
+
+    def own(s) -> bool:
+        return s.filter_id == filter_id or (s.remote_v4, s.remote_port) in tuples
+
     with Recorder(platform.lib, platform.filters.session) as rec:
         send_datagrams([("127.0.0.1", "127.0.0.1", port + i) for i in range(count)])
-        rec.wait_for(lambda seen: sum(s.filter_id == filter_id for s in seen) >= count, 2.0)
+        rec.wait_for(lambda seen: sum(own(s) for s in seen) >= count, 2.0)
         rec.settle()
-        own = Counter(TYPE_NAMES.get(s.type, str(s.type)) for s in rec.seen if s.filter_id == filter_id)
-        others = len(rec.seen) - sum(own.values())
-    return {"keywords": keywords, "sent": count, "events": dict(own), "events_of_other_filters": others}
+        mine = [s for s in rec.seen if own(s)]
+    allows = Counter(_rule(s.filter_id, filter_id) for s in mine if s.type == K["FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW"])
+    return {"keywords": keywords, "sent": count, "events": dict(Counter(TYPE_NAMES.get(s.type, str(s.type)) for s in mine)),
+            "allow_filters": dict(allows), "events_of_other_filters": len(rec.seen) - len(mine)}
+
+
+def _rules_said(case: dict[str, Any]) -> str:
+    rules = case["allow_filters"]
+    if not rules:
+        return ""
+    if list(rules) == ["the harness's permit filter"]:
+        return " (they carried the harness's permit filter id)"
+    others = ", ".join(r.removesuffix(" (not the harness's permit)") for r in rules if r != "the harness's permit filter")
+    return f" (counted by the trial's tuples: they carried {others}, not the harness's permit)"
 
 
 def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
@@ -60,6 +86,8 @@ def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
                 f"{count} with CLASSIFY_ALLOW added"
                 + ("; a user-mode subscriber gets allow events only with the keyword" if allows[0] == 0 < allows[1]
                    else ""))
+    if version >= 1:
+        fact += _rules_said(as_found if found & CLASSIFY_ALLOW else with_keyword)
     # another tool changed the keywords while the experiment had them set: theirs now, not put back
     left_alone = platform.options.left_alone.get("net_event_match_any_keywords")
     if left_alone:
