@@ -48,6 +48,8 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeSetDeliverAtMost.argtypes = [ctypes.c_long]
     dll.FakeSetBfeState.argtypes = [u32]
     dll.FakeSetQpcFrequency.argtypes = [ctypes.c_int64]
+    dll.FakeSetSessionRegistry.argtypes = [ctypes.c_char_p]
+    dll.FakeSetSessionRules.argtypes = [c_int, c_int]
     return dll
 
 

@@ -224,6 +224,12 @@ int collecting(void);
 void store_event(const event_t *e);
 int subscription_dead(sub_t *s);
 uint32_t event_type(const event_t *e);
+/* sessions.c */
+DWORD register_session(session_t *s);
+void unregister_session(const session_t *s);
+int duplicate_keys_accepted(void);
+/* kernel32.c */
+uint64_t process_created(int pid);
 /* capture.c */
 void capture_start(void);
 void capture_stop(void);

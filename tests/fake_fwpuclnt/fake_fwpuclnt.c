@@ -3,7 +3,8 @@
  *
  * Documented behaviour it keeps (learn.microsoft.com, fwpmu.h):
  *   - objects added in a dynamic session vanish when the session closes; a session key that is
- *     open already is refused (FWP_E_ALREADY_EXISTS); a process's sessions end with the process;
+ *     open already, in any process, is refused (FWP_E_ALREADY_EXISTS); a process's sessions end
+ *     with the process (sessions.c: one registry for the fake's processes, both configurable);
  *   - FwpmEngineSetOption0 fails inside a transaction (FWP_E_TXN_IN_PROGRESS) and from a dynamic
  *     session (FWP_E_DYNAMIC_SESSION_IN_PROGRESS); options are global, outlive sessions and, with
  *     WFPCAP_FAKE_OPTIONS_FILE, processes (Windows keeps them across reboots); while
@@ -33,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 session_t g_sessions[MAX_SESSIONS];
@@ -153,7 +156,7 @@ DWORD FwpmEngineOpen0(const void *server, uint32_t authn, const void *identity, 
     FAIL_POINT("FwpmEngineOpen0");
     if (!out || (authn != 10 && authn != 0xFFFFFFFFu)) return ERROR_INVALID_PARAMETER;
     pthread_mutex_lock(&g_mu);
-    if (session && !guid_zero(&session->sessionKey))
+    if (session && !guid_zero(&session->sessionKey) && !duplicate_keys_accepted())
         for (int i = 0; i < MAX_SESSIONS; i++)
             if (g_sessions[i].used && guid_eq(&g_sessions[i].key, &session->sessionKey)) {
                 pthread_mutex_unlock(&g_mu); return FWP_E_ALREADY_EXISTS;
@@ -162,10 +165,14 @@ DWORD FwpmEngineOpen0(const void *server, uint32_t authn, const void *identity, 
     for (int i = 0; i < MAX_SESSIONS; i++) open += g_sessions[i].used;
     for (int i = 0; i < MAX_SESSIONS; i++)
         if (!g_sessions[i].used) {
-            g_sessions[i] = (session_t){1, session ? session->sessionKey : (GUID){0},
-                                        session && (session->flags & FWPM_SESSION_FLAG_DYNAMIC), 0};
-            if (guid_zero(&g_sessions[i].key)) g_sessions[i].key.Data1 = 0x5e55 + i;  /* BFE makes one up */
-            *out = &g_sessions[i];
+            session_t *s = &g_sessions[i];
+            *s = (session_t){1, session ? session->sessionKey : (GUID){0},
+                             session && (session->flags & FWPM_SESSION_FLAG_DYNAMIC), 0};
+            if (guid_zero(&s->key) && getrandom(&s->key, sizeof s->key, 0) != (ssize_t)sizeof s->key)  /* BFE makes one up */
+                s->key.Data1 = 0x5e550000u + (uint32_t)i, s->key.Data2 = (uint16_t)getpid();
+            DWORD rc = register_session(s);  /* in the machine's registry: other processes' keys count too */
+            if (rc) { s->used = 0; pthread_mutex_unlock(&g_mu); return rc; }
+            *out = s;
             pthread_mutex_unlock(&g_mu);
             if (open == 0) capture_start();  /* in the network namespace of the caller's thread */
             return ERROR_SUCCESS;
@@ -189,6 +196,7 @@ DWORD FwpmEngineClose0(HANDLE h) {
         }
     }
     s->used = 0;
+    unregister_session(s);
     int open = 0;
     for (int i = 0; i < MAX_SESSIONS; i++) open += g_sessions[i].used;
     pthread_mutex_unlock(&g_mu);

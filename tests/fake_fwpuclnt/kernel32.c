@@ -212,6 +212,13 @@ static proc_stat read_proc(int pid) {
     return out;
 }
 
+/* The creation time of a running process, 0 if there is none or it has exited: with the pid, what
+ * names one process for good (the sessions' registry, sessions.c). */
+uint64_t process_created(int pid) {
+    proc_stat st = pid > 0 ? read_proc(pid) : (proc_stat){0};
+    return st.found && st.state != 'Z' && st.state != 'X' ? st.created : 0;
+}
+
 static void set_filetime(FILETIME *ft, uint64_t t) {
     if (!ft) return;
     ft->dwLowDateTime = (uint32_t)t;

@@ -57,6 +57,9 @@ _PROTOTYPES: dict[str, tuple] = {
     "FwpmNetEventSubscriptionsGet0": (HANDLE, P(P(P(abi.FWPM_NET_EVENT_SUBSCRIPTION0))), P(C.c_uint32)),
     "FwpmNetEventCreateEnumHandle0": (HANDLE, P(abi.FWPM_NET_EVENT_ENUM_TEMPLATE0), P(HANDLE)),
     "FwpmNetEventDestroyEnumHandle0": (HANDLE, HANDLE),
+    "FwpmSessionCreateEnumHandle0": (HANDLE, C.c_void_p, P(HANDLE)),
+    "FwpmSessionEnum0": (HANDLE, HANDLE, C.c_uint32, P(P(P(abi.FWPM_SESSION0))), P(C.c_uint32)),
+    "FwpmSessionDestroyEnumHandle0": (HANDLE, HANDLE),
 }
 
 

@@ -106,7 +106,7 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
             said = "; ".join(f"{k} left at {v['left_by_run']} by a killed run, "
                              + (f"restored to {v['restored_to']}" if v["restored_to"] is not None
                                 else f"changed since by someone else ({v['found_now']}), left alone")
-                             for k, v in restored.items())
+                             + f" ({v['run']})" for k, v in restored.items())
             return False, f"{said}; now {text} (run the doctor again)"
         if not found["collect_net_events"]:  # another tool turned it off (System Informer's monitor does on exit)
             held[0].ensure(COLLECT, 1)

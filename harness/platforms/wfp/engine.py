@@ -209,3 +209,24 @@ def census(lib: Library, session: Session) -> dict[str, Any]:
     finally:
         lib.free(entries)
     return {"subscriptions": len(keys), "session_keys": keys}
+
+
+def open_sessions(lib: Library, session: Session) -> list[tuple[str, int]]:
+    """Every session the engine has open, as (session key, process id): FwpmSessionEnum0 over a
+    snapshot taken by FwpmSessionCreateEnumHandle0, in pages of 100, each freed with FwpmFreeMemory0."""
+    handle = HANDLE()
+    lib.call("FwpmSessionCreateEnumHandle0", session.handle, None, C.byref(handle))
+    out: list[tuple[str, int]] = []
+    try:
+        while True:
+            entries = C.POINTER(C.POINTER(abi.FWPM_SESSION0))()
+            got = C.c_uint32()
+            lib.call("FwpmSessionEnum0", session.handle, handle, 100, C.byref(entries), C.byref(got))
+            try:
+                out += [(str(entries[i].contents.sessionKey), int(entries[i].contents.processId)) for i in range(got.value)]
+            finally:
+                lib.free(entries)
+            if got.value < 100:
+                return out
+    finally:
+        lib.call("FwpmSessionDestroyEnumHandle0", session.handle, handle)

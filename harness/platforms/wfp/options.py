@@ -8,8 +8,11 @@ platform is a context manager), at interpreter exit, and on SIGTERM/SIGBREAK whe
 On Windows a killed process (TerminateProcess, which is what os.kill and a cancelled CI job do)
 runs no handler and no atexit. So before the first change the options found are written to a
 state file; the next start finds it and restores what the killed run left changed (only options
-still as that run set them), then removes it. The state file names the killed run's session key:
-opening a session with that key fails with FWP_E_ALREADY_EXISTS while that run is still alive.
+still as that run set them), then removes it. Whether the run that wrote it is still alive is told
+by its pid and its process's creation time (a reused pid is another process), cross-checked with
+the engine's own list of sessions (FwpmSessionEnum0) where the creation time cannot be read. A
+duplicate session key decides nothing: no Microsoft page says that BFE refuses one from another
+process, nor when it ends the session of a process that died.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from typing import Any
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
-from harness.platforms.wfp.engine import Session
+from harness.platforms.wfp.engine import Session, open_sessions
+from harness.platforms.wfp.kernel32 import Kernel32
 
 OPTION_NAMES = {K["FWPM_ENGINE_COLLECT_NET_EVENTS"]: "collect_net_events",
                 K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]: "net_event_match_any_keywords"}
@@ -44,35 +48,71 @@ def state_dir(environ: Mapping[str, str] = os.environ, platform: str = sys.platf
     return Path(base or tempfile.gettempdir()) / "wfpcap"
 
 
+def holder_alive(state: Mapping[str, Any], process: tuple[bool, str | None],
+                 sessions: list[tuple[str, int]] | None) -> tuple[bool, str]:
+    """Is the run that wrote `state` (its pid, its process's creation time, the key of its options
+    session) still alive, and how that was told. `process`: (running, creation time) of that pid
+    now; `sessions`: (key, pid) of every session the engine has open, None where they could not be
+    listed. The process decides: the pid running with the recorded creation time is that run; a
+    pid that has exited, or is another process now (pids are reused quickly on Windows), is not,
+    whatever the engine still lists under the run's key (a session of a dead process may linger:
+    no Microsoft page says when BFE ends it). Only where the creation time cannot be told (another
+    user's process, a state file without it) does the engine decide: the run's key open under that pid."""
+    pid, created, key = state.get("pid"), state.get("created"), state.get("session_key")
+    running, now = process
+    lingers = "; its session is still open in the engine (it lingers)" if sessions and any(
+        k == key for k, _ in sessions) else ""
+    if not running:
+        return False, f"pid {pid} has exited{lingers}"
+    if created is not None and now is not None:
+        if now == created:
+            return True, f"pid {pid} is still running (the same process: created {created})"
+        return False, f"pid {pid} is another process now (created {now}, the run's was {created}){lingers}"
+    if sessions is None:  # cannot tell: rather refuse than put back a live run's options
+        return True, f"pid {pid} is running and could not be told apart from the run (no creation time, no session list)"
+    if any(k == key and p == pid for k, p in sessions):
+        return True, f"pid {pid} is running and still holds the run's session {key}"
+    return False, f"pid {pid} is running but holds no session {key}: another process now"
+
+
+def this_process(lib: Library) -> tuple[int, str | None]:
+    """(pid, creation time) of this process, as holder_alive() reads them for another."""
+    return os.getpid(), Kernel32(lib.override).process(os.getpid())[1]
+
+
 def restore_left_by_killed_run(lib: Library, path: Path | None = None) -> dict[str, Any]:
     """Put back the options that a run killed before it could restore them left changed; return
-    what was done per option. Refuses while that run is still alive."""
+    what was done per option. Refuses while that run is still alive (holder_alive: its pid and
+    creation time, cross-checked with the engine's sessions)."""
     path = path or state_dir() / STATE_FILE
     if not path.exists():
         return {}
     try:
         state = json.loads(path.read_text())
-        key, left, found = state["session_key"], state["set"], state["found"]
+        left, found = state["set"], state["found"]
     except (OSError, ValueError, KeyError) as exc:
         raise PlatformUnavailable(f"cannot read the options state file {path} ({exc}): check the net-event "
                                   "options by hand (netsh wfp show options) and remove it") from None
-    try:
-        session = Session(lib, dynamic=False, name="wfpcap restore", key=key)
-    except WfpError as exc:
-        if exc.name == "FWP_E_ALREADY_EXISTS":
-            raise PlatformUnavailable(f"another wfpcap run (pid {state.get('pid')}) holds the net-event options "
-                                      f"(state file {path}); wait for it to end") from None
-        raise
+    session = Session(lib, dynamic=False, name="wfpcap restore")
     done: dict[str, Any] = {}
     try:
+        try:
+            sessions: list[tuple[str, int]] | None = open_sessions(lib, session)
+        except WfpError:
+            sessions = None
+        alive, how = holder_alive(state, Kernel32(lib.override).process(int(state.get("pid") or 0)), sessions)
+        if alive:
+            raise PlatformUnavailable(f"another wfpcap run (pid {state.get('pid')}) holds the net-event options "
+                                      f"(state file {path}; {how}); wait for it to end")
         for text, value in left.items():
             option = int(text)
             now = session.get_option(option)
             if now == value:
                 session.set_option(option, int(found[text]))
-                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "restored_to": int(found[text])}
+                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "restored_to": int(found[text]), "run": how}
             else:  # changed again since then, by someone else: theirs now
-                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "found_now": now, "restored_to": None}
+                done[OPTION_NAMES.get(option, text)] = {"left_by_run": value, "found_now": now, "restored_to": None,
+                                                        "run": how}
     finally:
         session.close()
     path.unlink()
@@ -87,6 +127,7 @@ class EngineOptions:
     WATCHED = tuple(OPTION_NAMES)
 
     def __init__(self, lib: Library) -> None:
+        self.lib = lib
         self.state_path = state_dir() / STATE_FILE
         self.restored = restore_left_by_killed_run(lib, self.state_path)
         self.session = Session(lib, dynamic=False, name="wfpcap options")
@@ -116,8 +157,9 @@ class EngineOptions:
         """The state file, written before a change is made (atomically: a killed run leaves a whole one)."""
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(f".{os.getpid()}.tmp")
+        pid, created = this_process(self.lib)
         tmp.write_text(json.dumps({
-            "session_key": str(self.session.key), "pid": os.getpid(),
+            "session_key": str(self.session.key), "pid": pid, "created": created,
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "found": {str(o): v for o, v in self.changed.items()}, "set": {str(o): v for o, v in self._set.items()}}))
         os.replace(tmp, self.state_path)
