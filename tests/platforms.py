@@ -69,6 +69,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeSetQpcFrequency(10_000_000)
     dll.FakeSetBfeState(4)  # SERVICE_RUNNING
     dll.FakeSetAllowFromDefault(0)
+    dll.FakeSetSilentTemplates(0)
 
 
 def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:

@@ -127,3 +127,32 @@ def test_allow_events_are_counted_by_the_trials_tuples_and_the_rule_is_named(fak
     else:
         assert case["allow_filters"] == {"the harness's permit filter": 10}
         assert allow["fact"].endswith("(they carried the harness's permit filter id)")
+
+
+# 5. Candidates whose correct result is no event (IP_PROTOCOL=6 on UDP, a foreign app id,
+# NET_EVENT_TYPE=ALLOW while only drops are made, ALE_USER_ID, ALE_PACKAGE_ID) read "filters" when
+# silent: so does a template that suppresses everything.
+@pytest.mark.parametrize("silent", [0, 1])
+def test_a_silent_condition_is_honoured_only_beside_a_positive_control(fake, silent):
+    from harness.platforms.wfp.template_matrix import template_matrix
+    path, dll = fake
+    dll.FakeSetSilentTemplates(silent)  # every template accepted, and none lets an event through
+    with open_wfp(path) as p:
+        matrix = template_matrix(p)
+    rows = {r["field"].removeprefix("FWPM_CONDITION_"): r for r in matrix["rows"]}
+    negatives = ("IP_PROTOCOL", "ALE_APP_ID", "NET_EVENT_TYPE")
+    for field in negatives:
+        r = rows[field]
+        assert r["accepted"] and r["arrived"] == r["expected"] == 0, r
+        assert r["filters"] is (not silent), r
+        assert r["positive_control"]["arrived"] == (0 if silent else r["positive_control"]["expected"]) and \
+            r["positive_control"]["expected"] == r["offered"], r
+    for field in ("ALE_USER_ID", "ALE_PACKAGE_ID"):  # no positive control can be had here
+        if rows[field]["accepted"]:
+            assert rows[field]["filters"] is None and rows[field]["note"].startswith("silent (4 offered, none expected)")
+    assert "accepted, silent, no positive control to tell: ALE_USER_ID" in matrix["summary"]
+    if silent:
+        assert matrix["summary"].startswith("template conditions honoured: none;")
+        assert all(rows[f]["note"].endswith("this template suppresses everything") for f in negatives)
+    else:
+        assert matrix["summary"].startswith("template conditions honoured: IP_PROTOCOL, IP_LOCAL_ADDRESS")

@@ -311,7 +311,7 @@ void emit(const event_t *e) {
                 (m->has_raddr && (e->raddr & m->rmask) != (m->raddr & m->rmask)) ||
                 (m->has_lport && (e->lport < m->lport_lo || e->lport > m->lport_hi)) ||
                 (m->has_rport && (e->rport < m->rport_lo || e->rport > m->rport_hi)) ||
-                (m->app && m->app != e->app) || m->has_user)
+                (m->app && m->app != e->app) || m->has_user || (g_cfg.silent_templates && m->n))
                 continue;
             targets[nt++] = &g_subs[i];
         }

@@ -138,6 +138,7 @@ typedef struct {
     int has_type; uint32_t type;
     int app;
     int has_user;  /* ALE_USER_ID in a template: the fake's events carry no user id, so none matches */
+    uint32_t n;    /* conditions given */
 } match_t;
 
 typedef struct { int used; uint64_t id; uint16_t layer_id; session_t *owner; match_t m; uint32_t action; } filter_t;
@@ -189,6 +190,8 @@ typedef struct {
     char options_file[512];    /* engine options persist here, as Windows keeps them across reboots */
     uint32_t clock_step_100ns; /* event header timestamps are multiples of this: how fine Windows stamps
                                   net events is undocumented (1 = FILETIME's own 100 ns) */
+    int silent_templates;      /* 1: a subscription with any template condition is accepted and gets no
+                                  event at all (a template that suppresses everything) */
     int allow_from_default;    /* 1: an allow carries the layer's default permit's filter id, not that of the
                                   permit that matched (which filter id an allow carries when several
                                   sublayers permit is undocumented) */

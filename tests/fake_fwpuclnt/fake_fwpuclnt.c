@@ -122,6 +122,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.plain_directions = (int)env_uint("WFPCAP_FAKE_PLAIN_DIRECTIONS", (unsigned)g_cfg.plain_directions);
     g_cfg.clock_step_100ns = env_uint("WFPCAP_FAKE_CLOCK_STEP_100NS", g_cfg.clock_step_100ns);
     g_cfg.allow_from_default = (int)env_uint("WFPCAP_FAKE_ALLOW_FROM_DEFAULT", (unsigned)g_cfg.allow_from_default);
+    g_cfg.silent_templates = (int)env_uint("WFPCAP_FAKE_SILENT_TEMPLATES", (unsigned)g_cfg.silent_templates);
     if (g_cfg.clock_step_100ns < 1) g_cfg.clock_step_100ns = 1;
     const char *rate = getenv("WFPCAP_FAKE_FOREIGN_RATE");
     if (rate && *rate) g_cfg.foreign_rate = strtod(rate, NULL);
@@ -307,6 +308,7 @@ static int layer_id_of(const GUID *layer) {
 static DWORD parse_conditions(const FWPM_FILTER_CONDITION0 *c, uint32_t n, match_t *m, int layer) {
     memset(m, 0, sizeof *m);
     if (n > MAX_CONDS) return ERROR_INVALID_PARAMETER;
+    m->n = n;
     int ale = layer == LAYER_CONNECT || layer == LAYER_RECV_ACCEPT;
     for (uint32_t i = 0; i < n; i++) {
         for (uint32_t j = 0; j < i; j++)
@@ -466,6 +468,8 @@ void FakeSetClockStep(uint32_t step_100ns) { g_cfg.clock_step_100ns = step_100ns
 void FakeSetForeignRate(double per_second) { g_cfg.foreign_rate = per_second; }
 /* 1: allow events carry the layer's default permit's filter id instead of the matching permit's. */
 void FakeSetAllowFromDefault(int on) { g_cfg.allow_from_default = on; }
+/* 1: every subscription template is accepted and suppresses every event. */
+void FakeSetSilentTemplates(int on) { g_cfg.silent_templates = on; }
 void FakeSetForeignSubscriptions(uint32_t n) { g_foreign_subscriptions = n; }
 
 void FakeFailNext(const char *function, DWORD code) {
