@@ -24,6 +24,7 @@ def fake(tmp_path, monkeypatch):
     assert object_counts(dll) == [0, 0, 0, 0], "sessions, filters, sublayers, subscriptions left behind"
     assert dll.FakeOutstandingAllocations() == 0, "memory from the API not freed with FwpmFreeMemory0"
     assert dll.FakeOpenEventHandles() == 0, "kernel events (a held native callback's release) not closed"
+    assert dll.FakeOpenThreadHandles() == 0, "thread handles (the native self-test's) not closed"
 
 
 @pytest.fixture()

@@ -50,6 +50,8 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeSetQpcFrequency.argtypes = [ctypes.c_int64]
     dll.FakeSetSessionRegistry.argtypes = [ctypes.c_char_p]
     dll.FakeSetSessionRules.argtypes = [c_int, c_int]
+    dll.FakeSetSilentTemplates.argtypes = [c_int]
+    dll.FakeSetAllowFromDefault.argtypes = [c_int]
     return dll
 
 

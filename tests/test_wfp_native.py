@@ -261,3 +261,92 @@ def test_the_native_callback_is_compiled_once_per_process(fake):
     path, _ = fake
     assert native_system(path) is native_system(path)
     assert ctypes.cast(native_system(path).callback, ctypes.c_void_p).value
+
+
+def test_the_doctors_self_test_enters_the_callback_from_a_thread_the_os_starts(fake):
+    """CreateThread (a pthread the fake starts; on Windows, kernel32's): a thread Python never saw,
+    as WFP's delivery threads are. The row it wrote names that thread, and the thread is gone."""
+    from harness.platforms.wfp.native import self_test
+    path, dll = fake
+    said = self_test(path, 4)
+    tid = int(said.split("OS thread (")[1].split(")")[0])
+    assert tid not in (threading.get_native_id(), 0)
+    assert said.endswith("with a synthetic FWPM_NET_EVENT5: its row is right")
+    assert self_test(path, 0).endswith("FWPM_NET_EVENT1: its row is right")  # the oldest struct too
+    assert dll.FakeOpenThreadHandles() == 0 and dll.FakeOpenEventHandles() == 0
+
+
+def test_the_progress_counter_never_goes_back(fake):
+    """Callbacks on several threads take rows in one order and store progress in another: a plain
+    store of row + 1 from a callback that took an earlier row lowered it (the drain reads it)."""
+    path, _ = fake
+    addresses, keep = events_of_every_kind()
+    with Callback(SubscriberSpec(cost_us=0.0), 16, Release(), 0) as callback:
+        on_event, _ = native_on(path, RawEvents(4, 64), callback)
+        callback._counters[0] = 9  # as left by a callback that took row 8 and stored first
+        on_event(addresses[0])  # takes row 0
+        assert callback.n == 9
+        callback.finish()
+    del keep
+
+
+def test_a_numba_that_fails_to_load_is_not_reported_as_missing(fake, monkeypatch):
+    """numba's extensions need the MSVC runtime on Windows: without it the import fails with a DLL
+    load error, which is not 'numba is not installed'."""
+    import harness.platforms.wfp.native as native
+    path, _ = fake
+    monkeypatch.setattr(native, "_systems", {})
+
+    def no_runtime(dll):
+        raise ImportError("DLL load failed while importing _helperlib: The specified module could not be found.",
+                          name="numba._helperlib")
+
+    monkeypatch.setattr(native, "_compile", no_runtime)
+    monkeypatch.delenv(CALLBACK_ENV, raising=False)
+    native_ok, why = choose_callback(path)
+    assert not native_ok and why == ("numba is installed but did not load: numba._helperlib (DLL load failed while "
+                                     "importing _helperlib: The specified module could not be found.)")
+    monkeypatch.setenv(CALLBACK_ENV, "native")
+    with pytest.raises(PlatformUnavailable, match="^WFPCAP_CALLBACK=native: numba is installed but did not load"):
+        choose_callback(path)
+
+
+EXIT_WITH_A_HELD_SUBSCRIPTION = """
+import ctypes, sys, time
+from harness.platforms.wfp.api import Library
+from harness.platforms.wfp.engine import FilterSession
+from harness.platforms.wfp.subscription import Subscription
+from harness.spec import FilterSpec, SubscriberSpec
+from harness.subscriber import Callback, Release
+lib = Library(sys.argv[1])
+filters = FilterSession(lib)
+fid = filters.install(FilterSpec(remote_prefix="127.0.0.0/8"))
+callback = Callback(SubscriberSpec(hold=True), 16, Release(), 0)
+sub = Subscription(lib, filters.session, None, False, fid, callback)
+assert sub.path == "native"
+dll = ctypes.CDLL(sys.argv[1])
+dll.FakeInjectUdp.argtypes = [ctypes.c_uint32, ctypes.c_uint16, ctypes.c_uint16]
+for k in range(3):
+    dll.FakeInjectUdp(0x7F000001, 20000 + k, 40000)
+while callback.n == 0:
+    time.sleep(0.01)
+print("held", flush=True)
+# and exits without closing anything: the held callback still waits inside the compiled code
+"""
+
+
+def test_subscriptions_still_open_at_interpreter_exit_are_closed_before_it_goes(fake, tmp_path):
+    """WFP may call a subscription's callback until it is unsubscribed; at interpreter exit the
+    compiled code, its rows and its block are freed. So open subscriptions are released and closed
+    first (the fake reports how many were still open once the interpreter had gone)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    path, _ = fake
+    report = tmp_path / "open-at-exit"
+    env = {**os.environ, "WFPCAP_FAKE_EXIT_REPORT": str(report)}
+    done = subprocess.run([sys.executable, "-c", EXIT_WITH_A_HELD_SUBSCRIPTION, path], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "held", done.stderr[-2000:]
+    assert report.read_text().strip() == "0"

@@ -445,6 +445,17 @@ DWORD FwpmNetEventSubscriptionsGet0(HANDLE h, FWPM_NET_EVENT_SUBSCRIPTION0 ***en
 
 uint64_t subscribe_counted(void) { return __atomic_add_fetch(&g_subscribe_calls, 1, __ATOMIC_SEQ_CST); }
 
+/* WFPCAP_FAKE_EXIT_REPORT: at process exit (after the interpreter is gone), how many subscriptions
+ * were still open, written to that file: none should be, or WFP could still enter freed code. */
+__attribute__((destructor)) static void report_at_exit(void) {
+    const char *path = getenv("WFPCAP_FAKE_EXIT_REPORT");
+    if (!path || !*path) return;
+    int open = 0;
+    for (int i = 0; i < MAX_SUBS; i++) open += g_subs[i].used;
+    FILE *f = fopen(path, "w");
+    if (f) { fprintf(f, "%d\n", open); fclose(f); }
+}
+
 /* ---- test entry points ----------------------------------------------------------------------- */
 void FakeConfigure(uint32_t queue_limit, uint32_t buffer, uint32_t turnaround_us) {
     g_cfg.queue_limit = queue_limit; g_cfg.buffer = buffer; g_cfg.turnaround_us = turnaround_us;

@@ -67,7 +67,7 @@ DWORD GetCurrentThreadId(void) {
 
 typedef struct { uint32_t magic; int manual, signalled; pthread_mutex_t lock; pthread_cond_t changed; } fake_event;
 
-static int g_event_handles;
+static int g_event_handles, g_thread_handles;
 
 static fake_event *event_of(HANDLE h) {
     fake_event *e = h;
@@ -103,7 +103,85 @@ BOOL SetEvent(HANDLE h) {
     return 1;
 }
 
+/* Threads (CreateThread; a thread handle is signalled when the thread has returned, and is closed
+ * by CloseHandle), so that the doctor's native self-test enters the compiled callback from a thread
+ * the operating system started and Python never saw, as WFP's delivery threads are. */
+#define THREAD_MAGIC 0x54485244u
+typedef DWORD (*thread_start)(void *);
+typedef struct {
+    uint32_t magic; pthread_t thread; thread_start start; void *param;
+    pthread_mutex_t lock; pthread_cond_t changed; DWORD tid; int started, done, closed; DWORD code;
+} fake_thread;
+
+static void *run_thread(void *arg) {
+    fake_thread *t = arg;
+    pthread_mutex_lock(&t->lock);
+    t->tid = GetCurrentThreadId();
+    t->started = 1;
+    pthread_cond_broadcast(&t->changed);
+    pthread_mutex_unlock(&t->lock);
+    DWORD code = t->start(t->param);
+    pthread_mutex_lock(&t->lock);
+    t->code = code;
+    t->done = 1;
+    pthread_cond_broadcast(&t->changed);
+    int closed = t->closed;
+    pthread_mutex_unlock(&t->lock);
+    if (closed) free(t);  /* the handle was closed while it ran: nobody joins it */
+    return NULL;
+}
+
+HANDLE CreateThread(void *attributes, size_t stack, thread_start start, void *param, DWORD flags, DWORD *tid) {
+    (void)attributes; (void)stack;
+    if (!start || flags) { g_last_error = ERROR_INVALID_PARAMETER; return NULL; }  /* CREATE_SUSPENDED: not needed */
+    fake_thread *t = calloc(1, sizeof *t);
+    if (!t) { g_last_error = 8; return NULL; }
+    *t = (fake_thread){.magic = THREAD_MAGIC, .start = start, .param = param};
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->changed, NULL);
+    if (pthread_create(&t->thread, NULL, run_thread, t) != 0) { free(t); g_last_error = 8; return NULL; }
+    pthread_detach(t->thread);
+    pthread_mutex_lock(&t->lock);
+    while (!t->started) pthread_cond_wait(&t->changed, &t->lock);
+    if (tid) *tid = t->tid;
+    pthread_mutex_unlock(&t->lock);
+    __atomic_add_fetch(&g_thread_handles, 1, __ATOMIC_SEQ_CST);
+    return t;
+}
+
+static DWORD wait_for_thread(fake_thread *t, DWORD ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+    pthread_mutex_lock(&t->lock);
+    int timed_out = 0;
+    while (!t->done && !timed_out) {
+        if (ms == INFINITE) pthread_cond_wait(&t->changed, &t->lock);
+        else timed_out = pthread_cond_timedwait(&t->changed, &t->lock, &until) != 0 && !t->done;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return timed_out ? WAIT_TIMEOUT : WAIT_OBJECT_0;
+}
+
+static BOOL close_thread(HANDLE h) {
+    fake_thread *t = h;
+    if (!t || t->magic != THREAD_MAGIC) return 0;
+    t->magic = 0;
+    pthread_mutex_lock(&t->lock);
+    int done = t->done;
+    t->closed = 1;
+    pthread_mutex_unlock(&t->lock);
+    if (done) free(t);  /* else the thread frees it when it returns */
+    __atomic_sub_fetch(&g_thread_handles, 1, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
+int FakeOpenThreadHandles(void) { return __atomic_load_n(&g_thread_handles, __ATOMIC_SEQ_CST); }
+
 DWORD WaitForSingleObject(HANDLE h, DWORD ms) {
+    if (h && ((fake_thread *)h)->magic == THREAD_MAGIC) return wait_for_thread(h, ms);
     fake_event *e = event_of(h);
     if (!e) return WAIT_FAILED;
     struct timespec until;
@@ -268,7 +346,7 @@ BOOL GetProcessTimes(HANDLE h, FILETIME *creation, FILETIME *exit_time, FILETIME
 }
 
 BOOL CloseHandle(HANDLE h) {
-    if (close_event(h)) return 1;
+    if (close_event(h) || close_thread(h)) return 1;
     fake_process *p = process_of(h, 0);
     if (!p) return 0;
     p->magic = 0;

@@ -6,6 +6,7 @@ turns a non-zero result into a WfpError that names the code (FWP_E_*).
 """
 from __future__ import annotations
 
+import atexit
 import ctypes as C
 import os
 import sys
@@ -70,6 +71,22 @@ _PROTOTYPES: dict[str, tuple] = {
 # that FwpmEngineClose0 does, and keeping a few callbacks costs nothing.
 UNTIL_UNSUBSCRIBED: set = set()
 ORPHANED: list = []
+
+
+def close_at_exit() -> None:
+    """At interpreter exit, unsubscribe whatever is still subscribed (a platform never closed, an
+    exception that skipped a close): the interpreter is about to free the compiled callback, its
+    rows and its block, and WFP may still enter them until FwpmNetEventUnsubscribe0 has returned.
+    A held callback is released first, or Unsubscribe would wait for it for good."""
+    for subscription in list(UNTIL_UNSUBSCRIBED):
+        try:
+            subscription.release_held()
+            subscription.close()
+        except Exception:  # noqa: BLE001 - at exit: the others still get their turn
+            pass
+
+
+atexit.register(close_at_exit)
 
 
 def release_callbacks(session) -> None:

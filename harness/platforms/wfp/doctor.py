@@ -3,8 +3,9 @@ with the evidence; the first failing check is named. The scenario session runs t
 before anything else and stops at once when one fails (no hour of red tests).
 
 Checks, in order: elevated; the Base Filtering Engine service running; fwpuclnt loaded and its
-highest FwpmNetEventSubscribeN; which callback runs (the native one where it compiles: a fallback
-to the Python callback passes, saying why and what it costs); the net-event options as found (restoring, and saying so, what a
+highest FwpmNetEventSubscribeN; which callback runs (the native one where it compiles, entered once
+from a thread the operating system starts with a synthetic net event and its row checked; a
+fallback to the Python callback passes, saying why and what it costs, unless WFPCAP_CALLBACK=native); the net-event options as found (restoring, and saying so, what a
 killed earlier run left changed; collection, if another tool left it off, turned on for the canary as
 the run turns it on, and put back at the end); other net-event subscriptions; a dynamic sublayer and filter can
 be added; one canary packet makes one event of the harness's own filter within 2 s.
@@ -20,7 +21,7 @@ from harness.platforms.wfp.api import Library, WfpError
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, Session, census
-from harness.platforms.wfp.native import choose_callback
+from harness.platforms.wfp.native import choose_callback, self_test
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import Recorder, send_datagrams
 from harness.platforms.wfp.admin_services import AdminServices
@@ -90,7 +91,8 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
         return True, f"{lib[0].path}: FwpmNetEventSubscribe{v} (delivers FWPM_NET_EVENT{v + 1}), {enum}"
 
     checks.append(_attempt("fwpuclnt", load))
-    checks.append(_attempt("native callback", lambda: native_callback_check(library)))
+    checks.append(_attempt("native callback", lambda: native_callback_check(
+        library, lib[0].subscribe_version if lib else 4)))
     later = ("net-event options", "other subscriptions", "sublayer and filter", "canary event")
     if not lib:
         return Diagnosis(checks + [Check(n, None, "needs fwpuclnt") for n in later])
@@ -154,12 +156,14 @@ def _engine_checks(lib_: Library, spec: FilterSpec) -> list[Check]:
     return checks
 
 
-def native_callback_check(library: str | None) -> tuple[bool, str]:
+def native_callback_check(library: str | None, version: int = 4) -> tuple[bool, str]:
     """Measurement works on either callback; the Python one costs 2.4-3.4 us per event, the native
-    one ~0.1 us (README)."""
+    one ~0.1 us (README). The native one is entered once from a thread the operating system starts
+    (self_test): a runner's CI is the only place its Windows branch runs. WFPCAP_CALLBACK=native
+    makes a fallback fail here, with its reason."""
     native, why = choose_callback(library)
     if native:
-        return True, "compiled: WFP's delivery threads never enter Python"
+        return True, f"compiled: WFP's delivery threads never enter Python; self-test: {self_test(library, version)}"
     return True, f"the Python callback runs ({why}): 2.4-3.4 us per event, the native one ~0.1 us"
 
 

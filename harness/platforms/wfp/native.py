@@ -34,11 +34,14 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.platforms.base import PlatformUnavailable
+from harness.platforms.wfp import abi
 from harness.platforms.wfp.api import ENV_OVERRIDE, RAW_CALLBACK, system_library
+from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.event_rows import CLASSIFY_DROP, RawEvents
-from harness.subscriber import NativeParts
+from harness.spec import SubscriberSpec
+from harness.subscriber import Callback, NativeParts, Release
 
-__all__ = ["CALLBACK_ENV", "Block", "NativeSystem", "choose_callback", "native_system"]
+__all__ = ["CALLBACK_ENV", "Block", "NativeSystem", "choose_callback", "native_system", "self_test"]
 
 CALLBACK_ENV = "WFPCAP_CALLBACK"  # "native" (the default: falls back to python if it cannot compile) or "python"
 
@@ -59,6 +62,9 @@ class NativeSystem:
         dll.CreateEventW.argtypes, dll.CreateEventW.restype = [C.c_void_p, C.c_int32, C.c_int32, C.c_wchar_p], C.c_void_p
         dll.SetEvent.argtypes, dll.SetEvent.restype = [C.c_void_p], C.c_int32
         dll.CloseHandle.argtypes, dll.CloseHandle.restype = [C.c_void_p], C.c_int32
+        dll.CreateThread.argtypes = [C.c_void_p, C.c_size_t, C.c_void_p, C.c_void_p, C.c_uint32, C.POINTER(C.c_uint32)]
+        dll.CreateThread.restype = C.c_void_p
+        dll.WaitForSingleObject.argtypes, dll.WaitForSingleObject.restype = [C.c_void_p, C.c_uint32], C.c_uint32
         try:
             self.callback, self._code = _compile(dll)
         except (PlatformUnavailable, ImportError):  # ImportError: numba missing, said so by choose_callback
@@ -72,6 +78,22 @@ class NativeSystem:
         if not self.dll.QueryPerformanceFrequency(C.byref(out)) or out.value <= 0:
             raise PlatformUnavailable("QueryPerformanceFrequency failed: no clock for the native callback")
         return out.value
+
+    def on_os_thread(self, context: int, event: int, timeout_ms: int = 5000) -> int:
+        """Call the compiled callback once, as WFP would, from a thread the operating system starts
+        (CreateThread; Python never saw it, so it has no thread state); the thread's id. Raises when
+        the thread cannot be started or does not return within the timeout."""
+        param = np.array([context, event], dtype=np.int64)
+        tid = C.c_uint32()
+        handle = self.dll.CreateThread(None, 0, self._code[1].address, param.ctypes.data, 0, C.byref(tid))
+        if not handle:
+            raise OSError("CreateThread failed: no thread for the native callback's self-test")
+        try:
+            if self.dll.WaitForSingleObject(handle, timeout_ms) != 0:  # WAIT_OBJECT_0: the thread returned
+                raise OSError(f"the native callback did not return within {timeout_ms} ms on a new thread")
+        finally:
+            self.dll.CloseHandle(handle)
+        return tid.value
 
     def release_event(self) -> tuple[int, Callable[[], None], Callable[[], None]]:
         """A manual-reset, unsignalled kernel event: (handle, set it, close it)."""
@@ -104,7 +126,7 @@ def choose_callback(library: str | None = None) -> tuple[bool, str]:
     try:
         native_system(library)
     except ImportError as exc:
-        why = f"numba is not installed ({exc})"
+        why = _import_failure(exc)
     except (PlatformUnavailable, OSError) as exc:
         why = str(exc)
     else:
@@ -112,6 +134,48 @@ def choose_callback(library: str | None = None) -> tuple[bool, str]:
     if choice == "native":
         raise PlatformUnavailable(f"{CALLBACK_ENV}=native: {why}")
     return False, why
+
+
+def _import_failure(exc: ImportError) -> str:
+    """Missing is not broken: numba (or llvmlite) absent reads as not installed; anything else that
+    failed to load (a DLL: numba's extensions need the MSVC runtime) is named as what it is."""
+    missing = isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in ("numba", "llvmlite")
+    if missing:
+        return f"numba is not installed ({exc})"
+    return f"numba is installed but did not load: {exc.name or 'a module'} ({exc})"
+
+
+def self_test(library: str | None = None, version: int = 4) -> str:
+    """The compiled callback entered once from a thread the operating system starts, with a
+    synthetic FWPM_NET_EVENT(version+1) classify drop of a filter of its own, and the row it wrote
+    checked: the event's and the drop data's bytes, that thread's id, one callback served. What a
+    runner's delivery threads will do, before any trial relies on it. Raises PlatformUnavailable
+    saying what was wrong; returns the evidence."""
+    system = native_system(library)
+    filter_id = 0x5E1F7E57
+    raw = RawEvents(version, 2)
+    drop = abi.FWPM_NET_EVENT_CLASSIFY_DROP2(filterId=filter_id, layerId=48, msFwpDirection=0x3901, isLoopback=1)
+    event = abi.EVENT_FOR_SUBSCRIBE[version]()
+    h = event.header
+    h.flags, h.ipVersion, h.ipProtocol = 0x11F, K["FWP_IP_VERSION_V4"], 17  # protocol, addresses, ports, version
+    h.localAddrV4 = h.remoteAddrV4 = 0x7F000001
+    h.localPort, h.remotePort = 50000, 20000
+    event.type = CLASSIFY_DROP
+    event.classifyDrop = C.cast(C.pointer(drop), type(event.classifyDrop))
+    with Callback(SubscriberSpec(cost_us=0.0), 2, Release(), 0) as callback:
+        block = Block(system, raw, filter_id, callback.native_parts())
+        try:
+            tid = system.on_os_thread(block.context, C.addressof(event))
+        finally:
+            block.close()
+        served = callback.finish()
+    wrote = raw.events[:1].tobytes() == bytes(event)[:raw.event_size]
+    copied = raw.drops[:1].tobytes() == bytes(drop)[:raw.drop_size]
+    if not (block.handed == 1 and wrote and copied and int(raw.thread[0]) == tid and list(served["key"]) == [0]):
+        raise PlatformUnavailable(f"the native callback's self-test failed: rows {block.handed}, event copied {wrote}, "
+                                  f"drop copied {copied}, thread {int(raw.thread[0])} (started {tid}), "
+                                  f"served {list(served['key'])}")
+    return f"entered once from an OS thread ({tid}) with a synthetic FWPM_NET_EVENT{version + 1}: its row is right"
 
 
 class Block:
@@ -155,8 +219,9 @@ class Block:
             self.words[RELEASE_EVENT] = 0
 
 
-def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, object]:
-    """The callback as a FWPM_NET_EVENT_CALLBACK, and the numba object that owns its code."""
+def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
+    """The callback as a FWPM_NET_EVENT_CALLBACK, and the numba objects that own the code: the
+    callback's and a thread start routine's that calls it (the self-test's thread enters there)."""
     from numba import carray, cfunc, njit, types
     from numba.core import cgutils
     from numba.core.extending import intrinsic
@@ -186,6 +251,13 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, object]:
         def codegen(context, builder, sig, args):
             p = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
             return builder.atomic_rmw("add", p, args[1], "seq_cst")
+        return types.int64(types.int64, types.int64), codegen
+
+    @intrinsic
+    def fetch_max(typingctx, at, value):  # *at = max(*at, value) atomically: a counter that never goes back
+        def codegen(context, builder, sig, args):
+            p = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+            return builder.atomic_rmw("max", p, args[1], "seq_cst")
         return types.int64(types.int64, types.int64), codegen
 
     @intrinsic
@@ -238,7 +310,7 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, object]:
         j = fetch_add(b[SERVED], 1)
         if j >= b[SERVED_CAPACITY]:  # counted by Callback.finish()
             return
-        carray(pointer(b[PROGRESS]), 1, np.int64)[0] = j + 1
+        fetch_max(b[PROGRESS], j + 1)  # a plain store from a callback that took an earlier row could lower it
         carray(pointer(b[T_CALLBACK]), j + 1, np.int64)[j] = t_cb
         carray(pointer(b[KEYS]), j + 1, np.int64)[j] = i
         if j == 0 and b[HOLD] != 0:
@@ -252,4 +324,12 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, object]:
                 t = clock_ns(slot, freq)
         carray(pointer(b[T_DONE]), j + 1, np.int64)[j] = t
 
-    return RAW_CALLBACK(on_event.address), on_event
+    callback = RAW_CALLBACK(on_event.address)
+
+    @cfunc(types.uint32(types.voidptr), error_model="numpy")
+    def thread_start(param):  # LPTHREAD_START_ROUTINE: param -> [context, event]; enters WFP's entry point
+        p = carray(param, 2, np.int64)
+        callback(p[0], p[1])
+        return 0
+
+    return callback, (on_event, thread_start)

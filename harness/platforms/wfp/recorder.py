@@ -92,6 +92,9 @@ class Recorder:
                 return
             time.sleep(0.01)
 
+    def release_held(self) -> None:
+        """Nothing is held here (api.close_at_exit asks every subscription)."""
+
     def close(self) -> None:
         if self.events:
             self.lib.call("FwpmNetEventUnsubscribe0", self.session.handle, self.events)

@@ -247,6 +247,11 @@ class Subscription:
             return int(np.unique(self.raw.thread[:self.rows]).size)
         return self._threads.count
 
+    def release_held(self) -> None:
+        """Let a held first callback return (the trial's release, set early: at exit, see api.close_at_exit)."""
+        if isinstance(self.on_drop, Callback):
+            self.on_drop.release.set()
+
     def close(self) -> None:
         if not self.events:
             return
