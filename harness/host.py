@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 PROC = Path("/proc")
@@ -104,15 +105,43 @@ def uptime_s() -> float | None:
         return None
 
 
-def cpu_model() -> str:
+PROCESSOR_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+
+
+def windows_processor_name(registry: ModuleType | None = None) -> str | None:
+    """ProcessorNameString of the first processor (HKLM\\HARDWARE\\DESCRIPTION\\System\\CentralProcessor\\0),
+    spaces collapsed (some machines pad it), or None. The model ("Intel(R) Xeon(R) Platinum 8370C CPU @
+    2.80GHz"), where platform.processor() on Windows gives only the family ("Intel64 Family 6 Model 106
+    Stepping 6, GenuineIntel"), the same for different models. `registry`: the winreg module (a stand-in
+    with the same functions in the tests)."""
+    if registry is None:
+        import winreg as registry  # Windows only
     try:
-        with open("/proc/cpuinfo") as f:
+        with registry.OpenKey(registry.HKEY_LOCAL_MACHINE, PROCESSOR_KEY) as key:
+            value, _kind = registry.QueryValueEx(key, "ProcessorNameString")
+    except OSError:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+def _linux_model_name(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    try:
+        with open(cpuinfo) as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    return line.split(":", 1)[1].strip() or None
     except OSError:
         pass
-    return pyplatform.processor() or pyplatform.machine()
+    return None
+
+
+def cpu_model(platform: str | None = None, registry: ModuleType | None = None) -> str:
+    """The CPU model, so that two VM types are two configurations and one VM type is one: Windows'
+    registry (windows_processor_name), /proc/cpuinfo's model name elsewhere; platform.processor() or
+    the architecture where neither can be read."""
+    on_windows = (platform or sys.platform) == "win32"
+    name = windows_processor_name(registry) if on_windows else _linux_model_name()
+    return name or pyplatform.processor() or pyplatform.machine()
 
 
 def memory_bytes() -> int | None:

@@ -46,6 +46,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes long; run with --run-slow")
     config.addinivalue_line("markers", "subprocess: runs the command line or pytest scenarios/ in a child process")
+    config.addinivalue_line("markers", "windows: runs on Windows too (the Windows workflow runs these: -m windows)")
 
 
 def pytest_collection_modifyitems(config, items):
