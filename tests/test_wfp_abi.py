@@ -1,5 +1,6 @@
 """The ctypes bindings, and the fake library's own C layout, against the SDK facts in
-../shared/wfp-abi (read off the Windows SDK 10.0.22000 headers by a compiler)."""
+../shared/wfp-abi (read off the Windows SDK 10.0.22000 headers by a compiler). The checks of the
+bindings are marked `windows`: the Windows workflow runs them under Windows' own ctypes and packing."""
 import ctypes
 import json
 from pathlib import Path
@@ -35,12 +36,14 @@ def layout_mismatches(cls, fact) -> list[str]:
     return out
 
 
+@pytest.mark.windows
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/wfp-abi is not beside the checkout")
 def test_the_copy_in_the_project_is_the_shared_one():
     for name in ("x64-layouts.json", "guids.json", "constants.json"):
         assert json.loads((COPY / name).read_text()) == json.loads((SHARED / name).read_text()), name
 
 
+@pytest.mark.windows
 def test_every_structure_matches_the_sdk():
     structs = facts("x64-layouts.json")["structs"]
     assert set(abi.STRUCTS) == set(structs)  # every structure the SDK facts list, and no other
@@ -48,6 +51,7 @@ def test_every_structure_matches_the_sdk():
     assert problems == []
 
 
+@pytest.mark.windows
 @pytest.mark.parametrize("struct,field,wrong", [
     ("FWPM_NET_EVENT_HEADER0", "localPort", ctypes.c_uint32),      # ports are UINT16
     ("FWPM_NET_EVENT_CLASSIFY_DROP1", "layerId", ctypes.c_uint64),  # layerId is UINT16
@@ -60,6 +64,7 @@ def test_one_changed_field_type_is_caught(struct, field, wrong):
     assert layout_mismatches(slipped, facts("x64-layouts.json")["structs"][struct])
 
 
+@pytest.mark.windows
 def test_guids_and_constants_match_the_sdk():
     guids = facts("guids.json")["guids"]
     for name, text in GUIDS.items():
@@ -75,6 +80,7 @@ def test_guids_and_constants_match_the_sdk():
     assert error_name(0x8032002A - 2**32) == "FWP_E_DUPLICATE_CONDITION"  # a signed HRESULT too
 
 
+@pytest.mark.windows
 def test_subscribe_n_delivers_event_n_plus_one():
     for version, event in abi.EVENT_FOR_SUBSCRIBE.items():
         assert event.__name__ == f"FWPM_NET_EVENT{version + 1}"
@@ -98,6 +104,7 @@ def test_fake_library_layout_matches_the_sdk():
     assert checked > 100
 
 
+@pytest.mark.windows
 def test_service_status_layout_computed_from_the_sdk_definition():
     """SERVICE_STATUS (winsvc.h: seven DWORDs, dwServiceType .. dwWaitHint) is not among the WFP facts
     in ../shared/wfp-abi; its x64 layout follows from that definition: 28 bytes, 4-byte aligned."""

@@ -43,6 +43,8 @@ SESSION_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
     "--fail-if-worse": (DEFAULT_THRESHOLD_PCT, {"type": float, "metavar": "PCT", "help":
                         "with --baseline: how much worse (percent) an estimate may be before it fails "
                         f"(default {DEFAULT_THRESHOLD_PCT:g}; never inside the measured spread)"}),
+    "--require": (None, {"metavar": "ESTIMATE,...", "help": "fail (exit 1) unless each named estimate was measured "
+                         "conclusively (e.g. burst_capacity,queue_limit,buffer_depth; ndr or ndr@20us for NDRs)"}),
 }
 
 

@@ -4,6 +4,7 @@
   always written to progress.log in the run folder);
 - JUnit: each scenario's new estimates and checks become properties of its test case;
 - the regression gate: --baseline PATH with --fail-if-worse PCT fails the session on a regression;
+- --require ESTIMATE,...: fails the session unless each was measured conclusively (harness/judge/require.py);
 - the end: the baseline's verdict goes into the summary before the report is drawn (once, by the
   lifecycle), and a one-screen headline summary closes the terminal output (kept as
   headline.txt/.md).
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.files import write_atomic
-from harness.judge import baseline
+from harness.judge import baseline, require
 from harness.judge.spread import readings
 from harness.report import headline
 from harness.report.progress import Progress, SearchPlan
@@ -50,6 +51,11 @@ class Reporting:
         self.regressions = 0
         self.trials = None
         self._first_in_test = True
+        self.require_lines: list[str] = []
+        try:
+            self.required = require.parse(config.getoption("--require"))
+        except ValueError as exc:
+            pytest.exit(f"wfpcap: {exc}", returncode=2)
         path = config.getoption("--baseline")
         if path:
             threshold = config.getoption("--fail-if-worse")
@@ -123,6 +129,7 @@ class Reporting:
     def judge(self, store: ResultStore) -> None:
         """The baseline's verdict on the finished run, into its summary (the lifecycle writes the
         summary and draws the report after this, once)."""
+        self.require_lines = require.lines(_as_stored(store), self.required, store.trials())
         if self.baseline is None:
             return
         threshold = self.config.getoption("--fail-if-worse")
@@ -135,19 +142,26 @@ class Reporting:
     def write_headline(self, store: ResultStore, report: str) -> None:
         """The one-screen summary, kept beside the report (the terminal gets it at the very end)."""
         self.summary, self.report, self.trials = store.summary, report, store.trials()
-        write_atomic(store.path / "headline.txt", "\n".join(headline.lines(self.summary, report, self.trials)) + "\n")
-        write_atomic(store.path / "headline.md", headline.markdown(self.summary, report, self.trials))
+        write_atomic(store.path / "headline.txt", "\n".join(headline.lines(self.summary, report, self.trials)
+                                                            + self.require_lines) + "\n")
+        write_atomic(store.path / "headline.md", headline.markdown(self.summary, report, self.trials)
+                     + "".join(f"\n- {line}" for line in self.require_lines))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.regressions and session.exitstatus == 0:
+        if self.summary is None:  # nothing was measured (judge() never ran)
+            self.require_lines = require.lines(None, self.required)
+        # a required estimate not measured conclusively fails the run as a regression does
+        if (self.regressions or not require.met(self.require_lines)) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         if self.summary is None:
+            for line in self.require_lines:
+                terminalreporter.write_line(line, red=True, bold=True)
             return
         terminalreporter.ensure_newline()
-        for line in headline.lines(self.summary, self.report, self.trials):
-            red = "REGRESSION" in line or line.lstrip().startswith("FAIL")
+        for line in headline.lines(self.summary, self.report, self.trials) + self.require_lines:
+            red = "REGRESSION" in line or line.lstrip().startswith("FAIL") or line.startswith("REQUIRED NOT MET")
             terminalreporter.write_line(line, red=red, bold=red)
