@@ -60,8 +60,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Can this machine measure WFP net events? Exit 1 naming the first failing check."""
-    from harness.platforms.wfp.doctor import diagnose
-    lines = diagnose(args.library).lines()
+    from harness.platforms.wfp.doctor import diagnose, diagnose_native
+    lines = (diagnose_native if args.native else diagnose)(args.library).lines()
     print("\n".join(lines))
     if args.out:
         write_atomic(args.out, "\n".join(lines) + "\n")
@@ -141,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="can this machine measure WFP net events? one line per check")
     d.add_argument("--library", default=None, help="fwpuclnt to load (default: the system's, or WFPCAP_FWPUCLNT)")
     d.add_argument("--out", default=None, help="also write the lines to this file (the CI diagnostics bundle)")
+    d.add_argument("--native", action="store_true",
+                   help="only the native callback's check: compiled, and entered once from a thread the OS starts")
     d.set_defaults(func=cmd_doctor)
     m = sub.add_parser("model", help="what-if on the dispatcher model")
     m.add_argument("--model-param", action="append", default=[], metavar="NAME=VALUE")

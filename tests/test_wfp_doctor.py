@@ -156,3 +156,15 @@ def test_the_fake_refuses_subscribing_and_enumerating_while_collection_is_off(fa
         Recorder(lib, session).close()
     finally:
         session.close()
+
+
+def test_the_native_check_alone_for_the_diagnostics_bundle(fake, tmp_path):
+    path, _ = fake
+    out = tmp_path / "native.txt"
+    cmd = [sys.executable, "-m", "harness.cli", "doctor", "--native", "--library", path, "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "WFPCAP_CALLBACK": "native"})
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and len(lines) == 2 and lines[-1] == "doctor: all 1 checks passed", done.stdout + done.stderr
+    assert lines[0].startswith("PASS  native callback: compiled: ") and "self-test: entered once from an OS thread" in lines[0]
+    assert out.read_text() == done.stdout

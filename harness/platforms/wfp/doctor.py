@@ -156,6 +156,17 @@ def _engine_checks(lib_: Library, spec: FilterSpec) -> list[Check]:
     return checks
 
 
+def diagnose_native(library: str | None = None) -> Diagnosis:
+    """The native callback's check alone (`wfpcap doctor --native`: the CI diagnostics bundle runs it
+    whatever happened before)."""
+    version = 4
+    try:
+        version = Library(library).subscribe_version
+    except PlatformUnavailable:
+        pass  # the self-test needs no fwpuclnt: FWPM_NET_EVENT5, the newest
+    return Diagnosis([_attempt("native callback", lambda: native_callback_check(library, version))])
+
+
 def native_callback_check(library: str | None, version: int = 4) -> tuple[bool, str]:
     """Measurement works on either callback; the Python one costs 2.4-3.4 us per event, the native
     one ~0.1 us (README). The native one is entered once from a thread the operating system starts
