@@ -75,6 +75,30 @@ static fake_event *event_of(HANDLE h) {
     return e;
 }
 
+static void monotonic_cond(pthread_cond_t *cond) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* Wait on `cond` (a monotonic_cond) until *flag is set or `ms` have passed (INFINITE: no limit), with
+ * `lock` held; 1 if it timed out. The wait of an event and of a thread handle. */
+static int wait_flag(pthread_mutex_t *lock, pthread_cond_t *cond, const int *flag, DWORD ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+    int timed_out = 0;
+    while (!*flag && !timed_out) {
+        if (ms == INFINITE) pthread_cond_wait(cond, lock);
+        else timed_out = pthread_cond_timedwait(cond, lock, &until) != 0 && !*flag;
+    }
+    return timed_out;
+}
+
 HANDLE CreateEventW(void *attributes, BOOL manual_reset, BOOL initial_state, const wchar_t *name) {
     (void)attributes;
     if (name) { g_last_error = ERROR_INVALID_PARAMETER; return NULL; }  /* named events: not needed */
@@ -84,11 +108,7 @@ HANDLE CreateEventW(void *attributes, BOOL manual_reset, BOOL initial_state, con
     e->manual = manual_reset != 0;
     e->signalled = initial_state != 0;
     pthread_mutex_init(&e->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->changed, &attr);
-    pthread_condattr_destroy(&attr);
+    monotonic_cond(&e->changed);
     __atomic_add_fetch(&g_event_handles, 1, __ATOMIC_SEQ_CST);
     return e;
 }
@@ -138,7 +158,7 @@ HANDLE CreateThread(void *attributes, size_t stack, thread_start start, void *pa
     if (!t) { g_last_error = 8; return NULL; }
     *t = (fake_thread){.magic = THREAD_MAGIC, .start = start, .param = param};
     pthread_mutex_init(&t->lock, NULL);
-    pthread_cond_init(&t->changed, NULL);
+    monotonic_cond(&t->changed);
     if (pthread_create(&t->thread, NULL, run_thread, t) != 0) { free(t); g_last_error = 8; return NULL; }
     pthread_detach(t->thread);
     pthread_mutex_lock(&t->lock);
@@ -150,17 +170,8 @@ HANDLE CreateThread(void *attributes, size_t stack, thread_start start, void *pa
 }
 
 static DWORD wait_for_thread(fake_thread *t, DWORD ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
     pthread_mutex_lock(&t->lock);
-    int timed_out = 0;
-    while (!t->done && !timed_out) {
-        if (ms == INFINITE) pthread_cond_wait(&t->changed, &t->lock);
-        else timed_out = pthread_cond_timedwait(&t->changed, &t->lock, &until) != 0 && !t->done;
-    }
+    int timed_out = wait_flag(&t->lock, &t->changed, &t->done, ms);
     pthread_mutex_unlock(&t->lock);
     return timed_out ? WAIT_TIMEOUT : WAIT_OBJECT_0;
 }
@@ -184,17 +195,8 @@ DWORD WaitForSingleObject(HANDLE h, DWORD ms) {
     if (h && ((fake_thread *)h)->magic == THREAD_MAGIC) return wait_for_thread(h, ms);
     fake_event *e = event_of(h);
     if (!e) return WAIT_FAILED;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
     pthread_mutex_lock(&e->lock);
-    int timed_out = 0;
-    while (!e->signalled && !timed_out) {
-        if (ms == INFINITE) pthread_cond_wait(&e->changed, &e->lock);
-        else timed_out = pthread_cond_timedwait(&e->changed, &e->lock, &until) != 0 && !e->signalled;
-    }
+    int timed_out = wait_flag(&e->lock, &e->changed, &e->signalled, ms);
     if (e->signalled && !e->manual) e->signalled = 0;
     pthread_mutex_unlock(&e->lock);
     return timed_out ? WAIT_TIMEOUT : WAIT_OBJECT_0;
