@@ -239,7 +239,9 @@ def test_a_killed_run_leaves_its_options_to_the_next_start(fake, tmp_path):
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout)
-    assert seen["restored"] == {"collect_net_events": {"left_by_run": 1, "restored_to": 0}}
+    restored = seen["restored"]["collect_net_events"]
+    assert (restored["left_by_run"], restored["restored_to"]) == (1, 0)
+    assert restored["run"].startswith("pid ") and restored["run"].endswith(" has exited")  # how it was told dead
     assert (seen["during"], seen["after"]) == (1, 0)  # measured with collection on, then put back as found
 
 

@@ -72,7 +72,8 @@ def machine(fake, tmp_path):
 
     yield path, dll, rules, options
     dll.FakeSetSessionRules(0, 0)
-    dll.FakeSetSessionRegistry(os.environ.get("WFPCAP_FAKE_SESSION_DIR", f"/tmp/wfpcap-fake-sessions-{os.getuid()}").encode())
+    default = f"{os.environ.get('TMPDIR') or '/tmp'}/wfpcap-fake-sessions-{os.getuid()}"  # as the fake's own default
+    dll.FakeSetSessionRegistry((os.environ.get("WFPCAP_FAKE_SESSION_DIR") or default).encode())
 
 
 def child(script: str, env: dict, *args: str) -> subprocess.Popen:
