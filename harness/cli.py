@@ -7,14 +7,16 @@ from pathlib import Path
 
 from harness.analysis.loss import loss_by_sequence
 from harness.files import write_atomic
-from harness.inputs import BadInput, parse_pairs, positive, within
+from harness.inputs import BadInput, one_line, parse_pairs, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.judge import baseline, compare, history
 from harness.report import fleet, history_page
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+from harness.traffic.plan import max_packets
 
-MAX_EVENTS = 50_000_000  # one what-if trial: the model keeps a few arrays of this length
+# one what-if trial: each packet has its own remote tuple (traffic/plan.py)
+MAX_EVENTS = max_packets(TrialSpec(TrafficSpec(count=1), SubscriberSpec()))
 
 
 def _params(pairs: list[str]) -> ModelParams:
@@ -51,6 +53,9 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BadInput(f"history: --out {args.out} is a file; history writes history.html, history.md and its "
+                       "plots into a folder")
     built = history.build(Path(args.config))
     paths = history_page.write(built, Path(args.out) if args.out else None)
     print("\n".join(history_page.summary_lines(built)))
@@ -70,18 +75,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_model(args: argparse.Namespace) -> int:
     """What-if on the model: one held burst, or one sustained trial at a rate."""
+    if args.rate is None and args.duration is not None:
+        raise BadInput("model: --duration applies only with --rate (a sustained trial); a burst has --count")
+    duration = 10.0 if args.duration is None else args.duration
+    if args.rate is not None and args.rate * duration < 1:
+        raise BadInput(f"model: --rate x --duration is {args.rate * duration:g} events; a trial needs at least 1")
     platform = ModelPlatform(_params(args.model_param))
     sub = SubscriberSpec(cost_us=args.cost_us, cost_cv=args.cost_cv, hold=args.rate is None, mode=args.mode)
     if args.rate is None:
         spec = TrialSpec(TrafficSpec(count=args.count), sub)
     else:
-        if args.rate * args.duration > MAX_EVENTS:
-            raise BadInput(f"--rate x --duration is {args.rate * args.duration:,.0f} events; at most {MAX_EVENTS:,}")
-        spec = TrialSpec(TrafficSpec(count=max(1, int(args.rate * args.duration)), pacing="constant",
-                                     rate_per_s=args.rate), sub)
+        if args.rate * duration > MAX_EVENTS:
+            raise BadInput(f"model: --rate x --duration is {args.rate * duration:,.0f} events; at most {MAX_EVENTS:,}")
+        spec = TrialSpec(TrafficSpec(count=int(args.rate * duration), pacing="constant", rate_per_s=args.rate), sub)
     result = platform.run_trial(spec)
     loss = loss_by_sequence(result.sent, result.delivered)
-    kind = f"held burst of {args.count}" if args.rate is None else f"{args.rate:g}/s for {args.duration:g} s"
+    kind = f"held burst of {args.count}" if args.rate is None else f"{args.rate:g}/s for {duration:g} s"
     print(f"{kind}: delivered {loss.delivered}, lost {loss.lost} ({loss.ratio:.2%}; head {loss.lost_head}, "
           f"middle {loss.lost_middle}, tail {loss.lost_tail})"
           + (f", first loss after {loss.onset_s:.3f} s" if loss.onset_s is not None else ""))
@@ -150,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
                    help="burst size (held subscriber)")
     m.add_argument("--rate", type=_typed(positive("float", 1e9)), default=None,
                    help="sustained rate instead of a burst (events/s)")
-    m.add_argument("--duration", type=_typed(positive("float", 86_400.0)), default=10.0,
+    m.add_argument("--duration", type=_typed(positive("float", 86_400.0)), default=None,
                    help="sustained trial length (s)")
     m.add_argument("--cost-us", type=_typed(within("float", 0.0, 1e6)), default=5.0)
     m.add_argument("--cost-cv", type=_typed(within("float", 0.0, 5.0)), default=0.0)
@@ -164,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:
-        print(f"wfpcap: {exc}", file=sys.stderr)
+        print(f"wfpcap: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wfpcap: interrupted", file=sys.stderr)

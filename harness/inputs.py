@@ -6,7 +6,6 @@ and exit with status 2. Ranges are what the harness (and, for nflog, the kernel)
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -51,6 +50,18 @@ EXPECTATION_KEYS: dict[str, tuple[str, float, float, bool]] = {
     "buffer_depth_tolerance": ("float", 0.0, 10.0, False),
 }
 EXPECTATION_ALIASES = {"system_buffer": "buffer_depth", "system_buffer_tolerance": "buffer_depth_tolerance"}
+
+
+def one_line(message: object) -> str:
+    """An error as the one line the user sees, whatever a path or a value in it held."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def shown(text: object) -> str:
+    """Text from a file or a command line as a message shows it: as it is, or quoted where it
+    holds what would break the message's one line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
 
 
 def check_number(what: str, value: Any, kind: str, low: float, high: float) -> int | float:
@@ -145,23 +156,15 @@ def check_nflog(values: dict[str, Any]) -> None:
         raise BadInput(f"nflog parameter sender must be udp or raw, got {values['sender']!r}")
 
 
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
 
 def expectations(path: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
     """The --expect file: a JSON object with typed values, merged over `defaults`."""
+    from harness.results.read import parse_json, read_text
     out = dict(defaults)
     if not path:
         return out
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise BadInput(f"cannot read expectations file {path}: {exc.strerror or exc}") from None
-    try:
-        loaded = json.loads(text, parse_constant=_no_constants)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise BadInput(f"expectations file {path} is not valid JSON: {exc}") from None
+    text = read_text(path, 1 << 20, BadInput)
+    loaded = parse_json(text, f"expectations file {path}", BadInput)
     return {**out, **check_expectations(loaded, f"expectations file {path}")}
 
 
@@ -172,7 +175,7 @@ def check_expectations(loaded: Any, source: str) -> dict[str, Any]:
                        f'{{"queue_limit": 256}}, got {type(loaded).__name__}')
     unknown = sorted(set(loaded) - set(EXPECTATION_KEYS) - set(EXPECTATION_ALIASES))
     if unknown:
-        raise BadInput(f"unknown keys in {source}: {', '.join(map(str, unknown))}; known: {', '.join(EXPECTATION_KEYS)} "
+        raise BadInput(f"unknown keys in {source}: {', '.join(map(shown, unknown))}; known: {', '.join(EXPECTATION_KEYS)} "
                        f"({', '.join(EXPECTATION_ALIASES)}: their older names)")
     out: dict[str, Any] = {}
     for given, value in loaded.items():
@@ -189,6 +192,8 @@ def check_expectations(loaded: Any, source: str) -> dict[str, Any]:
 
 def report_dir(path: str) -> Path:
     """The result store's root: created if missing, and proven writable by writing a file in it."""
+    if not path.strip():
+        raise BadInput("--report-dir is empty; name a folder (default: reports)")
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise BadInput(f"--report-dir {path} is not a directory")
@@ -205,9 +210,9 @@ def report_dir(path: str) -> Path:
 def positive(kind: str, high: float = 1e12):
     """An argparse type: a finite number > 0 (int or float) up to `high`."""
     def convert(text: str) -> int | float:
-        value = parse_number("value", text, kind, 1 if kind == "int" else 0.0, high)
-        if value <= 0:
-            raise BadInput(f"must be > 0, got {text}")
+        value = parse_number("value", text, kind, -math.inf, math.inf)
+        if not 0 < value <= high:
+            raise BadInput(f"must be > 0 and at most {_num(high)}, got {text}")
         return value
     convert.__name__ = f"positive {kind}"
     return convert

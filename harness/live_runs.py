@@ -80,6 +80,20 @@ def update_phase(phase: dict[str, Any]) -> None:
         _hold()
 
 
+def checkpoint(name: str) -> None:
+    """A moment of the run outside any experiment ("open": before the platform opens; "report":
+    before the report is drawn), for tests that signal a run there: with WFPCAP_HOLD_AT=name the
+    run says so in <registry>/<pid>.at-<name> and holds until a signal ends it."""
+    if os.environ.get(HOLD_ENV) != name:
+        return
+    try:
+        registry().mkdir(parents=True, exist_ok=True)
+        (registry() / f"{os.getpid()}.at-{name}").touch()
+    except OSError:
+        pass
+    _hold()
+
+
 def _hold() -> None:
     """Wait here (after the registry says where) until a signal ends the run, at most HOLD_MAX_S.
     Tests that signal a run in a given phase set WFPCAP_HOLD_AT, so that a phase of one short

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.results.runs import Run, is_config, is_run, latest_complete, load_run, runs_of
+from harness.files import write_atomic
+from harness.results.read import read_baseline
+from harness.results.runs import Run, is_config, is_run, latest_complete, load_run, scan
 from harness.judge.spread import Reading, readings
 
 SCHEMA = "wfpcap-baseline/1"
@@ -29,6 +31,7 @@ class Baseline:
     platform: str
     runs: list[str]
     readings: dict[str, Reading]
+    notes: list[str] = field(default_factory=list)  # run folders of the configuration that were skipped
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -69,32 +72,25 @@ def load(path: Path | str, last: int = 1) -> Baseline:
     if is_run(path):
         return from_runs([_complete(load_run(path))], str(path))
     if is_config(path):
-        if last <= 1:
-            return from_runs([latest_complete(path)[0]], str(path))
-        done = [r for r in runs_of(path) if r.complete][-last:]
+        found, damaged = scan(path)
+        done = [latest_complete(path, found)[0]] if last <= 1 else [r for r in found if r.complete][-last:]
         if not done:
             raise ValueError(f"{path} has no complete run")
-        return from_runs(done, str(path))
+        baseline = from_runs(done, str(path))
+        baseline.notes += [f"skipped {d.describe()}" for d in damaged]
+        return baseline
     raise ValueError(f"baseline {path}: not a run folder, a configuration folder or a baseline JSON")
 
 
 def _from_file(path: Path) -> Baseline:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read baseline {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"{path} is not a baseline file (schema {SCHEMA}); write one with `wfpcap baseline save`")
-    try:
-        found = {k: Reading(**r) for k, r in data["estimates"].items()}
-        return Baseline(str(path), data["config_id"], data["platform"], list(data["runs"]), found)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"baseline {path} is damaged: {exc}") from None
+    data = read_baseline(path)
+    found = {k: Reading(**r) for k, r in data["estimates"].items()}
+    return Baseline(str(path), data["config_id"], data["platform"], list(data["runs"]), found)
 
 
 def save(source: Path | str, out: Path | str, last: int = 1) -> Baseline:
     baseline = load(source, last)
-    Path(out).write_text(json.dumps(baseline.to_json(), indent=2) + "\n", encoding="utf-8")
+    write_atomic(out, json.dumps(baseline.to_json(), indent=2, allow_nan=False) + "\n")
     return baseline
 
 
@@ -181,6 +177,7 @@ def verdict_lines(verdicts: list[Verdict], baseline: Baseline, current_config: s
     lines = [head]
     if baseline.config_id != current_config:
         lines.append(f"note: the baseline is another configuration ({baseline.config_id}, this run {current_config})")
+    lines += [f"note: {note}" for note in baseline.notes]
     lines += [v.message() for v in failed]
     lines += [v.message() for v in judged if not v.failed]
     return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.judge.baseline import DEFAULT_THRESHOLD_PCT, Verdict, judge
 from harness.results import catalog
-from harness.results.runs import Run, config_folders, is_run, latest_complete, load_run
+from harness.results.runs import Run, config_folders, is_run, latest_complete, load_run, scan
 from harness.judge.spread import Reading, readings
 
 @dataclass
@@ -61,7 +61,9 @@ def collect(paths: list[Path], reference: str | None = None,
             continue
         for config in config_folders(path):
             try:
-                runs.append(latest_complete(config))
+                found, broken = scan(config)
+                left_out += [(d.path, f"damaged: {d.reason}") for d in broken]
+                runs.append(latest_complete(config, found))
             except ValueError as exc:
                 left_out.append((config, str(exc)))
     if not runs:

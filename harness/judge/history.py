@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.judge.changepoint import Step, detect_steps
 from harness.results import catalog
-from harness.results.runs import Run, runs_of
+from harness.results.runs import Damaged, Run, scan
 from harness.judge.spread import Reading, readings
 
 @dataclass
@@ -29,6 +29,7 @@ class History:
     config: Path
     runs: list[Run]
     series: list[Series]
+    damaged: list[Damaged] = field(default_factory=list)  # run folders that could not be read
 
     @property
     def complete(self) -> list[Run]:
@@ -40,7 +41,7 @@ class History:
 
 
 def build(config: Path) -> History:
-    runs = runs_of(config)
+    runs, damaged = scan(config)
     complete = [r for r in runs if r.complete]
     by_run = [readings(r.summary, r.trials()) for r in complete]
     keys = catalog.sort_keys({k for rs in by_run for k in rs if catalog.kind_of(k).gated})
@@ -57,4 +58,4 @@ def build(config: Path) -> History:
         if s:
             s.steps = detect_steps([r.value for r in s.readings], [r.half_width for r in s.readings])
             series.append(s)
-    return History(config, runs, series)
+    return History(config, runs, series, damaged)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,9 +30,10 @@ from harness.campaign import PROFILES, Campaign, load_expectations, platform_exp
 from harness.files import WriteFailed
 from harness.platforms.base import Platform, PlatformUnavailable
 from harness.platforms.select import open_platform, resolve
-from harness.plugin.options import RunOptions, run_options
+from harness.plugin.options import CHECKED, RunOptions, checked
 from harness.results.fingerprint import config_id, fingerprint
 from harness.report.render import render
+from harness.results.read import read_summary
 from harness.results.records import Expectations, RunStatus
 from harness.results.store import ResultStore, utc_now
 from harness.results.replay import ResumeMismatch
@@ -45,10 +47,14 @@ class SessionState:
     finished: set[str] = field(default_factory=set)
     errors: list[dict[str, Any]] = field(default_factory=list)
     current: str | None = None
-    signal: int | None = None
+    signal: int | None = None         # the signal that interrupted the measurement
+    late_signal: int | None = None    # the first signal during cleanup: the exit status says it, the status does not
     later_signals: int = 0
     stopped: str | None = None        # why pytest.exit ended the session
     cleaning: bool = False
+    drawing: bool = False             # the report is being drawn: a signal ends the drawing
+    summary_written: bool = False     # the run's final status is on disk
+    config: pytest.Config | None = None
     store: ResultStore | None = None
     report: str | None = None
     notes: list[str] = field(default_factory=list)      # lines for the terminal summary
@@ -63,12 +69,24 @@ class SessionState:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if self.drawing:  # the summary is written: a report can be drawn later, the signal ends it now
+            self.late_signal = self.late_signal or signum
+            raise KeyboardInterrupt(signal.Signals(signum).name)
         if self.signal is not None or self.cleaning:
             self.later_signals += 1
-            os.write(2, b"\nwfpcap: cleaning up; the platform is being closed and the report written, please wait\n")
+            if self.signal is None:
+                self.late_signal = self.late_signal or signum
+            self.say("wfpcap: cleaning up; the platform is being closed and the summary written, please wait")
             return
         self.signal = signum
         raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def say(self, line: str) -> None:
+        """A line on the terminal now, past pytest's output capture (a signal comes at any moment)."""
+        capture = self.config.pluginmanager.get_plugin("capturemanager") if self.config is not None else None
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            sys.stderr.write(f"\n{line}\n")
+            sys.stderr.flush()
 
     def attach(self, store: ResultStore) -> None:
         """The run's folder exists: register as live (with where the run is) from here on."""
@@ -109,10 +127,12 @@ def measuring(config: pytest.Config, platform: Platform, options: RunOptions) ->
             platform.close()
         except Exception as exc:  # noqa: BLE001 - one line, and the report still gets written
             _note(config, state, f"wfpcap: closing the {platform.name} platform failed: {exc}")
-        live_runs.unregister()
-        if state.store is not None:
-            _look_for_company(config, state)
-            _finish(state, config.pluginmanager.get_plugin("wfpcap-reporting"))
+        try:
+            if state.store is not None:
+                _look_for_company(config, state)
+                _finish(state, config.pluginmanager.get_plugin("wfpcap-reporting"))
+        finally:
+            live_runs.unregister()  # alive until its report is drawn
 
 
 def _resume(state: SessionState, platform: Platform, options: RunOptions, expectations: dict[str, float | None]) -> Campaign:
@@ -150,7 +170,9 @@ def _note(config: pytest.Config, state: SessionState, line: str) -> None:
 def _finish(state: SessionState, reporting: Any) -> None:
     """The end of the run, once: its status, the baseline's verdict (`reporting`, the plugin of
     harness/plugin/reporting.py, when loaded), the summary, the report drawn once from it, and
-    the headline."""
+    the headline. The summary is on disk before the drawing starts; a signal during the drawing
+    ends it (`wfpcap report RUN` draws it later) and the exit status says so. A write that fails
+    is one line naming the file, exit status 2, and whatever was on disk before stays whole."""
     store = state.store
     status = _status(state)
     status.started_utc, status.ended_utc = store.run.started_utc, utc_now()
@@ -159,16 +181,30 @@ def _finish(state: SessionState, reporting: Any) -> None:
         if reporting is not None:
             reporting.judge(store)
         store.set_run(status)
-        state.report = str(render(store.path)["html"])
+        state.summary_written = True
+    except (OSError, ValueError) as exc:
+        state.failed = True
+        state.notes.append(f"wfpcap: {exc}")
+        return  # nothing to draw from: the summary on disk is the last one written
+    try:
+        state.drawing = True
+        live_runs.checkpoint("report")
+        # stopped by a signal: the report without its plots, at once (`wfpcap report` draws them)
+        state.report = str(render(store.path, plots=state.signal is None)["html"])
+    except KeyboardInterrupt:
+        state.notes.append(f"wfpcap: the report was not drawn ({signal.Signals(state.late_signal).name} while drawing); "
+                           f"wfpcap report {store.path} draws it")
     except (OSError, ValueError) as exc:
         state.failed = True
         state.notes.append(f"wfpcap: {exc}")
     except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn must not hide the run
         state.failed = True
         state.notes.append(f"wfpcap: the report of {store.path} could not be rendered: {type(exc).__name__}: {exc}")
+    finally:
+        state.drawing = False
     if reporting is not None:
         try:
-            reporting.write_headline(store, state.report or "not rendered")
+            reporting.write_headline(store, state.report or "not drawn")
         except OSError as exc:
             state.failed = True
             state.notes.append(f"wfpcap: {exc}")
@@ -211,45 +247,105 @@ def _where(at: dict[str, Any]) -> str:
     return f"{at['experiment']}{trial}"
 
 
-# -- the scenarios' one fixture ----------------------------------------------------------------
+# -- the platform, opened before the first scenario ----------------------------------------------
+@dataclass
+class Opened:
+    platform: Platform
+    options: RunOptions
+    diagnosis: Any = None             # wfp: the doctor's checks, passed
+    handed_over: bool = False         # the campaign fixture owns it (and closes it)
+
+
+OPENED = pytest.StashKey[Opened]()
+UNAVAILABLE = pytest.StashKey[str]()  # backend auto on a machine where it cannot measure: why
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Open the platform (on wfp after the doctor's checks) before the first scenario, so that a
+    machine that cannot measure stops the session with one line and exit status 2 before any
+    scenario runs, and Ctrl-C while it opens says what happened. Returning True ends the session."""
+    config = session.config
+    state = config.stash[STATE]
+    if config.option.collectonly or not session.items or CHECKED not in config.stash:
+        return None
+    options = checked(config).run
+    named = config.getoption("--backend")
+    if options.resume and state.never_selected:  # its trials replay in order: a subset would drop the rest
+        left = ", ".join(state.never_selected[:3]) + (" ..." if len(state.never_selected) > 3 else "")
+        _stop(state, f"wfpcap: --resume continues the whole run; drop -k, -m or the file selection "
+                     f"(not selected: {left})")
+        return True
+    try:
+        live_runs.checkpoint("open")
+        diagnosis = _doctor_first(options.backend)
+        config.stash[OPENED] = Opened(open_platform(options.backend, options.model_params, options.nflog),
+                                      options, diagnosis)
+    except KeyboardInterrupt:  # before there is a run folder: nothing measured, nothing left behind
+        name = signal.Signals(state.signal).name if state.signal else "interrupted"
+        state.notes.append(f"wfpcap run: interrupted before its folder was made ({name} while the {named} "
+                           "platform opened); nothing was measured and nothing is left behind")
+        return True
+    except PlatformUnavailable as exc:
+        if named == "auto":  # only auto may pass over a machine where it cannot measure
+            config.stash[UNAVAILABLE] = f"backend auto cannot run here: {exc}"
+            return None
+        _stop(state, f"wfpcap: backend {named} cannot run here: {exc}")
+        return True
+    except ValueError as exc:
+        _stop(state, f"wfpcap: {exc}")
+        return True
+    return None
+
+
+def _status_on_disk(run: Path) -> str:
+    try:
+        return read_summary(run / "summary.json").status
+    except ValueError:
+        return "nothing readable"
+
+
+def _stop(state: SessionState, line: str) -> None:
+    state.stopped = line
+    state.notes.append(line)
+
+
 @pytest.fixture(scope="session")
 def campaign(request: pytest.FixtureRequest):
-    try:
-        options = run_options(request.config)  # every input checked before anything opens
-        diagnosis = _doctor_first(request.config, options.backend)
-        platform = open_platform(options.backend, options.model_params, options.nflog)
-    except PlatformUnavailable as exc:
-        named = request.config.getoption("--backend")
-        if named == "auto":  # only auto may pass over a machine where it cannot measure
-            pytest.skip(f"backend auto cannot run here: {exc}")
-        pytest.exit(f"wfpcap: backend {named} cannot run here: {exc}", returncode=2)
-    except ValueError as exc:
-        pytest.exit(f"wfpcap: {exc}", returncode=2)
-    with measuring(request.config, platform, options) as run:
-        if diagnosis is not None:
-            run.record_facts("doctor", diagnosis.to_dict())
+    config = request.config
+    if UNAVAILABLE in config.stash:
+        pytest.skip(config.stash[UNAVAILABLE])
+    opened = config.stash[OPENED]
+    opened.handed_over = True
+    with measuring(config, opened.platform, opened.options) as run:
+        if opened.diagnosis is not None:
+            run.record_facts("doctor", opened.diagnosis.to_dict())
         yield run
 
 
-def _doctor_first(config: pytest.Config, backend: str):
+def _doctor_first(backend: str) -> Any:
     """On wfp, `wfpcap doctor`'s checks come first: a failed one stops the session at once with its
-    line (no hour of red tests); only auto may pass over the machine instead."""
+    line and the checks before it (no hour of red tests)."""
     if resolve(backend) != "wfp":
         return None
     from harness.platforms.wfp.doctor import diagnose
     diagnosis = diagnose()
     if diagnosis.ok:
         return diagnosis
-    reason = diagnosis.lines()[-1]
-    if config.getoption("--backend") == "auto":
-        pytest.skip(f"backend auto cannot run here: {reason}")
-    pytest.exit(f"wfpcap: backend wfp cannot run here: {reason}\n" + "\n".join(diagnosis.lines()[:-1]), returncode=2)
+    lines = diagnosis.lines()
+    raise PlatformUnavailable(lines[-1] + "".join(f"\n  {line}" for line in lines[:-1]))
 
 
 # -- pytest hooks ---------------------------------------------------------------------------
 def pytest_configure(config: pytest.Config) -> None:
-    state = SessionState()
+    state = SessionState(config=config)
     config.stash[STATE] = state
+    config.pluginmanager.register(OwnStops(config), "wfpcap-own-stops")
+    # hypothesis (in [dev]) loads a pytest plugin everywhere; the scenarios have no use for it, and its
+    # terminal summary imports hypothesis: two seconds at the end of every run, a stopped one too
+    hypothesis = config.pluginmanager.get_plugin("hypothesispytest")
+    if hypothesis is not None:
+        config.pluginmanager.unregister(hypothesis)
     if threading.current_thread() is threading.main_thread():
         for sig in stopping_signals():
             state.handlers[sig] = signal.signal(sig, state.on_signal)
@@ -299,7 +395,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     state = item.config.stash[STATE]
-    if report.when == "call" or (report.when == "setup" and report.skipped):
+    if (report.when == "call" or (report.when == "setup" and report.skipped)) and state.signal is None:
         if report.passed or report.skipped or (call.excinfo is not None and call.excinfo.errisinstance(AssertionError)):
             state.finished.add(item.nodeid)
     if report.failed and call.excinfo is not None and not call.excinfo.errisinstance(AssertionError) \
@@ -317,12 +413,27 @@ def _stop_on(item: pytest.Item, exc: BaseException) -> None:
     pytest.exit(f"wfpcap: {exc}", returncode=2)
 
 
+def _stopped_by_signal(item: pytest.Item) -> None:
+    """The signal the lifecycle turned into Ctrl-C ends the session after this scenario, which is
+    not finished. Stopping here, not by letting Ctrl-C travel on, spares pytest from writing out
+    the whole traceback with every argument of every frame (seconds, with trials in them), so the
+    run ends within a runner's kill grace."""
+    state = item.config.stash[STATE]
+    name = signal.Signals(state.signal).name
+    item.session.shouldstop = f"wfpcap: stopped by {name}"
+    pytest.skip(f"stopped by {name}")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item):
     try:
         return (yield)
     except (WriteFailed, ResumeMismatch, inputs.BadInput) as exc:
         _stop_on(item, exc)
+    except KeyboardInterrupt:
+        if item.config.stash[STATE].signal is None:
+            raise
+        _stopped_by_signal(item)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -331,16 +442,43 @@ def pytest_runtest_call(item: pytest.Item):
         return (yield)
     except (WriteFailed, ResumeMismatch) as exc:
         _stop_on(item, exc)
+    except KeyboardInterrupt:
+        if item.config.stash[STATE].signal is None:
+            raise
+        _stopped_by_signal(item)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     state = session.config.stash[STATE]
     yield  # the session fixture (platform, status, report) is torn down in here
-    if state.signal is not None:
-        session.exitstatus = 128 + state.signal
-    elif state.failed and session.exitstatus == 0:
+    opened = session.config.stash.get(OPENED, None)
+    if opened is not None and not opened.handed_over:  # opened, but no scenario asked for the campaign
+        opened.platform.close()
+    received = state.signal or state.late_signal
+    if received is not None:
+        session.exitstatus = 128 + received
+    elif state.stopped or (state.failed and session.exitstatus in (0, 1)):
         session.exitstatus = 2
+
+
+class OwnStops:
+    """A stop of the harness's own in the middle of a run (a write that failed, a resume that cannot
+    go on) travels as pytest.exit; pytest then prints the exception's type before the harness's
+    line. The line is the harness's: it is printed as it is (pytest has no public switch for it)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after the terminal reporter has kept the exception for its banner
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        value = excinfo.value
+        if not (isinstance(value, pytest.exit.Exception) and str(value.msg).startswith("wfpcap:")):
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        memo = getattr(reporter, "_keyboardinterrupt_memo", None)
+        if memo is not None and getattr(memo, "reprcrash", None) is not None:
+            memo.reprcrash.message = str(value.msg)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -351,6 +489,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     if state.store is not None:
         run = state.store.run
-        terminalreporter.write_line(f"wfpcap run: {run.status}" + (f" ({run.detail})" if run.detail else ""))
+        line = f"wfpcap run: {run.status}" + (f" ({run.detail})" if run.detail else "")
+        if not state.summary_written:  # say what the folder says, not only what happened
+            on_disk = _status_on_disk(state.store.path)
+            line += f"; not written: {state.store.path / 'summary.json'} still says {on_disk}"
+        terminalreporter.write_line(line)
     if state.report:
         terminalreporter.write_line(f"wfpcap report: {state.report}")

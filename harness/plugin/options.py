@@ -3,15 +3,20 @@ read from them (or, with --resume, from the run folder), each checked before any
 bad input is one line (BadInput) and exit status 2."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import inputs
+from harness import inputs, live_runs
 from harness.campaign import PROFILES, check_measurable
-from harness.judge.baseline import DEFAULT_THRESHOLD_PCT
+from harness.judge import require
+from harness.judge.baseline import DEFAULT_THRESHOLD_PCT, Baseline
+from harness.judge.baseline import load as load_baseline
 from harness.platforms.model import ModelParams
 from harness.platforms.select import BACKENDS, resolve
 from harness.results.records import RunSummary
@@ -40,7 +45,7 @@ SESSION_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
                                                            "(always with -v; always in progress.log)"}),
     "--baseline": (None, {"metavar": "PATH", "help": "fail on a regression against a run folder, a config folder "
                                                      "(its latest complete run) or a baseline JSON (`wfpcap baseline save`)"}),
-    "--fail-if-worse": (DEFAULT_THRESHOLD_PCT, {"type": float, "metavar": "PCT", "help":
+    "--fail-if-worse": (None, {"type": float, "metavar": "PCT", "help":
                         "with --baseline: how much worse (percent) an estimate may be before it fails "
                         f"(default {DEFAULT_THRESHOLD_PCT:g}; never inside the measured spread)"}),
     "--require": (None, {"metavar": "ESTIMATE,...", "help": "fail (exit 1) unless each named estimate was measured "
@@ -52,6 +57,64 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wfpcap", "capacity harness")
     for name, (default, kwargs) in {**RUN_OPTIONS, **SESSION_OPTIONS}.items():
         group.addoption(name, default=default, **kwargs)
+
+
+CHECKED = pytest.StashKey["Checked"]()
+
+
+@dataclass
+class Checked:
+    """Every input of the session, read and checked once before collection."""
+
+    run: RunOptions
+    baseline: Baseline | None
+    threshold_pct: float = DEFAULT_THRESHOLD_PCT  # --fail-if-worse
+    required: list[str] = field(default_factory=list)  # --require
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Bad input is one line and exit status 2, before any scenario is collected or any platform
+    opened: the options, the files they name (--expect, --baseline, --resume's run folder) and
+    where the run will write (--report-dir, --junitxml)."""
+    try:
+        given = config.getoption("--fail-if-worse")
+        config.stash[CHECKED] = Checked(run_options(config), _baseline(config, given),
+                                        DEFAULT_THRESHOLD_PCT if given is None else given,
+                                        require.parse(config.getoption("--require")))
+        _writable_report(config.option.xmlpath, "--junitxml")
+    except ValueError as exc:  # BadInput, and a stored file that does not fit
+        sys.stderr.write(f"wfpcap: {inputs.one_line(exc)}\n")
+        return 2
+    return None
+
+
+def checked(config: pytest.Config) -> Checked:
+    return config.stash[CHECKED]
+
+
+def _baseline(config: pytest.Config, threshold: float | None) -> Baseline | None:
+    if threshold is not None and not 0 <= threshold < 100:
+        raise inputs.BadInput(f"--fail-if-worse takes a percentage in [0, 100), got {threshold:g}")
+    path = config.getoption("--baseline")
+    if path is None:
+        if threshold is not None:
+            raise inputs.BadInput("--fail-if-worse applies only with --baseline")
+        return None
+    return load_baseline(path)
+
+
+def _writable_report(path: str | None, option: str) -> None:
+    """A file the run writes at its very end: its folder must take a file now, not after an hour."""
+    if not path:
+        return
+    folder = Path(path).expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".wfpcap-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise inputs.BadInput(f"{option} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -107,6 +170,10 @@ def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
         raise inputs.BadInput(f"--resume takes the options of the run it continues; drop {', '.join(given)}")
     if not run_dir.is_dir():
         raise inputs.BadInput(f"--resume {run_dir} is not a run folder")
+    for run in live_runs.other_live_runs():
+        if run.report and Path(run.report).resolve() == run_dir.resolve():
+            raise inputs.BadInput(f"--resume {run_dir}: its run is still live ({run.describe()}); "
+                                  "let it end, or stop it, before continuing it")
     store, summary = ResultStore.reopen(run_dir)
     if summary.status not in RESUMABLE:
         raise inputs.BadInput(f"--resume {run_dir}: the run is {summary.status}; only an interrupted, killed or "

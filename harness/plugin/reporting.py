@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness.files import write_atomic
 from harness.judge import baseline, require
 from harness.judge.spread import readings
+from harness.plugin.options import CHECKED
 from harness.report import headline
 from harness.report.progress import Progress, SearchPlan
 from harness.results.records import BaselineSection, RunSummary
@@ -52,18 +52,11 @@ class Reporting:
         self.trials = None
         self._first_in_test = True
         self.require_lines: list[str] = []
-        try:
-            self.required = require.parse(config.getoption("--require"))
-        except ValueError as exc:
-            pytest.exit(f"wfpcap: {exc}", returncode=2)
-        path = config.getoption("--baseline")
-        if path:
-            threshold = config.getoption("--fail-if-worse")
-            try:
-                baseline.judge({}, {}, threshold)  # checks the threshold
-                self.baseline = baseline.load(path)
-            except ValueError as exc:
-                pytest.exit(f"wfpcap: {exc}", returncode=2)
+        self.required: list[str] = []
+        self.threshold_pct = baseline.DEFAULT_THRESHOLD_PCT
+        if CHECKED in config.stash:  # read and checked before collection (plugin/options.py)
+            inputs = config.stash[CHECKED]
+            self.baseline, self.threshold_pct, self.required = inputs.baseline, inputs.threshold_pct, inputs.required
 
     # -- live progress -----------------------------------------------------------------------
     def _live(self) -> bool:
@@ -132,7 +125,7 @@ class Reporting:
         self.require_lines = require.lines(_as_stored(store), self.required, store.trials())
         if self.baseline is None:
             return
-        threshold = self.config.getoption("--fail-if-worse")
+        threshold = self.threshold_pct
         verdicts = baseline.judge(self.baseline.readings, readings(_as_stored(store), store.trials()), threshold)
         self.regressions = sum(v.failed for v in verdicts)
         store.set_experiment("baseline", BaselineSection(
@@ -142,10 +135,7 @@ class Reporting:
     def write_headline(self, store: ResultStore, report: str) -> None:
         """The one-screen summary, kept beside the report (the terminal gets it at the very end)."""
         self.summary, self.report, self.trials = store.summary, report, store.trials()
-        write_atomic(store.path / "headline.txt", "\n".join(headline.lines(self.summary, report, self.trials)
-                                                            + self.require_lines) + "\n")
-        write_atomic(store.path / "headline.md", headline.markdown(self.summary, report, self.trials)
-                     + "".join(f"\n- {line}" for line in self.require_lines))
+        headline.write(store.path, self.summary, report, self.trials, self.require_lines)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.report import page, plots
 from harness.judge.baseline import Verdict
-from harness.judge.compare import Fleet
+from harness.judge.compare import Entry, Fleet
 from harness.judge.spread import Reading
 
 
@@ -40,10 +40,17 @@ def difference_cell(verdict: Verdict | None) -> tuple[str, str]:
     return text + (" (in spread)" if verdict.outcome == "within spread" else ""), "num same"
 
 
+def _run_cell(e: Entry) -> str:
+    """When the run started, and its status where it is not complete (a run folder named on the
+    command line is compared whatever its status)."""
+    started = e.run.started[:16].replace("T", " ")
+    return started if e.run.complete else f"{started} ({e.run.status_text})"
+
+
 def headline_rows(fleet: Fleet) -> list[list[str]]:
     keys = fleet.keys()
     return [[e.label, (e.config_id, "id"), e.stable("machine"), e.run.summary.platform or "?",
-             (e.run.started[:16].replace("T", " "), "id"), *[numeric(cell(e.readings.get(k))) for k in keys]]
+             (_run_cell(e), "id"), *[numeric(cell(e.readings.get(k))) for k in keys]]
             for e in fleet.entries]
 
 
@@ -70,8 +77,13 @@ def summary_lines(fleet: Fleet) -> list[str]:
     lines.append(f"{len(worse)} of {len(fleet.entries) - 1} configurations are worse than {fleet.reference.label} in "
                  f"at least one estimate: {', '.join(worse)} (see the differences)" if worse
                  else f"no configuration is worse than {fleet.reference.label}")
-    if fleet.left_out:
-        lines.append(f"left out, no complete run: {', '.join(path.name for path, _ in fleet.left_out)}")
+    damaged = [(path, why) for path, why in fleet.left_out if why.startswith("damaged")]
+    incomplete = [(path, why) for path, why in fleet.left_out if not why.startswith("damaged")]
+    if incomplete:
+        lines.append(f"left out, no complete run: {', '.join(path.name for path, _ in incomplete)}")
+    if damaged:
+        lines.append("left out, damaged runs: " + "; ".join(f"{path.parent.name}/{path.name} ({why})"
+                                                           for path, why in damaged))
     return lines
 
 

@@ -3,11 +3,14 @@ the baseline verdict. Printed at the end of `pytest scenarios/` (terminal and CI
 as headline.txt / headline.md in the run folder (the workflow puts the Markdown in the job summary)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from harness.files import write_atomic
 from harness.judge.spread import Reading, readings
 from harness.results.records import BaselineSection, Check, RunSummary
-from harness.results.status import describe
+from harness.results.status import company, describe
 
 WIDTH = 78
 
@@ -31,7 +34,10 @@ def baseline_section(summary: RunSummary) -> BaselineSection | None:
 
 def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> list[str]:
     title = f" wfpcap: {summary.config_id} ({summary.platform}) "
-    out = [f"{title:=^{WIDTH}}", f"run: {describe(summary)}", f"  {'estimate':<18} {'value':>18}  measured spread"]
+    out = [f"{title:=^{WIDTH}}", f"run: {describe(summary)}"]
+    if company(summary):
+        out.append(f"WARNING: {company(summary)}")
+    out.append(f"  {'estimate':<18} {'value':>18}  measured spread")
     not_finished = (summary.run.scenarios.get("not_finished") or []) if summary.run else []
     if summary.status != "complete" and not_finished:
         out.append(f"not finished: {', '.join(not_finished)}")
@@ -50,9 +56,20 @@ def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame |
     return out + ["=" * WIDTH]
 
 
+def write(folder: Path, summary: RunSummary, report: str | None, trials: pd.DataFrame | None,
+          more: list[str] | None = None) -> None:
+    """headline.txt and headline.md beside the report (each whole or absent); `more`: lines that
+    follow the headline (what --require found)."""
+    write_atomic(folder / "headline.txt", "\n".join(lines(summary, report, trials) + (more or [])) + "\n")
+    write_atomic(folder / "headline.md", markdown(summary, report, trials) + "".join(f"\n- {line}" for line in more or []))
+
+
 def markdown(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> str:
     out = [f"### Capacity: {summary.config_id} ({summary.platform})", "",
-           f"Run: **{describe(summary)}**", "", "| estimate | value | spread |", "|---|---|---|"]
+           f"Run: **{describe(summary)}**", ""]
+    if company(summary):
+        out += [f"Warning: {company(summary)}.", ""]
+    out += ["| estimate | value | spread |", "|---|---|---|"]
     for reading in readings(summary, trials).values():
         value, note = _value(reading)
         out.append(f"| {reading.title} | {value} | {note} |")

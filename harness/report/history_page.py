@@ -61,6 +61,7 @@ def summary_lines(history: History) -> list[str]:
     flagged = len(history.runs) - len(history.complete)
     lines = [f"{history.config.name}: {len(history.runs)} runs, {len(history.complete)} complete"
              + (f", {flagged} flagged and left out" if flagged else "")]
+    lines += [f"left out, damaged: {d.describe()}" for d in history.damaged]
     if not history.steps:
         lines.append("no step change in any estimate")
     for s, step in history.steps:

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from harness.interference import references  # noqa: E402
 from harness.report.plots import save_figure  # noqa: E402
+from harness.results.read import read_events  # noqa: E402
 from harness.results.records import Confirmation, RunSummary, TrialRow  # noqa: E402
 from harness.results.runs import Run, runs_of  # noqa: E402
 
@@ -158,7 +159,7 @@ def backlog_plot(run: Run, path: Path) -> Path | None:
             e = (r.slope_evidence or {}).get(side) or {}
             if not name or not frame_path.exists():
                 continue
-            f = pd.read_csv(frame_path)
+            f = read_events(frame_path, ("t_s", "backlog", "send_end_s"))
             ax.step(f["t_s"], f["backlog"], where="post", color=color, lw=1,
                     label=f"{side} NDR: {_n(e.get('offered_rate_per_s'))}/s, slope {_n(e.get('slope_per_s'))}/s"
                           + (f", lost {e.get('lost')}" if e.get("lost") else ""))

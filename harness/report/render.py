@@ -20,9 +20,10 @@ from harness.judge.spread import readings
 from harness.report import findings, headline, ndr_section, plots
 from harness.report.page import document, esc, fmt, image, md_table, table
 from harness.results.catalog import CATALOG
+from harness.results.read import read_events
 from harness.results.records import Check, Estimate, RunSummary
 from harness.results.runs import Run, load_run
-from harness.results.status import describe
+from harness.results.status import company, describe
 
 HEADLINE_HEADER = ["estimate", "value", "measured spread", "meaning", "how"]
 CHECK_HEADER = ["check", "result", "measured", "expected", "message"]
@@ -59,18 +60,19 @@ def make_plots(run: Run) -> dict[str, Path]:
     if drain is not None and drain.trial is not None:
         events = sorted((where / "events").glob(f"{drain.trial:04d}-drain-delivered.csv.gz"))
         if events:
-            delivered = pd.read_csv(events[0]).sort_values("t_callback_ns", kind="stable")
+            delivered = read_events(events[0], ("t_callback_ns",)).sort_values("t_callback_ns", kind="stable")
             boundaries, _ = find_boundaries(delivered["t_callback_ns"].to_numpy(), held=True)
             out["drain_timeline"] = plots.drain_timeline(delivered, boundaries.tolist(), drain.t_release_ns,
                                                          where / "drain_timeline.png")
         backlog_path = where / "events" / "drain_backlog.csv.gz"
         if backlog_path.exists():
             truth_path = where / "events" / "drain_truth.csv.gz"
-            truth = pd.read_csv(truth_path) if truth_path.exists() else None
+            truth = read_events(truth_path, ("t_ns",)) if truth_path.exists() else None
             expected = summary.experiments.expected
             q = (est.queue_limit.value if est.queue_limit else None) or (expected.queue_limit if expected else None)
             b = (est.buffer_depth.value if est.buffer_depth else None) or (expected.buffer_depth if expected else None)
-            out["backlog"] = plots.backlog_plot(pd.read_csv(backlog_path), truth, q, b, where / "backlog.png")
+            out["backlog"] = plots.backlog_plot(read_events(backlog_path, ("t_ns", "backlog")), truth, q, b,
+                                                where / "backlog.png")
     if not trials.empty and (trials["experiment"] == "sustained").any() and "search_cost_us" in trials:
         sustained = trials[(trials["experiment"] == "sustained") & trials["templated"].eq(False)
                            & trials["offered_rate_per_s"].notna()]
@@ -83,10 +85,15 @@ def make_plots(run: Run) -> dict[str, Path]:
     return out
 
 
-def render(path: Path | str) -> dict[str, Path]:
+def render(path: Path | str, plots: bool = True) -> dict[str, Path]:
+    """Write report.md and report.html (and the plots, unless `plots` is False: a run stopped by a
+    signal gets its report at once, `wfpcap report` draws the plots later)."""
     run = load_run(Path(path))  # checked before any plot is drawn
-    figures = make_plots(run)
+    figures = make_plots(run) if plots else {}
     parts = sections(run, figures)
+    if not plots:
+        parts.insert(0, Section("", [f"The plots were not drawn (the run was stopped); `wfpcap report {run.path}` "
+                                     "draws them."], css="banner"))
     write_atomic(run.path / "report.md", to_markdown(run.summary, parts))  # UTF-8, whole or absent
     write_atomic(run.path / "report.html", to_html(run.summary, parts))
     return {"html": run.path / "report.html", "md": run.path / "report.md", **figures}
@@ -125,6 +132,8 @@ def verdict_lines(run: Run) -> list[str]:
     summary = run.summary
     est = summary.estimates
     out = [f"Run: {describe(summary)}."]
+    if company(summary):
+        out.append(f"Warning: {company(summary)}.")
     checks = summary.checks
     failed = [c.name for c in checks if not c.passed]
     if checks:

@@ -22,6 +22,10 @@ class EstimateKind:
     better: str | None = None           # "higher": gated and tracked; None: shown only
     field_note: int | None = None       # what the field notes claim, where they claim a number
     field_note_tolerance: float = 0.0   # relative: a measurement this close agrees with the claim
+    positive: bool = True               # its range: above 0 (a capacity, a rate), else 0 or more
+
+    def in_range(self, value: float) -> bool:
+        return value > 0 if self.positive else value >= 0
 
     @property
     def gated(self) -> bool:
@@ -33,10 +37,11 @@ CATALOG: tuple[EstimateKind, ...] = (
                  "burst", better="higher"),
     EstimateKind("queue_limit", "Next-queue limit", "events", "full batch size seen in the drain (events)",
                  "drain", better="higher", field_note=256),
-    EstimateKind("first_batch", "First batch", "events", "events taken while the dispatcher woke (events)", "drain"),
+    EstimateKind("first_batch", "First batch", "events", "events taken while the dispatcher woke (events)", "drain",
+                 positive=False),
     EstimateKind("buffer_depth", "System buffer", "events",
                  "capacity - first batch - queue limit, one drain trial (events)", "drain", better="higher",
-                 field_note=16_500, field_note_tolerance=0.05),
+                 field_note=16_500, field_note_tolerance=0.05, positive=False),
     EstimateKind("plateau", "Plateau", "events", "delivered count of oversized bursts (events)", "burst"),
     EstimateKind("drain_rate", "Drain rate", "events/s", "events/s delivered after release", "drain"),
 )
@@ -74,6 +79,10 @@ def ndr_cost(key: str) -> float | None:
 def kind_of(key: str) -> EstimateKind:
     """The catalogue entry of a reading's key (ndr@20us is an NDR)."""
     return NDR if ndr_cost(key) is not None else BY_KEY[key]
+
+
+def known(key: str) -> bool:
+    return ndr_cost(key) is not None or key in BY_KEY
 
 
 def sort_keys(keys: list[str] | set[str]) -> list[str]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
 from harness.platforms.base import TrialResult
+from harness.results.read import read_events
 from harness.results.records import TrialRow
 from harness.results.store import cell, spec_columns
 from harness.spec import TrialSpec
@@ -53,11 +53,11 @@ class Replay:
         events = self.run_dir / "events"
         name = f"{row['trial']:04d}-{experiment}"
         try:
-            sent = pd.read_csv(events / f"{name}-sent.csv.gz")
-            delivered = pd.read_csv(events / f"{name}-delivered.csv.gz")
+            sent = read_events(events / f"{name}-sent.csv.gz", ("seq", "t_send_ns"))
+            delivered = read_events(events / f"{name}-delivered.csv.gz", ("seq",))
             truth_path = events / f"{name}-truth.csv.gz"
-            truth = {"series": pd.read_csv(truth_path)} if truth_path.exists() else None
-        except (OSError, ValueError) as exc:
-            raise ResumeMismatch(f"cannot resume {self.run_dir}: events of trial {row['trial']} unreadable: {exc}") from None
+            truth = {"series": read_events(truth_path)} if truth_path.exists() else None
+        except ValueError as exc:
+            raise ResumeMismatch(f"cannot resume {self.run_dir}: {exc}") from None
         return TrialResult(spec=spec, sent=sent, delivered=delivered, t_release_ns=row.get("t_release_ns"),
                            ground_truth=truth)

@@ -67,19 +67,47 @@ def is_config(path: Path) -> bool:
     return path.is_dir() and not is_run(path) and any(is_run(p) for p in path.iterdir() if p.is_dir())
 
 
-def runs_of(config: Path) -> list[Run]:
-    """Every run of one configuration folder, oldest first."""
+@dataclass(frozen=True)
+class Damaged:
+    """A run folder whose files could not be read: skipped, and named wherever its folder is read."""
+
+    path: Path
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.path.name} (damaged: {self.reason})"
+
+
+def scan(config: Path) -> tuple[list[Run], list[Damaged]]:
+    """Every readable run of one configuration folder, oldest first, and the damaged ones: one bad
+    summary hides nothing else of the configuration."""
     if not config.is_dir():
         raise ValueError(f"{config} is not a folder")
-    runs = [load_run(p) for p in config.iterdir() if p.is_dir() and is_run(p)]
+    if is_run(config):
+        raise ValueError(f"{config} is a run folder; give its configuration folder, {config.parent}")
+    runs, damaged = [], []
+    for p in sorted(config.iterdir()):
+        if not (p.is_dir() and is_run(p)):
+            continue
+        try:
+            runs.append(load_run(p))
+        except ValueError as exc:
+            damaged.append(Damaged(p, str(exc)))
     if not runs:
-        raise ValueError(f"no run folder (with summary.json) under {config}")
-    return sorted(runs, key=lambda r: (r.started, r.name))
+        why = f"; damaged: {damaged[0].reason}" if damaged else ""
+        raise ValueError(f"no readable run folder (with summary.json) under {config}{why}")
+    return sorted(runs, key=lambda r: (r.started, r.name)), damaged
 
 
-def latest_complete(config: Path) -> tuple[Run, list[Run]]:
-    """The newest complete run of a configuration, and the newer ones that were skipped."""
-    runs = runs_of(config)
+def runs_of(config: Path) -> list[Run]:
+    """Every readable run of one configuration folder, oldest first (scan() names the damaged)."""
+    return scan(config)[0]
+
+
+def latest_complete(config: Path, runs: list[Run] | None = None) -> tuple[Run, list[Run]]:
+    """The newest complete run of a configuration (of `runs`, when already scanned), and the newer
+    ones that were skipped."""
+    runs = runs_of(config) if runs is None else runs
     done = [r for r in runs if r.complete]
     if not done:
         flagged = ", ".join(f"{r.name} ({r.status_text})" for r in runs[-3:])

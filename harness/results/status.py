@@ -25,6 +25,17 @@ def is_complete(summary: RunSummary) -> bool:
     return summary.status == "complete"
 
 
+def company(summary: RunSummary) -> str:
+    """Other harness runs that were live beside this one, in words ("" when none was seen): both
+    shared the machine, and each measured less than it would alone."""
+    others = summary.fingerprint.volatile.get("other_live_runs") or []
+    named = [f"pid {o.get('pid')} ({o.get('backend')})" for o in others if isinstance(o, dict)]
+    if not named:
+        return ""
+    return (f"another harness run was live beside this one ({', '.join(named)}): both shared the machine "
+            "and may have measured less than alone")
+
+
 def describe(summary: RunSummary) -> str:
     """One line for a banner or a table cell: 'complete', or the status with its detail."""
     state = summary.status

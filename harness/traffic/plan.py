@@ -42,8 +42,19 @@ class TrafficPlan:
         return step * self.port_count + (port - self.port_low)
 
 
+def max_packets(spec: TrialSpec) -> int:
+    """The most packets a trial can have: each its own remote tuple, the filter's ports times the
+    addresses the port wraps step through (the third octet, up to 255)."""
+    top = max((int(ipaddress.IPv4Address(a)) >> WRAP_SHIFT) & 0xFF for a in spec.traffic.remote_addresses)
+    return (256 - top) * spec.filter.port_count
+
+
 def plan_traffic(spec: TrialSpec) -> TrafficPlan:
     t, f = spec.traffic, spec.filter
+    if t.count > max_packets(spec):  # before any array is made for it
+        raise ValueError(f"a trial of {t.count} packets needs more remote tuples than the filter's "
+                         f"{f.port_count} ports x the loopback addresses above {t.remote_addresses[0]} "
+                         f"({max_packets(spec):,} at most)")
     seq = np.arange(t.count, dtype=np.int64)
     port = f.remote_port_low + seq % f.port_count
     bases = np.asarray([int(ipaddress.IPv4Address(a)) for a in t.remote_addresses], dtype=np.int64)
