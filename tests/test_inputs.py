@@ -109,12 +109,16 @@ def test_the_session_refuses_before_opening_anything(tmp_path):
 
 
 @pytest.mark.parametrize("args,line", [
-    (["model", "--duration", "0", "--rate", "100"], "argument --duration: must be > 0, got 0"),
-    (["model", "--count", "0"], "argument --count: must be within 1..50000000, got 0"),
+    (["model", "--duration", "0", "--rate", "100"], "argument --duration: must be > 0 and at most 86400, got 0"),
+    (["model", "--duration", "-1", "--rate", "100"], "argument --duration: must be > 0 and at most 86400, got -1"),
+    (["model", "--count", "0"], "argument --count: must be > 0 and at most 10240256, got 0"),
+    (["model", "--count", "20000000"], "argument --count: must be > 0 and at most 10240256, got 20000000"),
+    (["model", "--rate", "0.001", "--duration", "1"], "--rate x --duration is 0.001 events; a trial needs at least 1"),
+    (["model", "--duration", "5"], "--duration applies only with --rate"),
     (["model", "--rate", "inf"], "argument --rate: must be a finite number, got inf"),
     (["model", "--cost-us", "-1"], "argument --cost-us: must be within 0..1000000, got -1"),
     (["model", "--cost-cv", "nan"], "argument --cost-cv: must be a finite number, got nan"),
-    (["model", "--rate", "1000000", "--duration", "1000"], "at most 50,000,000"),
+    (["model", "--rate", "1000000", "--duration", "1000"], "at most 10,240,256"),
     (["model", "--model-param", "queue_limit=0"], "queue_limit must be within 1..100000, got 0"),
     (["report", "/nonexistent"], "/nonexistent is not a run folder"),
     (["compare", "/nonexistent"], "/nonexistent does not exist"),

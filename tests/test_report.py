@@ -109,11 +109,13 @@ def _speed_run(folder, refs, status="complete", off=None):
     (folder / "summary.json").write_text(json.dumps({
         "platform": "nflog", "config_id": "cfg", "fingerprint": {"stable": {"platform": {"name": "nflog"}}, "volatile": {}}, "estimates": {},
         "checks": [], "experiments": {}, "trials": len(refs), "run": {"status": status}}))
-    rows = ["trial,experiment,count,expected,delivered,lost,loss_ratio,intf_others_cores,intf_cpus,intf_steal_share,"
-            "intf_load1,intf_cpu_ref_begin_ns,intf_cpu_ref_end_ns,intf_cpu_speed_off,intf_cpu_speed_limit,interference"]
+    rows = ["trial,experiment,count,pacing,offered_rate_per_s,templated,expected,delivered,lost,loss_ratio,"
+            "intf_others_cores,intf_cpus,intf_steal_share,intf_load1,intf_cpu_ref_begin_ns,intf_cpu_ref_end_ns,"
+            "intf_cpu_speed_off,intf_cpu_speed_limit,interference"]
     for i, ref in enumerate(refs):
         o = "" if off is None or i != len(refs) - 1 else off
-        rows.append(f"{i},sustained,100,100,100,0,0.0,0.1,2,0.0,0.5,{ref},{ref},{o},{'' if o == '' else 0.15},")
+        rows.append(f"{i},sustained,100,constant,1000.0,False,100,100,0,0.0,0.1,2,0.0,0.5,{ref},{ref},{o},"
+                    f"{'' if o == '' else 0.15},")
     (folder / "trials.csv").write_text("\n".join(rows) + "\n")
 
 

@@ -88,5 +88,5 @@ def test_an_unknown_name_is_one_line_and_exit_2_before_anything_opens(tmp_path):
     done = run(scenario_cmd(tmp_path / "r", "--require", "burst_capacity,queue"), tmp_path / "live")
     said = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2 and len(said) == 1, said
-    assert said[0].startswith("Exit: wfpcap: --require: unknown estimate 'queue' (known: burst_capacity, ")
+    assert said[0].startswith("wfpcap: --require: unknown estimate 'queue' (known: burst_capacity, ")
     assert not (tmp_path / "r").exists()  # no run folder: nothing was opened

@@ -112,9 +112,9 @@ def test_a_run_with_a_baseline_is_drawn_once(tmp_path, monkeypatch, measured):
     import harness.plugin.lifecycle as lifecycle
     calls = []
 
-    def counting(path):
+    def counting(path, **kwargs):
         calls.append(Path(path))
-        return render(path)
+        return render(path, **kwargs)
 
     monkeypatch.setattr(lifecycle, "render", counting)
     monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))

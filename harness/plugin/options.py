@@ -77,11 +77,12 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     opened: the options, the files they name (--expect, --baseline, --resume's run folder) and
     where the run will write (--report-dir, --junitxml)."""
     try:
-        given = config.getoption("--fail-if-worse")
-        config.stash[CHECKED] = Checked(run_options(config), _baseline(config, given),
-                                        DEFAULT_THRESHOLD_PCT if given is None else given,
-                                        require.parse(config.getoption("--require")))
+        given = config.getoption("--fail-if-worse")  # files first; the report folder is made last
+        gate = _baseline(config, given)
+        required = require.parse(config.getoption("--require"))
         _writable_report(config.option.xmlpath, "--junitxml")
+        config.stash[CHECKED] = Checked(run_options(config), gate, DEFAULT_THRESHOLD_PCT if given is None else given,
+                                        required)
     except ValueError as exc:  # BadInput, and a stored file that does not fit
         sys.stderr.write(f"wfpcap: {inputs.one_line(exc)}\n")
         return 2
