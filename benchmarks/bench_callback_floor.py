@@ -52,7 +52,7 @@ VERSION = 4  # FwpmNetEventSubscribe4 delivers FWPM_NET_EVENT5
 
 def interpreter() -> str:
     """Which Python: builds of one version differ (this VM's pyenv 3.11.7, built without PGO/LTO,
-    runs this path ~1.4x slower than Debian's 3.11.2; the README has the figures)."""
+    runs this path ~1.4x slower than Debian's 3.11.2; docs/benchmarks.md has the figures)."""
     return f"Python {sys.version.split()[0]} at {sys.executable}"
 
 

@@ -169,7 +169,7 @@ def diagnose_native(library: str | None = None) -> Diagnosis:
 
 def native_callback_check(library: str | None, version: int = 4) -> tuple[bool, str]:
     """Measurement works on either callback; the Python one costs 2.4-3.4 us per event, the native
-    one ~0.1 us (README). The native one is entered once from a thread the operating system starts
+    one ~0.1 us (docs/benchmarks.md). The native one is entered once from a thread the operating system starts
     (self_test): a runner's CI is the only place its Windows branch runs. WFPCAP_CALLBACK=native
     makes a fallback fail here, with its reason."""
     native, why = choose_callback(library)
