@@ -147,7 +147,7 @@ def run_all(benches: tuple[Bench, ...], keep: Path | None) -> dict:
 
 
 def table(taken: dict, benches: tuple[Bench, ...]) -> str:
-    lines = [f"Taken {taken['date']} by `python benchmarks/figures.py`, on {taken['machine']}.",
+    lines = [f"Taken {taken['date']} by `python benchmarks/figures.py`,", f"on {taken['machine']}.",
              "*Load* is the 1-minute load average before and after each benchmark: above the number of cores,",
              "other work was waiting for a CPU, and the figures are that machine state's, not the harness's best.",
              "", "| benchmark | measured | figure | load |", "|---|---|---|---|"]
