@@ -55,7 +55,7 @@ def noisy_copy(source: Path, config: Path, name: str, rng: np.random.Generator, 
     for row in est.get("ndr", []):
         factor = 1 + ndr_sd * rng.standard_normal()
         row["rate_per_s"] = round(row["rate_per_s"] * factor, 1)
-        row["first_lossy_rate_per_s"] = round(row["rate_per_s"] + row["resolution_per_s"], 1)
+        row["first_overloaded_rate_per_s"] = round(row["rate_per_s"] + row["resolution_per_s"], 1)
     summary["run"].update(status="complete", started_utc=started_utc)
     (dest / "summary.json").write_text(json.dumps(summary, indent=2))
     return dest

@@ -49,9 +49,22 @@ def test_the_run_measured_every_catalogued_estimate(measured):
 
 
 @pytest.mark.parametrize("kind", catalog.CATALOG, ids=lambda k: k.key)
-def test_the_summary_schema_knows_each_estimate(kind):
-    estimates = read.SUMMARY_SCHEMA["properties"]["estimates"]["properties"]
-    assert estimates[kind.key] == read.ESTIMATE
+def test_a_stored_estimate_is_read_only_when_it_has_the_shape_and_range_of_its_kind(measured, tmp_path, kind):
+    """The summary's schema is the records' own (records.json_schema), its ranges the catalogue's."""
+    import json
+    import shutil
+    for value, refused in (("many", "is not of type"), (-1, "is out of range"),
+                           (None, None)):
+        run = tmp_path / f"{value}" / "run"
+        shutil.copytree(measured, run)
+        summary = json.loads((run / "summary.json").read_text())
+        summary["estimates"][kind.key]["value"] = value
+        (run / "summary.json").write_text(json.dumps(summary))
+        if refused is None:
+            assert read.read_summary(run / "summary.json").estimates.get(kind.key).value is None
+            continue
+        with pytest.raises(read.StoredFileError, match=f"estimates.{kind.key}.*{refused}"):
+            read.read_summary(run / "summary.json")
 
 
 def test_report_and_headline_show_each_estimate(measured):
@@ -86,6 +99,10 @@ def test_a_key_missing_from_the_catalogue_is_missing_everywhere(measured, monkey
     shrunk = tuple(k for k in catalog.CATALOG if k.key != "buffer_depth")
     monkeypatch.setattr(catalog, "CATALOG", shrunk)
     monkeypatch.setattr(catalog, "KEYS", tuple(k.key for k in shrunk))
+    monkeypatch.setattr(catalog, "BY_KEY", {k.key: k for k in shrunk})
+    monkeypatch.setattr(catalog, "GATED", tuple(k.key for k in shrunk if k.gated))
+    with pytest.raises(KeyError, match="not an estimate of the catalogue"):
+        load_run(measured).summary.estimates.set("buffer_depth", load_run(measured).summary.estimates.get("queue_limit"))
     run = load_run(measured)
     assert "buffer_depth" not in readings(run.summary, run.trials())
     assert "buffer_depth" not in compare.collect([measured.parent]).keys()
@@ -109,14 +126,14 @@ def test_only_the_results_layer_writes_the_summary():
 
 def test_a_run_with_a_baseline_is_drawn_once(tmp_path, monkeypatch, measured):
     """The baseline's verdict is in the summary before the report is drawn, so a run renders once."""
-    import harness.plugin.lifecycle as lifecycle
+    import harness.report.render as render_module
     calls = []
 
     def counting(path, **kwargs):
         calls.append(Path(path))
         return render(path, **kwargs)
 
-    monkeypatch.setattr(lifecycle, "render", counting)
+    monkeypatch.setattr(render_module, "render", counting)
     monkeypatch.setenv("WFPCAP_LIVE_DIR", str(tmp_path / "live"))
     monkeypatch.chdir(ROOT)
     code = pytest.main(["scenarios/", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--report-dir", str(tmp_path),

@@ -131,6 +131,20 @@ def test_a_trials_cell_that_is_not_finite_is_refused_naming_the_line(copy, cell)
 
 
 # -- one damaged run hides nothing else -------------------------------------------------------
+@pytest.mark.parametrize("value", ["", [], {}, -1])
+def test_a_wrong_reading_in_an_ndr_s_slope_evidence_is_refused_naming_the_file(copy, value):
+    """The evidence an NDR rests on is a typed record (results/records.SlopeEvidence): a reading of
+    the wrong type, or a negative rate, is refused when the summary is read, not met by a plot."""
+    run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    summary["estimates"]["ndr"][0]["slope_evidence"]["below"]["offered_rate_per_s"] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(StoredFileError, match="summary.json"):
+        read_summary(run / "summary.json")
+    p = wfpcap("report", str(run))
+    assert p.returncode == 2 and str(run / "summary.json") in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
 def test_a_damaged_run_is_skipped_and_named_and_the_configuration_used(copy):
     old, new = sorted(p for p in copy.iterdir() if p.is_dir())
     (new / "summary.json").write_text('{"platform": "model", "config_id"')  # cut mid-write on another machine

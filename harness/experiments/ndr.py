@@ -22,6 +22,7 @@ A loss tolerance (PDR) is searched by loss only (ndr_loss.py).
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from harness.experiments.search import NdrConfig, SustainedTrials, generator_of,
 from harness.experiments.trial import default_max_rate
 from harness.interference import flags, worst
 from harness.platforms.base import Platform
-from harness.results.records import Confirmation, NdrResult, TrialRow
+from harness.results.records import Confirmation, NdrResult, SlopeEvidence, TrialRow
 from harness.results.store import ResultStore
 from harness.spec import TrialSpec
 
@@ -247,9 +248,7 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(float(v), 1)
 
 
-def _slope_evidence(row: TrialRow | None) -> TrialRow | None:
+def _slope_evidence(row: TrialRow | None) -> SlopeEvidence | None:
     if row is None:
         return None
-    keys = ("trial", "offered_rate_per_s", "send_span_s", "lost", "slope_per_s", "slope_low_per_s",
-            "slope_high_per_s", "slope_margin_per_s", "mean_backlog", "verdict", "verdict_by", "mu_per_s")
-    return {k: row.get(k) for k in keys}
+    return SlopeEvidence(**{f.name: row.get(f.name) for f in fields(SlopeEvidence) if f.name != "extra"})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.files import write_atomic
+from harness.results import catalog
 from harness.results.read import read_baseline
 from harness.results.runs import Run, is_config, is_run, latest_complete, load_run, scan
 from harness.judge.spread import Reading, readings
@@ -84,7 +85,9 @@ def load(path: Path | str, last: int = 1) -> Baseline:
 
 def _from_file(path: Path) -> Baseline:
     data = read_baseline(path)
-    found = {k: Reading(**r) for k, r in data["estimates"].items()}
+    # which way is better is the catalogue's, not the file's: a hand-edited file cannot turn the gate off
+    found = {k: Reading(**{**r, "better": catalog.kind_of(k).better if catalog.known(k) else r.get("better")})
+             for k, r in data["estimates"].items()}
     return Baseline(str(path), data["config_id"], data["platform"], list(data["runs"]), found)
 
 

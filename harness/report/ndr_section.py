@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from harness.interference import references  # noqa: E402
 from harness.report.plots import save_figure  # noqa: E402
 from harness.results.read import read_events  # noqa: E402
-from harness.results.records import Confirmation, RunSummary, TrialRow  # noqa: E402
+from harness.results.records import Confirmation, RunSummary, SlopeEvidence  # noqa: E402
 from harness.results.runs import Run, runs_of  # noqa: E402
 
 HISTORY_RUNS = 20  # earlier runs of the configuration the CPU reference is compared with
@@ -31,11 +31,11 @@ def _n(v: Any, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
 
-def _slope(e: TrialRow | None) -> str:
-    if not e:
+def _slope(e: SlopeEvidence | None) -> str:
+    if e is None:
         return "-"
-    return (f"{_n(e.get('slope_per_s'))} [{_n(e.get('slope_low_per_s'))}, {_n(e.get('slope_high_per_s'))}] "
-            f"at {_n(e.get('offered_rate_per_s'))}/s ({e.get('verdict_by')})")
+    return (f"{_n(e.slope_per_s)} [{_n(e.slope_low_per_s)}, {_n(e.slope_high_per_s)}] "
+            f"at {_n(e.offered_rate_per_s)}/s ({e.verdict_by})")
 
 
 def _confirmation(c: Confirmation | None) -> str:
@@ -156,13 +156,13 @@ def backlog_plot(run: Run, path: Path) -> Path | None:
         for side, color in (("below", "#2b8a3e"), ("above", "#c92a2a")):
             name = r.backlog_traces.get(side)
             frame_path = run.path / "events" / f"{name}.csv.gz"
-            e = (r.slope_evidence or {}).get(side) or {}
+            e = (r.slope_evidence or {}).get(side) or SlopeEvidence()
             if not name or not frame_path.exists():
                 continue
             f = read_events(frame_path, ("t_s", "backlog", "send_end_s"))
             ax.step(f["t_s"], f["backlog"], where="post", color=color, lw=1,
-                    label=f"{side} NDR: {_n(e.get('offered_rate_per_s'))}/s, slope {_n(e.get('slope_per_s'))}/s"
-                          + (f", lost {e.get('lost')}" if e.get("lost") else ""))
+                    label=f"{side} NDR: {_n(e.offered_rate_per_s)}/s, slope {_n(e.slope_per_s)}/s"
+                          + (f", lost {e.lost}" if e.lost else ""))
             ax.axvline(float(f["send_end_s"].iloc[0]), color=color, ls=":", lw=0.8)
         ax.set_title(f"{r.callback_cost_us:g} µs callback: NDR {_n(r.rate_per_s)}/s, "
                      f"mu {_n(r.mu_per_s)}/s", fontsize=9)

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,7 @@ import jsonschema
 import pandas as pd
 
 from harness.results import catalog
-from harness.results.catalog import KEYS
-from harness.results.records import FORMAT_VERSION, STATES, RunSummary
+from harness.results.records import FORMAT_VERSION, STATES, RunSummary, json_schema
 
 
 class StoredFileError(ValueError):
@@ -90,52 +90,28 @@ def read_json(path: Path | str, limit: int = MAX_JSON_BYTES, error: type[ValueEr
     return parse_json(read_text(path, limit, error), str(path), error)
 
 
-NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
-ESTIMATE = {"type": "object", "properties": {
-    "value": NUMBER_OR_NULL, "method": {"type": "string"}, "detectable": {"type": "boolean"},
-    "reason": {"type": ["string", "null"]}}}
-NDR_ROW = {"type": "object", "required": ["callback_cost_us"], "properties": {
-    "callback_cost_us": NUMBER, "rate_per_s": NUMBER_OR_NULL, "callback_rate_per_s": NUMBER_OR_NULL,
-    "first_overloaded_rate_per_s": NUMBER_OR_NULL, "first_lossy_rate_per_s": NUMBER_OR_NULL, "trial_duration_s": NUMBER_OR_NULL,
-    "unresolvable_overload_per_s": NUMBER_OR_NULL, "resolution_per_s": NUMBER_OR_NULL,
-    "converged": {"type": "boolean"}}}
-LATENCY = {"type": "object", "additionalProperties": NUMBER_OR_NULL}
-MODE = {"type": "object", "required": ["loss_ratio", "latency_to_callback_us", "latency_to_work_done_us"],
-        "properties": {"loss_ratio": NUMBER, "latency_to_callback_us": LATENCY, "latency_to_work_done_us": LATENCY}}
-SUMMARY_SCHEMA = {
-    "type": "object",
-    "required": ["platform", "config_id", "fingerprint", "estimates", "checks", "experiments", "trials"],
-    "properties": {
-        "format": {"type": "integer", "minimum": 1},
-        "platform": {"type": "string"},
-        "config_id": {"type": "string", "minLength": 1},
-        "trials": {"type": "integer", "minimum": 0},
-        "run": {"type": "object", "required": ["status"], "properties": {
-            "status": {"enum": list(STATES)}, "detail": {"type": "string"},
-            "interrupted_at": {"type": ["object", "null"]},
-            "scenarios": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
-        "fingerprint": {"type": "object", "required": ["stable", "volatile"], "properties": {
-            "stable": {"type": "object", "required": ["platform"], "properties": {
-                "platform": {"type": "object"}}},
-            "volatile": {"type": "object"},
-            "measured": {"type": "object"}}},
-        "estimates": {"type": "object", "properties": {
-            "ndr": {"type": "array", "items": NDR_ROW},
-            **{k: ESTIMATE for k in KEYS}}},
-        "checks": {"type": "array", "items": {"type": "object", "required": ["name", "passed"], "properties": {
-            "name": {"type": "string"}, "passed": {"type": "boolean"}, "message": {"type": "string"}}}},
-        "experiments": {"type": "object", "properties": {
-            "drain": {"type": "object", "required": ["trial"], "properties": {
-                "trial": {"type": "integer", "minimum": 0}, "t_release_ns": NUMBER_OR_NULL}},
-            "inline_copy": {"type": "object", "required": ["inline", "copy"],
-                            "properties": {"inline": MODE, "copy": MODE}},
-            "expected": {"type": "object", "properties": {
-                k: NUMBER_OR_NULL for k in ("queue_limit", "buffer_depth", "buffer_depth_tolerance", "system_buffer",
-                                            "system_buffer_tolerance")}}}},
-        "ground_truth": {"type": "object"},
-    },
-}
+
+
+def _summary_schema() -> dict[str, Any]:
+    """The records' own schema (records.json_schema), with what a reader needs on top: the keys every
+    summary has, a status it knows, a platform's settings to resume from, counts that are counts."""
+    schema = json_schema(RunSummary)
+    schema["required"] = ["platform", "config_id", "fingerprint", "estimates", "checks", "experiments", "trials"]
+    props = schema["properties"]
+    props["format"] = {"type": "integer", "minimum": 1}
+    props["config_id"] = {"type": "string", "minLength": 1}
+    props["trials"] = {"type": "integer", "minimum": 0}
+    props["run"]["anyOf"][0]["required"] = ["status"]
+    props["run"]["anyOf"][0]["properties"]["status"] = {"enum": list(STATES)}
+    fingerprint = props["fingerprint"]
+    fingerprint["required"] = ["stable", "volatile"]
+    fingerprint["properties"]["stable"] = {"type": "object", "required": ["platform"],
+                                           "properties": {"platform": {"type": "object"}}}
+    return schema
+
+
+SUMMARY_SCHEMA = _summary_schema()
 _VALIDATOR = jsonschema.Draft202012Validator(SUMMARY_SCHEMA)
 
 
@@ -157,7 +133,38 @@ def read_summary(path: Path | str) -> RunSummary:
     if version > FORMAT_VERSION:
         raise StoredFileError(f"{path} is a format {version} summary; this harness reads formats 1..{FORMAT_VERSION} "
                               "(upgrade wfp-capacity-harness)")
-    return RunSummary.from_json({**summary, "format": version})
+    try:
+        read = RunSummary.from_json({**summary, "format": version})
+    except ValueError as exc:  # a field given under its name and its older name both
+        raise StoredFileError(f"{path} is not a run summary: {exc}") from None
+    out_of_range = _out_of_range(read)
+    if out_of_range:
+        raise StoredFileError(f"{path} is not a run summary: {out_of_range}")
+    return read
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.@-]+", re.ASCII)
+
+
+def _out_of_range(summary: RunSummary) -> str:
+    """An estimate outside the range of its kind (a capacity or a rate at or below 0), in words."""
+    for key, e in summary.estimates.values.items():
+        if e.value is not None and not catalog.BY_KEY[key].in_range(e.value):
+            return f"$.estimates.{key}.value: {e.value} is out of range"
+    for k, row in enumerate(summary.estimates.ndr):
+        if row.callback_cost_us is None or row.callback_cost_us < 0:
+            return f"$.estimates.ndr[{k}].callback_cost_us: {row.callback_cost_us} is out of range"
+        for name in ("rate_per_s", "first_overloaded_rate_per_s", "mu_per_s", "resolution_per_s"):
+            value = getattr(row, name)
+            if value is not None and value <= 0 and not (name == "resolution_per_s" and value == 0):
+                return f"$.estimates.ndr[{k}].{name}: {value} is out of range"
+        for side, e in (row.slope_evidence or {}).items():
+            if e is not None and e.offered_rate_per_s is not None and e.offered_rate_per_s <= 0:
+                return f"$.estimates.ndr[{k}].slope_evidence.{side}.offered_rate_per_s: {e.offered_rate_per_s} is out of range"
+        for side, name in (row.backlog_traces or {}).items():
+            if not _PLAIN_NAME.fullmatch(name):  # a file of the run's events/ folder, never a path elsewhere
+                return f"$.estimates.ndr[{k}].backlog_traces.{side}: {name!r} is not a file name of events/"
+    return ""
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -179,17 +186,17 @@ def _parse_cell(text: str) -> Any:
         return None
     if text in ("True", "False"):
         return text == "True"
-    try:
+    if _INT.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    if not math.isfinite(value):
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
         raise ValueError(f"{text!r} is not a finite number")
-    return value
+    return text  # not a number as the store writes one (nor as pandas reads one)
+
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def read_trial_rows(path: Path | str) -> list[dict[str, Any]]:
@@ -246,6 +253,8 @@ def read_events(path: Path | str, columns: tuple[str, ...] = ()) -> pd.DataFrame
     `columns` must be there and numeric. StoredFileError naming the file otherwise."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise StoredFileError(f"{path} is larger than {MAX_TABLE_BYTES >> 20} MB: not a file the harness wrote")
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise StoredFileError(f"{path} does not exist") from None

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Mapping, TypeVar
 
 import numpy as np
+
+from harness.results import catalog
 
 FORMAT_VERSION = 2
 
@@ -67,9 +70,13 @@ def _from(hint: Any, value: Any) -> Any:
     kind = _record_type(hint)
     if kind is not None and isinstance(value, Mapping):
         return kind.from_json(value)
+    if kind is None and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None: read as X
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list and args and _record_type(args[0]) is not None and isinstance(value, list):
         return [_from(args[0], v) for v in value]
+    if origin is dict and len(args) == 2 and _record_type(args[1]) is not None and isinstance(value, Mapping):
+        return {k: _from(args[1], v) for k, v in value.items()}
     return value
 
 
@@ -98,8 +105,10 @@ class Record:
         hints, known = _layout(cls)
         values: JsonObject = {}
         extra: JsonObject = {}
-        for key, value in data.items():
-            key = cls.ALIASES.get(key, key)
+        for given, value in data.items():
+            key = cls.ALIASES.get(given, given)
+            if key != given and key in data:
+                raise ValueError(f"{given} and {key} are one field given twice")
             if key in known:
                 f = known[key]
                 values[f.name] = _from(hints[f.name], value)
@@ -181,6 +190,26 @@ class Confirmation(Record):
 
 
 @dataclass
+class SlopeEvidence(Record):
+    """The trial an NDR's verdict rests on, on one side of it: its offered rate, the backlog's
+    slope with its 95 % interval, and the verdict the slope gave (experiments/ndr.py)."""
+
+    trial: int | None = None
+    offered_rate_per_s: float | None = None
+    send_span_s: float | None = None
+    lost: int | None = None
+    slope_per_s: float | None = None
+    slope_low_per_s: float | None = None
+    slope_high_per_s: float | None = None
+    slope_margin_per_s: float | None = None
+    mean_backlog: float | None = None
+    verdict: str | None = None
+    verdict_by: str | None = None
+    mu_per_s: float | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
 class NdrResult(Record):
     """The highest rate a subscriber of one callback cost keeps up with, from either search: by
     backlog trend confirmed by loss (experiments/ndr.py: status, mu, slope evidence), or by loss
@@ -211,7 +240,7 @@ class NdrResult(Record):
     overhead_us: float | None = None
     overhead_low_us: float | None = None
     overhead_high_us: float | None = None
-    slope_evidence: dict[str, TrialRow | None] | None = None   # {"below": columns of a trial, "above": ...}
+    slope_evidence: dict[str, SlopeEvidence | None] | None = None   # {"below": ..., "above": ...}
     backlog_traces: dict[str, str] | None = None               # side -> events/<name>.csv.gz
     confirmation: Confirmation | None = None
     trials: int | None = None
@@ -435,24 +464,41 @@ class Fingerprint(Record):
 
 @dataclass
 class Estimates(Record):
-    """The catalogue's estimates (results/catalog.py) and the NDR rows, one per callback cost."""
+    """The catalogue's estimates (results/catalog.py) by their key, and the NDR rows, one per
+    callback cost. An estimate the catalogue does not name cannot be set: a new one is one
+    catalogue entry, and every reader knows it from there."""
 
-    burst_capacity: Estimate | None = None
-    plateau: Estimate | None = None
-    queue_limit: Estimate | None = None
-    first_batch: Estimate | None = None
-    buffer_depth: Estimate | None = None
-    drain_rate: Estimate | None = None
+    values: dict[str, Estimate] = field(default_factory=dict)
     ndr: list[NdrResult] = field(default_factory=list)
     extra: JsonObject = field(default_factory=dict)
 
-    def to_json(self) -> JsonObject:
-        out = super().to_json()  # estimates not measured are absent, not null
-        return {k: v for k, v in out.items() if v is not None and (k != "ndr" or v)}
-
     def get(self, key: str) -> Estimate | None:
-        value = getattr(self, key, None)
-        return value if isinstance(value, Estimate) else None
+        return self.values.get(key)
+
+    def set(self, key: str, estimate: Estimate) -> None:
+        if key not in catalog.BY_KEY:
+            raise KeyError(f"{key!r} is not an estimate of the catalogue (results/catalog.py)")
+        self.values[key] = estimate
+
+    # the order summary.json has always written them in, so that a run's file is the same byte for byte
+    STORED_ORDER: ClassVar[tuple[str, ...]] = ("burst_capacity", "plateau", "queue_limit", "first_batch",
+                                               "buffer_depth", "drain_rate")
+
+    def to_json(self) -> JsonObject:
+        order = [k for k in self.STORED_ORDER if k in catalog.BY_KEY] + [k for k in catalog.KEYS
+                                                                          if k not in self.STORED_ORDER]
+        out: JsonObject = {k: self.values[k].to_json() for k in order if k in self.values}
+        if self.ndr:
+            out["ndr"] = [r.to_json() for r in self.ndr]
+        out.update(plain(self.extra))
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Estimates":
+        values = {k: Estimate.from_json(v) for k, v in data.items() if k in catalog.BY_KEY and isinstance(v, Mapping)}
+        ndr = [NdrResult.from_json(r) for r in data.get("ndr") or [] if isinstance(r, Mapping)]
+        extra = {k: v for k, v in data.items() if k not in values and k != "ndr"}
+        return cls(values, ndr, extra)
 
 
 @dataclass
@@ -460,21 +506,23 @@ class Experiments(Record):
     """What each experiment adds beside its estimates, and what the platform found (wfp's doctor,
     allow visibility, template matrix, probe and delivery facts)."""
 
-    expected: Expectations | None = None
-    drain: DrainSection | None = None
-    onset: OnsetResult | None = None
-    inline_copy: InlineCopyResult | None = None
-    template: TemplateResult | None = None
-    baseline: BaselineSection | None = None
-    doctor: Facts | None = None
-    allow_visibility: Facts | None = None
-    template_matrix: Facts | None = None
-    probe: list[Facts] | None = None
-    delivery: Facts | None = None
+    expected: Expectations | None = field(default=None, metadata=OPTIONAL)
+    drain: DrainSection | None = field(default=None, metadata=OPTIONAL)
+    onset: OnsetResult | None = field(default=None, metadata=OPTIONAL)
+    inline_copy: InlineCopyResult | None = field(default=None, metadata=OPTIONAL)
+    template: TemplateResult | None = field(default=None, metadata=OPTIONAL)
+    baseline: BaselineSection | None = field(default=None, metadata=OPTIONAL)
+    doctor: Facts | None = field(default=None, metadata=OPTIONAL)
+    allow_visibility: Facts | None = field(default=None, metadata=OPTIONAL)
+    template_matrix: Facts | None = field(default=None, metadata=OPTIONAL)
+    probe: list[Facts] | None = field(default=None, metadata=OPTIONAL)
+    delivery: Facts | None = field(default=None, metadata=OPTIONAL)
     extra: JsonObject = field(default_factory=dict)
 
-    def to_json(self) -> JsonObject:
-        return {k: v for k, v in super().to_json().items() if v is not None}
+    def set(self, name: str, record: Any) -> None:
+        if name == "extra" or name not in _layout(type(self))[0]:
+            raise KeyError(f"{name!r} is not a result the summary holds (results/records.py, Experiments)")
+        setattr(self, name, record)
 
 
 @dataclass
@@ -496,3 +544,38 @@ class RunSummary(Record):
     @property
     def status(self) -> str:
         return self.run.status if self.run is not None and self.run.status in STATES else "unknown"
+
+
+# -- the JSON schema of the records: what a stored summary must be to be read ------------------
+_SCALARS = {float: {"type": "number"}, int: {"type": "integer"}, bool: {"type": "boolean"}, str: {"type": "string"},
+            type(None): {"type": "null"}}
+
+
+def json_schema(hint: Any) -> JsonObject:
+    """The JSON schema of a field's type (or of a record): the same dataclasses that write a summary
+    say what one must hold to be read, so the two cannot drift apart. Keys a record does not know
+    are allowed (they are kept in `extra`)."""
+    if hint in _SCALARS:
+        return dict(_SCALARS[hint])
+    if hint is Any:
+        return {}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [json_schema(a) for a in args]}
+    if origin is list:
+        return {"type": "array", "items": json_schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(args[1]) if args else {}}
+    if hint is Estimate:
+        return {"type": "object", "properties": {"value": {"type": ["number", "null"]}, "method": {"type": "string"},
+                                                 "detectable": {"type": "boolean"}, "reason": {"type": ["string", "null"]}}}
+    if hint is Estimates:
+        return {"type": "object", "properties": {**{k: json_schema(Estimate) for k in catalog.KEYS},
+                                                 "ndr": json_schema(list[NdrResult])}}
+    if isinstance(hint, type) and issubclass(hint, Record):
+        hints, known = _layout(hint)
+        properties = {key: json_schema(hints[f.name]) for key, f in known.items()}
+        properties.update({alias: properties[field_] for alias, field_ in hint.ALIASES.items()})
+        required = [key for key, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
+        return {"type": "object", "properties": properties, **({"required": required} if required else {})}
+    raise TypeError(f"no JSON schema for {hint!r}")

@@ -90,7 +90,9 @@ def scan(config: Path) -> tuple[list[Run], list[Damaged]]:
         if not (p.is_dir() and is_run(p)):
             continue
         try:
-            runs.append(load_run(p))
+            run = load_run(p)
+            run.trials()  # read now: a damaged table hides no more than its own run
+            runs.append(run)
         except ValueError as exc:
             damaged.append(Damaged(p, str(exc)))
     if not runs:

@@ -122,10 +122,16 @@ class ResultStore:
         self._columns += [k for k in row if k not in self._columns]
         self.position["running"] = False
 
+    @property
+    def replaying(self) -> bool:
+        """A resumed run that has not yet replayed every stored trial: its folder is the stored run's
+        until it has (a resume that stops partway leaves the folder as it was)."""
+        return self.replay is not None and self.replay.remaining > 0
+
     def flush_trials(self) -> None:
         """Write trials.csv again from the rows counted: a signal can cut the write that follows a
         trial, which leaves the trial counted (and whole in memory) but not on disk."""
-        if self.rows:
+        if self.rows and not self.replaying:
             self._write_rows()
 
     def _write_rows(self) -> None:
@@ -153,7 +159,7 @@ class ResultStore:
 
     # -- results: each is on disk as soon as it is set -----------------------------------------
     def set_estimate(self, key: str, estimate: Estimate) -> None:
-        setattr(self.summary.estimates, key, estimate)
+        self.summary.estimates.set(key, estimate)
         self.write_summary()
 
     def set_ndr(self, result: NdrResult) -> None:
@@ -164,7 +170,7 @@ class ResultStore:
 
     def set_experiment(self, name: str, record: Experiment | Facts | list[Facts]) -> None:
         """An experiment's result beside its estimates, or a platform's facts, under its name."""
-        setattr(self.summary.experiments, name, record)
+        self.summary.experiments.set(name, record)
         self.write_summary()
 
     def add_check(self, check: Check) -> None:
@@ -211,7 +217,8 @@ class ResultStore:
 
     def write_summary(self) -> Path:
         path = self.path / "summary.json"
-        write_atomic(path, json.dumps(self.to_json(), indent=2, default=str, allow_nan=False))
+        if not self.replaying:
+            write_atomic(path, json.dumps(self.to_json(), indent=2, default=str, allow_nan=False))
         return path
 
     # -- continuing an interrupted run -------------------------------------------------------
