@@ -1,16 +1,17 @@
 """The scenario session's lifecycle, as a pytest plugin (scenarios/conftest.py loads it).
 
-- Inputs: every option is checked (harness/inputs.py) before a platform opens; bad input is one
-  line and exit status 2.
+- Inputs: every option was checked before collection (harness/plugin/options.py); the platform
+  opens before the first scenario (a machine that cannot measure: one line, exit status 2).
 - Status: the run ends complete, subset (scenarios not selected: -k, a single file; or never run:
   -x) or interrupted (a signal or an error; where: experiment, trial, scenario), in summary.json
-  (harness/report/status.py), the report's banner and the terminal.
-- Signals: SIGTERM (and Ctrl-Break on Windows) takes the path of Ctrl-C (KeyboardInterrupt: the
-  platform cleans up, the report is written, exit status 128 + signal). Once cleanup has begun, further signals are noted and
-  do not cut it short.
+  (harness/results/status.py), the report's banner and the terminal.
+- Signals: SIGTERM (and Ctrl-Break on Windows) takes the path of Ctrl-C: the scenario stops, the
+  platform cleans up, the summary is marked, the report is written (without plots), exit status
+  128 + signal. Once cleanup has begun, further signals are noted and do not cut it short; one
+  while the report is drawn ends the drawing.
 - Company: the run registers as live (harness/live_runs.py), warns when other harness runs are
   live, and says what it removed that killed runs had left.
-- Resume: --resume RUN_DIR continues an interrupted run (harness/resume.py).
+- Resume: --resume RUN_DIR continues an interrupted run (harness/results/replay.py).
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from harness.campaign import PROFILES, Campaign, load_expectations, platform_exp
 from harness.files import WriteFailed
 from harness.platforms.base import Platform, PlatformUnavailable
 from harness.platforms.select import open_platform, resolve
+from harness.plugin import early
 from harness.plugin.options import CHECKED, RunOptions, checked
 from harness.results.fingerprint import config_id, fingerprint
-from harness.report.render import render
 from harness.results.read import read_summary
 from harness.results.records import Expectations, RunStatus
 from harness.results.store import ResultStore, utc_now
@@ -174,6 +175,10 @@ def _finish(state: SessionState, reporting: Any) -> None:
     ends it (`wfpcap report RUN` draws it later) and the exit status says so. A write that fails
     is one line naming the file, exit status 2, and whatever was on disk before stays whole."""
     store = state.store
+    if store.replaying:  # stopped before the stored trials were all replayed: nothing new to write
+        state.notes.append(f"wfpcap: the resume stopped after replaying {store.replay.next} of "
+                           f"{len(store.replay.rows)} stored trials; {store.path} is left as it was")
+        return
     status = _status(state)
     status.started_utc, status.ended_utc = store.run.started_utc, utc_now()
     try:
@@ -190,6 +195,7 @@ def _finish(state: SessionState, reporting: Any) -> None:
         state.drawing = True
         live_runs.checkpoint("report")
         # stopped by a signal: the report without its plots, at once (`wfpcap report` draws them)
+        from harness.report.render import render  # matplotlib: imported when the report is drawn, not at start
         state.report = str(render(store.path, plots=state.signal is None)["html"])
     except KeyboardInterrupt:
         state.notes.append(f"wfpcap: the report was not drawn ({signal.Signals(state.late_signal).name} while drawing); "
@@ -269,6 +275,10 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     state = config.stash[STATE]
     if config.option.collectonly or not session.items or CHECKED not in config.stash:
         return None
+    if state.signal is not None:  # came after the inputs were checked, before anything opened
+        state.notes.append(f"wfpcap run: interrupted before it began ({signal.Signals(state.signal).name} while "
+                           "pytest started); nothing was measured and nothing is left behind")
+        return True
     options = checked(config).run
     named = config.getoption("--backend")
     if options.resume and state.never_selected:  # its trials replay in order: a subset would drop the rest
@@ -338,7 +348,7 @@ def _doctor_first(backend: str) -> Any:
 
 # -- pytest hooks ---------------------------------------------------------------------------
 def pytest_configure(config: pytest.Config) -> None:
-    state = SessionState(config=config)
+    state = SessionState(config=config, signal=early.received())  # one that came while pytest started
     config.stash[STATE] = state
     config.pluginmanager.register(OwnStops(config), "wfpcap-own-stops")
     # hypothesis (in [dev]) loads a pytest plugin everywhere; the scenarios have no use for it, and its
@@ -490,7 +500,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.store is not None:
         run = state.store.run
         line = f"wfpcap run: {run.status}" + (f" ({run.detail})" if run.detail else "")
-        if not state.summary_written:  # say what the folder says, not only what happened
+        if state.store.replaying:
+            line = f"wfpcap run: {_status_on_disk(state.store.path)} (as stored: the resume did not catch up)"
+        elif not state.summary_written:  # say what the folder says, not only what happened
             on_disk = _status_on_disk(state.store.path)
             line += f"; not written: {state.store.path / 'summary.json'} still says {on_disk}"
         terminalreporter.write_line(line)

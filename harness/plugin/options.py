@@ -4,6 +4,7 @@ bad input is one line (BadInput) and exit status 2."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness import inputs, live_runs
+from harness.plugin import early
 from harness.campaign import PROFILES, check_measurable
 from harness.judge import require
 from harness.judge.baseline import DEFAULT_THRESHOLD_PCT, Baseline
@@ -76,6 +78,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Bad input is one line and exit status 2, before any scenario is collected or any platform
     opened: the options, the files they name (--expect, --baseline, --resume's run folder) and
     where the run will write (--report-dir, --junitxml)."""
+    if early.received() is not None:  # Ctrl-C or SIGTERM while pytest started: nothing is open yet
+        sys.stderr.write(f"wfpcap run: interrupted before it began ({signal.Signals(early.received()).name} while "
+                         "pytest started); nothing was measured and nothing is left behind\n")
+        return 128 + early.received()
     try:
         given = config.getoption("--fail-if-worse")  # files first; the report folder is made last
         gate = _baseline(config, given)
@@ -109,8 +115,9 @@ def _writable_report(path: str | None, option: str) -> None:
     if not path:
         return
     folder = Path(path).expanduser().resolve().parent
+    while not folder.exists():  # pytest makes the missing folders: the nearest one that exists must take them
+        folder = folder.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".wfpcap-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
@@ -192,7 +199,7 @@ def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
         known = inputs.EXPECTATION_KEYS
         expected = inputs.check_expectations(
             {k: v for k, v in stored.items() if v is not None or k not in known or known[k][3]}, where)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # BadInput is a ValueError: named by the file it came from
         raise inputs.BadInput(f"{where}: cannot take the run's options from it ({exc})") from None
     if summary.platform not in BACKENDS[1:]:
         raise inputs.BadInput(f"{where}: unknown platform {summary.platform!r}")
