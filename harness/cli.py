@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.analysis.loss import loss_by_sequence
 from harness.files import write_atomic
-from harness.inputs import BadInput, one_line, parse_pairs, positive, within
+from harness.inputs import BadInput, one_line, parse_pairs, percentage, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.judge import baseline, compare, history
 from harness.report import fleet, history_page
@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="write the fleet page (self-contained HTML) to this file")
     c.add_argument("--reference", help="configuration the others are compared with (label C1.. or config id; "
                                         "default: the first)")
-    c.add_argument("--fail-if-worse", type=_typed(within("float", 0.0, 99.0)), default=None, metavar="PCT",
+    c.add_argument("--fail-if-worse", type=_typed(percentage), default=None, metavar="PCT",
                    help="exit 1 if a configuration is worse than the reference by more than PCT percent "
                         "(outside the measured spread); without it, differences are judged at "
                         f"{baseline.DEFAULT_THRESHOLD_PCT:g} %% and only shown")

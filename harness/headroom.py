@@ -1,6 +1,6 @@
 """Headroom along a trace's time scale: the first scale at which replaying it loses events.
 
-The seed of the headroom search (issue 21): `first_lossy_scale` brackets, then bisects the scale
+The core of the headroom search: `first_lossy_scale` brackets, then bisects the scale
 geometrically, given any function that says how many events a replay at a scale lost. It assumes
 what the model guarantees and a real platform only approximates: loss does not decrease as the
 trace gets faster. Confirmation trials and "inconclusive" verdicts on a noisy machine belong to

@@ -151,7 +151,7 @@ def memory_bytes() -> int | None:
         return None
 
 
-def _winsys() -> Any:
+def _kernel32() -> Any:
     from harness.platforms.wfp.kernel32 import Kernel32  # kernel32 on Windows; the tests' fake elsewhere
     return Kernel32()
 
@@ -161,7 +161,7 @@ def process_start(pid: int) -> str | None:
     so that a reused pid is not taken for the same run."""
     if sys.platform == "win32":
         try:
-            return _winsys().process(pid)[1]
+            return _kernel32().process(pid)[1]
         except OSError:
             return None
     try:
@@ -177,7 +177,7 @@ def process_alive(pid: int, start: str | None = None) -> bool:
         return now is not None and (start is None or now == start)
     if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
         try:
-            running, created = _winsys().process(pid)
+            running, created = _kernel32().process(pid)
         except OSError:
             return True  # cannot tell: rather warn of a run that has ended than miss a live one
         return running and (start is None or created is None or created == start)

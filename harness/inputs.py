@@ -218,6 +218,14 @@ def positive(kind: str, high: float = 1e12):
     return convert
 
 
+def percentage(text: str) -> float:
+    """An argparse type: --fail-if-worse's percentage, 0 or more and below 100 (as the gate checks it)."""
+    value = parse_number("value", text, "float", -math.inf, math.inf)
+    if not 0 <= value < 100:
+        raise BadInput(f"must be a percentage in [0, 100), got {text}")
+    return value
+
+
 def within(kind: str, low: float, high: float):
     """An argparse type: a finite number within [low, high]."""
     def convert(text: str) -> int | float:

@@ -48,7 +48,7 @@ def test_a_process_is_alive_with_a_stable_creation_time_and_dead_once_it_exits(w
 def on_windows(winsys, monkeypatch, alone):
     """live_runs as it runs on Windows, kernel32 being the fake's stand-ins."""
     monkeypatch.setattr(host.sys, "platform", "win32")
-    monkeypatch.setattr(host, "_winsys", lambda: winsys)
+    monkeypatch.setattr(host, "_kernel32", lambda: winsys)
     return alone
 
 

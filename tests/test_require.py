@@ -90,3 +90,17 @@ def test_an_unknown_name_is_one_line_and_exit_2_before_anything_opens(tmp_path):
     assert done.returncode == 2 and len(said) == 1, said
     assert said[0].startswith("wfpcap: --require: unknown estimate 'queue' (known: burst_capacity, ")
     assert not (tmp_path / "r").exists()  # no run folder: nothing was opened
+
+
+def test_every_check_named_for_an_estimate_is_a_check_a_scenario_records():
+    """--require reads a scenario's verdict on an estimate by the check's name: a check renamed in
+    scenarios/ would otherwise leave the estimate looking conclusive."""
+    import re
+    from pathlib import Path
+    from harness.judge.require import CHECKS_ON, _checks_on
+    sources = "\n".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "scenarios").glob("*.py"))
+    named = {name for names in CHECKS_ON.values() for name in names}
+    named |= {template.replace("20", "{cost_us:g}") for template in _checks_on("ndr@20us")}
+    for name in named:
+        assert f'"{name}"' in sources or f'f"{name}"' in sources, name
+    assert re.search(r'f"NDR \{cost_us:g\} us <= 1/cost"', sources) and 'f"mu explains NDR {cost_us:g} us"' in sources

@@ -55,8 +55,8 @@ def finding_lines(run: Run) -> list[str]:
             first = dead.iloc[0]
             out.append(f"The subscription failed in {len(dead)} trial(s), first in trial {int(first['trial'])}: "
                        f"{first['subscription']}. Its experiment stopped there; no capacity is reported for it.")
-    out.append(_compare("queue_limit", "Queue limit", est.queue_limit, found.get("queue_limit")))
-    out.append(_compare("buffer_depth", "System buffer", est.buffer_depth, found.get("buffer_depth")))
+    out.append(_compare("queue_limit", "Queue limit", est.get("queue_limit"), found.get("queue_limit")))
+    out.append(_compare("buffer_depth", "System buffer", est.get("buffer_depth"), found.get("buffer_depth")))
     ndr = est.ndr
     if ndr:
         parts = []

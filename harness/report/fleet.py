@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.files import write_atomic
 from harness.report import page, plots
 from harness.judge.baseline import Verdict
 from harness.judge.compare import Entry, Fleet
@@ -151,5 +152,5 @@ def write_html(fleet: Fleet, out: Path) -> Path:
              ", ".join(f"{r.name} ({r.status_text})" for r in e.skipped) or "-"] for e in fleet.entries]
     parts += ["<h2>Configurations</h2>",
               page.table(["#", "configuration", "os", "cpu", "cores", "run", "newer runs left out"], rows, "configs")]
-    out.write_text(page.document(f"Capacity across {len(fleet.entries)} configurations", parts), encoding="utf-8")
+    write_atomic(out, page.document(f"Capacity across {len(fleet.entries)} configurations", parts))
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.judge.history import History, Series
 from harness.judge.spread import readings
+from harness.files import write_atomic
 from harness.report import page, plots
 
 
@@ -30,8 +31,8 @@ def write(history: History, out: Path | None = None) -> dict[str, Path]:
         figures[s.key] = plots.trend(labels, [r.value for r in s.readings], [r.low for r in s.readings],
                                      [r.high for r in s.readings], _levels(s), [st.index for st in s.steps],
                                      f"{s.title} over runs", s.unit, out / f"history-{s.key.replace('@', '-')}.png")
-    (out / "history.md").write_text(markdown(history, figures), encoding="utf-8")
-    (out / "history.html").write_text(html(history, figures), encoding="utf-8")
+    write_atomic(out / "history.md", markdown(history, figures))
+    write_atomic(out / "history.html", html(history, figures))
     return {"html": out / "history.html", "md": out / "history.md", **figures}
 
 

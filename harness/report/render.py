@@ -69,8 +69,9 @@ def make_plots(run: Run) -> dict[str, Path]:
             truth_path = where / "events" / "drain_truth.csv.gz"
             truth = read_events(truth_path, ("t_ns",)) if truth_path.exists() else None
             expected = summary.experiments.expected
-            q = (est.queue_limit.value if est.queue_limit else None) or (expected.queue_limit if expected else None)
-            b = (est.buffer_depth.value if est.buffer_depth else None) or (expected.buffer_depth if expected else None)
+            queue, buffer = est.get("queue_limit"), est.get("buffer_depth")
+            q = (queue.value if queue else None) or (expected.queue_limit if expected else None)
+            b = (buffer.value if buffer else None) or (expected.buffer_depth if expected else None)
             out["backlog"] = plots.backlog_plot(read_events(backlog_path, ("t_ns", "backlog")), truth, q, b,
                                                 where / "backlog.png")
     if not trials.empty and (trials["experiment"] == "sustained").any() and "search_cost_us" in trials:

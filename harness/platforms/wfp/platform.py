@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import platform as pyplatform
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
