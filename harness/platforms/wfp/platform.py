@@ -339,7 +339,10 @@ class WfpPlatform:
                                 inbound, plan.decode, listened)
         except (WfpError, RuntimeError) as exc:
             count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
-        count["loss_at"] = loss_stage(int(listened.sum()), count["recorded_packets"], delivered, count["store_too_small"])
+        # a trace with events per flow makes one event per flow: its first packet's
+        events = spec.traffic.schedule.events if spec.traffic.schedule is not None else True
+        count["loss_at"] = loss_stage(int((listened & events).sum()), count["recorded_packets"], delivered,
+                                      count["store_too_small"])
         t = result.telemetry
         columns = {**health, **count, "delivered_packets": delivered,
                    # events that were not the trial's own took places in the same queue and buffer
