@@ -279,6 +279,9 @@ class WfpPlatform:
             c = callback.finish()
         result = self._result(spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf,
                               t_release if spec.subscriber.hold else None, callback.overflow)
+        if callback.function is not None:  # the user's Python subscriber: what it raised
+            result.telemetry["function_errors"] = callback.function_errors
+            result.telemetry["first_function_error"] = callback.first_function_error
         if health.get("canary_s") is not None and result.telemetry.get("stranger_events"):
             result.telemetry["stranger_events"] -= 1  # the canary: the harness's filter, another socket
         t_first_ns = int(sent_at.min()) + unix_minus_perf if len(sent_at) else t_drained_ns

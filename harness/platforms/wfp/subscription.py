@@ -164,6 +164,8 @@ class Subscription:
         self.filter_id = filter_id
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
+        if isinstance(on_drop, Callback):  # a user's Python subscriber reads the copied event
+            on_drop.read_events_with(self.raw.event_bytes)
         # an inline Callback runs on the native path (native.py) unless told otherwise or it cannot compile
         parts = on_drop.native_parts() if isinstance(on_drop, Callback) and (
             choose_callback(lib.override)[0] if native is None else native) else None
