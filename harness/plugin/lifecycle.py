@@ -116,7 +116,7 @@ def measuring(config: pytest.Config, platform: Platform, options: RunOptions) ->
             run = _resume(state, platform, options, expectations)
         else:
             run = Campaign.open(platform, str(options.report_root), options.profile, expectations, options.label,
-                                store_ready=state.attach)
+                                store_ready=state.attach, agent=options.agent)
         store = run.store
         store.note("removed_leftovers", list(getattr(platform, "removed_stale", [])))
         _look_for_company(config, state)
