@@ -279,7 +279,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     try:
         live_runs.checkpoint("open")
         diagnosis = _doctor_first(options.backend)
-        config.stash[OPENED] = Opened(open_platform(options.backend, options.model_params, options.nflog),
+        config.stash[OPENED] = Opened(open_platform(options.backend, options.model_params, options.nflog,
+                                                    options.agent.library if options.agent else None),
                                       options, diagnosis)
     except KeyboardInterrupt:  # before there is a run folder: nothing measured, nothing left behind
         name = signal.Signals(state.signal).name if state.signal else "interrupted"
