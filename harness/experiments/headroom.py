@@ -7,7 +7,8 @@ bisects the scale geometrically, from the scale the user replays):
    served without loss ("generator-limited");
 2. the largest loss-free scale is confirmed by replaying it again; a confirmation that loses steps
    the result down by one resolution step (twice as far each further time) and confirms again; if
-   the machine interfered while it lost, the search stops, not confirmed;
+   the machine interfered while it lost, the search stops, not confirmed. The first lossy scale is
+   replayed again too: a loss the trace does not reproduce was the machine's;
 3. the result is conclusive only if the bracket is resolved, confirmed, loss grew with the scale
    (a slower replay that lost while a faster one did not says the machine, not the trace, decided)
    and the trials it rests on saw no interference; otherwise inconclusive, with each reason.
@@ -101,6 +102,8 @@ def search_headroom(platform: Platform, spec: TrialSpec, store: ResultStore, con
     if clean is not None:  # confirmed also where the sender stopped the search: it kept up there
         try:
             confirmed, clean, lossy, confirmations, stop_reason = _confirm(run_at, clean, lossy, config, rows, notes)
+            if confirmed and lossy is not None:  # does the trace lose there again?
+                run_at(lossy, "confirmation")
         except _Unkept as exc:
             confirmed, stop_reason = False, f"the sender missed its schedule confirming {exc.scale:.3g}x: {exc.reason}"
 
@@ -152,12 +155,14 @@ def _result(spec: TrialSpec, trials: list[HeadroomTrial], rows: dict[int, TrialR
     if clean is not None and lossy is not None and not resolved and unkept is None:
         reasons.append(f"the bracket {clean:.3g}..{lossy:.3g}x is wider than the resolution "
                        f"({config.max_trials} trials)")
-    # loss must grow with the scale: a slower replay that lost beside a faster one that did not
-    late = [(a, b) for a in trusted for b in trusted if a.scale < b.scale and a.lost > 0 and b.lost == 0]
+    # loss must grow with the scale, and come again at the same scale: a replay that lost beside one
+    # as fast or faster that did not says the machine, not the trace, decided
+    late = [(a, b) for a in trusted for b in trusted if a.scale <= b.scale and a.lost > 0 and b.lost == 0]
     if late:
         a, b = min(late, key=lambda p: p[1].scale / p[0].scale)
-        reasons.append(f"loss was not monotone in the scale: {a.scale:.3g}x lost {a.lost} while {b.scale:.3g}x "
-                       "lost nothing (the machine, not the trace, decided)")
+        what = (f"{a.scale:.3g}x lost {a.lost} in trial {a.trial} and nothing in trial {b.trial}" if a.scale == b.scale
+                else f"{a.scale:.3g}x lost {a.lost} while {b.scale:.3g}x lost nothing")
+        reasons.append(f"loss was not monotone in the scale: {what} (the machine, not the trace, decided)")
     if seen:
         reasons.append("interference in the trials it rests on: " + "; ".join(seen))
     if reasons and status == "conclusive":
