@@ -235,7 +235,7 @@ class Campaign:
         if q is None:
             return Capacity(None, None, "not measured in this run, nothing expected")
         return Capacity(int(q), int(q + b) if b is not None else None,
-                        "expected (the field notes or --expect), not measured in this run")
+                        "expected (the field notes, the platform's setting or --expect), not measured in this run")
 
     def _agent(self) -> Agent:
         if self.agent is None:

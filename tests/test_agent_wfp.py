@@ -177,3 +177,29 @@ def test_a_long_tailed_cost_lowers_the_headroom_on_the_fake_as_the_model_predict
     if problems and noisy:
         pytest.skip(f"inconclusive on this machine: {'; '.join(problems)}; {'; '.join(noisy)}")
     assert not problems, problems
+
+
+@pytest.mark.parametrize("reclassify", [0, 1])
+def test_events_per_flow_at_ale_name_each_flows_first_packet(fake, tmp_path, reclassify):
+    """A trace of multi-packet flows at ALE_AUTH_CONNECT_V4: every packet of a flow goes to the
+    flow's tuple, and each event decodes to the flow's first packet. Whether Windows classifies a
+    blocked flow's later packets again is undocumented, so the fake does both: without, one event
+    per flow; with, one per packet, the repeats counted as such and never as other packets."""
+    path, dll = fake
+    dll.FakeConfigureDelivery(1, reclassify, 0)
+    rng = np.random.default_rng(4)
+    flows = rng.integers(0, 60, 400)  # 400 packets in 60 flows, 0.5 ms apart
+    from harness.traffic.schedule import Schedule
+    trace = Schedule(np.arange(400) * 500_000, flows, "flows")
+    spec = TrialSpec(TrafficSpec.replay(trace), SubscriberSpec(), FilterSpec(layer="ALE_AUTH_CONNECT_V4"),
+                     drain_quiet_s=0.3)
+    with open_wfp(path) as p:
+        result = p.run_trial(spec)
+    from harness.analysis.loss import loss_by_sequence
+    loss = loss_by_sequence(result.sent, result.delivered)
+    firsts = np.flatnonzero(trace.events)
+    assert loss.expected == trace.flow_count == len(firsts) and loss.unexpected == 0
+    assert sorted(set(result.delivered["seq"].tolist())) == firsts.tolist()  # named by each flow's first packet
+    assert loss.delivered + loss.lost == trace.flow_count and loss.lost == 0
+    assert loss.duplicates == (trace.count - trace.flow_count if reclassify else 0)
+    assert result.telemetry["events_per_tuple_max"] == (np.bincount(flows).max() if reclassify else 1)
