@@ -203,3 +203,33 @@ def test_events_per_flow_at_ale_name_each_flows_first_packet(fake, tmp_path, rec
     assert loss.delivered + loss.lost == trace.flow_count and loss.lost == 0
     assert loss.duplicates == (trace.count - trace.flow_count if reclassify else 0)
     assert result.telemetry["events_per_tuple_max"] == (np.bincount(flows).max() if reclassify else 1)
+
+
+EVENTS_SEEN: list[bytes] = []
+
+
+def keep_event(event: bytes) -> None:
+    EVENTS_SEEN.append(event)
+
+
+@pytest.mark.parametrize("mode", ["inline", "copy"])
+def test_a_python_subscriber_gets_each_event_on_the_python_callback(fake, mode):
+    """--subscriber on wfp: the Python callback runs (the native one cannot call Python), and the
+    function gets each event of the harness's filter as the FWPM_NET_EVENTn Windows handed over:
+    a UDP event to the blocked port range, sent from the trial's socket."""
+    path, _ = fake
+    EVENTS_SEEN.clear()
+    trace = on_off(mean_rate_per_s=1000, burst_rate_per_s=5000, burst_s=0.04, duration_s=0.6)
+    spec = TrialSpec(TrafficSpec.replay(trace), SubscriberSpec(function=f"{__name__}:keep_event", mode=mode),
+                     FilterSpec(layer="OUTBOUND_TRANSPORT_V4"), drain_quiet_s=0.3)
+    with open_wfp(path) as p:
+        result = p.run_trial(spec)
+        size = RawEvents(p.lib.subscribe_version, 1).event_size
+    canary = 1 if result.telemetry.get("canary_s") is not None else 0
+    assert result.telemetry["callback_path"] == "python" and result.telemetry["function_errors"] == 0
+    assert result.delivered_count == trace.count and len(EVENTS_SEEN) == trace.count + canary
+    assert all(len(e) == size and e[16] == 17 for e in EVENTS_SEEN)  # ipProtocol at the header's SDK offset
+    ports = sorted(int.from_bytes(e[54:56], "little") for e in EVENTS_SEEN[:trace.count])  # remotePort, host order
+    assert ports == list(range(spec.filter.remote_port_low, spec.filter.remote_port_low + trace.count))
+    local = {int.from_bytes(e[52:54], "little") for e in EVENTS_SEEN[:trace.count]}
+    assert local == {result.generator["local_port"]}
