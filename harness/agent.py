@@ -174,7 +174,7 @@ def load_agent(options: dict[str, Any], agent_file: str | None) -> Agent | None:
         trace = apply_window(source, _text(traffic["window"], "--trace-window"))
     scale = parse_scale(str(traffic["scale"])) if traffic.get("scale") is not None else 1.0
     trace = trace.scaled(scale)
-    subscriber, library, notes = read_subscriber(sub)
+    subscriber, library, notes = read_subscriber(sub, (str(Path(agent_file).parent),) if agent_file else ())
     required = None
     if head.get("required") is not None:
         required = _number(head["required"], "the required headroom")
@@ -198,8 +198,9 @@ def read_trace(kind: str, value: Any, events: str) -> Schedule:
     return parse_shape(_text(value, "--traffic-shape"), trace_events=events)
 
 
-def read_subscriber(sub: dict[str, Any]) -> tuple[SubscriberSpec, str | None, list[str]]:
-    """The subscriber spec, the library to load (wfp) and what the report should say about it."""
+def read_subscriber(sub: dict[str, Any], folders: tuple[str, ...] = ()) -> tuple[SubscriberSpec, str | None, list[str]]:
+    """The subscriber spec, the library to load (wfp) and what the report should say about it;
+    a function's module is also looked for in `folders` (the agent file's)."""
     notes: list[str] = []
     if sub.get("cost") is not None and sub.get("function") is not None:
         raise BadInput("--subscriber-cost and --subscriber are two subscribers: give one (a function's cost is "
@@ -209,7 +210,7 @@ def read_subscriber(sub: dict[str, Any]) -> tuple[SubscriberSpec, str | None, li
     function = sub.get("function")
     if function is not None:
         check_function_spec(_text(function, "--subscriber"))
-        resolve_function(function)  # imports now: a module that does not import is refused here
+        resolve_function(function, folders=folders)  # imports now: a module that does not import is refused here
     mode = sub.get("mode") or ("copy" if function is not None else "inline")
     if mode not in MODES:
         raise BadInput(f"--subscriber-mode must be inline or copy, got {mode!r}")

@@ -3,8 +3,8 @@ one in a shared library (`--subscriber-lib PATH:SYMBOL`).
 
 - Python: `function(event: bytes) -> None`, called once per event of the harness's filter with the
   platform's record of the event (the logged IPv4 packet on nflog and the model; on wfp the
-  FWPM_NET_EVENTn structure as Windows handed it). Found by import, the module from the current
-  folder or sys.path, as pytest's own imports are.
+  FWPM_NET_EVENTn structure as Windows handed it). Found by import: from sys.path, then the current
+  folder and the agent file's.
 - Native: `void symbol(const void *event, void *context)`, called by the wfp platform's native
   callback with the FWPM_NET_EVENTn pointer Windows handed over (harness/platforms/wfp/native.py).
   Loaded once, before any subscription, and named by its path and SHA-256 (the fingerprint).
@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,13 @@ def _split(spec: str, option: str, left: str, right: str) -> tuple[str, str]:
     return head.strip(), tail.strip()
 
 
-def resolve_function(spec: str, option: str = "--subscriber") -> Callable[[bytes], Any]:
-    """MODULE:FUNCTION as a callable (imported now)."""
+def resolve_function(spec: str, option: str = "--subscriber", folders: tuple[str, ...] = ()) -> Callable[[bytes], Any]:
+    """MODULE:FUNCTION as a callable (imported now). Besides sys.path, the module is looked for in
+    the current folder and in `folders` (the agent file's), after everything else."""
     module_name, name = _split(spec, option, "MODULE", "FUNCTION")
+    for folder in (os.getcwd(), *folders):
+        if folder not in sys.path:
+            sys.path.append(folder)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any error of the user's module: one line

@@ -150,6 +150,13 @@ def test_an_agent_file_with_options_over_it(tmp_path):
     assert agent.subscriber.mode == "copy" and agent.subscriber.function == "mysub:handle"
     assert any("Python callback itself costs" in n for n in agent.notes)
     assert load_agent({}, None) is None  # nothing given: no agent, the agent scenario skips
+    # a function's module beside the agent file is found without touching sys.path
+    folder = tmp_path / "agent-folder"
+    folder.mkdir()
+    (folder / "beside_the_agent_file.py").write_text("def on_event(data):\n    pass\n")
+    (folder / "agent.toml").write_text(f"[traffic]\ncapture = '{made['pcap']}'\n"
+                                       "[subscriber]\nfunction = 'beside_the_agent_file:on_event'\n")
+    assert load_agent({}, str(folder / "agent.toml")).subscriber.function == "beside_the_agent_file:on_event"
 
 
 def test_the_session_refuses_a_bad_agent_before_opening_anything(tmp_path):
