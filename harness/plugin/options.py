@@ -193,6 +193,11 @@ def agent_options(config: pytest.Config, backend: str) -> Agent | None:
     native subscriber library is loaded now too, and refused where no native callback can run it:
     a run that cannot measure the user's code must not pass as if it had."""
     agent = load_agent({name: config.getoption(name) for name in OPTION_KEYS}, config.getoption("--agent"))
+    if agent is not None and backend == "nflog" and agent.trace.trace_events == "flows":
+        from harness.platforms.nflog.platform import FLOW_SET_SIZE  # the rule's set of flows seen
+        if agent.trace.flow_count > FLOW_SET_SIZE:
+            raise inputs.BadInput(f"nflog replays at most {FLOW_SET_SIZE:,} flows with events per flow; the trace "
+                                  f"has {agent.trace.flow_count:,} (use --trace-window)")
     if agent is not None and agent.library is not None:
         load_library(agent.library)
         if backend != "wfp":
