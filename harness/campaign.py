@@ -268,7 +268,9 @@ class Campaign:
         """How much faster the user's trace may get before their subscriber loses events."""
         def compute() -> HeadroomResult:
             agent = self._agent()
-            config = HeadroomConfig(resolution=agent.resolution)
+            # in real time a replay may not grow longer than five minutes as the search slows the trace
+            config = HeadroomConfig(resolution=agent.resolution,
+                                    max_replay_s=None if self.platform.capabilities.virtual_time else 300.0)
             out = search_headroom(self.platform, agent.spec(), self.store, config, self.known_capacity(),
                                   agent.required)
             self.store.set_experiment("headroom", out)

@@ -136,9 +136,10 @@ def bursts():
 
 
 def headroom_of(platform, cost: CostDistribution, store, resolution=0.04):
+    """A search that goes no slower than 8 s a replay: a fake that loses even there is a busy machine."""
     spec = TrialSpec(TrafficSpec.replay(bursts()), SubscriberSpec(cost_distribution=cost),
                      FilterSpec(layer="OUTBOUND_TRANSPORT_V4"), drain_quiet_s=0.3)
-    return search_headroom(platform, spec, store, HeadroomConfig(resolution=resolution, max_trials=14))
+    return search_headroom(platform, spec, store, HeadroomConfig(resolution=resolution, max_trials=14, max_replay_s=8.0))
 
 
 def test_a_long_tailed_cost_lowers_the_headroom_on_the_fake_as_the_model_predicts(fake, tmp_path):

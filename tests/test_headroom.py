@@ -225,3 +225,16 @@ def test_the_agent_scenario_fails_below_the_required_headroom(tmp_path, required
                for name in ("trace_profile", "replay_backlog", "replay_loss", "subscriber_cost"))
     if code:
         assert f"headroom {h.headroom:.3g}x < required {required:g}x" in out
+
+
+def test_in_real_time_the_search_goes_no_slower_than_its_replay_budget(store):
+    """x* = 0.62 lies below what a 6 s budget allows this ~4.2 s trace (0.7x): the search stops
+    there, the headroom is not found, and the result says the trace lost even at the slowest scale."""
+    params, x_star, spec = below_one()
+    budget = spec.traffic.schedule.duration_s / 0.7
+    out = search_headroom(ModelPlatform(params), spec, store, HeadroomConfig(resolution=0.01, max_replay_s=budget))
+    assert out.headroom is None and out.first_lossy_scale == pytest.approx(0.7) and x_star < 0.7
+    assert max(t.scale for t in out.trials) == 1.0 and min(t.scale for t in out.trials) == pytest.approx(0.7)
+    assert "lost events even at 0.7x" in out.notes[-1]
+    assert headroom_verdict(out.headroom, out.first_lossy_scale, out.status, out.status_reasons, 1.0,
+                            out.sentence).status == FAIL

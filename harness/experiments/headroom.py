@@ -37,6 +37,7 @@ class HeadroomConfig:
     max_scale: float = 64.0
     max_trials: int = 30          # search trials (confirmations come on top)
     max_confirmations: int = 3
+    max_replay_s: float | None = None  # real time: no scale so slow that one replay takes longer
 
     def __post_init__(self) -> None:
         if not (0 < self.resolution < 1 and 0 < self.min_scale < self.max_scale and self.max_trials >= 2):
@@ -84,6 +85,10 @@ def search_headroom(platform: Platform, spec: TrialSpec, store: ResultStore, con
             raise _Unkept(scale, str(row.get("untrusted_reason") or "the sender missed its schedule"))
         return t
 
+    slowest = config.min_scale
+    if config.max_replay_s:  # a trace of 10 s at 1/64x is 11 minutes a trial: not below what the budget allows
+        slowest = min(max(slowest, schedule.base_offsets_ns[-1] / 1e9 / config.max_replay_s), config.max_scale / 2)
+        config = replace(config, min_scale=slowest)
     start = min(max(schedule.scale, config.min_scale), config.max_scale)
     unkept: _Unkept | None = None
     clean = lossy = None
