@@ -238,3 +238,18 @@ def test_in_real_time_the_search_goes_no_slower_than_its_replay_budget(store):
     assert "lost events even at 0.7x" in out.notes[-1]
     assert headroom_verdict(out.headroom, out.first_lossy_scale, out.status, out.status_reasons, 1.0,
                             out.sentence).status == FAIL
+
+
+def test_require_headroom_fails_a_run_without_a_conclusive_one():
+    """--require headroom: an inconclusive headroom (its evidence says so) is unmet, with its reasons."""
+    from harness.judge import require
+    from harness.results.records import RunSummary
+
+    def summary(status, reasons=()):
+        headroom = {"value": 2.4, "first_lossy_scale": 2.5, "status": status, "status_reasons": list(reasons)}
+        return RunSummary.from_json({"platform": "model", "config_id": "box-model-0", "estimates": {"headroom": headroom}})
+
+    assert require.parse("headroom") == ["headroom"]
+    assert require.judge(summary("conclusive"), ["headroom"])[0] == []
+    unmet, _ = require.judge(summary("inconclusive", ["interference in the trials it rests on: load 6"]), ["headroom"])
+    assert [(u.name, u.why) for u in unmet] == [("headroom", "inconclusive: interference in the trials it rests on: load 6")]
