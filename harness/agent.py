@@ -84,12 +84,17 @@ class Agent:
 
     def describe(self) -> dict[str, Any]:
         """What names this agent (hashed into the run's configuration: another trace or subscriber
-        is another configuration, with a history of its own)."""
+        is another configuration, with a history of its own). Files by content and name, not by
+        folder: a CI checkout in another place is the same agent."""
         sub = self.subscriber
-        out: dict[str, Any] = {"trace": {k: v for k, v in self.trace.describe().items() if k != "scale"},
+        trace = {k: v for k, v in self.trace.describe().items() if k not in ("scale", "source")}
+        source = self.trace.provenance
+        name = source.source if source.kind == "shape" else Path(source.source).name
+        out: dict[str, Any] = {"trace": {"name": name, **trace},
                                "scale": self.scale, "layer": self.layer, "mode": sub.mode}
         if sub.cost_distribution is not None:
-            out["cost"] = {k: sub.cost_distribution.describe()[k] for k in ("source", "sha256", "kind", "seed")}
+            d = sub.cost_distribution
+            out["cost"] = {"name": Path(d.source).name, "sha256": d.sha256, "kind": d.kind, "seed": d.seed}
         if sub.function is not None:
             out["function"] = sub.function
         if self.library is not None:
