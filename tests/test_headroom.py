@@ -253,3 +253,35 @@ def test_require_headroom_fails_a_run_without_a_conclusive_one():
     assert require.judge(summary("conclusive"), ["headroom"])[0] == []
     unmet, _ = require.judge(summary("inconclusive", ["interference in the trials it rests on: load 6"]), ["headroom"])
     assert [(u.name, u.why) for u in unmet] == [("headroom", "inconclusive: interference in the trials it rests on: load 6")]
+
+
+def test_the_report_answers_for_an_agent_that_loses_today(tmp_path):
+    """An agent whose trace loses at its own speed (below_one: x* = 0.62): the report's verdict says
+    so right after the run's line, with the headroom and the first lossy scale; the replay's table
+    gives the loss and when it began. When is known beforehand: a burst's backlog grows at 1/g - 1/s
+    events per second and overflows Q + B = 200 places ~60 ms into the first burst."""
+    from harness.agent import Agent
+    from harness.campaign import platform_expectations
+    from harness.report.render import render
+    params, x_star, spec = below_one()
+    trace = spec.traffic.schedule
+    agent = Agent(trace, trace, "OUTBOUND_TRANSPORT_V4", spec.subscriber, resolution=0.01)
+    platform = ModelPlatform(params)
+    c = Campaign.open(platform, str(tmp_path / "reports"), "quick",
+                      load_expectations(None, {"queue_limit": 1, "buffer_depth": 199}), "agent", agent=agent)
+    r, h = c.replay(), c.headroom()
+    fluid_s = (1 + params.system_buffer) / (1e9 / G_NS - 1e9 / 300_000)
+    assert r.lost > 0 and r.first_loss_s == pytest.approx(fluid_s, abs=0.0005)
+    assert r.queue_limit == 1 and r.capacity == 200 and r.peak_backlog >= 200
+    assert h.headroom < x_star <= h.first_lossy_scale and h.status == "conclusive"
+    render(c.store.path)
+    md = (c.store.path / "report.md").read_text()
+    verdict = md.split("## ", 2)[1].splitlines()
+    lines = [line for line in verdict if line.startswith("- ")]
+    assert lines[0].startswith("- Run: ")
+    assert lines[1].startswith("- Your traffic and subscriber: events are lost at the trace's own speed: your trace "
+                               f"at {h.headroom:.3g}x loses nothing; at {h.first_lossy_scale:.3g}x it loses")
+    assert f"| delivered / lost | {r.delivered:,} / {r.lost:,} of {r.expected:,} ({r.loss_ratio:.2%}) |" in md
+    assert f"| first loss | {r.first_loss_s:.4g} s after the first packet |" in md
+    assert all((c.store.path / f"{name}.png").stat().st_size > 0
+               for name in ("trace_profile", "replay_backlog", "replay_loss"))
