@@ -43,6 +43,16 @@ def store(name: str) -> ResultStore:
     return ResultStore(Path(tempfile.mkdtemp(prefix=f"bench-headroom-{name}-")), fingerprint({"platform": name}), name)
 
 
+def x(scale: float | None) -> str:
+    return "none found" if scale is None else f"{scale:.3g}x"
+
+
+def why(*found) -> str:
+    """What the machine did while the search ran (the interference its trials saw), if anything."""
+    seen = sorted({flag.split(":")[0].split(" (")[0] for r in found for flag in r.interference})
+    return f" ({', '.join(seen)})" if seen else ""
+
+
 def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
@@ -93,9 +103,11 @@ def wfp(repeat: int) -> None:
             ratio = (m_tail.headroom / m_flat.headroom) if m_tail.headroom and m_flat.headroom else None
             if ratio is not None:
                 ratios.append(ratio)
-            print(f"- fake wfp, long tail vs flat cost, search {k + 1}: headroom {m_tail.headroom or 0:.3g}x vs "
-                  f"{m_flat.headroom or 0:.3g}x, ratio {ratio or 0:.3f} (model {want:.3f}); {m_tail.status}, "
-                  f"{m_flat.status}; {len(m_tail.trials) + len(m_flat.trials)} trials, "
+            shown = "none" if ratio is None else f"{ratio:.3f}"
+            print(f"- fake wfp, long tail vs flat cost, search {k + 1}: headroom {x(m_tail.headroom)} (first lossy "
+                  f"{x(m_tail.first_lossy_scale)}) vs {x(m_flat.headroom)} (first lossy {x(m_flat.first_lossy_scale)}), "
+                  f"ratio {shown} (model {want:.3f}); {m_tail.status}, "
+                  f"{m_flat.status}{why(m_tail, m_flat)}; {len(m_tail.trials) + len(m_flat.trials)} trials, "
                   f"{time.perf_counter() - t:.0f} s, {before} -> {load()}", flush=True)
     if ratios:
         print(f"- fake wfp, the tail's headroom over the flat one's, median of {len(ratios)}: "
@@ -120,8 +132,8 @@ def nflog(repeat: int) -> None:
             late = [float(row["gen_late_p99_us"]) for row in s.rows if int(row["trial"]) in r.rests_on
                     and row.get("gen_late_p99_us") is not None]
             found.append(r)
-            print(f"- nflog, bursts with 30 us per event, search {k + 1}: headroom {r.headroom or 0:.3g}x, first lossy "
-                  f"{r.first_lossy_scale or 0:.3g}x; {r.status}; sender p99 lateness {max(late, default=0):.0f} us; "
+            print(f"- nflog, bursts with 30 us per event, search {k + 1}: headroom {x(r.headroom)}, first lossy "
+                  f"{x(r.first_lossy_scale)}; {r.status}{why(r)}; sender p99 lateness {max(late, default=0):.0f} us; "
                   f"{len(r.trials)} trials, {time.perf_counter() - t:.0f} s, {before} -> {load()}", flush=True)
     values = [r.headroom for r in found if r.headroom]
     if values:

@@ -193,23 +193,23 @@ def table(taken: dict, benches: tuple[Bench, ...]) -> str:
     return "\n".join(lines)
 
 
-def merge(page: Path, body: str, only: set[str], benches: tuple[Bench, ...]) -> str:
-    """The table with the rows of the benchmarks in `only` taken anew, the others' rows as the page has them."""
+def merge(page: Path, taken: dict, only: set[str], benches: tuple[Bench, ...]) -> str:
+    """The table with the rows of the benchmarks in `only` taken anew, the others' rows as the page
+    has them (rows are told apart by the benchmark's file; benchmarks sharing a file are rerun together)."""
     text = page.read_text()
     old = text.split(BEGIN, 1)[1].split(END, 1)[0] if BEGIN in text and END in text else ""
     old_rows = [line for line in old.splitlines() if line.startswith("| `")]
-    head, new_rows = [], []
-    for line in body.splitlines():
-        (new_rows if line.startswith("| `") else head).append(line)
+    fresh = {b.name: table(taken, (b,)).splitlines() for b in benches if b.name in only}
+    head = [line for line in table(taken, ()).splitlines()]
     head[0] = head[0].rstrip(",") + f" (`--only {','.join(sorted(only))}`; the other rows as taken before),"
-    rows, done = [], set()
+    rerun = {Path(b.args[0]).name for b in benches if b.name in only}
+    rows = []
     for bench in benches:
-        cell = f"| `{Path(bench.args[0]).name}` |"
-        if bench.name in only:
-            rows += [r for r in new_rows if r.startswith(cell) or r.startswith(f"| `{bench.command}` |")]
-        elif cell not in done:
-            rows += [r for r in old_rows if r.startswith(cell)]
-        done.add(cell)
+        if bench.name in fresh:
+            rows += [r for r in fresh[bench.name] if r.startswith("| `")]
+        elif Path(bench.args[0]).name not in rerun:
+            cell = f"| `{Path(bench.args[0]).name}` |"
+            rows += [r for r in old_rows if r.startswith(cell) and r not in rows]
     return "\n".join(head + rows)
 
 
@@ -241,9 +241,7 @@ def main() -> None:
                 run["output"] = (args.source / f"{name}.txt").read_text()
     else:
         taken = run_all(benches, args.keep)
-    body = table(taken, benches)
-    if only:
-        body = merge(args.page, body, only, BENCHMARKS)
+    body = merge(args.page, taken, only, BENCHMARKS) if only else table(taken, benches)
     rewrite(args.page, body)
     print(body)
 
