@@ -159,6 +159,7 @@ def test_an_agent_file_with_options_over_it(tmp_path):
     assert load_agent({}, str(folder / "agent.toml")).subscriber.function == "beside_the_agent_file:on_event"
 
 
+@pytest.mark.subprocess
 def test_the_session_refuses_a_bad_agent_before_opening_anything(tmp_path):
     """End to end: one line, exit 2, no run folder; a --resume beside an agent option is refused too."""
     made = files(tmp_path)

@@ -17,8 +17,8 @@ from harness.traffic.capture import read_capture
 from harness.traffic.shapes import on_off
 from platforms import needs_nflog
 
-pytestmark = [needs_nflog, pytest.mark.skipif(recorded_capture.reason() is not None,
-                                              reason=str(recorded_capture.reason()))]
+pytestmark = [needs_nflog, pytest.mark.root, pytest.mark.realtime,
+              pytest.mark.skipif(recorded_capture.reason() is not None, reason=str(recorded_capture.reason()))]
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,8 @@ def test_the_native_callback_calls_the_library_between_its_stamps(fake, library)
     del keep
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 def test_a_library_runs_per_event_on_the_platform(fake, library):
     """A trace replayed on the platform: the library's side effect counts exactly the events served
     (the trial's own and the health check's canary), every one a UDP event by the header it was
@@ -102,6 +104,8 @@ def test_a_library_runs_per_event_on_the_platform(fake, library):
                          "sha256": hashlib.sha256(lib_path.read_bytes()).hexdigest()}
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 def test_the_report_names_the_library_and_its_measured_cost(fake, library, tmp_path):
     """The campaign's replay on the fake with `--subscriber-lib` (in process, as a run does it): the
     replay's record and the report name the library by path, symbol and SHA-256 and give its measured
@@ -133,6 +137,8 @@ def test_the_report_names_the_library_and_its_measured_cost(fake, library, tmp_p
     assert (c.store.path / "subscriber_cost.png").stat().st_size > 0
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 def test_a_library_is_refused_where_the_native_callback_cannot_run_it(fake, library, monkeypatch):
     """Copy mode and a Python subscriber run in Python: a library there would silently not run."""
     path, _ = fake
@@ -174,6 +180,8 @@ def headroom_of(platform, cost: CostDistribution, store, resolution=0.04):
     return search_headroom(platform, spec, store, HeadroomConfig(resolution=resolution, max_trials=14, max_replay_s=8.0))
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 def test_a_long_tailed_cost_lowers_the_headroom_on_the_fake_as_the_model_predicts(fake, tmp_path):
     """The model with the fake's queue, buffer, turnaround and dispatch latency predicts both
     headrooms for the very draws the fake spins (a distribution's draws are the same on every
@@ -212,6 +220,8 @@ def test_a_long_tailed_cost_lowers_the_headroom_on_the_fake_as_the_model_predict
     assert not problems, problems
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 @pytest.mark.parametrize("reclassify", [0, 1])
 def test_events_per_flow_at_ale_name_each_flows_first_packet(fake, tmp_path, reclassify):
     """A trace of multi-packet flows at ALE_AUTH_CONNECT_V4: every packet of a flow goes to the
@@ -245,6 +255,8 @@ def keep_event(event: bytes) -> None:
     EVENTS_SEEN.append(event)
 
 
+@pytest.mark.realtime
+@pytest.mark.root
 @pytest.mark.parametrize("mode", ["inline", "copy"])
 def test_a_python_subscriber_gets_each_event_on_the_python_callback(fake, mode):
     """--subscriber on wfp: the Python callback runs (the native one cannot call Python), and the

@@ -202,6 +202,7 @@ def test_a_python_subscriber_is_timed_on_the_model(store):
     assert lost[0] == 0 and lost[300] > 0
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("required,code", [(0.5, 0), (40.0, 1)])
 def test_the_agent_scenario_fails_below_the_required_headroom(tmp_path, required, code):
     """pytest scenarios/test_my_agent.py --agent agent.toml, as a team's CI runs it."""
