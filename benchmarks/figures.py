@@ -3,6 +3,7 @@
     python benchmarks/figures.py                # run the benchmarks below, rewrite the table
     python benchmarks/figures.py --keep DIR     # and keep each one's output in DIR
     python benchmarks/figures.py --from DIR     # run nothing: read the outputs an earlier --keep saved
+    python benchmarks/figures.py --only bench_replay,bench_headroom   # those anew, the other rows kept
 
 The benchmarks run one after another, each in a process of its own, as printed in docs/benchmarks.md.
 Those that need root run only as root; without root their rows say so. The 1-minute load average is
@@ -91,6 +92,30 @@ def scenarios_rows(out: str) -> list[Row]:
     return rows
 
 
+def replay_rows(out: str) -> list[Row]:
+    rows = []
+    rate = None
+    for line in out.splitlines():
+        head = re.match(r"^([\d,]+) events/s for ([\d.]+) s, medians of (\d+):", line)
+        if head:
+            rate = head[1]
+            continue
+        m = re.match(r"^  (\S.*?)\s+lateness p50\s+([\d.]+) us\s+p99\s+([\d.]+) us\s+max\s+([\d.]+) us\s+kept (\d+/\d+)", line)
+        if m and rate:
+            rows.append((f"sender lateness against the schedule, {rate} events/s: {m[1]}",
+                         f"p50 {float(m[2]):,.1f} µs, p99 {float(m[3]):,.1f} µs, max {float(m[4]):,.0f} µs; kept {m[5]}"))
+    if not rows:
+        raise ValueError("bench_replay: no lateness lines in its output; update benchmarks/figures.py")
+    return rows
+
+
+def headroom_rows(out: str) -> list[Row]:
+    rows = [(m[1], m[2]) for m in re.finditer(r"^- (.+?): (.+)$", out, re.M)]
+    if not rows:
+        raise ValueError("bench_headroom: no '- what: figure' lines in its output; update benchmarks/figures.py")
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -110,6 +135,10 @@ BENCHMARKS = (
     Bench("bench_scenarios_model", ("benchmarks/bench_scenarios.py", "--backend", "model", "--runs", "3"), scenarios_rows),
     Bench("bench_scenarios_nflog", ("benchmarks/bench_scenarios.py", "--backend", "nflog", "--runs", "3"), scenarios_rows,
           root=True),
+    Bench("bench_replay", ("benchmarks/bench_replay.py",), replay_rows, root=True),
+    Bench("bench_headroom", ("benchmarks/bench_headroom.py",), headroom_rows),
+    Bench("bench_headroom_real", ("benchmarks/bench_headroom.py", "--platforms", "nflog,wfp", "--repeat", "2"),
+          headroom_rows, root=True),
 )
 
 
@@ -164,6 +193,26 @@ def table(taken: dict, benches: tuple[Bench, ...]) -> str:
     return "\n".join(lines)
 
 
+def merge(page: Path, taken: dict, only: set[str], benches: tuple[Bench, ...]) -> str:
+    """The table with the rows of the benchmarks in `only` taken anew, the others' rows as the page
+    has them (rows are told apart by the benchmark's file; benchmarks sharing a file are rerun together)."""
+    text = page.read_text()
+    old = text.split(BEGIN, 1)[1].split(END, 1)[0] if BEGIN in text and END in text else ""
+    old_rows = [line for line in old.splitlines() if line.startswith("| `")]
+    fresh = {b.name: table(taken, (b,)).splitlines() for b in benches if b.name in only}
+    head = [line for line in table(taken, ()).splitlines()]
+    head[0] = head[0].rstrip(",") + f" (`--only {','.join(sorted(only))}`; the other rows as taken before),"
+    rerun = {Path(b.args[0]).name for b in benches if b.name in only}
+    rows = []
+    for bench in benches:
+        if bench.name in fresh:
+            rows += [r for r in fresh[bench.name] if r.startswith("| `")]
+        elif Path(bench.args[0]).name not in rerun:
+            cell = f"| `{Path(bench.args[0]).name}` |"
+            rows += [r for r in old_rows if r.startswith(cell) and r not in rows]
+    return "\n".join(head + rows)
+
+
 def rewrite(page: Path, body: str) -> None:
     text = page.read_text()
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
@@ -178,15 +227,21 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep each benchmark's output (and figures.json) in this folder")
     ap.add_argument("--from", dest="source", type=Path, help="read the outputs that --keep saved instead of running")
     ap.add_argument("--page", type=Path, default=PAGE)
+    ap.add_argument("--only", help="comma-separated benchmark names: run only these; keep the page's other rows")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else set()
+    unknown = sorted(only - {b.name for b in BENCHMARKS})
+    if unknown:
+        raise SystemExit(f"figures: --only: unknown benchmark {unknown[0]} (known: {', '.join(b.name for b in BENCHMARKS)})")
+    benches = tuple(b for b in BENCHMARKS if not only or b.name in only)
     if args.source is not None:
         taken = json.loads((args.source / "figures.json").read_text())
         for name, run in taken["runs"].items():
             if "skipped" not in run:
                 run["output"] = (args.source / f"{name}.txt").read_text()
     else:
-        taken = run_all(BENCHMARKS, args.keep)
-    body = table(taken, BENCHMARKS)
+        taken = run_all(benches, args.keep)
+    body = merge(args.page, taken, only, BENCHMARKS) if only else table(taken, benches)
     rewrite(args.page, body)
     print(body)
 

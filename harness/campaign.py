@@ -8,9 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pandas as pd
+
+from harness.agent import Agent
 from harness.analysis.backlog import peak_backlog
 from harness.experiments.burst import BurstConfig, BurstOutcome, search_burst_capacity
 from harness.experiments.drain import DrainOutcome, measure_drain
+from harness.experiments.headroom import HeadroomConfig, headroom_estimate, search_headroom
+from harness.experiments.replay import Capacity, replay_result, run_replay
 from harness.experiments.inline_copy import compare_inline_copy
 from harness.experiments.ndr import search_ndr
 from harness.experiments.onset import measure_onset
@@ -22,10 +27,12 @@ from harness.interference import flags, worst
 from harness.platforms.base import Platform
 from harness.results import catalog
 from harness.results.fingerprint import fingerprint
-from harness.results.records import (Check, DrainSection, Expectations, Facts, InlineCopyResult, NdrResult,
-                                     OnsetResult, TemplateResult, Verdict)
+from harness.results.records import (Check, DrainSection, Expectations, Facts, HeadroomResult, InlineCopyResult,
+                                     NdrResult, OnsetResult, ReplayResult, TemplateResult, Verdict)
 from harness.results.store import ResultStore
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
+from harness.traffic.schedule import default_trace_events
+from harness.traffic.window import arrival_profile
 
 # what the checks compare with unless --expect says otherwise: the field notes' claims (catalogue)
 DEFAULT_EXPECTATIONS: dict[str, float | None] = {
@@ -99,29 +106,31 @@ class Campaign:
     profile: Profile
     expectations: Expectations
     max_send_rate: float = 0.0  # the generator's rate, measured once at the start of the run
+    agent: Agent | None = None  # the user's trace and subscriber (harness/agent.py), when given
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def open(cls, platform: Platform, report_dir: str, profile: str, expectations: dict[str, float | None],
              machine_label: str | None = None,
-             store_ready: Callable[[ResultStore], None] | None = None) -> "Campaign":
+             store_ready: Callable[[ResultStore], None] | None = None, agent: Agent | None = None) -> "Campaign":
         """A new run folder; `store_ready(store)` hears of it before the platform measures itself
         (calibration), so that an interrupted calibration still has a run to mark."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        store = ResultStore(report_dir, fingerprint(cls.settings(platform, profile), machine_label), platform.name)
+        store = ResultStore(report_dir, fingerprint(cls.settings(platform, profile, agent), machine_label), platform.name)
         expected = Expectations.from_json(expectations)
         store.set_experiment("expected", expected)
         if store_ready is not None:
             store_ready(store)
         store.at("calibration", running=False)
         store.set_measured(platform.measured())
-        return cls(platform, store, PROFILES[profile], expected, platform.max_send_rate_per_s())
+        return cls(platform, store, PROFILES[profile], expected, platform.max_send_rate_per_s(), agent)
 
     @staticmethod
-    def settings(platform: Platform, profile: str) -> Facts:
-        """What is hashed into the config id besides the machine."""
-        return {**platform.describe(), "profile": profile}
+    def settings(platform: Platform, profile: str, agent: Agent | None = None) -> Facts:
+        """What is hashed into the config id besides the machine (an agent's trace and subscriber
+        too: another agent is another configuration, with a history of its own)."""
+        return {**platform.describe(), "profile": profile, **({"agent": agent.describe()} if agent else {})}
 
     def base_spec(self) -> TrialSpec:
         p = self.profile
@@ -213,6 +222,68 @@ class Campaign:
             self.store.set_experiment("template", out)
             return out
         return self._once("template", compute)
+
+    # -- the user's own question (harness/agent.py): their trace, their subscriber ---------------
+    def known_capacity(self) -> Capacity:
+        """The queue limit Q and Q + B a replay's backlog is held against: measured by this run's
+        drain where it ran before, else what the run expects (the field notes, --expect)."""
+        drain = self._cache.get("drain")
+        if drain is not None and drain.queue_limit.value and drain.buffer_depth.value is not None:
+            q, b = int(drain.queue_limit.value), int(drain.buffer_depth.value)
+            return Capacity(q, q + b, "measured by this run's drain")
+        q, b = self.expectations.queue_limit, self.expectations.buffer_depth
+        if q is None:
+            return Capacity(None, None, "not measured in this run, nothing expected")
+        return Capacity(int(q), int(q + b) if b is not None else None,
+                        "expected (the field notes, the platform's setting or --expect), not measured in this run")
+
+    def _agent(self) -> Agent:
+        if self.agent is None:
+            raise ValueError("no agent: give --agent agent.toml or --traffic-capture ... (docs/your-agent.md)")
+        return self.agent
+
+    def replay(self) -> ReplayResult:
+        """The user's trace replayed once at its scale, with their subscriber."""
+        def compute() -> ReplayResult:
+            agent = self._agent()
+            spec = agent.spec()
+            capacity = self.known_capacity()
+            self._save_profile(agent)
+            if agent.subscriber.cost_distribution is not None:  # the distribution used, for the report
+                d = agent.subscriber.cost_distribution
+                self.store.save_frame("subscriber-cost", pd.DataFrame({"us": d.values_ns / 1e3, "cdf": d.cdf}))
+            row, _ = run_replay(self.platform, spec, self.store, capacity)
+            why = ("the layer's rule" if agent.trace.trace_events == default_trace_events(agent.layer)
+                   else "as asked (--trace-events)")
+            why = f"{why}: {agent.layer} classifies " + ("a flow's first packet" if agent.trace.trace_events == "flows"
+                                                          else "every packet")
+            out = replay_result(row, spec, capacity, self.interference_in([row["trial"]]), why, list(agent.notes))
+            if agent.library is not None:
+                out.subscriber["library"] = (getattr(self.platform, "subscriber_library", None) or {})
+            self.store.set_experiment("replay", out)
+            return out
+        return self._once("replay", compute)
+
+    def headroom(self) -> HeadroomResult:
+        """How much faster the user's trace may get before their subscriber loses events."""
+        def compute() -> HeadroomResult:
+            agent = self._agent()
+            # in real time a replay may not grow longer than five minutes as the search slows the trace
+            config = HeadroomConfig(resolution=agent.resolution,
+                                    max_replay_s=None if self.platform.capabilities.virtual_time else 300.0)
+            out = search_headroom(self.platform, agent.spec(), self.store, config, self.known_capacity(),
+                                  agent.required)
+            self.store.set_experiment("headroom", out)
+            self.store.set_estimate("headroom", headroom_estimate(out, agent.trace.describe()))
+            return out
+        return self._once("headroom", compute)
+
+    def _save_profile(self, agent: Agent) -> None:
+        """The trace's arrival profile over its whole source, for the report (the window marked there)."""
+        source = agent.source
+        bin_ns = max(1_000_000, int(source.base_offsets_ns[-1] // 2000) + 1)
+        t, counts = arrival_profile(source.scaled(1.0), bin_ns)
+        self.store.save_frame("trace-profile", pd.DataFrame({"t_s": t / 1e9, "events_per_ms": counts * 1e6 / bin_ns}))
 
     def check(self, name: str, passed: bool, measured: Any, expected: Any, message: str) -> None:
         """Record an expectation check in the report; the scenario then asserts it."""

@@ -3,9 +3,9 @@
 The core of the headroom search: `first_lossy_scale` brackets, then bisects the scale
 geometrically, given any function that says how many events a replay at a scale lost. It assumes
 what the model guarantees and a real platform only approximates: loss does not decrease as the
-trace gets faster. Confirmation trials and "inconclusive" verdicts on a noisy machine belong to
-the experiment that will run it on every platform (after the results layer); `lost_at_scale`
-already runs through the Platform protocol only, so that experiment can reuse it.
+trace gets faster. Confirmation trials and "inconclusive" verdicts on a noisy machine are the
+experiment's (harness/experiments/headroom.py), which runs it on every platform and records each
+trial; `lost_at_scale` is the bare search through the Platform protocol, for a what-if in code.
 """
 from __future__ import annotations
 

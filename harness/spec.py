@@ -153,6 +153,9 @@ class SubscriberSpec:
     hold:     block the first callback until the trial releases it (burst trials).
     mode:     "inline" does the work in the callback; "copy" copies the event (`copy_cost_us`) and
               leaves the work to a worker thread with its own queue.
+    function: the user's Python subscriber, MODULE:FUNCTION (harness/subscriber_code.py), called with
+              each event's bytes as the work (inline, or on the worker in copy mode); it replaces
+              the cost, which then stays 0.
     """
 
     cost_us: float = 0.0
@@ -161,8 +164,13 @@ class SubscriberSpec:
     mode: str = "inline"
     copy_cost_us: float = 1.0
     cost_distribution: CostDistribution | None = None
+    function: str | None = None
 
     def __post_init__(self) -> None:
+        _check(self.function is None or (isinstance(self.function, str) and ":" in self.function),
+               f"subscriber function must be MODULE:FUNCTION, got {self.function!r}")
+        _check(self.function is None or (self.cost_us == 0 and self.cost_cv == 0 and self.cost_distribution is None),
+               "a subscriber function is the work: give it or a cost, not both")
         _check(self.cost_us >= 0, f"subscriber cost_us must be >= 0, got {self.cost_us!r}")
         _check(self.cost_distribution is None or (self.cost_us == 0 and self.cost_cv == 0),
                "a subscriber cost distribution replaces cost_us and cost_cv: give one or the other")

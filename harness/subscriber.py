@@ -9,6 +9,10 @@ the platform decodes in bulk after the trial) into preallocated memory, then:
   (its last clock reading is `t_done`: with no work, the callback time itself);
 - copy: the callback spends only `copy_cost_us` and hands the event to a worker thread, which does
   the work and stamps when it finished.
+A user's Python subscriber (`function`, harness/subscriber_code.py) is the work instead: it is
+called with the event's bytes, which the platform gives through `read_events_with` (the callback
+takes them, the copy of copy mode; the worker then calls the function). An exception it raises is
+counted (`function_errors`, with the first one's text), never let through the platform's thread.
 No Python object is kept per event: rows come from an atomic counter, values go into the columns
 through memoryviews (a numpy item assignment costs several times more).
 While it exists the garbage collector is off (and, in copy mode, the switch interval is short and
@@ -29,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from harness.spec import SubscriberSpec
+from harness.subscriber_code import resolve_function
 
 COLUMNS = ("key", "t_callback", "t_done")
 
@@ -112,6 +117,10 @@ def spin_until(deadline_ns: int) -> None:
         pass
 
 
+def _no_bytes(key: int) -> bytes:
+    raise RuntimeError("this platform gives a subscriber function no event bytes (Callback.read_events_with)")
+
+
 def work_costs(rng: np.random.Generator, sub: SubscriberSpec, n: int) -> np.ndarray:
     """Per-event work in ns: fixed, gamma-distributed with coefficient of variation cost_cv, or
     drawn from the user's cost distribution (with its own seed, not `rng`: the same on every platform)."""
@@ -149,14 +158,19 @@ class Callback:
         gc.disable()
         if sub.mode == "copy":
             self._jobs = queue.SimpleQueue()
-            self._worker = threading.Thread(target=self._work_loop, daemon=True, name="wfpcap-copy-worker")
+            loop = self._work_loop if sub.function is None else self._function_loop
+            self._worker = threading.Thread(target=loop, daemon=True, name="wfpcap-copy-worker")
             sys.setswitchinterval(2e-5)  # let the worker and the callback thread interleave finely
             try:
                 self._worker.start()
             except BaseException:
                 self.close()
                 raise
-        self.serve = self._server()  # serve(key): one event, `key` being the platform's row for it
+        self.function = resolve_function(sub.function) if sub.function else None
+        self.function_errors = 0
+        self.first_function_error = ""
+        self._event_bytes: list[Callable[[int], bytes]] = [_no_bytes]
+        self.serve = self._server() if self.function is None else self._function_server()
 
     @property
     def n(self) -> int:
@@ -179,12 +193,17 @@ class Callback:
         self._abandon = exc_type is not None
         self.close()
 
+    def read_events_with(self, event_bytes: Callable[[int], bytes]) -> None:
+        """How the platform gives a user function an event's bytes: event_bytes(key), called in
+        the callback for the event of `key` (before the platform's next delivery reuses them)."""
+        self._event_bytes[0] = event_bytes
+
     def inline_parts(self) -> InlineParts | None:
         """What serve() binds in inline mode (None in copy mode), for a platform that runs the
         subscriber inside its own per-event function: the wfp callback does, to save a second Python
         call per event. Such a function must do exactly what serve() does below in inline mode
         (tests/test_wfp_lean.py compares the two)."""
-        if self.sub.mode != "inline":
+        if self.sub.mode != "inline" or self.function is not None:
             return None
         return self._parts()
 
@@ -193,7 +212,7 @@ class Callback:
         native code (harness/platforms/wfp/native.py): it must do what serve() does in inline mode,
         and takes its rows from the counter here (finish() then reads it). None in copy mode, or
         when the release is not a Release (a native hold needs its flag)."""
-        if self.sub.mode != "inline" or not isinstance(self.release, Release):
+        if self.sub.mode != "inline" or self.function is not None or not isinstance(self.release, Release):
             return None
         self._native = True
         return NativeParts(self.capacity, self.sub.hold, self._counters.ctypes.data + 8,
@@ -234,6 +253,53 @@ class Callback:
                 jobs.put(i)
 
         return serve
+
+    def _function_server(self) -> Callable[[int], None]:
+        """serve(key) for a user function: as _server, with the function called on the event's
+        bytes as the work (inline), or the bytes handed to the worker (copy)."""
+        clock, next_row, capacity, hold, release, t_cbs, keys, t_dones, _, progress = self._parts()
+        jobs, copy_ns, source, call = self._jobs, self.copy_ns, self._event_bytes, self._call
+
+        def serve(key: int) -> None:
+            t_cb = clock()
+            i = next_row()
+            if i >= capacity:  # counted by finish()
+                return
+            progress[0] = i + 1
+            t_cbs[i] = t_cb
+            keys[i] = key
+            data = source[0](key)
+            if i == 0 and hold:
+                release.wait()
+            if jobs is None:
+                call(data)
+                t_dones[i] = clock()
+            else:
+                if copy_ns:
+                    spin_until(t_cb + copy_ns)
+                jobs.put((i, data))
+
+        return serve
+
+    def _call(self, data: bytes) -> None:
+        try:
+            self.function(data)
+        except Exception as exc:  # the user's error: counted, never through the platform's thread
+            self.function_errors += 1
+            if not self.first_function_error:
+                self.first_function_error = f"{type(exc).__name__}: {exc}"
+
+    def _function_loop(self) -> None:
+        clock, call, t_done = time.perf_counter_ns, self._call, self.columns["t_done"]
+        while True:
+            job = self._jobs.get()
+            if job == -1:
+                return
+            if self._abandon:
+                continue
+            i, data = job
+            call(data)
+            t_done[i] = clock()
 
     def _work_loop(self) -> None:
         clock = time.perf_counter_ns

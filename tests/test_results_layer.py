@@ -4,10 +4,12 @@ nothing outside harness/results writes the summary."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from harness.agent import load_agent
 from harness.campaign import Campaign, load_expectations
 from harness.judge import baseline, compare, history
 from harness.judge.spread import readings
@@ -16,6 +18,7 @@ from harness.report import headline
 from harness.report.render import render
 from harness.results import catalog, read
 from harness.results.runs import load_run
+from harness.spec import SubscriberSpec
 from stored_runs import set_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +30,15 @@ def measured(tmp_path_factory) -> Path:
     """A model run that measured every estimate of the catalogue, complete, twice in one configuration."""
     root = tmp_path_factory.mktemp("reports")
     runs = []
+    agent = replace(load_agent({"--traffic-shape": "on-off:mean=2000,burst=40000,length=0.1,duration=1"}, None),
+                    subscriber=SubscriberSpec(cost_us=40.0))  # the headroom needs a trace and a subscriber
     for _ in range(2):
         c = Campaign.open(ModelPlatform(ModelParams(system_buffer=2000, queue_limit=64)), str(root), "quick",
-                          load_expectations(None), "catalog")
+                          load_expectations(None), "catalog", agent=agent)
         c.drain()
         for cost in COSTS:
             c.ndr(cost)
+        c.headroom()
         set_status(c.store.path, "complete")
         runs.append(c.store.path)
     return runs[-1]

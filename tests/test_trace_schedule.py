@@ -146,4 +146,12 @@ def test_the_plan_expects_events_by_the_schedule():
     s = Schedule(np.arange(6) * 1000, np.array([0, 1, 0, 2, 1, 0]), "flows")
     plan = plan_traffic(TrialSpec(TrafficSpec.replay(s)))
     assert plan.expected.tolist() == [True, True, False, True, False, False]
-    assert len(np.unique(plan.remote_port)) == 6  # every packet still has its own tuple
+    # events per flow (ALE): a flow's packets share its tuple, and every decoder names its first packet
+    assert plan.remote_port.tolist() == [20000, 20001, 20000, 20002, 20001, 20000]
+    assert plan.decode(plan.remote_v4, plan.remote_port).tolist() == [0, 1, 0, 3, 1, 0]
+    assert plan.event_of(np.arange(6)).tolist() == [0, 1, 0, 3, 1, 0]
+    assert plan.decode(int(plan.remote_v4[0]), 20003) == -1  # a tuple of no flow of the trace
+    # events per packet: every packet its own tuple, as before
+    per_packet = plan_traffic(TrialSpec(TrafficSpec.replay(s.with_trace_events("packets"))))
+    assert len(np.unique(per_packet.remote_port)) == 6 and per_packet.expected.all()
+    assert per_packet.decode(per_packet.remote_v4, per_packet.remote_port).tolist() == list(range(6))

@@ -41,3 +41,41 @@ def interval_check(measured: float | None, low: float | None, high: float | None
                        f"{what}: {measured:.4g}{unit} outside {expected} while the machine interfered "
                        f"({'; '.join(interference)})", spread)
     return Verdict(FAIL, measured, expected, f"{what}: {measured:.4g}{unit} outside {expected}", spread)
+
+
+def headroom_verdict(headroom: float | None, first_lossy: float | None, status: str, reasons: list[str],
+                     required: float | None, sentence: str) -> Verdict:
+    """The agent's gate: pass when the headroom reaches `required`, fail when it surely does not.
+    Inconclusive (a skip, never a failure) when the search says its own number cannot be trusted,
+    except where even its lower bound suffices: a generator-limited headroom of at least the
+    requirement passes. Without a requirement the measurement passes as recorded."""
+    spread = {"status": status, "reasons": reasons, "first_lossy_scale": first_lossy}
+    need = f">= {required:g}x" if required is not None else "a measured headroom"
+    if required is None:
+        status_now = PASS if status == "conclusive" else INCONCLUSIVE
+        return Verdict(status_now, headroom, need, f"headroom: {sentence} (no required headroom given)", spread)
+    if status == "generator-limited" and headroom is not None and headroom >= required:
+        return Verdict(PASS, headroom, need, f"headroom at least {headroom:.3g}x >= {required:g}x: {sentence}", spread)
+    if status != "conclusive":
+        return Verdict(INCONCLUSIVE, headroom, need, f"headroom {status}: {sentence}", spread)
+    if headroom is not None and headroom >= required:
+        return Verdict(PASS, headroom, need, f"headroom {headroom:.3g}x >= {required:g}x: {sentence}", spread)
+    shown = "none" if headroom is None else f"{headroom:.3g}x"
+    return Verdict(FAIL, headroom, need, f"headroom {shown} < required {required:g}x: {sentence}", spread)
+
+
+def replay_verdict(lost: int, expected: int, trusted: bool, untrusted_reason: str, interference: list[str],
+                   scale: float, first_loss_s: float | None) -> Verdict:
+    """The replay at the agent's scale loses nothing: fail on a loss, unless the sender missed the
+    schedule (evidence of nothing) or the machine interfered while it lost (inconclusive)."""
+    spread = {"interference": interference, "trusted": trusted}
+    what = f"replay at {scale:g}x"
+    if not trusted:
+        return Verdict(INCONCLUSIVE, lost, 0, f"{what}: the sender missed the schedule ({untrusted_reason})", spread)
+    if lost == 0:
+        return Verdict(PASS, 0, 0, f"{what}: {expected:,} events, none lost", spread)
+    message = (f"{what}: {lost:,} of {expected:,} events lost ({lost / max(expected, 1):.2%}), the first "
+               f"{first_loss_s:.3g} s in" if first_loss_s is not None else f"{what}: {lost:,} events lost")
+    if interference:
+        return Verdict(INCONCLUSIVE, lost, 0, f"{message}, while the machine interfered ({'; '.join(interference)})", spread)
+    return Verdict(FAIL, lost, 0, message, spread)

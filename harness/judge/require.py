@@ -31,6 +31,7 @@ CHECKS_ON: dict[str, tuple[str, ...]] = {
     "plateau": ("plateau agrees with burst capacity",),
     "queue_limit": ("next-queue limit",),
     "buffer_depth": ("system buffer",),
+    "headroom": ("headroom",),  # scenarios/test_my_agent.py
 }
 
 

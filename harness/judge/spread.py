@@ -11,13 +11,15 @@ A reading's spread is the interval [low, high] inside which this run cannot tell
 - buffer depth: capacity - first batch - queue limit, so it inherits the capacity's spread;
 - NDR per callback cost: the search's bracket, from the loss-free rate to the first lossy one,
   widened to the highest rate that any trial of the search passed (a noisy platform passes a
-  short trial at a rate where a longer one loses).
+  short trial at a rate where a longer one loses);
+- headroom: its search's bracket, from the largest loss-free scale to the first lossy one.
 An estimate without spread information has low == high == value.
 
 A reading is `inconclusive` when the run says its own number cannot be trusted: an NDR whose
 row says so (`status` other than conclusive, with `status_reasons`), or whose deciding trials (at
 or below the first lossy rate) missed their offered load (the traffic generator's own report,
-`gen_trusted`/`trusted`). The gate never passes or fails on such a number. An NDR row's relative
+`gen_trusted`/`trusted`); an estimate whose evidence says `status` inconclusive or
+generator-limited (the headroom), with its `status_reasons`. The gate never passes or fails on such a number. An NDR row's relative
 `spread` (the service rate's variation) widens its interval on both sides.
 """
 from __future__ import annotations
@@ -52,7 +54,12 @@ class Reading:
     def spread_text(self) -> str:
         if self.value is None or self.low is None or self.high is None or self.low == self.high:
             return ""
-        return f"{self.low:,.0f}..{self.high:,.0f}"
+        return f"{shown(self.low)}..{shown(self.high)}"
+
+
+def shown(value: float) -> str:
+    """A reading's number for a reader: whole events and rates, a scale (headroom 3.2x) with its decimals."""
+    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.3g}"
 
 
 def _numbers(*values: Any) -> list[float]:
@@ -90,7 +97,15 @@ def _estimate_reading(kind: EstimateKind, e: Estimate, estimates: Estimates) -> 
         used = e.evidence.get("capacity")
         if span and isinstance(used, (int, float)):
             low, high = value - (used - span[0]), value + (span[1] - used)
-    return Reading(key, title, unit, better, value, low, high)
+    elif key == "headroom":
+        lossy = _numbers(e.evidence.get("first_lossy_scale"))
+        high = max(value, lossy[0]) if lossy else value
+    status = e.evidence.get("status")
+    why = ""
+    if isinstance(status, str) and status != "conclusive":
+        reasons = e.evidence.get("status_reasons")
+        why = "; ".join(map(str, reasons)) if isinstance(reasons, list) and reasons else status
+    return Reading(key, title, unit, better, value, low, high, inconclusive=why)
 
 
 def _ndr_trials(trials: pd.DataFrame | None, cost: float) -> pd.DataFrame:

@@ -117,7 +117,7 @@ def measuring(config: pytest.Config, platform: Platform, options: RunOptions) ->
             run = _resume(state, platform, options, expectations)
         else:
             run = Campaign.open(platform, str(options.report_root), options.profile, expectations, options.label,
-                                store_ready=state.attach)
+                                store_ready=state.attach, agent=options.agent)
         store = run.store
         store.note("removed_leftovers", list(getattr(platform, "removed_stale", [])))
         _look_for_company(config, state)
@@ -289,7 +289,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     try:
         live_runs.checkpoint("open")
         diagnosis = _doctor_first(options.backend)
-        config.stash[OPENED] = Opened(open_platform(options.backend, options.model_params, options.nflog),
+        config.stash[OPENED] = Opened(open_platform(options.backend, options.model_params, options.nflog,
+                                                    options.agent.library if options.agent else None),
                                       options, diagnosis)
     except KeyboardInterrupt:  # before there is a run folder: nothing measured, nothing left behind
         name = signal.Signals(state.signal).name if state.signal else "interrupted"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness import inputs, live_runs
+from harness.agent import OPTION_KEYS, Agent, load_agent
 from harness.plugin import early
 from harness.campaign import PROFILES, check_measurable
 from harness.judge import require
@@ -23,6 +24,7 @@ from harness.platforms.model import ModelParams
 from harness.platforms.select import BACKENDS, resolve
 from harness.results.records import RunSummary
 from harness.results.store import ResultStore
+from harness.subscriber_code import load_library
 
 RESUMABLE = ("interrupted", "running", "subset")
 
@@ -39,6 +41,25 @@ RUN_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
                            "help": "nflog settings, repeatable: qthresh, timeout_cs, nlbufsiz, rcvbuf, sender (udp|raw)"}),
     "--expect": (None, {"metavar": "FILE",
                         "help": "JSON with expected values (queue_limit, system_buffer, system_buffer_tolerance)"}),
+    # your traffic, your subscriber (harness/agent.py, docs/your-agent.md); options override --agent's file
+    "--agent": (None, {"metavar": "FILE", "help": "agent.toml: your trace, subscriber and required headroom "
+                                                 "(docs/your-agent.md); the options below override its entries"}),
+    "--traffic-capture": (None, {"metavar": "FILE", "help": "replay a pcap/pcapng capture's timing and flows "
+                                                           "(to the harness's own blocked tuples, never its addresses)"}),
+    "--traffic-netevents": (None, {"metavar": "FILE", "help": "replay `netsh wfp show netevents file=F`'s event times"}),
+    "--traffic-shape": (None, {"metavar": "SHAPE", "help": "on-off:mean=R,burst=R,length=S,duration=S or "
+                                                          "ramp:start=R,end=R,duration=S"}),
+    "--traffic-scale": (None, {"metavar": "X", "help": "replay the trace X times as fast (default 1)"}),
+    "--trace-events": (None, {"metavar": "packets|flows", "help": "which packets make events (default: the layer's "
+                                                                  "rule: ALE layers a flow's first, transport every packet)"}),
+    "--trace-window": (None, {"metavar": "auto:LEN|START:LEN", "help": "replay the busiest LEN seconds, or from START"}),
+    "--subscriber-cost": (None, {"metavar": "FILE", "help": "per-event work in us (one a line, or a bin,count CSV)"}),
+    "--subscriber": (None, {"metavar": "MODULE:FUNCTION", "help": "your Python subscriber, called with each event's bytes"}),
+    "--subscriber-lib": (None, {"metavar": "PATH:SYMBOL", "help": "your native subscriber, "
+                                                                 "void f(const void *event, void *context), wfp only"}),
+    "--subscriber-mode": (None, {"metavar": "inline|copy", "help": "where your subscriber's work runs "
+                                                                  "(default inline; a Python one: copy)"}),
+    "--required-headroom": (None, {"metavar": "X", "help": "test_my_agent fails when the headroom is below X"}),
 }
 SESSION_OPTIONS: dict[str, tuple[Any, dict[str, Any]]] = {
     "--resume": (None, {"metavar": "RUN_DIR", "help": "continue an interrupted run in its folder: finished trials "
@@ -143,6 +164,7 @@ class RunOptions:
     profile: str
     label: str | None
     resume: tuple[ResultStore, RunSummary] | None = None
+    agent: Agent | None = None  # the user's trace and subscriber (harness/agent.py)
 
 
 def run_options(config: pytest.Config) -> RunOptions:
@@ -168,8 +190,27 @@ def run_options(config: pytest.Config) -> RunOptions:
     nflog = inputs.parse_pairs("--nflog-param", opt("--nflog-param"))
     inputs.nflog_values(nflog)
     expectations = inputs.expectations(opt("--expect"), {})
+    agent = agent_options(config, backend)
     return RunOptions(backend, params, nflog, expectations, inputs.report_dir(opt("--report-dir")), profile,
-                      opt("--machine-label"))
+                      opt("--machine-label"), agent=agent)
+
+
+def agent_options(config: pytest.Config, backend: str) -> Agent | None:
+    """The user's trace and subscriber, read and checked now (a capture is read whole here); a
+    native subscriber library is loaded now too, and refused where no native callback can run it:
+    a run that cannot measure the user's code must not pass as if it had."""
+    agent = load_agent({name: config.getoption(name) for name in OPTION_KEYS}, config.getoption("--agent"))
+    if agent is not None and backend == "nflog" and agent.trace.trace_events == "flows":
+        from harness.platforms.nflog.platform import FLOW_SET_SIZE  # the rule's set of flows seen
+        if agent.trace.flow_count > FLOW_SET_SIZE:
+            raise inputs.BadInput(f"nflog replays at most {FLOW_SET_SIZE:,} flows with events per flow; the trace "
+                                  f"has {agent.trace.flow_count:,} (use --trace-window)")
+    if agent is not None and agent.library is not None:
+        load_library(agent.library)
+        if backend != "wfp":
+            raise inputs.BadInput(f"--subscriber-lib runs in the wfp platform's native callback (it is handed "
+                                  f"Windows' FWPM_NET_EVENT); this run measures {backend}")
+    return agent
 
 
 def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
@@ -188,6 +229,9 @@ def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
                               "subset run can be continued")
     settings = summary.fingerprint.stable.get("platform") or {}
     where = f"{run_dir / 'summary.json'}"
+    if settings.get("agent"):
+        raise inputs.BadInput(f"--resume {run_dir}: the run replayed an agent's trace, which a resume cannot read "
+                              "again from its folder; run it again")
     try:
         profile = settings["profile"]
         if profile not in PROFILES:

@@ -14,13 +14,15 @@ from harness.files import write_atomic
 from harness.report import page, plots
 from harness.judge.baseline import Verdict
 from harness.judge.compare import Entry, Fleet
-from harness.judge.spread import Reading
+from harness.judge.spread import Reading, shown
 
 
 def cell(reading: Reading | None) -> str:
     if reading is None:
         return "-"
-    return "n/d" if reading.value is None else page.fmt(round(reading.value))
+    if reading.value is None:
+        return "n/d"
+    return page.fmt(round(reading.value)) if abs(reading.value) >= 100 else shown(reading.value)  # a scale keeps decimals
 
 
 def numeric(text: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import write_atomic
-from harness.judge.spread import Reading, readings
+from harness.judge.spread import Reading, readings, shown
 from harness.results.records import BaselineSection, Check, RunSummary
 from harness.results.status import company, describe
 
@@ -18,8 +18,8 @@ WIDTH = 78
 def _value(reading: Reading) -> tuple[str, str]:
     if reading.value is None:
         return "not detectable", reading.note
-    value = f"{reading.value:,.0f} {reading.unit}"
-    spread = f"{reading.low:,.0f}..{reading.high:,.0f}" if reading.low != reading.high else ""
+    value = f"{shown(reading.value)} {reading.unit}"
+    spread = f"{shown(reading.low)}..{shown(reading.high)}" if reading.low != reading.high else ""
     return value, spread + (" inconclusive" if reading.inconclusive else "")
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from harness.analysis.batches import find_boundaries
 from harness.files import write_atomic
-from harness.judge.spread import readings
-from harness.report import findings, headline, ndr_section, plots
+from harness.judge.spread import readings, shown
+from harness.report import agent_section, findings, headline, ndr_section, plots
 from harness.report.page import document, esc, fmt, image, md_table, table
 from harness.results.catalog import CATALOG
 from harness.results.read import read_events
@@ -42,7 +42,8 @@ class Section:
 
 def _evidence(e: Estimate) -> str:
     skip = {"value", "detectable", "method", "reason", "interior_sizes_seen"}
-    parts = [f"{k}={fmt(v) if not isinstance(v, (list, dict)) else v}" for k, v in e.to_json().items() if k not in skip]
+    parts = [f"{k}={(shown(v) if isinstance(v, float) else fmt(v)) if not isinstance(v, (list, dict)) else v}"
+             for k, v in e.to_json().items() if k not in skip]
     return "; ".join(parts[:8])
 
 
@@ -83,6 +84,7 @@ def make_plots(run: Run) -> dict[str, Path]:
     backlog_ndr = ndr_section.backlog_plot(run, where / "backlog_vs_ndr.png")
     if backlog_ndr:
         out["backlog_vs_ndr"] = backlog_ndr
+    out.update(agent_section.make_plots(run))
     return out
 
 
@@ -107,7 +109,8 @@ def _headline_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
     for kind in CATALOG:
         e = run.summary.estimates.get(kind.key)
         if e is not None:
-            value = fmt(e.value) if e.detectable else (e.reason or "not detectable")
+            value = (shown(e.value) if isinstance(e.value, float) else fmt(e.value)) if e.detectable else \
+                (e.reason or "not detectable")
             spread = found[kind.key].spread_text() if kind.key in found else ""
             rows.append((kind.title, value, spread, kind.meaning, f"{e.method}. {_evidence(e)}"))
     return rows
@@ -135,6 +138,9 @@ def verdict_lines(run: Run) -> list[str]:
     out = [f"Run: {describe(summary)}."]
     if company(summary):
         out.append(f"Warning: {company(summary)}.")
+    yours = agent_section.verdict_line(summary)
+    if yours:  # the user's own question first: below 1, events are lost today
+        out.append(yours)
     checks = summary.checks
     failed = [c.name for c in checks if not c.passed]
     if checks:
@@ -220,6 +226,15 @@ def sections(run: Run, figures: dict[str, Path]) -> list[Section]:
     ndr = ndr_section.ndr_rows(summary)
     if ndr:
         out.append(Section("Sustained rate per callback cost (NDR)", table=(ndr_section.NDR_HEADER, ndr, "ndr")))
+    replay, headroom_found = summary.experiments.replay, summary.experiments.headroom
+    if replay is not None or headroom_found is not None:
+        out.append(Section("Your traffic, your subscriber", agent_section.headroom_lines(headroom_found)
+                           if headroom_found else [],
+                           table=(agent_section.REPLAY_HEADER, agent_section.replay_rows(replay), "replay")
+                           if replay else None))
+        if headroom_found is not None and headroom_found.trials:
+            out.append(Section("Headroom search", table=(agent_section.TRIALS_HEADER,
+                                                         agent_section.trial_rows(headroom_found), "headroom")))
     counts, matrix = findings.count_rows(run), findings.matrix_rows(summary)
     if counts:
         out.append(Section("Sent, recorded by the system, delivered", table=(findings.COUNT_HEADER, counts, "counts")))

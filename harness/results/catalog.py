@@ -44,6 +44,8 @@ CATALOG: tuple[EstimateKind, ...] = (
                  field_note=16_500, field_note_tolerance=0.05, positive=False),
     EstimateKind("plateau", "Plateau", "events", "delivered count of oversized bursts (events)", "burst"),
     EstimateKind("drain_rate", "Drain rate", "events/s", "events/s delivered after release", "drain"),
+    EstimateKind("headroom", "Headroom", "x", "largest speed-up of your trace served without loss (scale)",
+                 "headroom", better="higher"),
 )
 # the highest loss-free rate, one per callback cost, keyed ndr@<cost>us wherever a key names one
 NDR = EstimateKind("ndr", "NDR", "events/s", "highest constant rate served without loss, per callback cost",

@@ -363,6 +363,92 @@ class DrainSection(Record):
     extra: JsonObject = field(default_factory=dict)
 
 
+@dataclass
+class ReplayResult(Record):
+    """A trace replayed once (experiments/replay.py): what the user's subscriber got of it.
+
+    Counts are of events (one per packet, or per flow: `trace_events`); `first_loss_s` is the send
+    time of the first lost event from the replay's start; the peak backlog (sent minus called back,
+    or on the model the queue and buffer it filled) stands beside the queue limit Q and Q + B the
+    run knows (`capacity_source` says from where); latency runs from the platform's own stamp of an
+    event to its callback; the sender's lateness is against the schedule, and a replay it could not
+    keep (`trusted` False) is evidence of nothing."""
+
+    trial: int
+    scale: float
+    trace_events: str
+    trace_events_why: str = ""
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    loss_ratio: float = 0.0
+    first_loss_s: float | None = None
+    repeat_events: int = 0           # events beyond one per packet or flow (a layer that classified again)
+    unexpected: int = 0
+    peak_backlog: int | None = None
+    queue_limit: int | None = None
+    capacity: int | None = None      # Q + B
+    capacity_source: str = ""
+    latency_us: dict[str, float | None] = field(default_factory=dict)       # event -> callback: p50, p99, max
+    sender_late_us: dict[str, float | None] = field(default_factory=dict)   # against the schedule: p50, p99, max
+    trusted: bool = True
+    untrusted_reason: str = ""
+    interference: list[str] = field(default_factory=list)
+    trace: JsonObject = field(default_factory=dict)        # Schedule.describe(), at this scale
+    window: JsonObject | None = None                        # the busiest window, marked in the profile
+    subscriber: JsonObject = field(default_factory=dict)   # the cost distribution used, the function, the library
+    library_cost_us: dict[str, float | None] | None = field(default=None, metadata=OPTIONAL)  # measured per event
+    function_errors: int | None = field(default=None, metadata=OPTIONAL)
+    frames: dict[str, str] = field(default_factory=dict)   # plot name -> events/<name>.csv.gz
+    notes: list[str] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class HeadroomTrial(Record):
+    trial: int
+    scale: float
+    lost: int
+    expected: int
+    trusted: bool
+    first_loss_s: float | None = None
+    role: str = "search"   # search, confirmation
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class HeadroomResult(Record):
+    """How much faster the user's trace may get before their subscriber loses events
+    (experiments/headroom.py): the NDR's search along the trace's time scale. `headroom` is the
+    largest scale served without loss (confirmed), `first_lossy_scale` the smallest that lost, with
+    its loss and onset; `status` conclusive, inconclusive (with reasons: interference, a sender
+    that missed its schedule, loss that was not monotone in the scale, a confirmation that lost) or
+    generator-limited (the sender could not play the trace faster: the headroom is at least that)."""
+
+    headroom: float | None
+    first_lossy_scale: float | None = None
+    lost_at_lossy: int | None = None
+    expected_at_lossy: int | None = None
+    loss_ratio_at_lossy: float | None = None
+    onset_at_lossy_s: float | None = None
+    resolution: float = 0.02
+    resolved: bool = False
+    bracket: list[float | None] = field(default_factory=list)
+    start_scale: float = 1.0
+    confirmed: bool | None = None
+    confirmations: int = 0
+    status: str = "inconclusive"
+    status_reasons: list[str] = field(default_factory=list)
+    interference: list[str] = field(default_factory=list)
+    untrusted_trials: list[int] = field(default_factory=list)
+    rests_on: list[int] = field(default_factory=list)
+    trials: list[HeadroomTrial] = field(default_factory=list)
+    required: float | None = None
+    sentence: str = ""
+    notes: list[str] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+
 # -- checks, verdicts, the run ------------------------------------------------------------------
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
@@ -511,6 +597,8 @@ class Experiments(Record):
     onset: OnsetResult | None = field(default=None, metadata=OPTIONAL)
     inline_copy: InlineCopyResult | None = field(default=None, metadata=OPTIONAL)
     template: TemplateResult | None = field(default=None, metadata=OPTIONAL)
+    replay: ReplayResult | None = field(default=None, metadata=OPTIONAL)
+    headroom: HeadroomResult | None = field(default=None, metadata=OPTIONAL)
     baseline: BaselineSection | None = field(default=None, metadata=OPTIONAL)
     doctor: Facts | None = field(default=None, metadata=OPTIONAL)
     allow_visibility: Facts | None = field(default=None, metadata=OPTIONAL)

@@ -25,11 +25,12 @@ from harness.files import WriteFailed, make_unique_dir, replacing, write_atomic
 from harness.results.fingerprint import config_id
 from harness.results.read import read_summary, read_trial_rows
 from harness.results.records import (BaselineSection, Check, DrainSection, Estimate, Expectations, Facts, Fingerprint,
-                                     InlineCopyResult, NdrResult, OnsetResult, RunStatus, RunSummary,
-                                     TemplateResult, TrialRow, plain)
+                                     HeadroomResult, InlineCopyResult, NdrResult, OnsetResult, ReplayResult, RunStatus,
+                                     RunSummary, TemplateResult, TrialRow, plain)
 from harness.spec import TrialSpec
 
-Experiment = DrainSection | OnsetResult | InlineCopyResult | TemplateResult | Expectations | BaselineSection
+Experiment = (DrainSection | OnsetResult | InlineCopyResult | TemplateResult | Expectations | BaselineSection
+              | ReplayResult | HeadroomResult)
 
 
 def utc_now() -> str:

@@ -67,3 +67,35 @@ def ramp(start_rate_per_s: float, end_rate_per_s: float, duration_s: float, trac
     else:  # the root of a t^2 + r0 t - k = 0 written so that it stays exact as a -> 0
         t = 2 * k / (r0 + np.sqrt(r0 * r0 + 4 * a * k))
     return Schedule(np.rint(t * 1e9).astype(np.int64), None, trace_events, Provenance(source=f"shape: {what}", kind="shape"))
+
+
+# --traffic-shape KIND:NAME=VALUE,...: the shape functions' arguments, by name
+SHAPES = {"on-off": (on_off, {"mean": "mean_rate_per_s", "burst": "burst_rate_per_s", "length": "burst_s",
+                              "duration": "duration_s"}),
+          "ramp": (ramp, {"start": "start_rate_per_s", "end": "end_rate_per_s", "duration": "duration_s"})}
+SHAPE_FORMS = "on-off:mean=R,burst=R,length=S,duration=S or ramp:start=R,end=R,duration=S (rates per s, times in s)"
+
+
+def parse_shape(text: str, trace_events: str = "packets") -> Schedule:
+    """The --traffic-shape option: `on-off:mean=5000,burst=60000,length=0.1,duration=2` or
+    `ramp:start=1000,end=30000,duration=1.5`."""
+    kind, sep, rest = str(text).partition(":")
+    if not sep or kind.strip() not in SHAPES:
+        raise BadInput(f"--traffic-shape must be {SHAPE_FORMS}, got {text!r}")
+    make, names = SHAPES[kind.strip()]
+    values: dict[str, float] = {}
+    for part in rest.split(","):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or name not in names:
+            raise BadInput(f"--traffic-shape {kind}: expected {', '.join(f'{n}=' for n in names)}, got {part.strip()!r}")
+        if names[name] in values:
+            raise BadInput(f"--traffic-shape {kind}: {name} is given twice")
+        try:
+            values[names[name]] = float(value)
+        except ValueError:
+            raise BadInput(f"--traffic-shape {kind}: {name} must be a number, got {value.strip()!r}") from None
+    missing = [n for n, arg in names.items() if arg not in values]
+    if missing:
+        raise BadInput(f"--traffic-shape {kind}: {', '.join(missing)} missing")
+    return make(**values, trace_events=trace_events)

@@ -2,6 +2,12 @@
 
 It is the default off Windows, the ground truth against which estimators are tested, and a
 what-if tool. Only `ground_truth` in a TrialResult reveals its parameters; estimators never read it.
+
+A user's Python subscriber (SubscriberSpec.function) runs here too, by measurement: it is called
+once per event, with the bytes of the test packet the event stands for (what nflog logs), and each
+call's wall time on this machine is that event's work in virtual time. The times are measured
+once per trace and function and reused by every trial of it (as a cost distribution's draws are:
+two scales of a headroom search differ only in the traffic).
 """
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ class ModelPlatform:
     def __init__(self, params: ModelParams | None = None) -> None:
         self.params = params or ModelParams()
         self._trials = 0
+        self._measured: dict[tuple, tuple[np.ndarray, int, str]] = {}  # a user function's costs per trace
 
     def describe(self) -> dict[str, Any]:
         return {"platform": self.name, "model_params": asdict(self.params)}
@@ -93,7 +100,11 @@ class ModelPlatform:
         arrivals = t_send[expected]  # the platform timestamp: the packet is classified as it is sent
         n = len(arrivals)
         sub = spec.subscriber
-        work = work_costs(rng, sub, n)
+        function_errors = None
+        if sub.function is not None:
+            work, function_errors, first_error = self._function_costs(spec, plan, expected)
+        else:
+            work = work_costs(rng, sub, n)
         overhead = int(round(p.per_event_overhead_us * NS_PER_US))
         in_callback = work if sub.mode == "inline" else np.full(n, int(round(sub.copy_cost_us * NS_PER_US)), np.int64)
         service = in_callback + overhead
@@ -109,6 +120,9 @@ class ModelPlatform:
                           t_callback_ns=sim.callback_start, t_done_ns=done,
                           thread=np.ones(len(delivered_seq), dtype=np.int64))
         telemetry = {"batches": int(len(sim.batch_size)), "virtual_end_ns": int(done.max()) if len(done) else 0}
+        if function_errors is not None:
+            telemetry.update(function_errors=function_errors, first_function_error=first_error,
+                             function_cost_p50_us=float(np.median(work)) / NS_PER_US if n else None)
         ground_truth = {
             "params": asdict(p),
             "true_burst_capacity": p.true_burst_capacity(),
@@ -118,6 +132,40 @@ class ModelPlatform:
         }
         return TrialResult(spec=spec, sent=sent, delivered=delivered, t_release_ns=release,
                            telemetry=telemetry, generator=None, ground_truth=ground_truth)
+
+    def _function_costs(self, spec: TrialSpec, plan, expected: np.ndarray) -> tuple[np.ndarray, int, str]:
+        """The user function timed on each event's packet, in ns (measured once per trace)."""
+        schedule = spec.traffic.schedule
+        key = (spec.subscriber.function, schedule.digest if schedule is not None else spec.traffic.count,
+               schedule.trace_events if schedule is not None else "", len(expected))
+        if key not in self._measured:
+            import gc
+            import time
+
+            from harness.subscriber_code import resolve_function
+            from harness.traffic.packets import compile_packets  # scapy: only when a function runs here
+            function = resolve_function(spec.subscriber.function)
+            rows = compile_packets(plan).data[expected]
+            costs = np.empty(len(rows), dtype=np.int64)
+            errors, first = 0, ""
+            clock = time.perf_counter_ns
+            collecting = gc.isenabled()
+            gc.disable()  # as the real platforms' callbacks run
+            try:
+                for k, row in enumerate(rows):
+                    data = row.tobytes()
+                    t = clock()
+                    try:
+                        function(data)
+                    except Exception as exc:  # the user's error: counted, as on the real platforms
+                        errors += 1
+                        first = first or f"{type(exc).__name__}: {exc}"
+                    costs[k] = clock() - t
+            finally:
+                if collecting:
+                    gc.enable()
+            self._measured[key] = (costs, errors, first)
+        return self._measured[key]
 
     def _send_times(self, spec: TrialSpec, rng: np.random.Generator) -> np.ndarray:
         t = spec.traffic

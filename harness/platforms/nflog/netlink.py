@@ -85,11 +85,23 @@ class Events:
     payload_seq: np.ndarray   # the harness's own sequence number carried in the packet payload
     nflog_seq: np.ndarray     # the NFLOG instance's counter: gaps are exact losses
     timestamp_ns: np.ndarray  # kernel timestamp (CLOCK_REALTIME) or -1 if the kernel sent none
+    # where each logged IP packet lies in the datagram (offset, bytes), for a subscriber that reads it
+    packet_at: np.ndarray | None = None
+    packet_size: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Events":
         z = np.zeros(0, dtype=np.int64)
-        return cls(z, z, z)
+        return cls(z, z, z, z, z)
+
+    def then(self, other: "Events") -> "Events":
+        """These events followed by `other`'s (of the same datagram)."""
+        return Events(*(np.concatenate((a, b)) for a, b in zip(self._columns(), other._columns())))
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        z = np.zeros(len(self.payload_seq), dtype=np.int64)
+        return (self.payload_seq, self.nflog_seq, self.timestamp_ns,
+                z if self.packet_at is None else self.packet_at, z if self.packet_size is None else self.packet_size)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class Layout:
     seq_at: int        # offset of the be32 NFULA_SEQ value
     payload_at: int    # offset of the IP packet
     ts_at: int         # offset of the timestamp (two be64), -1 if absent
+    payload_size: int  # bytes of the IP packet (the copy range or less)
     heads_at: tuple[int, ...]  # offsets of the attribute headers
     signature: bytes   # the attribute headers, to check that other messages match
 
@@ -125,7 +138,7 @@ class PacketParser:
             raise MalformedMessage(f"NFLOG message at byte {start} claims {length} bytes, "
                                    f"{len(buf) - start} remain")
         pos = start + NLMSG_HDR.size + NFGEN.size
-        seq_at = payload_at = ts_at = -1
+        seq_at = payload_at = ts_at = payload_size = -1
         heads_at: list[int] = []
         signature = bytearray()
         while pos < end:
@@ -147,6 +160,7 @@ class PacketParser:
                 if size < self.seq_offset + 8:
                     return None
                 payload_at = pos + NLA.size - start
+                payload_size = size
             elif kind == NFULA_TIMESTAMP:
                 if size < 16:
                     raise MalformedMessage(f"NFLOG message at byte {start}: timestamp attribute of {size} bytes")
@@ -156,7 +170,7 @@ class PacketParser:
             return None
         if seq_at < 0:
             raise MalformedMessage(f"NFLOG message at byte {start} has no sequence number (NFULNL_CFG_F_SEQ not set?)")
-        return Layout(_align(length), seq_at, payload_at, ts_at, tuple(heads_at), bytes(signature))
+        return Layout(_align(length), seq_at, payload_at, ts_at, payload_size, tuple(heads_at), bytes(signature))
 
     def parse(self, data: bytes | bytearray | memoryview, nbytes: int | None = None) -> Events:
         buf = memoryview(data)[: nbytes if nbytes is not None else len(data)]
@@ -177,9 +191,7 @@ class PacketParser:
                 rest = buf[k * lay.length:]
                 if len(rest):  # the NLMSG_DONE that ends a batch, or messages of another layout
                     tail = self._walk(rest, k * lay.length)
-                    return Events(*(np.concatenate((a, b)) for a, b in zip(
-                        (events.payload_seq, events.nflog_seq, events.timestamp_ns),
-                        (tail.payload_seq, tail.nflog_seq, tail.timestamp_ns))))
+                    return events.then(tail)
                 return events
         return self._walk(buf)
 
@@ -192,12 +204,13 @@ class PacketParser:
             ts = t[:, 0] * 1_000_000_000 + t[:, 1] * 1_000
         else:
             ts = np.full(len(seq), -1, dtype=np.int64)
-        return Events(seq, nf_seq, ts)
+        at = np.arange(len(seq), dtype=np.int64) * lay.length + lay.payload_at
+        return Events(seq, nf_seq, ts, at, np.full(len(seq), lay.payload_size, dtype=np.int64))
 
     def _walk(self, buf: memoryview, at: int = 0) -> Events:
         """One message at a time, for datagrams whose messages differ (never on the hot path).
         `at`: where `buf` starts in the datagram, for error messages."""
-        seqs, nfs, secs, usecs, stamped = [], [], [], [], []
+        seqs, nfs, secs, usecs, stamped, ats, sizes = [], [], [], [], [], [], []
         pos = 0
         while pos < len(buf):
             if pos + NLMSG_HDR.size > len(buf):
@@ -217,7 +230,10 @@ class PacketParser:
                     stamped.append(lay.ts_at >= 0)
                     secs.append(sec)
                     usecs.append(usec)
+                    ats.append(at + pos + lay.payload_at)
+                    sizes.append(lay.payload_size)
             pos += _align(length)
         sec, usec = np.asarray(secs, np.int64), np.asarray(usecs, np.int64)
         ts = np.where(np.asarray(stamped, bool), sec * 1_000_000_000 + usec * 1_000, -1)
-        return Events(np.asarray(seqs, np.int64), np.asarray(nfs, np.int64), ts.astype(np.int64))
+        return Events(np.asarray(seqs, np.int64), np.asarray(nfs, np.int64), ts.astype(np.int64),
+                      np.asarray(ats, np.int64), np.asarray(sizes, np.int64))

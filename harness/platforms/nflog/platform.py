@@ -6,6 +6,13 @@ the namespace, and a sender process (harness.traffic.sender_process) whose socke
 it. Mapping to WFP terms: a kernel batch (one netlink datagram of up to `qthresh` events) plays
 the dispatcher's batch, the netlink socket's receive buffer plays the system buffer, and a full
 buffer loses events.
+
+Events per flow (a trace replayed with `--trace-events flows`, the rule of WFP's ALE layers): NFLOG
+logs every packet a rule matches, so the rule itself keeps a flow's first packet only. A dynamic
+nftables set holds the tuples seen (source port, destination address and port: the trial's fresh
+socket makes every trial's tuples new); a packet whose tuple is in it is dropped without a log, the
+first one adds it and is logged and dropped. That is an ALE layer that does not classify a blocked
+flow again (WFP's behaviour there is undocumented; the wfp platform counts what it does).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from harness.traffic.safety import check_destinations
 NFLOG_GROUP = 7
 COPY_RANGE = 64  # IP + UDP headers + our 8-byte sequence number, with room to spare
 NLBUFSIZ_MAX = 131072
+FLOW_SET_SIZE = 1 << 20  # flows a trial with events per flow may have (the set of seen tuples)
 
 
 @dataclass(frozen=True)
@@ -59,18 +67,38 @@ def available() -> str | None:
     return None
 
 
-def ruleset(f: FilterSpec) -> str:
+def ruleset(f: FilterSpec, per_flow: bool = False) -> str:
+    """The rule that logs and drops the test traffic; `per_flow`: only a flow's first packet is logged."""
     if f.protocol != "udp":
         raise ValueError("the nflog platform drops UDP test traffic; use protocol udp")
+    match = f"ip daddr {f.remote_prefix} udp dport {f.remote_port_low}-{f.remote_port_high}"
+    flow = "udp sport . ip daddr . udp dport"
+    if not per_flow:
+        return (
+            "table ip wfpcap {\n"
+            "  chain input {\n"
+            "    type filter hook input priority 0; policy accept;\n"
+            f"    {match} log group {NFLOG_GROUP} drop\n"
+            "  }\n"
+            "}\n"
+        )
     return (
         "table ip wfpcap {\n"
+        "  set flows { type inet_service . ipv4_addr . inet_service; "
+        f"size {FLOW_SET_SIZE}; flags dynamic,timeout; timeout 120s; }}\n"
         "  chain input {\n"
         "    type filter hook input priority 0; policy accept;\n"
-        f"    ip daddr {f.remote_prefix} udp dport {f.remote_port_low}-{f.remote_port_high} "
-        f"log group {NFLOG_GROUP} drop\n"
+        f"    {match} {flow} @flows drop\n"
+        f"    {match} add @flows {{ {flow} }} log group {NFLOG_GROUP} drop\n"
         "  }\n"
         "}\n"
     )
+
+
+def per_flow(spec: TrialSpec) -> bool:
+    """Does this trial make one event per flow (a trace replayed with events per flow)?"""
+    schedule = spec.traffic.schedule
+    return schedule is not None and schedule.trace_events == "flows"
 
 
 class NflogPlatform:
@@ -92,7 +120,7 @@ class NflogPlatform:
         self._netns = netns
         self.removed_stale = netns.remove_stale()
         self.namespace = netns.create()
-        self._filter: FilterSpec | None = None
+        self._filter: tuple[FilterSpec, bool] | None = None
         self._trial = 0
         self._closed = False
         try:
@@ -136,12 +164,12 @@ class NflogPlatform:
                     pass
         self._netns.remove(self.namespace)
 
-    def _install(self, f: FilterSpec) -> None:
-        if f == self._filter:
+    def _install(self, f: FilterSpec, flows: bool = False) -> None:
+        if (f, flows) == self._filter:
             return
-        script = ("flush ruleset\n" if self._filter is not None else "") + ruleset(f)
+        script = ("flush ruleset\n" if self._filter is not None else "") + ruleset(f, flows)
         self._netns.nft(self.namespace, script)
-        self._filter = f
+        self._filter = (f, flows)
 
     # -- what it is --------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -180,7 +208,11 @@ class NflogPlatform:
         if spec.template is not None:
             raise ValueError("the nflog platform has no subscription templates")
         check_destinations(spec.traffic.remote_addresses)
-        self._install(spec.filter)
+        flows = per_flow(spec)
+        if flows and spec.traffic.schedule.flow_count > FLOW_SET_SIZE:
+            raise ValueError(f"the nflog platform replays at most {FLOW_SET_SIZE:,} flows with events per flow; "
+                             f"this trace has {spec.traffic.schedule.flow_count:,} (use --trace-window)")
+        self._install(spec.filter, flows)
         self.subscriber.discard_pending(0.02)
         self._trial += 1
         tag = self._trial & 0xFFFF
@@ -222,7 +254,9 @@ class NflogPlatform:
         n = len(c["seq"])
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=sent_at, remote_port=plan.remote_port)
         sent["expected"] = plan.expected
-        delivered = frame(DELIVERED_COLUMNS, seq=c["seq"], t_event_ns=c["t_event"], t_callback_ns=c["t_callback"],
+        # the packet each event is: with events per flow its flow's first (a second packet of a flow
+        # logged in a race with the first's set entry is a repeat of that event, as on wfp)
+        delivered = frame(DELIVERED_COLUMNS, seq=plan.event_of(c["seq"]), t_event_ns=c["t_event"], t_callback_ns=c["t_callback"],
                           t_done_ns=c["t_done"], thread=c["thread"])
         nf = np.sort(c["nflog_seq"])
         telemetry = {

@@ -59,6 +59,16 @@ class Subscriber:
         fields = {name: preallocated(capacity, np.int64) for name in ("seq", "t_event", "nflog_seq", "batch")}
         filled = beyond = 0  # beyond: the harness's events past the expected count, not recorded
         serve = callback.serve
+        # a user function reads each event's logged packet from the datagram while it is current
+        current: list = [0, np.zeros(0, np.int64), np.zeros(0, np.int64)]  # first key, offsets, sizes
+        if callback.function is not None:
+            view = memoryview(self.buf)
+
+            def packet(key: int) -> bytes:
+                at = int(current[1][key - current[0]])
+                return bytes(view[at:at + int(current[2][key - current[0]])])
+
+            callback.read_events_with(packet)
         rec = Records(columns={})
         clock = time.perf_counter_ns
         real_offset = time.time_ns() - clock()  # kernel timestamps are CLOCK_REALTIME
@@ -95,6 +105,8 @@ class Subscriber:
                 fields["nflog_seq"][rows] = events.nflog_seq[mine][:k]
                 fields["batch"][rows] = rec.datagrams
                 rec.parse_ns += clock() - t_parse
+                if callback.function is not None:
+                    current[:] = [filled, events.packet_at[mine][:k], events.packet_size[mine][:k]]
                 for key in range(filled, filled + k):
                     serve(key)
                 filled += k
@@ -105,6 +117,9 @@ class Subscriber:
             keys = c.pop("key")
             rec.columns = {**c, **{name: column[keys] for name, column in fields.items()},
                            "thread": np.full(len(keys), threading.get_ident(), dtype=np.int64)}
+        if callback.function_errors:
+            rec.notes.append(f"the subscriber function raised {callback.function_errors} time(s), first: "
+                             f"{callback.first_function_error}")
         if beyond:
             rec.notes.append(f"{beyond} events beyond the expected count were not recorded")
         return rec

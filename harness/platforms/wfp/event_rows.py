@@ -70,6 +70,11 @@ class RawEvents:
         self.pointer_word = self.events.dtype.fields["classifyDrop"][1] // 8
         self.filter_word = DROP_DTYPE.fields["filterId"][1] // 8
 
+    def event_bytes(self, row: int) -> bytes:
+        """The FWPM_NET_EVENTn structure copied into `row`, as Windows handed it (its pointers point
+        into memory that was Windows' during the callback only): what a user's Python subscriber gets."""
+        return self.events[row:row + 1].tobytes()
+
 
 @dataclass(frozen=True)
 class Decoded:

@@ -9,7 +9,9 @@ the same rows and columns, so the bulk decoder and every estimator read them unc
 - copy the event (and, for a classify drop, its drop data) into the next row, stamp the row with
   the delivery thread's id;
 - for a drop of the harness's filter: stamp the callback time, the row, hold the first callback
-  until the trial releases it, spin the event's work, stamp when it was done.
+  until the trial releases it, call the user's native subscriber if there is one
+  (`--subscriber-lib`: `void f(const void *event, void *context)`, given the event pointer Windows
+  handed over), spin the event's work (after the user's code), stamp when it was done.
 Rows come from atomic counters (callbacks for one subscription may run on several threads at once).
 
 Everything it touches is in a block of int64 words (`Block`), whose address is the context WFP
@@ -48,7 +50,7 @@ CALLBACK_ENV = "WFPCAP_CALLBACK"  # "native" (the default: falls back to python 
 # the block's words
 (ROWS, CAPACITY, EVENTS, EVENT_SIZE, DROPS, DROP_SIZE, THREADS, TYPE_AT, POINTER_AT, FILTER_AT, FILTER_ID,
  SERVED, SERVED_CAPACITY, T_CALLBACK, KEYS, T_DONE, WORK, PROGRESS, HOLD, RELEASED, RELEASE_EVENT, FREQUENCY,
- WORDS) = range(23)
+ USER_FUNCTION, USER_CONTEXT, WORDS) = range(25)
 WAIT_MS = 1000  # a safety net: the held callback re-reads the release flag at least this often
 
 
@@ -183,7 +185,9 @@ class Block:
     release its held callback waits for. It holds the rows; the Callback that gave `parts` must
     outlive it too (the Subscription holds it). close() once no callback can run."""
 
-    def __init__(self, system: NativeSystem, raw: RawEvents, filter_id: int, parts: NativeParts) -> None:
+    def __init__(self, system: NativeSystem, raw: RawEvents, filter_id: int, parts: NativeParts,
+                 user: tuple[int, int] | None = None) -> None:
+        """`user`: (address of the user's native subscriber, its context pointer), or None."""
         self.raw = raw  # native code writes into these rows: they live as long as the block
         self.words = np.zeros(WORDS, dtype=np.int64)
         w = self.words
@@ -197,6 +201,7 @@ class Block:
         w[T_CALLBACK], w[KEYS], w[T_DONE], w[WORK] = parts.t_callback, parts.keys, parts.t_done, parts.work
         w[PROGRESS], w[HOLD], w[RELEASED] = parts.progress, int(parts.hold), parts.release.flag.ctypes.data
         w[FREQUENCY] = system.frequency()
+        w[USER_FUNCTION], w[USER_CONTEXT] = user or (0, 0)
         self._release = parts.release
         self._set_event: Callable[[], None] | None = None
         self._close_event: Callable[[], None] | None = None
@@ -273,6 +278,15 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
             return builder.load_atomic(p, "acquire", 8)
         return types.int64(types.int64), codegen
 
+    @intrinsic
+    def call_user(typingctx, function, event, context):  # void function(const void *event, void *context)
+        def codegen(context_, builder, sig, args):
+            kind = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, cgutils.voidptr_t])
+            builder.call(builder.inttoptr(args[0], kind.as_pointer()),
+                         [args[1], builder.inttoptr(args[2], cgutils.voidptr_t)])
+            return context_.get_dummy_value()
+        return types.void(types.int64, types.voidptr, types.int64), codegen
+
     def i64(at):  # the int64 at an address
         return carray(pointer(at), 1, np.int64)[0]
 
@@ -317,9 +331,13 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
             while load_acquire(b[RELEASED]) == 0:  # woken by the release's event; the flag decides
                 wait(pointer(b[RELEASE_EVENT]), WAIT_MS)
             t = clock_ns(slot, freq)
+        start = t_cb
+        if b[USER_FUNCTION] != 0:  # the user's code on WFP's thread; the drawn work, if any, after it
+            call_user(b[USER_FUNCTION], event, b[USER_CONTEXT])
+            t = start = clock_ns(slot, freq)
         work = i64(b[WORK] + j * 8)
         if work != 0:
-            deadline = t_cb + work
+            deadline = start + work
             while t < deadline:
                 t = clock_ns(slot, freq)
         carray(pointer(b[T_DONE]), j + 1, np.int64)[j] = t

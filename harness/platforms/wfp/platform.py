@@ -38,6 +38,7 @@ from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.kernel32 import Kernel32
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback, Release
+from harness.subscriber_code import load_library
 from harness.traffic.plan import TrafficPlan, plan_traffic
 from harness.traffic.safety import check_destinations
 from harness.traffic.sender_process import KINDS, SenderError, SenderProcess
@@ -88,13 +89,21 @@ class WfpPlatform:
     capabilities = Capabilities(allow_events=False, templates=True, census=True, hold=True,
                                 kernel_timestamps=True, copy_mode=True, ground_truth=False, virtual_time=False)
 
-    def __init__(self, library: str | None = None, sender: str = "udp") -> None:
+    def __init__(self, library: str | None = None, sender: str = "udp", subscriber_lib: str | None = None) -> None:
+        """`subscriber_lib`: PATH:SYMBOL, the user's native subscriber (harness/subscriber_code.py),
+        loaded now, before any subscription, and called by the native callback for every event of
+        the harness's filter with a 4 KiB context of its own (zeroed, kept for the run)."""
         if sender not in KINDS:
             raise ValueError(f"wfp sender must be udp or raw, got {sender!r}")
         self.lib = Library(library)
         self.kernel32 = Kernel32(self.lib.override)
         # inline subscribers run natively (native.py) where it compiles; compiled now, not in a trial
         self.native, self.native_unavailable = choose_callback(self.lib.override)
+        self.user = load_library(subscriber_lib) if subscriber_lib else None
+        if self.user is not None and not self.native:
+            raise PlatformUnavailable(f"--subscriber-lib needs the native callback, which cannot run here: "
+                                      f"{self.native_unavailable}")
+        self.user_context = np.zeros(512, dtype=np.int64)  # the library's own state, for the run
         self.sender_kind = sender
         self.sender: SenderProcess | None = None
         self.options: EngineOptions | None = None
@@ -155,7 +164,13 @@ class WfpPlatform:
                 "library": self.lib.path, "subscribe_version": self.lib.subscribe_version,
                 "event_struct": f"FWPM_NET_EVENT{self.lib.subscribe_version + 1}",
                 "net_event_options": self.options.describe() if self.options else {},
-                "sender": self.sender_kind, "callback": "native (inline subscribers)" if self.native else "python"}
+                "sender": self.sender_kind, "callback": "native (inline subscribers)" if self.native else "python",
+                **({"subscriber_library": self.user.describe()} if self.user else {})}
+
+    @property
+    def subscriber_library(self) -> dict[str, str] | None:
+        """The user's native subscriber: path, symbol, SHA-256 (None without one)."""
+        return self.user.describe() if self.user else None
 
     def measured(self) -> dict[str, Any]:
         return {"max_send_rate_per_s": round(self.max_send_rate_per_s(), -2),
@@ -252,10 +267,16 @@ class WfpPlatform:
         # the layer that blocks it can be an allow event too: rows for them, on every layer
         allows = bool(self.options.session.get_option(KEYWORDS) & K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"])
         own = count * events_per_packet(spec.filter.layer, allows)
+        user = None
+        if self.user is not None:
+            if spec.subscriber.mode != "inline" or spec.subscriber.function is not None:
+                raise ValueError("--subscriber-lib runs in the native callback: an inline subscriber without a "
+                                 "Python function")
+            user = (self.user.address, self.user_context.ctypes.data)
         with Callback(spec.subscriber, count + 64, release, spec.traffic.seed) as callback:
             # rows for other filters' events too (a runner has drops of its own)
             subscription = Subscription(self.lib, self.filters.session, spec.template, inbound, filter_id,
-                                        callback, capacity=own + count // 4 + 4096, native=self.native)
+                                        callback, capacity=own + count // 4 + 4096, native=self.native, user=user)
             try:
                 sent_at, report = send()
                 plan = without_listener(plan, report.pop("refused_receivers", []))
@@ -276,8 +297,12 @@ class WfpPlatform:
                     self._seen["leaked_subscriptions"] = len(self._leaked)
                     raise
             c = callback.finish()
+            c["work"] = callback.work[:len(c["key"])]
         result = self._result(spec, plan, sent_at, report, c, subscription, filter_id, unix_minus_perf,
                               t_release if spec.subscriber.hold else None, callback.overflow)
+        if callback.function is not None:  # the user's Python subscriber: what it raised
+            result.telemetry["function_errors"] = callback.function_errors
+            result.telemetry["first_function_error"] = callback.first_function_error
         if health.get("canary_s") is not None and result.telemetry.get("stranger_events"):
             result.telemetry["stranger_events"] -= 1  # the canary: the harness's filter, another socket
         t_first_ns = int(sent_at.min()) + unix_minus_perf if len(sent_at) else t_drained_ns
@@ -338,7 +363,10 @@ class WfpPlatform:
                                 inbound, plan.decode, listened)
         except (WfpError, RuntimeError) as exc:
             count = {"recorded": None, "recorded_packets": None, "store_too_small": False, "store_error": str(exc)}
-        count["loss_at"] = loss_stage(int(listened.sum()), count["recorded_packets"], delivered, count["store_too_small"])
+        # a trace with events per flow makes one event per flow: its first packet's
+        events = spec.traffic.schedule.events if spec.traffic.schedule is not None else True
+        count["loss_at"] = loss_stage(int((listened & events).sum()), count["recorded_packets"], delivered,
+                                      count["store_too_small"])
         t = result.telemetry
         columns = {**health, **count, "delivered_packets": delivered,
                    # events that were not the trial's own took places in the same queue and buffer
@@ -365,6 +393,11 @@ class WfpPlatform:
         delivered = frame(DELIVERED_COLUMNS, seq=plan.decode(d.remote_v4[rows], d.port[rows]),
                           t_event_ns=d.unix_ns[rows] - unix_minus_perf, t_callback_ns=c["t_callback"][served],
                           t_done_ns=c["t_done"][served], thread=subscription.raw.thread[rows])
+        if self.user is not None:  # the user's library, per event, between the two stamps (less the drawn work)
+            took = (c["t_done"] - c["t_callback"] - c["work"]).astype(float)
+            if spec.subscriber.hold and len(took):
+                took[0] = np.nan  # the first callback waited for the release
+            delivered["user_ns"] = took[served]
         # events not the trial's own while its own came (not those of the hold's settle, the quiet
         # drain or the canary): they took places in the same queue and buffer
         others = (d.kind == OTHER_TYPE) | (d.kind == FOREIGN)

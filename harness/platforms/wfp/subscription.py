@@ -159,14 +159,19 @@ class Subscription:
 
     def __init__(self, lib: Library, session: Session, template: TemplateSpec | None, inbound: bool,
                  filter_id: int, on_drop: Callback | Callable[[int], None], capacity: int = 1 << 16,
-                 native: bool | None = None) -> None:
+                 native: bool | None = None, user: tuple[int, int] | None = None) -> None:
         self.lib, self.session, self.inbound, self.on_drop = lib, session, inbound, on_drop
         self.filter_id = filter_id
         self.version = lib.subscribe_version
         self.raw = RawEvents(self.version, capacity)
+        if isinstance(on_drop, Callback):  # a user's Python subscriber reads the copied event
+            on_drop.read_events_with(self.raw.event_bytes)
         # an inline Callback runs on the native path (native.py) unless told otherwise or it cannot compile
         parts = on_drop.native_parts() if isinstance(on_drop, Callback) and (
             choose_callback(lib.override)[0] if native is None else native) else None
+        if user is not None and parts is None:
+            raise ValueError("a native subscriber library runs in the native callback only (an inline Callback, "
+                             "no Python function, WFPCAP_CALLBACK not python)")
         self.block: Block | None = None  # the native callback's context; None on the Python path
         self._filled: int | None = None  # rows, once no callback can run any more
         self._not_copied: int | None = None  # events beyond the capacity, likewise
@@ -183,7 +188,7 @@ class Subscription:
         if parts is not None:
             system = native_system(lib.override)
             self._callback = system.callback
-            self.block = Block(system, self.raw, filter_id, parts)
+            self.block = Block(system, self.raw, filter_id, parts, user)
             context = self.block.context
         else:
             self._callback = RAW_CALLBACK(lean_callback(self.raw, filter_id, on_drop, self._threads))
