@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.results import catalog
 from harness.results.catalog import KEYS
-from harness.results.records import FORMAT_VERSION, STATES, RunSummary
+from harness.results.records import FORMAT_VERSION, STATES, TWIN_FORMAT, RunSummary, Twin
 
 
 class StoredFileError(ValueError):
@@ -294,3 +294,36 @@ def read_baseline(path: Path | str) -> dict[str, Any]:
             raise StoredFileError(f"baseline {path}: {key} must be {least} and within its spread "
                                   f"(low <= value <= high), got {low} <= {value} <= {high}")
     return data
+
+
+PARAMETER = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string"}, "value": NUMBER_OR_NULL, "low": NUMBER_OR_NULL, "high": NUMBER_OR_NULL}}
+TWIN_SCHEMA = {
+    "type": "object",
+    "required": ["run", "config_id", "platform", "format", "parameters", "predictions", "verdict"],
+    "properties": {
+        "format": {"type": "integer", "minimum": 1},
+        "parameters": {"type": "array", "items": PARAMETER},
+        "model_params": {"type": ["object", "null"]},
+        "predictions": {"type": "array", "items": {"type": "object", "required": ["trial", "what"]}},
+        "verdict": {"type": "string"},
+    },
+}
+_TWIN_VALIDATOR = jsonschema.Draft202012Validator(TWIN_SCHEMA)
+
+
+def read_twin(path: Path | str) -> Twin | None:
+    """A run's twin.json (harness/twin/), checked; None when the run has none; StoredFileError
+    (one line naming the file) when it is not a twin record."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = read_json(path)
+    error = jsonschema.exceptions.best_match(_TWIN_VALIDATOR.iter_errors(data))
+    if error is not None:
+        where = error.json_path if error.json_path != "$" else "the top level"
+        raise StoredFileError(f"{path} is not a twin record: {where}: {_short(error.message)}")
+    if data["format"] > TWIN_FORMAT:
+        raise StoredFileError(f"{path} is a format {data['format']} twin; this harness reads formats 1..{TWIN_FORMAT} "
+                              "(upgrade wfp-capacity-harness)")
+    return Twin.from_json(data)
