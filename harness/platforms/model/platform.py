@@ -31,6 +31,8 @@ class ModelParams:
     per_event_overhead_us: float = 2.0    # the dispatcher's own cost per callback, on top of the subscriber's
     sender_rate_per_s: float = 1_000_000  # how fast a back-to-back burst leaves the (virtual) sender
     seed: int = 1
+    # mechanisms beyond the field notes, off at their defaults (then results are those of the notes' model)
+    cpu_share: float = 1.0                # share of a CPU the subscriber's threads get while they have work
 
     def __post_init__(self) -> None:
         check_model(asdict(self))  # types, ranges, finiteness: harness/inputs.py
@@ -39,6 +41,11 @@ class ModelParams:
     def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
         """Build from NAME=VALUE strings (the --model-param option); unknown names are an error."""
         return cls(**model_values(overrides))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters, leaving out mechanisms that are off: a configuration that does not use
+        them keeps the description (and so the config id) it had before they existed."""
+        return {k: v for k, v in asdict(self).items() if k not in OFF or v != OFF[k]}
 
     def first_batch(self, arrival_interval_ns: float) -> int:
         """Events that join the first batch of a back-to-back burst while the dispatcher wakes."""
@@ -51,6 +58,9 @@ class ModelParams:
         return self.first_batch(1e9 / self.sender_rate_per_s) + self.queue_limit + self.system_buffer
 
 
+OFF: dict[str, Any] = {"cpu_share": 1.0}  # a mechanism's value that turns it off
+
+
 class ModelPlatform:
     name = "model"
     capabilities = Capabilities(allow_events=False, templates=True, census=False, hold=True,
@@ -61,7 +71,7 @@ class ModelPlatform:
         self._trials = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"platform": self.name, "model_params": asdict(self.params)}
+        return {"platform": self.name, "model_params": self.params.as_dict()}
 
     def measured(self) -> dict[str, Any]:
         return {"max_send_rate_per_s": self.params.sender_rate_per_s}
@@ -82,6 +92,12 @@ class ModelPlatform:
         """A resumed run replays a stored trial: advance the per-trial seed as running it would."""
         self._trials += 1
 
+    def replay_trial(self, spec: TrialSpec, number: int) -> TrialResult:
+        """Run `spec` as trial `number` of a run, on that trial's random stream: the twin's
+        prediction of a stored model trial draws what the trial drew."""
+        self._trials = number
+        return self.run_trial(spec)
+
     def run_trial(self, spec: TrialSpec) -> TrialResult:
         p = self.params
         # one seeded stream per trial: same platform seed + same trial spec seed -> same result
@@ -97,6 +113,9 @@ class ModelPlatform:
         overhead = int(round(p.per_event_overhead_us * NS_PER_US))
         in_callback = work if sub.mode == "inline" else np.full(n, int(round(sub.copy_cost_us * NS_PER_US)), np.int64)
         service = in_callback + overhead
+        if p.cpu_share != 1.0:  # the thread runs only this share of the time it has work
+            service = np.round(service / p.cpu_share).astype(np.int64)
+            work = np.round(work / p.cpu_share).astype(np.int64)
         release = int(t_send[-1] + spec.settle_s * 1e9) if sub.hold else None
         sim = simulate(arrivals, service, p.queue_limit, p.system_buffer,
                        int(round(p.dispatch_latency_us * NS_PER_US)), int(round(p.batch_turnaround_us * NS_PER_US)),
@@ -110,7 +129,7 @@ class ModelPlatform:
                           thread=np.ones(len(delivered_seq), dtype=np.int64))
         telemetry = {"batches": int(len(sim.batch_size)), "virtual_end_ns": int(done.max()) if len(done) else 0}
         ground_truth = {
-            "params": asdict(p),
+            "params": p.as_dict(),
             "true_burst_capacity": p.true_burst_capacity(),
             "lost_seq": plan.seq[expected][sim.lost_index],
             "batch_size": sim.batch_size,
