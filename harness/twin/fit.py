@@ -1,0 +1,260 @@
+"""The dispatcher's structure fitted to a run: queue limit and buffer from the burst and the drain,
+dispatch latency from the drain's first batch, batch turnaround from the drain's batch boundaries,
+the sender's rate from the bursts (DESIGN section 8).
+
+Each parameter comes back as a TwinParameter: its value with the range its evidence allows and
+the trials it rests on, or, when the run could not determine it, None with the reason. Nothing is
+defaulted. The per-event overhead, which needs the others, is fitted in service.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.results.read import read_trial_rows
+from harness.results.records import Estimate, RunSummary, TrialRow, TwinParameter
+from harness.results.runs import load_run
+from harness.twin.stored import kept_events
+
+# what each parameter stands in for where delivery is not the model's dispatcher
+STANDS_FOR = {
+    "nflog": {
+        "queue_limit": "the NFLOG queue threshold: events per netlink datagram (one kernel batch)",
+        "system_buffer": "the netlink socket's receive buffer (bytes), in events of full datagrams",
+        "dispatch_latency_us": "filling the first datagram (qthresh events) and waking the reader",
+        "batch_turnaround_us": "one recv() and the parse of a datagram",
+        "per_event_overhead_us": "the reader's own work per event (copying fields, the Python callback call)",
+        "cpu_share": "the share of a CPU the reader thread gets while it has work (neighbours take the rest)",
+        "sender_rate_per_s": "the sender process's back-to-back rate into the nftables rule",
+    },
+    "wfp": {
+        "batch_turnaround_us": "the release of a batch's kernel packets and the swap to the next queue",
+        "per_event_overhead_us": "the dispatcher and callback path per event (native or Python callback)",
+        "cpu_share": "the share of a CPU the delivery thread gets while it has work (neighbours take the rest)",
+        "sender_rate_per_s": "the sender process's back-to-back rate",
+    },
+}
+TWIN_PARAMETERS = ("queue_limit", "system_buffer", "dispatch_latency_us", "batch_turnaround_us",
+                   "per_event_overhead_us", "sender_rate_per_s")
+
+
+@dataclass
+class RunData:
+    """What the fit reads from a run folder."""
+
+    path: Path
+    summary: RunSummary
+    rows: list[TrialRow]
+    drain_trial: int | None = None
+    drain: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def platform(self) -> str:
+        return self.summary.platform
+
+    @property
+    def platform_settings(self) -> dict[str, Any]:
+        return self.summary.fingerprint.stable.get("platform") or {}
+
+    @property
+    def seed(self) -> int:
+        """The random stream of a model run (its draws of callback costs and Poisson gaps): the twin
+        replays the same stream, so that a prediction of a model trial can equal it. It is the
+        noise of the run, not a parameter of the machine; real platforms have no such stream."""
+        params = self.platform_settings.get("model_params") or {}
+        return int(params.get("seed", 1)) if self.platform == "model" else 1
+
+    @property
+    def ready_backlog(self) -> int:
+        """Events a batch waits for before delivery, as the run's service rates were measured with
+        (analysis/service.py): nflog's queue threshold, else 1."""
+        nflog = self.platform_settings.get("nflog") or {}
+        return int(nflog.get("qthresh") or 1) if self.platform == "nflog" else 1
+
+
+def load(path: Path) -> RunData:
+    """A run folder's summary, trial rows and the drain's kept events."""
+    run = load_run(Path(path))
+    table = run.path / "trials.csv"
+    rows = read_trial_rows(table) if table.exists() else []  # Python's floats: the rates exactly as written
+    drain = run.summary.experiments.drain
+    trial = drain.trial if drain is not None else None
+    events = kept_events(run.path, trial, "drain") if trial is not None else {}
+    return RunData(run.path, run.summary, rows, trial, events)
+
+
+def _missing(name: str, unit: str, reason: str, **evidence: Any) -> TwinParameter:
+    return TwinParameter(name, None, unit=unit, missing=reason, evidence=evidence)
+
+
+def _rests_on(e: Estimate) -> list[int]:
+    return [int(t) for t in e.evidence.get("rests_on", [])]
+
+
+def queue_limit(data: RunData) -> TwinParameter:
+    e = data.summary.estimates.queue_limit
+    if e is None or not e.detectable:
+        return _missing("queue_limit", "events", (e.reason if e else "") or "the run has no drain with batch boundaries")
+    return TwinParameter("queue_limit", int(e.value), int(e.value), int(e.value), "events",
+                         "the drain's batch boundaries on a lattice (estimate queue_limit)", _rests_on(e),
+                         evidence={k: e.evidence.get(k) for k in ("on_lattice", "coverage", "strays", "lift")})
+
+
+def capacity_readings(summary: RunSummary) -> list[int]:
+    """Every reading of the burst capacity the run made: the search, its repetitions, the plateau
+    of the oversized bursts, the drain's oversized burst."""
+    est = summary.estimates
+    values: list[Any] = []
+    if est.burst_capacity is not None and est.burst_capacity.detectable:
+        values += [est.burst_capacity.value, *est.burst_capacity.evidence.get("searches", [])]
+    if est.plateau is not None and est.plateau.detectable:
+        values += [est.plateau.evidence.get("min"), est.plateau.evidence.get("max")]
+    if est.buffer_depth is not None and est.buffer_depth.detectable:
+        values.append(est.buffer_depth.evidence.get("capacity"))
+    return [int(v) for v in values if isinstance(v, (int, float))]
+
+
+def system_buffer(data: RunData) -> TwinParameter:
+    est = data.summary.estimates
+    e = est.buffer_depth
+    if e is None or not e.detectable:
+        return _missing("system_buffer", "events", (e.reason if e else "") or "the run has no drain")
+    readings = capacity_readings(data.summary)
+    fixed = int(e.evidence.get("first_batch") or 0) + int(e.evidence.get("queue_limit") or 0)
+    low = min(readings) - fixed if readings else e.value
+    high = max(readings) - fixed if readings else e.value
+    rests = sorted(set(_rests_on(e)) | set(_rests_on(est.burst_capacity) if est.burst_capacity else []))
+    return TwinParameter("system_buffer", int(e.value), int(min(low, e.value)), int(max(high, e.value)), "events",
+                         "drain capacity - first batch - queue limit; range from every capacity reading",
+                         rests, evidence={"capacity": e.evidence.get("capacity"), "capacity_readings": readings})
+
+
+def _first_callback(data: RunData) -> tuple[pd.DataFrame, int] | None:
+    """The drain's delivered events in callback order, and the position where release began."""
+    delivered = data.drain.get("delivered")
+    if delivered is None or len(delivered) < 2:
+        return None
+    return delivered.sort_values("t_callback_ns", kind="stable").reset_index(drop=True), 0
+
+
+def sender_rate(data: RunData) -> TwinParameter:
+    """Back-to-back rate. Where the drain's send times sit exactly on a lattice k * interval (the
+    model's sender), the interval is pinned to within 1/n ns; otherwise (a real sender) the median
+    of the bursts' achieved rates, with their range."""
+    sent = data.drain.get("sent")
+    if sent is not None and len(sent) > 2:
+        t = np.sort(sent["t_send_ns"].to_numpy(np.int64)) - int(sent["t_send_ns"].min())
+        k = np.arange(1, len(t), dtype=np.float64)
+        low, high = float(np.max(t[1:] / k)), float(np.min((t[1:] + 1) / k))
+        if low < high:
+            middle = (low + high) / 2
+            return TwinParameter("sender_rate_per_s", 1e9 / middle, 1e9 / high, 1e9 / low, "packets/s",
+                                 "the drain's send times on a lattice k x interval", [int(data.drain_trial)],
+                                 evidence={"interval_ns": [low, high], "packets": int(len(t))})
+    bursts = [r for r in data.rows if r.get("pacing") == "burst" and r.get("send_span_s") and int(r["count"]) > 1]
+    rates = np.array([(int(r["count"]) - 1) / float(r["send_span_s"]) for r in bursts], dtype=float)
+    if len(rates) == 0:
+        return _missing("sender_rate_per_s", "packets/s", "the run has no back-to-back burst")
+    return TwinParameter("sender_rate_per_s", float(np.median(rates)), float(rates.min()), float(rates.max()),
+                         "packets/s", "median (count - 1) / send span of the back-to-back bursts",
+                         [int(r["trial"]) for r in bursts], evidence={"bursts": int(len(rates))})
+
+
+def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
+    """How long an idle dispatcher gathers its first batch. In the model it is also the wait for the
+    first callback, so the drain's first event to first callback measures it directly; the first
+    batch bounds it too: fb events at the sender's interval lie within [(fb - 1), fb) intervals
+    (fb below the queue limit; at the limit only the lower end). Where the direct reading falls
+    outside that window the platform delays delivery beyond gathering the batch (the fake's packet
+    capture hands packets over late, batched by their own times): the window decides, as the
+    batch's size is what the model's loss depends on, and the evidence keeps the delay."""
+    first = _first_callback(data)
+    if first is None:
+        return _missing("dispatch_latency_us", "us", "the run kept no drain events")
+    delivered, _ = first
+    latency_us = (int(delivered["t_callback_ns"].iloc[0]) - int(delivered["t_event_ns"].min())) / 1e3
+    fb_estimate = data.summary.estimates.first_batch
+    q_estimate = data.summary.estimates.queue_limit
+    evidence: dict[str, Any] = {"first_event_to_callback_us": latency_us}
+    method = "the drain's first callback minus its first event's time"
+    if fb_estimate is None or not fb_estimate.detectable or not sender.determined:
+        if latency_us < 0:
+            return _missing("dispatch_latency_us", "us", "the drain's first callback came before its first event's "
+                            "time stamp (the clocks disagree), and no first batch bounds it")
+        return TwinParameter("dispatch_latency_us", latency_us, latency_us, latency_us, "us", method,
+                             [int(data.drain_trial)], evidence=evidence)
+    fb, interval_us = int(fb_estimate.value), 1e6 / float(sender.value)
+    full = q_estimate is not None and q_estimate.detectable and fb >= int(q_estimate.value)
+    low, high = (fb - 1) * interval_us, math.inf if full else fb * interval_us
+    evidence.update({"first_batch": fb, "window_us": [round(low, 3), None if full else round(high, 3)]})
+    if low - 1e-3 <= latency_us < high:  # 1 ns: the window's ends are computed from a fitted rate
+        value = latency_us
+    else:
+        value = low if full else (low + high) / 2
+        method = (f"the first batch ({fb} events at the sender's interval): the first callback came "
+                  f"{latency_us:,.1f} us after the first event, outside what that batch allows")
+    return TwinParameter("dispatch_latency_us", value, low, value if full else high, "us", method,
+                         [int(data.drain_trial)], evidence=evidence)
+
+
+def median_interval(values: np.ndarray, confidence_z: float = 1.96) -> tuple[float, float, float]:
+    """The median with its distribution-free confidence interval (order statistics n/2 +- z sqrt(n)/2)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = len(v)
+    half = confidence_z * math.sqrt(n) / 2
+    lo, hi = max(0, int(math.floor(n / 2 - half))), min(n - 1, int(math.ceil(n / 2 + half)))
+    return float(np.median(v)), float(v[lo]), float(v[hi])
+
+
+def batch_turnaround(data: RunData, queue: TwinParameter) -> TwinParameter:
+    """Between batches the dispatcher pauses: the gap from one callback's end (its t_done) to the
+    next callback's start is the turnaround at a batch boundary and the bare handover within a
+    batch. Boundaries are where the drain's lattice puts them (first batch + k x queue limit);
+    turnaround = median gap at them - median gap elsewhere."""
+    first = _first_callback(data)
+    fb = data.summary.estimates.first_batch
+    if not queue.determined or fb is None or not fb.detectable:
+        return _missing("batch_turnaround_us", "us", "needs the queue limit and the first batch (the drain's lattice)")
+    if first is None:
+        return _missing("batch_turnaround_us", "us", "the run kept no drain events")
+    delivered, _ = first
+    t_cb = delivered["t_callback_ns"].to_numpy(np.int64)
+    t_done = delivered["t_done_ns"].to_numpy(np.int64)
+    gap = t_cb[1:] - t_done[:-1]  # gap[p - 1]: before the callback at position p
+    positions = np.arange(1, len(t_cb))
+    boundary = (positions >= int(fb.value)) & ((positions - int(fb.value)) % int(queue.value) == 0)
+    if boundary.sum() < 2 or (~boundary).sum() < 2:
+        return _missing("batch_turnaround_us", "us", f"the drain had {int(boundary.sum())} batch boundaries (need 2)")
+    at, at_low, at_high = median_interval(gap[boundary])
+    within = float(np.median(gap[~boundary]))
+    value = max(0.0, at - within)
+    return TwinParameter("batch_turnaround_us", value / 1e3, max(0.0, at_low - within) / 1e3, max(0.0, at_high - within) / 1e3,
+                         "us", "median (next callback start - callback end) at the drain's batch boundaries, "
+                         "less the same within batches", [int(data.drain_trial)],
+                         evidence={"boundaries": int(boundary.sum()), "within_batch_gap_us": round(within / 1e3, 3)})
+
+
+def structure(data: RunData) -> dict[str, TwinParameter]:
+    """Every parameter but the per-event overhead (service.py), keyed by ModelParams' names."""
+    queue = queue_limit(data)
+    sender = sender_rate(data)
+    out = {"queue_limit": queue, "system_buffer": system_buffer(data),
+           "dispatch_latency_us": dispatch_latency(data, sender),
+           "batch_turnaround_us": batch_turnaround(data, queue), "sender_rate_per_s": sender}
+    return out
+
+
+def mark_stand_ins(parameters: dict[str, TwinParameter], platform: str) -> list[str]:
+    """Set what each parameter stands in for on this platform; the lines for the report."""
+    meanings = STANDS_FOR.get(platform, {})
+    lines = []
+    for name, p in parameters.items():
+        if name in meanings:
+            p.stands_for = meanings[name]
+            lines.append(f"{name}: {meanings[name]}")
+    return lines

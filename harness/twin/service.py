@@ -1,0 +1,225 @@
+"""The per-event overhead fitted to the service rates a run measured at several callback costs.
+
+mu = 1 / (cost + overhead) holds per event inside a batch; what a trial's mu measures also holds
+batch turnarounds and depends on how full its batches were (analysis/service.py), so the fit does
+not invert the formula: it runs the twin on the very specs of the NDR searches' trials, measures
+mu on the simulation exactly as the harness measured it on the platform, and moves the overhead
+until the two agree (the residual is a mean service gap in ns; its weight, the gaps measured).
+
+Where one overhead cannot explain every cost (the mean residual of a cost lies outside what its
+trials' spread allows), a second parameter is fitted: the share of a CPU the subscriber gets while
+it has work, service = (cost + overhead) / share. A shared machine shows it: neighbours take the
+CPU from a callback in proportion to the time it runs, so the per-event time grows with the cost.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+import numpy as np
+
+from harness.analysis.sustained import service_gaps
+from harness.platforms.model import ModelParams, ModelPlatform
+from harness.results.records import TrialRow, TwinParameter
+from harness.twin.stored import trial_spec
+
+MAX_ROUNDS = 12
+MIN_GAPS = 20  # service gaps a simulated trial needs before its mean is compared
+Z = 1.96
+
+
+@dataclass
+class Measured:
+    """One fit trial: its row and the mean service gap it measured (ns) over `gaps` gaps."""
+
+    row: TrialRow
+    mean_gap_ns: float
+    gaps: int
+    relative_spread: float  # half-width of its mu interval, relative
+
+    @property
+    def cost_ns(self) -> float:
+        return float(self.row["cost_us"]) * 1e3
+
+
+def fit_trials(rows: list[TrialRow]) -> list[Measured]:
+    """The NDR searches' own trials (not their confirmations, which the twin predicts instead),
+    trusted, with a service rate measured."""
+    out = []
+    for r in rows:
+        if r.get("experiment") != "sustained" or r.get("confirmation") in (True, "True") or not r.get("trusted"):
+            continue
+        gaps, served = r.get("mu_gaps"), r.get("mu_served_s")
+        if not gaps or not served or int(gaps) < 2 or r.get("cost_us") is None:
+            continue
+        mu = float(r["mu_per_s"])
+        spread = ((r.get("mu_high_per_s") or mu) - (r.get("mu_low_per_s") or mu)) / 2 / mu
+        out.append(Measured(r, float(served) * 1e9 / int(gaps), int(gaps), max(spread, 0.0)))
+    return out
+
+
+def simulated_gaps(params: ModelParams, trial: Measured, ready: int) -> tuple[float, float]:
+    """The mean and the median service gap (ns) the twin shows on this trial's spec, measured as the
+    harness measures. Where the twin never had work waiting (it serves faster than the trial's
+    rate: too little overhead yet), the gap of a full batch stands in, so that the fit still moves."""
+    result = ModelPlatform(params).replay_trial(trial_spec(trial.row), int(trial.row["trial"]))
+    gaps = service_gaps(result, ready)
+    if len(gaps) >= MIN_GAPS:
+        return float(gaps.mean()), float(np.median(gaps))
+    per_event = (trial.cost_ns + params.per_event_overhead_us * 1e3) / params.cpu_share
+    return per_event + params.batch_turnaround_us * 1e3 / params.queue_limit, per_event
+
+
+class Residuals:
+    """measured - simulated gaps of the fit trials at given parameters (each evaluation runs the
+    twin on every trial), and their weighted absolute sum, the fit's objective."""
+
+    def __init__(self, trials: list[Measured], ready: int) -> None:
+        self.trials, self.ready, self.w = trials, ready, weights(trials)
+        self.mean = np.array([t.mean_gap_ns for t in trials])
+        self.median = np.array([(t.row.get("mu_median_gap_us") or math.nan) * 1e3 for t in trials])
+
+    def __call__(self, params: ModelParams) -> tuple[np.ndarray, np.ndarray]:
+        sim = np.array([simulated_gaps(params, t, self.ready) for t in self.trials])
+        return self.mean - sim[:, 0], self.median - sim[:, 1]
+
+    def cost(self, residual: np.ndarray) -> float:
+        return float(np.sum(self.w * np.abs(residual)) / self.w.sum())
+
+
+def _with(params: ModelParams, overhead_ns: float, share: float) -> ModelParams:
+    return replace(params, per_event_overhead_us=max(0.0, overhead_ns) / 1e3, cpu_share=float(np.clip(share, 0.01, 1.0)))
+
+
+def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: bool) -> tuple[ModelParams, np.ndarray]:
+    """Fit (overhead[, share]); returns the parameters and the residuals of the mean gaps (ns).
+
+    The mean service gap of a trial near saturation is not smooth in the overhead: its batches
+    fill or empty as the overhead moves. So: (1) start from the median gaps, which batch
+    turnarounds hardly move (one overhead only); (2) steps on the mean gaps, weighted median
+    (one overhead) or Gauss-Newton (overhead and share), each kept only if the weighted absolute
+    residual falls; (3) the overhead snapped to the model's resolution, 1 ns, as the best of the
+    nearest few."""
+    f = Residuals(trials, ready)
+    o, a = params.per_event_overhead_us * 1e3, params.cpu_share
+    usable = np.isfinite(f.median)
+    if not fit_share and usable.any():
+        for _ in range(4):
+            step = a * weighted_median(f(_with(params, o, a))[1][usable], f.w[usable])
+            o = max(0.0, o + step)
+            if abs(step) < 5:  # the rows keep the median to 10 ns
+                break
+    residual = f(_with(params, o, a))[0]
+    cost = f.cost(residual)
+    cost_ns = np.array([t.cost_ns for t in trials])
+    for _ in range(MAX_ROUNDS):
+        if fit_share:  # d gap / d overhead = 1/a; d gap / d share = -(cost + overhead)/a^2
+            J = np.column_stack((np.full(len(trials), 1 / a), -(cost_ns + o) / a ** 2))
+            WJ = J * f.w[:, None]
+            step = np.linalg.lstsq(WJ.T @ J, WJ.T @ residual, rcond=None)[0]
+        else:
+            step = np.array([a * weighted_median(residual, f.w), 0.0])
+        for shrink in (1.0, 0.5, 0.25):
+            new = _with(params, o + shrink * step[0], a + shrink * step[1])
+            new_residual = f(new)[0]
+            if f.cost(new_residual) < cost:
+                break
+        else:
+            break  # no step helps: at the best the steps can find
+        moved = abs(new.per_event_overhead_us * 1e3 - o) + abs(new.cpu_share - a) * 1e3
+        o, a, residual, cost = new.per_event_overhead_us * 1e3, new.cpu_share, new_residual, f.cost(new_residual)
+        if moved < 0.25:
+            break
+    best = (cost, o, a, residual)
+    shares = {a, round(a, 4)} if fit_share else {a}  # a round share where the data cannot tell them apart
+    for share in shares:
+        for candidate in {round(o) + d for d in (-2, -1, 0, 1, 2)}:
+            if candidate >= 0 and (candidate, share) != (o, a):
+                r = f(_with(params, candidate, share))[0]
+                best = min(best, (f.cost(r), float(candidate), share, r), key=lambda b: b[0])
+    return _with(params, best[1], best[2]), best[3]
+
+
+def weights(trials: list[Measured]) -> np.ndarray:
+    """Inverse variance of each trial's mean gap where its noise is relative (a stalled subscriber
+    loses time in proportion to its work): gaps / mean gap^2."""
+    return np.array([t.gaps / t.mean_gap_ns ** 2 for t in trials], dtype=float)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values, kind="stable")
+    v, cw = values[order], np.cumsum(weights[order])
+    return float(v[np.searchsorted(cw, cw[-1] / 2)])
+
+
+def _adequate(trials: list[Measured], residual: np.ndarray) -> tuple[bool, dict[str, float]]:
+    """Does one overhead explain every cost? Per cost, the mean relative residual against what its
+    trials' spread allows (their mu intervals, and their scatter between trials)."""
+    by_cost: dict[float, list[int]] = {}
+    for i, t in enumerate(trials):
+        by_cost.setdefault(float(t.row["cost_us"]), []).append(i)
+    worst: dict[str, float] = {}
+    ok = True
+    for cost, idx in by_cost.items():
+        rel = residual[idx] / np.array([trials[i].mean_gap_ns for i in idx])
+        # the standard error of the group's mean: its trials' scatter, or their own intervals
+        own = float(np.mean([trials[i].relative_spread for i in idx])) / Z
+        allowed = Z * max(float(rel.std(ddof=1)) if len(rel) > 1 else 0.0, own) / math.sqrt(len(rel))
+        mean = float(rel.mean())
+        worst[f"{cost:g}us"] = round(mean, 5)
+        if abs(mean) > allowed + 1e-9:
+            ok = False
+    return ok, worst
+
+
+def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int) -> tuple[TwinParameter, TwinParameter]:
+    """(per_event_overhead_us, cpu_share), each with its evidence; `params` holds the structure."""
+    trials = fit_trials(rows)
+    if not trials:
+        reason = "the run has no NDR search trial with a measured service rate"
+        return (TwinParameter("per_event_overhead_us", None, unit="us", missing=reason),
+                TwinParameter("cpu_share", None, missing=reason))
+    costs = sorted({float(t.row["cost_us"]) for t in trials})
+    start = max(0.0, float(np.median([t.mean_gap_ns - t.cost_ns for t in trials])))  # ns
+    params = replace(params, per_event_overhead_us=start / 1e3, cpu_share=1.0)
+    fitted, residual = _solve(params, trials, ready, fit_share=False)
+    adequate, by_cost = _adequate(trials, residual)
+    share_fitted = False
+    if not adequate and len(costs) >= 2:
+        fitted, residual = _solve(fitted, trials, ready, fit_share=True)
+        share_fitted = True
+        adequate, by_cost = _adequate(trials, residual)
+    a = fitted.cpu_share
+    implied = fitted.per_event_overhead_us + residual * a / 1e3 if not share_fitted else None
+    rests = sorted(int(t.row["trial"]) for t in trials)
+    w = weights(trials)
+    # the standard error from the trials' scatter about the fit (each trial's own noise is in it);
+    # never finer than the model's resolution, 1 ns
+    n_eff = w.sum() ** 2 / (w ** 2).sum()
+    spread_ns = math.sqrt(np.average(residual ** 2, weights=w) / max(1.0, n_eff - 1 - share_fitted))
+    half_ns = max(Z * spread_ns / math.sqrt(n_eff), 0.5)
+    o = round(fitted.per_event_overhead_us, 3)
+    rel = residual / np.array([t.mean_gap_ns for t in trials])
+    half = Z * math.sqrt(np.average(rel ** 2, weights=w) / max(1.0, n_eff - 2)) / math.sqrt(n_eff)  # the share's
+    evidence = {"trials": len(trials), "costs_us": costs, "mean_residual_by_cost": by_cost,
+                "one_overhead_explains_every_cost": adequate if not share_fitted else False,
+                "implied_overhead_us": None if implied is None else [round(float(v), 3) for v in implied]}
+    overhead = TwinParameter("per_event_overhead_us", o, max(0.0, o - half_ns / 1e3), o + half_ns / 1e3, "us",
+                             "the twin run on the NDR searches' trials; overhead moved until their mean service "
+                             "gaps agree (mu = 1 / (cost + overhead))", rests, evidence=evidence)
+    share = TwinParameter("cpu_share", a, a, a, "", "not needed: one overhead explains every cost", rests,
+                          evidence={"stall_share_measured": _stall_share(trials)})
+    if share_fitted:
+        share.method = "fitted beside the overhead: service = (cost + overhead) / share"
+        longest = max(t.cost_ns for t in trials) + o * 1e3
+        half = max(half, 1.0 / longest)  # the model's resolution: 1 ns on the longest service
+        share.low, share.high = max(0.01, a * (1 - half)), min(1.0, a * (1 + half))
+    return overhead, share
+
+
+def _stall_share(trials: list[Measured]) -> float | None:
+    """The service time the trials themselves saw stalled (>= 1 ms), weighted by their gaps: what
+    a fitted share below 1 should roughly match."""
+    values = [(t.row.get("mu_stall_share"), t.gaps) for t in trials if t.row.get("mu_stall_share") is not None]
+    if not values:
+        return None
+    return round(float(np.average([v for v, _ in values], weights=[g for _, g in values])), 4)
