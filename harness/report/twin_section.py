@@ -1,0 +1,112 @@
+"""The report's twin section: the model's parameters fitted to this run, what they stand in for on
+this platform, and the held-out check (predicted vs measured, side by side, with the error).
+Read from the run's twin.json (results/read.py); written by nothing here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report.page import fmt
+from harness.results.read import read_twin
+from harness.results.records import HeldOutPrediction, Twin
+
+PARAMETER_HEADER = ["parameter", "value", "range", "trials", "how", "stands in for"]
+HELD_OUT_HEADER = ["trial", "what", "offered /s", "cost µs", "measured loss", "predicted loss", "loss error",
+                   "measured onset s", "predicted onset s", "onset error", "within", "interference"]
+
+
+def twin_of(run: Path) -> Twin | None:
+    return read_twin(run / "twin.json")
+
+
+def _trials(ids: list[int]) -> str:
+    if len(ids) > 6:
+        return f"{ids[0]}..{ids[-1]} ({len(ids)})"
+    return ", ".join(str(i) for i in ids)
+
+
+def parameter_rows(twin: Twin) -> list[tuple]:
+    rows = []
+    for p in twin.parameters:
+        value = fmt(p.value) if p.determined else f"missing: {p.missing}"
+        spread = f"{fmt(p.low)} .. {fmt(p.high)}" if p.determined and p.low is not None and p.low != p.high else ""
+        rows.append((p.name, value, spread, _trials(p.rests_on), p.method, p.stands_for or ""))
+    return rows
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2%}"
+
+
+def _loss_error(p: HeldOutPrediction) -> str:
+    if p.loss_error is None:
+        return ""
+    if p.loss_error_kind == "points":
+        return f"{p.loss_error * 100:.2f} pt"
+    if p.loss_error_kind == "exact":
+        return "0" if p.loss_within else f"{p.predicted_lost - p.measured_lost:+d} events"
+    return f"{p.loss_error:.1%}"
+
+
+def _predicted(p: HeldOutPrediction) -> str:
+    text = _ratio(p.predicted_loss_ratio)
+    if p.predicted_loss_low is not None and p.predicted_loss_high is not None and p.predicted_loss_low != p.predicted_loss_high:
+        text += f" ({_ratio(p.predicted_loss_low)} .. {_ratio(p.predicted_loss_high)})"
+    return text
+
+
+def _within(p: HeldOutPrediction) -> str:
+    if not p.trusted:
+        return "untrusted trial"
+    return "yes" if p.within else "NO"
+
+
+def held_out_rows(twin: Twin) -> list[tuple]:
+    return [(p.trial, p.what, fmt(p.offered_rate_per_s), fmt(p.cost_us), _ratio(p.measured_loss_ratio), _predicted(p),
+             _loss_error(p), fmt(p.measured_onset_s) if p.measured_onset_s is not None else "no loss",
+             fmt(p.predicted_onset_s) if p.predicted_onset_s is not None else "no loss",
+             "" if p.onset_error is None else f"{p.onset_error:.1%}", _within(p), p.interference)
+            for p in twin.predictions]
+
+
+def lines(twin: Twin) -> list[str]:
+    """What the section says before its tables."""
+    out = [twin.headline]
+    out.append(f"Fitted on: {', '.join(twin.fitted_on)}. Held out and predicted: {', '.join(twin.held_out)}; each "
+               "held-out trial is run again on the twin with its own spec.")
+    if twin.tolerance.get("exact"):
+        out.append("Tolerance: in virtual time a prediction must equal the measurement (events lost and onset).")
+    elif twin.tolerance:
+        t = twin.tolerance
+        out.append(f"Tolerance: loss within {t['loss_relative']:.0%} relative ({t['loss_points'] * 100:g} percentage "
+                   f"points where the measured loss is under {t['points_below']:.0%}), onset within "
+                   f"{t['onset_relative']:.0%}. The predicted range is the twin at the two ends of its fitted ranges.")
+    noisy = [p for p in twin.predictions if p.interference]
+    if noisy:
+        out.append(f"{len(noisy)} of {len(twin.predictions)} held-out trials saw interference (their rows say what); "
+                   "the twin predicts the machine it was fitted to, not its neighbours.")
+    if twin.stand_ins:
+        out.append(f"On {twin.platform} the model's parameters stand in for: " + "; ".join(twin.stand_ins) + ".")
+    out += twin.notes
+    return out
+
+
+def summary_line(twin: Twin | None) -> str | None:
+    """The twin's sentence for the verdict at the top of the report and the headline."""
+    return twin.headline if twin is not None and twin.headline else None
+
+
+def terminal_lines(twin: Twin) -> list[str]:
+    """`wfpcap twin`'s answer: the headline, the parameters, then each held-out trial on one line."""
+    out = [twin.headline, "parameters:"]
+    for name, value, spread, trials, _, _ in parameter_rows(twin):
+        out.append(f"  {name:<22} {value:>14}  {spread:<24} trials {trials}")
+    if twin.predictions:
+        out.append("held out (measured vs predicted loss; onset s):")
+    for p in twin.predictions:
+        onset = (f"; onset {fmt(p.measured_onset_s) if p.measured_onset_s is not None else 'none'} vs "
+                 f"{fmt(p.predicted_onset_s) if p.predicted_onset_s is not None else 'none'}")
+        flag = "" if p.within else "  OUTSIDE" if p.trusted else "  (untrusted trial)"
+        noise = "  [interference]" if p.interference else ""
+        out.append(f"  trial {p.trial:>4} {p.what:<34} {_ratio(p.measured_loss_ratio):>7} vs {_predicted(p)}"
+                   f"{onset}{flag}{noise}")
+    return out
