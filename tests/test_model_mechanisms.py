@@ -5,12 +5,16 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.analysis.loss import loss_by_sequence
 from harness.platforms.model import ModelParams, ModelPlatform
+from harness.platforms.model.dispatcher import simulate
 from harness.results.read import read_trial_rows
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from harness.twin.stored import trial_spec
+from reference_dispatcher import reference
 
 STORED_MODEL_RUNS = sorted(glob.glob("tests/data/format1/reports/golden*-model-*/*/"))
 
@@ -61,3 +65,46 @@ def test_a_cpu_share_lowers_the_saturated_rate_by_its_factor():
     lost = loss_by_sequence(result.sent, result.delivered).lost
     expected = rate * seconds - mu * seconds - p.true_burst_capacity()
     assert abs(lost - expected) < 0.01 * rate * seconds
+
+
+@st.composite
+def thresholded(draw):
+    n = draw(st.integers(1, 250))
+    arrivals = np.cumsum(np.asarray(draw(st.lists(st.integers(0, 60), min_size=n, max_size=n)), dtype=np.int64))
+    service = np.asarray(draw(st.lists(st.integers(1, 60), min_size=n, max_size=n)), dtype=np.int64)
+    Q = draw(st.integers(1, 12))
+    return (arrivals, service, Q, draw(st.integers(0, 40)), draw(st.integers(0, 30)), draw(st.integers(0, 30)),
+            draw(st.one_of(st.none(), st.integers(0, 3000))), draw(st.integers(1, Q)), draw(st.integers(1, 400)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(thresholded())
+def test_a_batch_threshold_with_its_flush_timer_matches_the_event_by_event_reference(case):
+    arrivals, service, Q, B, d, tau, release, threshold, timeout = case
+    sim = simulate(arrivals, service, Q, B, d, tau, release, threshold, timeout)
+    delivered, starts, lost = reference(arrivals.tolist(), service.tolist(), Q, B, d, tau, release, threshold, timeout)
+    assert sim.delivered_index.tolist() == delivered
+    assert sim.callback_start.tolist() == starts
+    assert sim.lost_index.tolist() == lost
+
+
+def test_a_batch_waits_for_its_threshold_or_its_flush_timer():
+    """nflog's kernel batch: at 1,000/s a batch of 16 is handed over at its 16th event; at 100/s the
+    flush timer (50 ms) hands over the 6 events it found; the dispatcher wakes 30 us later."""
+    p = ModelParams(queue_limit=16, system_buffer=100, dispatch_latency_us=30, batch_threshold=16, flush_timeout_us=50_000)
+    for rate, size, wait_ms in ((1000, 16, 15.0), (100, 6, 50.0)):
+        spec = TrialSpec(TrafficSpec(count=64, pacing="constant", rate_per_s=rate), SubscriberSpec(cost_us=10))
+        r = ModelPlatform(p).run_trial(spec)
+        first = r.delivered.iloc[0]
+        assert first["t_callback_ns"] - first["t_event_ns"] == wait_ms * 1e6 + 30_000
+        assert int(r.ground_truth["batch_size"][0]) == size
+    assert p.first_batch(1e9 / 1000) == 16 and p.first_batch(1e9 / 100) == 6
+    burst = ModelPlatform(p).run_trial(TrialSpec(TrafficSpec(count=500), SubscriberSpec(hold=True)))
+    assert loss_by_sequence(burst.sent, burst.delivered).delivered == p.true_burst_capacity() == 16 + 16 + 100
+
+
+def test_a_batch_threshold_needs_a_timer_and_fits_in_the_queue():
+    with pytest.raises(ValueError, match="needs a flush_timeout_us > 0"):
+        ModelParams(queue_limit=16, batch_threshold=16)
+    with pytest.raises(ValueError, match="must not exceed the queue limit"):
+        ModelParams(queue_limit=16, batch_threshold=32, flush_timeout_us=1000)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, TrialResult, frame
-from harness.inputs import check_model, model_values
+from harness.inputs import BadInput, check_model, model_values
 from harness.platforms.model.dispatcher import simulate
 from harness.spec import TrialSpec
 from harness.subscriber import work_costs
@@ -33,9 +33,17 @@ class ModelParams:
     seed: int = 1
     # mechanisms beyond the field notes, off at their defaults (then results are those of the notes' model)
     cpu_share: float = 1.0                # share of a CPU the subscriber's threads get while they have work
+    batch_threshold: int = 0              # a batch waits for this many events (nflog's qthresh); 0: off
+    flush_timeout_us: float = 0.0         # ... or until its oldest has waited this long (nflog's flush timer)
 
     def __post_init__(self) -> None:
         check_model(asdict(self))  # types, ranges, finiteness: harness/inputs.py
+        if self.batch_threshold > self.queue_limit:
+            raise BadInput(f"model parameter batch_threshold ({self.batch_threshold}) must not exceed the queue "
+                           f"limit ({self.queue_limit}): a batch never holds more")
+        if self.batch_threshold and self.flush_timeout_us <= 0:
+            raise BadInput("model parameter batch_threshold needs a flush_timeout_us > 0 (a batch that never fills "
+                           "would wait for ever)")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
@@ -51,6 +59,8 @@ class ModelParams:
         """Events that join the first batch of a back-to-back burst while the dispatcher wakes."""
         if arrival_interval_ns <= 0:
             return self.queue_limit
+        if self.batch_threshold:  # handed over at its threshold-th event, or at its flush timer
+            return int(min(self.batch_threshold, self.flush_timeout_us * NS_PER_US // arrival_interval_ns + 1))
         return int(min(self.queue_limit, self.dispatch_latency_us * NS_PER_US // arrival_interval_ns + 1))
 
     def true_burst_capacity(self) -> int:
@@ -58,7 +68,7 @@ class ModelParams:
         return self.first_batch(1e9 / self.sender_rate_per_s) + self.queue_limit + self.system_buffer
 
 
-OFF: dict[str, Any] = {"cpu_share": 1.0}  # a mechanism's value that turns it off
+OFF: dict[str, Any] = {"cpu_share": 1.0, "batch_threshold": 0, "flush_timeout_us": 0.0}  # values that turn them off
 
 
 class ModelPlatform:
@@ -119,7 +129,7 @@ class ModelPlatform:
         release = int(t_send[-1] + spec.settle_s * 1e9) if sub.hold else None
         sim = simulate(arrivals, service, p.queue_limit, p.system_buffer,
                        int(round(p.dispatch_latency_us * NS_PER_US)), int(round(p.batch_turnaround_us * NS_PER_US)),
-                       release)
+                       release, p.batch_threshold, int(round(p.flush_timeout_us * NS_PER_US)))
         done = sim.callback_end if sub.mode == "inline" else _worker_done(sim.callback_end, work[: len(sim.callback_end)])
         delivered_seq = plan.seq[expected][sim.delivered_index]
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=t_send, remote_port=plan.remote_port)
