@@ -9,13 +9,12 @@ from harness.inputs import BadInput
 from harness.platforms.model import ModelParams
 from harness.results.records import Twin, TwinParameter
 from harness.twin import heldout
-from harness.twin.fit import RunData, TWIN_PARAMETERS, load, mark_stand_ins, structure
+from harness.twin.fit import INTEGER_PARAMETERS, TWIN_PARAMETERS, RunData, load, mark_stand_ins, structure
 from harness.twin.service import per_event_overhead
 
 
 def _model(values: dict[str, TwinParameter], seed: int) -> ModelParams:
-    kinds = {"queue_limit": int, "system_buffer": int}
-    fields = {name: kinds.get(name, float)(values[name].value) for name in (*TWIN_PARAMETERS, "cpu_share")}
+    fields = {name: (int if name in INTEGER_PARAMETERS else float)(values[name].value) for name in TWIN_PARAMETERS}
     return ModelParams(**fields, seed=seed)
 
 

@@ -31,6 +31,8 @@ STANDS_FOR = {
         "per_event_overhead_us": "the reader's own work per event (copying fields, the Python callback call)",
         "cpu_share": "the share of a CPU the reader thread gets while it has work (neighbours take the rest)",
         "sender_rate_per_s": "the sender process's back-to-back rate into the nftables rule",
+        "batch_threshold": "qthresh: the kernel sends a datagram once it holds this many events",
+        "flush_timeout_us": "the kernel's flush timer: a datagram that does not fill goes after this long",
     },
     "wfp": {
         "batch_turnaround_us": "the release of a batch's kernel packets and the swap to the next queue",
@@ -40,7 +42,8 @@ STANDS_FOR = {
     },
 }
 TWIN_PARAMETERS = ("queue_limit", "system_buffer", "dispatch_latency_us", "batch_turnaround_us",
-                   "per_event_overhead_us", "sender_rate_per_s")
+                   "per_event_overhead_us", "sender_rate_per_s", "cpu_share", "batch_threshold", "flush_timeout_us")
+INTEGER_PARAMETERS = ("queue_limit", "system_buffer", "batch_threshold")
 
 
 @dataclass
@@ -68,6 +71,14 @@ class RunData:
         noise of the run, not a parameter of the machine; real platforms have no such stream."""
         params = self.platform_settings.get("model_params") or {}
         return int(params.get("seed", 1)) if self.platform == "model" else 1
+
+    @property
+    def kernel_batches(self) -> tuple[int, float] | None:
+        """nflog's kernel batching, as configured: (qthresh events, flush timer us); None elsewhere."""
+        nflog = self.platform_settings.get("nflog") or {}
+        if self.platform != "nflog" or not nflog.get("qthresh") or not nflog.get("timeout_cs"):
+            return None
+        return int(nflog["qthresh"]), float(nflog["timeout_cs"]) * 10_000
 
     @property
     def ready_backlog(self) -> int:
@@ -177,10 +188,18 @@ def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
     if first is None:
         return _missing("dispatch_latency_us", "us", "the run kept no drain events")
     delivered, _ = first
-    latency_us = (int(delivered["t_callback_ns"].iloc[0]) - int(delivered["t_event_ns"].min())) / 1e3
     fb_estimate = data.summary.estimates.first_batch
     q_estimate = data.summary.estimates.queue_limit
-    evidence: dict[str, Any] = {"first_event_to_callback_us": latency_us}
+    if data.kernel_batches is not None and fb_estimate is not None and fb_estimate.detectable:
+        # the kernel hands the first batch over at its last event; the reader wakes up after that
+        closing = int(np.sort(delivered["t_event_ns"].to_numpy(np.int64))[int(fb_estimate.value) - 1])
+        latency_us = (int(delivered["t_callback_ns"].iloc[0]) - closing) / 1e3
+        method = "the drain's first callback minus the time of its first batch's last event (the kernel sends then)"
+        evidence: dict[str, Any] = {"batch_closed_to_callback_us": latency_us}
+        return TwinParameter("dispatch_latency_us", max(0.0, latency_us), max(0.0, latency_us), max(0.0, latency_us),
+                             "us", method, [int(data.drain_trial)], evidence=evidence)
+    latency_us = (int(delivered["t_callback_ns"].iloc[0]) - int(delivered["t_event_ns"].min())) / 1e3
+    evidence = {"first_event_to_callback_us": latency_us}
     method = "the drain's first callback minus its first event's time"
     if fb_estimate is None or not fb_estimate.detectable or not sender.determined:
         if latency_us < 0:
@@ -193,7 +212,7 @@ def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
     low, high = (fb - 1) * interval_us, math.inf if full else fb * interval_us
     evidence.update({"first_batch": fb, "window_us": [round(low, 3), None if full else round(high, 3)]})
     if low - 1e-3 <= latency_us < high:  # 1 ns: the window's ends are computed from a fitted rate
-        value = latency_us
+        value, low = latency_us, min(low, latency_us)
     else:
         value = low if full else (low + high) / 2
         method = (f"the first batch ({fb} events at the sender's interval): the first callback came "
@@ -239,14 +258,35 @@ def batch_turnaround(data: RunData, queue: TwinParameter) -> TwinParameter:
                          evidence={"boundaries": int(boundary.sum()), "within_batch_gap_us": round(within / 1e3, 3)})
 
 
+def kernel_batches(data: RunData, queue: TwinParameter) -> tuple[TwinParameter, TwinParameter]:
+    """The batch threshold and its flush timer: nflog's configured qthresh and timeout (the kernel
+    holds events until a datagram is full or the timer fires; the drain's batches show the
+    threshold); elsewhere off, as the field notes' dispatcher hands over whatever waits."""
+    configured = data.kernel_batches
+    if configured is None:
+        why = f"off: {data.platform}'s dispatcher hands over whatever waits"
+        return (TwinParameter("batch_threshold", 0, 0, 0, "events", why),
+                TwinParameter("flush_timeout_us", 0.0, 0.0, 0.0, "us", why))
+    qthresh, timer_us = configured
+    seen = {"queue_limit_measured": queue.value}
+    return (TwinParameter("batch_threshold", qthresh, qthresh, qthresh, "events",
+                          "configured (nflog qthresh); the drain's batches measure the same" if queue.value == qthresh
+                          else "configured (nflog qthresh); the drain's batches measured otherwise", evidence=seen),
+            TwinParameter("flush_timeout_us", timer_us, timer_us, timer_us, "us", "configured (nflog timeout_cs)"))
+
+
 def structure(data: RunData) -> dict[str, TwinParameter]:
-    """Every parameter but the per-event overhead (service.py), keyed by ModelParams' names."""
+    """Every parameter but the per-event overhead and the CPU share (service.py), keyed by
+    ModelParams' names."""
     queue = queue_limit(data)
     sender = sender_rate(data)
-    out = {"queue_limit": queue, "system_buffer": system_buffer(data),
-           "dispatch_latency_us": dispatch_latency(data, sender),
-           "batch_turnaround_us": batch_turnaround(data, queue), "sender_rate_per_s": sender}
-    return out
+    threshold, timer = kernel_batches(data, queue)
+    if threshold.value and queue.determined and threshold.value > queue.value:
+        threshold.missing, threshold.value = f"qthresh {threshold.value} exceeds the measured queue limit {queue.value}", None
+    return {"queue_limit": queue, "system_buffer": system_buffer(data),
+            "dispatch_latency_us": dispatch_latency(data, sender),
+            "batch_turnaround_us": batch_turnaround(data, queue), "sender_rate_per_s": sender,
+            "batch_threshold": threshold, "flush_timeout_us": timer}
 
 
 def mark_stand_ins(parameters: dict[str, TwinParameter], platform: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 import numpy as np
 
 from harness.analysis.sustained import service_gaps
@@ -82,8 +83,13 @@ class Residuals:
         sim = np.array([simulated_gaps(params, t, self.ready) for t in self.trials])
         return self.mean - sim[:, 0], self.median - sim[:, 1]
 
-    def cost(self, residual: np.ndarray) -> float:
+    def spread(self, residual: np.ndarray) -> float:
+        """Weighted mean absolute residual: what the robust steps lower."""
         return float(np.sum(self.w * np.abs(residual)) / self.w.sum())
+
+    def cost(self, residual: np.ndarray) -> float:
+        """Weighted mean squared residual: loss follows the mean service rate, stalls and all."""
+        return float(np.sum(self.w * residual ** 2) / self.w.sum())
 
 
 def _with(params: ModelParams, overhead_ns: float, share: float) -> ModelParams:
@@ -95,10 +101,12 @@ def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: b
 
     The mean service gap of a trial near saturation is not smooth in the overhead: its batches
     fill or empty as the overhead moves. So: (1) start from the median gaps, which batch
-    turnarounds hardly move (one overhead only); (2) steps on the mean gaps, weighted median
-    (one overhead) or Gauss-Newton (overhead and share), each kept only if the weighted absolute
-    residual falls; (3) the overhead snapped to the model's resolution, 1 ns, as the best of the
-    nearest few."""
+    turnarounds hardly move; (2) robust steps on the mean gaps (the weighted median residual, kept
+    while the weighted absolute residual falls): where the twin can repeat every trial (the
+    model fitting itself) this lands on the overhead that repeats them all; (3) least-squares steps
+    (overhead, and share where fitted), kept while the weighted squared residual falls: loss
+    follows the mean service rate, stalls and all; (4) the overhead snapped to the model's
+    resolution, 1 ns, as the best of the nearest few."""
     f = Residuals(trials, ready)
     o, a = params.per_event_overhead_us * 1e3, params.cpu_share
     usable = np.isfinite(f.median)
@@ -109,27 +117,20 @@ def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: b
             if abs(step) < 5:  # the rows keep the median to 10 ns
                 break
     residual = f(_with(params, o, a))[0]
-    cost = f.cost(residual)
+    if not fit_share:
+        o, a, residual = _descend(f, params, o, a, residual, lambda r, o, a: (a * weighted_median(r, f.w), 0.0), f.spread)
     cost_ns = np.array([t.cost_ns for t in trials])
-    for _ in range(MAX_ROUNDS):
-        if fit_share:  # d gap / d overhead = 1/a; d gap / d share = -(cost + overhead)/a^2
-            J = np.column_stack((np.full(len(trials), 1 / a), -(cost_ns + o) / a ** 2))
-            WJ = J * f.w[:, None]
-            step = np.linalg.lstsq(WJ.T @ J, WJ.T @ residual, rcond=None)[0]
-        else:
-            step = np.array([a * weighted_median(residual, f.w), 0.0])
-        for shrink in (1.0, 0.5, 0.25):
-            new = _with(params, o + shrink * step[0], a + shrink * step[1])
-            new_residual = f(new)[0]
-            if f.cost(new_residual) < cost:
-                break
-        else:
-            break  # no step helps: at the best the steps can find
-        moved = abs(new.per_event_overhead_us * 1e3 - o) + abs(new.cpu_share - a) * 1e3
-        o, a, residual, cost = new.per_event_overhead_us * 1e3, new.cpu_share, new_residual, f.cost(new_residual)
-        if moved < 0.25:
-            break
-    best = (cost, o, a, residual)
+
+    def least_squares(r: np.ndarray, o: float, a: float) -> tuple[float, float]:
+        if not fit_share:
+            return a * float(np.average(r, weights=f.w)), 0.0
+        J = np.column_stack((np.full(len(trials), 1 / a), -(cost_ns + o) / a ** 2))  # d gap / d (overhead, share)
+        WJ = J * f.w[:, None]
+        step = np.linalg.lstsq(WJ.T @ J, WJ.T @ r, rcond=None)[0]
+        return float(step[0]), float(step[1])
+
+    o, a, residual = _descend(f, params, o, a, residual, least_squares, f.cost)
+    best = (f.cost(residual), o, a, residual)
     shares = {a, round(a, 4)} if fit_share else {a}  # a round share where the data cannot tell them apart
     for share in shares:
         for candidate in {round(o) + d for d in (-2, -1, 0, 1, 2)}:
@@ -139,10 +140,33 @@ def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: b
     return _with(params, best[1], best[2]), best[3]
 
 
+def _descend(f: "Residuals", params: ModelParams, o: float, a: float, residual: np.ndarray,
+             step_of: Callable[[np.ndarray, float, float], tuple[float, float]],
+             objective: Callable[[np.ndarray], float]) -> tuple[float, float, np.ndarray]:
+    """Steps from (o, a) while they lower `objective` (each tried whole, then halved twice)."""
+    cost = objective(residual)
+    for _ in range(MAX_ROUNDS):
+        if cost == 0:
+            break
+        d_o, d_a = step_of(residual, o, a)
+        for shrink in (1.0, 0.5, 0.25):
+            new = _with(params, o + shrink * d_o, a + shrink * d_a)
+            new_residual = f(new)[0]
+            if objective(new_residual) < cost:
+                break
+        else:
+            break
+        moved = abs(new.per_event_overhead_us * 1e3 - o) + abs(new.cpu_share - a) * 1e3
+        o, a, residual, cost = new.per_event_overhead_us * 1e3, new.cpu_share, new_residual, objective(new_residual)
+        if moved < 0.25:
+            break
+    return o, a, residual
+
+
 def weights(trials: list[Measured]) -> np.ndarray:
-    """Inverse variance of each trial's mean gap where its noise is relative (a stalled subscriber
-    loses time in proportion to its work): gaps / mean gap^2."""
-    return np.array([t.gaps / t.mean_gap_ns ** 2 for t in trials], dtype=float)
+    """Each trial's relative error counts the same (1 / mean gap^2): on a shared machine the service
+    rate moves from trial to trial far more than within one, so a trial of many gaps is no surer."""
+    return np.array([1.0 / t.mean_gap_ns ** 2 for t in trials], dtype=float)
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
