@@ -84,6 +84,15 @@ def lines(twin: Twin) -> list[str]:
     if noisy:
         out.append(f"{len(noisy)} of {len(twin.predictions)} held-out trials saw interference (their rows say what); "
                    "the twin predicts the machine it was fitted to, not its neighbours.")
+    for g in twin.repeats:
+        onset = g["measured_onset_s"]
+        spread = (f"onset {fmt(onset[0])}..{fmt(onset[1])} s" if onset[0] is not None else
+                  f"{g['no_loss_in']} of them lost nothing")
+        agree = ("one prediction can be within the tolerance of all of them" if g["one_prediction_can_fit_all"] else
+                 "no single prediction can be within the tolerance of all of them: the machine's own "
+                 "irreproducibility, not the twin, sets the error there")
+        out.append(f"Trials {', '.join(map(str, g['trials']))} ({g['what']}) ran alike and lost "
+                   f"{g['measured_loss'][0]:.2%}..{g['measured_loss'][1]:.2%} ({spread}): {agree}.")
     if twin.stand_ins:
         out.append(f"On {twin.platform} the model's parameters stand in for: " + "; ".join(twin.stand_ins) + ".")
     out += twin.notes

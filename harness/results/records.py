@@ -578,6 +578,7 @@ class Twin(Record):
     stand_ins: list[str] = field(default_factory=list)
     tolerance: JsonObject = field(default_factory=dict)
     predictions: list[HeldOutPrediction] = field(default_factory=list)
+    repeats: list[JsonObject] = field(default_factory=list)   # held-out trials run alike: how far they agree
     verdict: str = "not fitted"   # within, outside, no held-out trial, not fitted
     headline: str = ""
     notes: list[str] = field(default_factory=list)

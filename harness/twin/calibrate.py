@@ -9,13 +9,9 @@ from harness.inputs import BadInput
 from harness.platforms.model import ModelParams
 from harness.results.records import Twin, TwinParameter
 from harness.twin import heldout
-from harness.twin.fit import INTEGER_PARAMETERS, TWIN_PARAMETERS, RunData, load, mark_stand_ins, structure
+from harness.twin.fit import RunData, load, mark_stand_ins, structure
+from harness.twin.params import bounds_of, model_of
 from harness.twin.service import per_event_overhead
-
-
-def _model(values: dict[str, TwinParameter], seed: int) -> ModelParams:
-    fields = {name: (int if name in INTEGER_PARAMETERS else float)(values[name].value) for name in TWIN_PARAMETERS}
-    return ModelParams(**fields, seed=seed)
 
 
 def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, list[str]]:
@@ -30,7 +26,7 @@ def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, li
         values["cpu_share"] = TwinParameter("cpu_share", None, missing=reason)
         return values, None, notes
     try:
-        base = _model({**values, "per_event_overhead_us": TwinParameter("o", 0.0),
+        base = model_of({**values, "per_event_overhead_us": TwinParameter("o", 0.0),
                        "cpu_share": TwinParameter("a", 1.0)}, data.seed)
     except BadInput as exc:
         notes.append(f"the fitted structure is outside what the model takes: {exc}")
@@ -39,7 +35,7 @@ def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, li
     if not values["per_event_overhead_us"].determined:
         return values, None, notes
     try:
-        return values, _model(values, data.seed), notes
+        return values, model_of(values, data.seed), notes
     except BadInput as exc:
         notes.append(f"the fitted parameters are outside what the model takes: {exc}")
         return values, None, notes
@@ -60,10 +56,11 @@ def calibrate(path: Path | str) -> Twin:
         twin.headline = "twin: not fitted: " + ("; ".join(twin.missing) or "; ".join(notes))
         return twin
     twin.model_params = asdict(params)
-    bounds = None if virtual else heldout.bounds_of(params, values.values())
+    bounds = None if virtual else bounds_of(params, values.values())
     twin.predictions = [heldout.predict(params, row, what, twin.tolerance, bounds)
                         for row, what in heldout.held_out(data.rows)]
-    twin.verdict, twin.headline = heldout.verdict(twin.predictions, twin.tolerance)
+    twin.repeats = heldout.repeats(twin.predictions, {int(r["trial"]): r for r in data.rows}, twin.tolerance)
+    twin.verdict, twin.headline = heldout.verdict(twin.predictions, twin.tolerance, twin.repeats)
     return twin
 
 

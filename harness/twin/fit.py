@@ -41,9 +41,6 @@ STANDS_FOR = {
         "sender_rate_per_s": "the sender process's back-to-back rate",
     },
 }
-TWIN_PARAMETERS = ("queue_limit", "system_buffer", "dispatch_latency_us", "batch_turnaround_us",
-                   "per_event_overhead_us", "sender_rate_per_s", "cpu_share", "batch_threshold", "flush_timeout_us")
-INTEGER_PARAMETERS = ("queue_limit", "system_buffer", "batch_threshold")
 
 
 @dataclass

@@ -15,12 +15,10 @@ in real time, loss within 5 % relative (0.5 percentage points where the measured
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
 
 from harness.analysis.loss import loss_by_sequence
 from harness.platforms.model import ModelParams, ModelPlatform
-from harness.results.records import HeldOutPrediction, TrialRow, TwinParameter
+from harness.results.records import HeldOutPrediction, TrialRow
 from harness.twin.stored import trial_spec
 
 FIT_EXPERIMENTS = ["burst", "drain", "sustained (NDR search trials)"]
@@ -110,18 +108,43 @@ def predict(params: ModelParams, row: TrialRow, what: str, tolerance: dict,
     return out
 
 
-def bounds_of(params: ModelParams, parameters: Iterable[TwinParameter]) -> tuple[ModelParams, ModelParams]:
-    """The twin at the two ends of the fit's ranges: least loss (least overhead, largest buffer,
-    largest share) and most loss."""
-    ranges = {p.name: (p.value if p.low is None else p.low, p.value if p.high is None else p.high)
-              for p in parameters if p.determined}
-    o, b, a = ranges["per_event_overhead_us"], ranges["system_buffer"], ranges["cpu_share"]
-    least = replace(params, per_event_overhead_us=o[0], system_buffer=int(b[1]), cpu_share=a[1])
-    most = replace(params, per_event_overhead_us=o[1], system_buffer=int(b[0]), cpu_share=a[0])
-    return least, most
+def _allowed(measured: float, tolerance: dict) -> tuple[float, float]:
+    """The predictions of a loss ratio that the tolerance accepts for this measurement."""
+    if tolerance.get("exact"):
+        return measured, measured
+    if measured < tolerance["points_below"]:
+        return measured - tolerance["loss_points"], measured + tolerance["loss_points"]
+    return measured * (1 - tolerance["loss_relative"]), measured * (1 + tolerance["loss_relative"])
 
 
-def verdict(predictions: list[HeldOutPrediction], tolerance: dict) -> tuple[str, str]:
+def repeats(predictions: list[HeldOutPrediction], rows: dict[int, TrialRow], tolerance: dict) -> list[dict]:
+    """Held-out trials run with the same spec (the onset's repetitions): how far they agree among
+    themselves, and whether any one prediction could be within the tolerance of every one of
+    them. Where none could, the machine's own irreproducibility is the floor of the twin's error."""
+    groups: dict[tuple, list[HeldOutPrediction]] = {}
+    for p in predictions:
+        r = rows[p.trial]
+        key = (p.experiment, r.get("count"), r.get("offered_rate_per_s"), r.get("cost_us"), p.mode, r.get("template"))
+        groups.setdefault(key, []).append(p)
+    out = []
+    for members in groups.values():
+        if len(members) < 2 or not all(p.trusted for p in members):
+            continue
+        losses = [float(p.measured_loss_ratio) for p in members]
+        lows, highs = zip(*(_allowed(m, tolerance) for m in losses))
+        onsets = [p.measured_onset_s for p in members]
+        onset_agree = all(o is None for o in onsets) or (
+            None not in onsets and max(onsets) / min(onsets) - 1 <= 2 * tolerance.get("onset_relative", 0))
+        out.append({"trials": [p.trial for p in members], "what": members[0].what.rsplit(" ", 3)[0],
+                    "measured_loss": [min(losses), max(losses)],
+                    "measured_onset_s": [None if None in onsets else min(onsets), None if None in onsets else max(onsets)],
+                    "no_loss_in": sum(o is None for o in onsets),
+                    "one_prediction_can_fit_all": bool(max(lows) <= min(highs) and onset_agree)})
+    return out
+
+
+def verdict(predictions: list[HeldOutPrediction], tolerance: dict,
+            repeated: list[dict] | None = None) -> tuple[str, str]:
     """(within | outside | no held-out trial, the headline sentence)."""
     judged = [p for p in predictions if p.trusted]
     if not judged:
@@ -134,6 +157,11 @@ def verdict(predictions: list[HeldOutPrediction], tolerance: dict) -> tuple[str,
         return "within", f"twin: all {len(judged)} held-out predictions within its tolerance ({bar})"
     worst = max(misses, key=lambda p: (p.loss_error or 0) + (p.onset_error or 0))
     noisy = sum(1 for p in misses if p.interference)
-    return "outside", (f"twin: held-out errors EXCEED its tolerance: {len(misses)} of {len(judged)} outside ({bar}); "
-                       f"{noisy} of the {len(misses)} saw interference; worst: trial {worst.trial} ({worst.what}) lost "
-                       f"{worst.measured_loss_ratio:.2%}, predicted {worst.predicted_loss_ratio:.2%}")
+    text = (f"twin: held-out errors EXCEED its tolerance: {len(misses)} of {len(judged)} outside ({bar}); "
+            f"{noisy} of the {len(misses)} saw interference; worst: trial {worst.trial} ({worst.what}) lost "
+            f"{worst.measured_loss_ratio:.2%}, predicted {worst.predicted_loss_ratio:.2%}")
+    apart = [g for g in repeated or [] if not g["one_prediction_can_fit_all"]]
+    for g in apart:
+        text += (f"; identical trials {', '.join(map(str, g['trials']))} themselves lost "
+                 f"{g['measured_loss'][0]:.2%}..{g['measured_loss'][1]:.2%}: no prediction fits them all")
+    return "outside", text

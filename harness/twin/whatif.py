@@ -21,8 +21,7 @@ from harness.results.records import Twin
 from harness.results.store import write_twin
 from harness.spec import TrafficSpec, TrialSpec
 from harness.traffic.schedule import Schedule
-from harness.twin.calibrate import calibrate
-from harness.twin.heldout import bounds_of
+from harness.twin.params import bounds_of
 
 
 def twin_of(run: Path) -> tuple[Twin, ModelParams]:
@@ -31,7 +30,8 @@ def twin_of(run: Path) -> tuple[Twin, ModelParams]:
     if not (run / "summary.json").is_file():
         raise BadInput(f"{run} is not a run folder (no summary.json)")
     twin = read_twin(run / "twin.json")
-    if twin is None:
+    if twin is None:  # a run from before the twin: fit it once (seconds), as `wfpcap twin` would
+        from harness.twin.calibrate import calibrate
         twin = calibrate(run)
         write_twin(run, twin)
     if twin.model_params is None:
