@@ -232,3 +232,20 @@ def test_twin_and_predict_refuse_a_folder_that_is_not_a_run(tmp_path):
     for command in (("twin", tmp_path), ("predict", tmp_path, "--rate", "5")):
         done = wfpcap(*command)
         assert done.returncode == 2 and done.stderr == f"wfpcap: {tmp_path} is not a run folder (no summary.json)\n"
+
+
+def test_a_scenario_run_ends_with_its_twin_checked_in_the_report_and_the_headline(tmp_path):
+    """`pytest scenarios/` as a user runs it: the end of the run fits the twin, writes twin.json and
+    shows the held-out table in the report and the verdict in the headline; nothing fails on it."""
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps({"queue_limit": 64, "system_buffer": 2000}))
+    cmd = [sys.executable, "-m", "pytest", "scenarios", "-q", "-p", "no:cacheprovider", "--report-dir",
+           str(tmp_path / "reports"), "--machine-label", "twin-e2e", "--model-param", "queue_limit=64",
+           "--model-param", "system_buffer=2000", "--expect", str(expect)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:]
+    run = next((tmp_path / "reports").glob("*/*/twin.json")).parent
+    twin = read_twin(run / "twin.json")
+    assert twin.verdict == "within" and len(twin.predictions) >= 8
+    assert twin.headline in (run / "headline.txt").read_text() and twin.headline in done.stdout
+    assert "## Twin: held-out trials, predicted vs measured" in (run / "report.md").read_text()

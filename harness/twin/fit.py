@@ -105,9 +105,16 @@ def _rests_on(e: Estimate) -> list[int]:
 
 
 def queue_limit(data: RunData) -> TwinParameter:
+    """The drain's estimate; on nflog, where the kernel's datagram is the batch by construction, the
+    configured qthresh when the drain could not show it (a busy machine blurs the boundaries), said so."""
     e = data.summary.estimates.queue_limit
     if e is None or not e.detectable:
-        return _missing("queue_limit", "events", (e.reason if e else "") or "the run has no drain with batch boundaries")
+        reason = (e.reason if e else "") or "the run has no drain with batch boundaries"
+        if data.kernel_batches is not None:
+            q = data.kernel_batches[0]
+            return TwinParameter("queue_limit", q, q, q, "events", "configured (nflog qthresh, one datagram): the "
+                                 "drain could not show it", evidence={"drain": reason})
+        return _missing("queue_limit", "events", reason)
     return TwinParameter("queue_limit", int(e.value), int(e.value), int(e.value), "events",
                          "the drain's batch boundaries on a lattice (estimate queue_limit)", _rests_on(e),
                          evidence={k: e.evidence.get(k) for k in ("on_lattice", "coverage", "strays", "lift")})
@@ -127,11 +134,26 @@ def capacity_readings(summary: RunSummary) -> list[int]:
     return [int(v) for v in values if isinstance(v, (int, float))]
 
 
-def system_buffer(data: RunData) -> TwinParameter:
+def first_batch(data: RunData) -> int | None:
+    """The drain's first batch; on nflog, when the drain could not show it, the first datagram."""
+    e = data.summary.estimates.first_batch
+    if e is not None and e.detectable:
+        return int(e.value)
+    return data.kernel_batches[0] if data.kernel_batches is not None else None
+
+
+def system_buffer(data: RunData, queue: TwinParameter, fb: int | None) -> TwinParameter:
     est = data.summary.estimates
     e = est.buffer_depth
     if e is None or not e.detectable:
-        return _missing("system_buffer", "events", (e.reason if e else "") or "the run has no drain")
+        reason = (e.reason if e else "") or "the run has no drain"
+        drain = next((r for r in data.rows if r.get("trial") == data.drain_trial), None)
+        if not queue.determined or fb is None or drain is None or not drain.get("lost"):
+            return _missing("system_buffer", "events", reason)
+        # the drain's oversized held burst delivered exactly the capacity
+        e = Estimate(int(drain["delivered"]) - fb - int(queue.value), "the drain's delivered count - first batch - "
+                     "queue limit", {"capacity": int(drain["delivered"]), "first_batch": fb, "queue_limit": queue.value,
+                                     "rests_on": [int(data.drain_trial)]})
     readings = capacity_readings(data.summary)
     fixed = int(e.evidence.get("first_batch") or 0) + int(e.evidence.get("queue_limit") or 0)
     low = min(readings) - fixed if readings else e.value
@@ -173,7 +195,7 @@ def sender_rate(data: RunData) -> TwinParameter:
                          [int(r["trial"]) for r in bursts], evidence={"bursts": int(len(rates))})
 
 
-def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
+def dispatch_latency(data: RunData, sender: TwinParameter, fb: int | None) -> TwinParameter:
     """How long an idle dispatcher gathers its first batch. In the model it is also the wait for the
     first callback, so the drain's first event to first callback measures it directly; the first
     batch bounds it too: fb events at the sender's interval lie within [(fb - 1), fb) intervals
@@ -185,11 +207,10 @@ def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
     if first is None:
         return _missing("dispatch_latency_us", "us", "the run kept no drain events")
     delivered, _ = first
-    fb_estimate = data.summary.estimates.first_batch
     q_estimate = data.summary.estimates.queue_limit
-    if data.kernel_batches is not None and fb_estimate is not None and fb_estimate.detectable:
+    if data.kernel_batches is not None and fb is not None:
         # the kernel hands the first batch over at its last event; the reader wakes up after that
-        closing = int(np.sort(delivered["t_event_ns"].to_numpy(np.int64))[int(fb_estimate.value) - 1])
+        closing = int(np.sort(delivered["t_event_ns"].to_numpy(np.int64))[min(fb, len(delivered)) - 1])
         latency_us = (int(delivered["t_callback_ns"].iloc[0]) - closing) / 1e3
         method = "the drain's first callback minus the time of its first batch's last event (the kernel sends then)"
         evidence: dict[str, Any] = {"batch_closed_to_callback_us": latency_us}
@@ -198,13 +219,13 @@ def dispatch_latency(data: RunData, sender: TwinParameter) -> TwinParameter:
     latency_us = (int(delivered["t_callback_ns"].iloc[0]) - int(delivered["t_event_ns"].min())) / 1e3
     evidence = {"first_event_to_callback_us": latency_us}
     method = "the drain's first callback minus its first event's time"
-    if fb_estimate is None or not fb_estimate.detectable or not sender.determined:
+    if fb is None or not sender.determined:
         if latency_us < 0:
             return _missing("dispatch_latency_us", "us", "the drain's first callback came before its first event's "
                             "time stamp (the clocks disagree), and no first batch bounds it")
         return TwinParameter("dispatch_latency_us", latency_us, latency_us, latency_us, "us", method,
                              [int(data.drain_trial)], evidence=evidence)
-    fb, interval_us = int(fb_estimate.value), 1e6 / float(sender.value)
+    interval_us = 1e6 / float(sender.value)
     full = q_estimate is not None and q_estimate.detectable and fb >= int(q_estimate.value)
     low, high = (fb - 1) * interval_us, math.inf if full else fb * interval_us
     evidence.update({"first_batch": fb, "window_us": [round(low, 3), None if full else round(high, 3)]})
@@ -227,14 +248,13 @@ def median_interval(values: np.ndarray, confidence_z: float = 1.96) -> tuple[flo
     return float(np.median(v)), float(v[lo]), float(v[hi])
 
 
-def batch_turnaround(data: RunData, queue: TwinParameter) -> TwinParameter:
+def batch_turnaround(data: RunData, queue: TwinParameter, fb: int | None) -> TwinParameter:
     """Between batches the dispatcher pauses: the gap from one callback's end (its t_done) to the
     next callback's start is the turnaround at a batch boundary and the bare handover within a
     batch. Boundaries are where the drain's lattice puts them (first batch + k x queue limit);
     turnaround = median gap at them - median gap elsewhere."""
     first = _first_callback(data)
-    fb = data.summary.estimates.first_batch
-    if not queue.determined or fb is None or not fb.detectable:
+    if not queue.determined or fb is None:
         return _missing("batch_turnaround_us", "us", "needs the queue limit and the first batch (the drain's lattice)")
     if first is None:
         return _missing("batch_turnaround_us", "us", "the run kept no drain events")
@@ -243,7 +263,7 @@ def batch_turnaround(data: RunData, queue: TwinParameter) -> TwinParameter:
     t_done = delivered["t_done_ns"].to_numpy(np.int64)
     gap = t_cb[1:] - t_done[:-1]  # gap[p - 1]: before the callback at position p
     positions = np.arange(1, len(t_cb))
-    boundary = (positions >= int(fb.value)) & ((positions - int(fb.value)) % int(queue.value) == 0)
+    boundary = (positions >= fb) & ((positions - fb) % int(queue.value) == 0)
     if boundary.sum() < 2 or (~boundary).sum() < 2:
         return _missing("batch_turnaround_us", "us", f"the drain had {int(boundary.sum())} batch boundaries (need 2)")
     at, at_low, at_high = median_interval(gap[boundary])
@@ -280,9 +300,10 @@ def structure(data: RunData) -> dict[str, TwinParameter]:
     threshold, timer = kernel_batches(data, queue)
     if threshold.value and queue.determined and threshold.value > queue.value:
         threshold.missing, threshold.value = f"qthresh {threshold.value} exceeds the measured queue limit {queue.value}", None
-    return {"queue_limit": queue, "system_buffer": system_buffer(data),
-            "dispatch_latency_us": dispatch_latency(data, sender),
-            "batch_turnaround_us": batch_turnaround(data, queue), "sender_rate_per_s": sender,
+    fb = first_batch(data)
+    return {"queue_limit": queue, "system_buffer": system_buffer(data, queue, fb),
+            "dispatch_latency_us": dispatch_latency(data, sender, fb),
+            "batch_turnaround_us": batch_turnaround(data, queue, fb), "sender_rate_per_s": sender,
             "batch_threshold": threshold, "flush_timeout_us": timer}
 
 
