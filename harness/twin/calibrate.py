@@ -14,7 +14,10 @@ from harness.twin.params import bounds_of, model_of
 from harness.twin.service import per_event_overhead
 
 
-def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, list[str]]:
+MECHANISMS = ("cpu_share", "kernel_batches")  # the model's additions the fit may use
+
+
+def fit(data: RunData, mechanisms: tuple[str, ...] = MECHANISMS) -> tuple[dict[str, TwinParameter], ModelParams | None, list[str]]:
     """Every parameter with its evidence, the ModelParams they make (None while any is missing),
     and the notes of what kept it from being made."""
     values = structure(data)
@@ -31,7 +34,8 @@ def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, li
     except BadInput as exc:
         notes.append(f"the fitted structure is outside what the model takes: {exc}")
         return values, None, notes
-    values["per_event_overhead_us"], values["cpu_share"] = per_event_overhead(base, data.rows, data.ready_backlog)
+    values["per_event_overhead_us"], values["cpu_share"] = per_event_overhead(base, data.rows, data.ready_backlog,
+                                                                             "cpu_share" in mechanisms)
     if not values["per_event_overhead_us"].determined:
         return values, None, notes
     try:
@@ -41,10 +45,12 @@ def fit(data: RunData) -> tuple[dict[str, TwinParameter], ModelParams | None, li
         return values, None, notes
 
 
-def calibrate(path: Path | str) -> Twin:
-    """The twin of the run in `path`: fitted, and checked on the held-out trials."""
+def calibrate(path: Path | str, mechanisms: tuple[str, ...] = MECHANISMS) -> Twin:
+    """The twin of the run in `path`: fitted, and checked on the held-out trials. `mechanisms`
+    narrows what the fit may use of the model's additions (to measure what each buys)."""
     data = load(Path(path))
-    values, params, notes = fit(data)
+    data.model_kernel_batches = "kernel_batches" in mechanisms
+    values, params, notes = fit(data, mechanisms)
     twin = Twin(run=data.path.name, config_id=data.summary.config_id, platform=data.platform,
                 fitted_on=heldout.FIT_EXPERIMENTS, held_out=heldout.HELD_OUT_EXPERIMENTS,
                 parameters=list(values.values()), stand_ins=mark_stand_ins(values, data.platform), notes=notes)

@@ -52,6 +52,7 @@ class RunData:
     rows: list[TrialRow]
     drain_trial: int | None = None
     drain: dict[str, pd.DataFrame] = field(default_factory=dict)
+    model_kernel_batches: bool = True  # nflog's datagrams as the model's batch threshold (False: to compare)
 
     @property
     def platform(self) -> str:
@@ -73,7 +74,7 @@ class RunData:
     def kernel_batches(self) -> tuple[int, float] | None:
         """nflog's kernel batching, as configured: (qthresh events, flush timer us); None elsewhere."""
         nflog = self.platform_settings.get("nflog") or {}
-        if self.platform != "nflog" or not nflog.get("qthresh") or not nflog.get("timeout_cs"):
+        if not self.model_kernel_batches or self.platform != "nflog" or not nflog.get("qthresh") or not nflog.get("timeout_cs"):
             return None
         return int(nflog["qthresh"]), float(nflog["timeout_cs"]) * 10_000
 

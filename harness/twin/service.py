@@ -195,8 +195,10 @@ def _adequate(trials: list[Measured], residual: np.ndarray) -> tuple[bool, dict[
     return ok, worst
 
 
-def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int) -> tuple[TwinParameter, TwinParameter]:
-    """(per_event_overhead_us, cpu_share), each with its evidence; `params` holds the structure."""
+def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int,
+                       share_allowed: bool = True) -> tuple[TwinParameter, TwinParameter]:
+    """(per_event_overhead_us, cpu_share), each with its evidence; `params` holds the structure.
+    `share_allowed` False keeps the share at 1 (the field notes' model, to compare)."""
     trials = fit_trials(rows)
     if not trials:
         reason = "the run has no NDR search trial with a measured service rate"
@@ -208,7 +210,7 @@ def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int) ->
     fitted, residual = _solve(params, trials, ready, fit_share=False)
     adequate, by_cost = _adequate(trials, residual)
     share_fitted = False
-    if not adequate and len(costs) >= 2:
+    if not adequate and len(costs) >= 2 and share_allowed:
         fitted, residual = _solve(fitted, trials, ready, fit_share=True)
         share_fitted = True
         adequate, by_cost = _adequate(trials, residual)
