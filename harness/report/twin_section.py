@@ -54,6 +54,10 @@ def _predicted(p: HeldOutPrediction) -> str:
     return text
 
 
+def _seconds(value: float | None) -> str:
+    return "no loss" if value is None else f"{value:.4g}"
+
+
 def _within(p: HeldOutPrediction) -> str:
     if not p.trusted:
         return "untrusted trial"
@@ -62,8 +66,7 @@ def _within(p: HeldOutPrediction) -> str:
 
 def held_out_rows(twin: Twin) -> list[tuple]:
     return [(p.trial, p.what, fmt(p.offered_rate_per_s), fmt(p.cost_us), _ratio(p.measured_loss_ratio), _predicted(p),
-             _loss_error(p), fmt(p.measured_onset_s) if p.measured_onset_s is not None else "no loss",
-             fmt(p.predicted_onset_s) if p.predicted_onset_s is not None else "no loss",
+             _loss_error(p), _seconds(p.measured_onset_s), _seconds(p.predicted_onset_s),
              "" if p.onset_error is None else f"{p.onset_error:.1%}", _within(p), p.interference)
             for p in twin.predictions]
 
@@ -112,8 +115,7 @@ def terminal_lines(twin: Twin) -> list[str]:
     if twin.predictions:
         out.append("held out (measured vs predicted loss; onset s):")
     for p in twin.predictions:
-        onset = (f"; onset {fmt(p.measured_onset_s) if p.measured_onset_s is not None else 'none'} vs "
-                 f"{fmt(p.predicted_onset_s) if p.predicted_onset_s is not None else 'none'}")
+        onset = f"; onset {_seconds(p.measured_onset_s)} vs {_seconds(p.predicted_onset_s)}"
         flag = "" if p.within else "  OUTSIDE" if p.trusted else "  (untrusted trial)"
         noise = "  [interference]" if p.interference else ""
         out.append(f"  trial {p.trial:>4} {p.what:<34} {_ratio(p.measured_loss_ratio):>7} vs {_predicted(p)}"
