@@ -249,3 +249,17 @@ def test_a_scenario_run_ends_with_its_twin_checked_in_the_report_and_the_headlin
     assert twin.verdict == "within" and len(twin.predictions) >= 8
     assert twin.headline in (run / "headline.txt").read_text() and twin.headline in done.stdout
     assert "## Twin: held-out trials, predicted vs measured" in (run / "report.md").read_text()
+
+
+def test_the_end_of_a_run_gets_a_twin_verdict_whatever_breaks(small_run, tmp_path):
+    """calibrate_run (the lifecycle's call) never raises: a broken kept event file makes the twin
+    'not fitted' with the reason in one line, and the run's report is still drawn."""
+    from harness.twin.calibrate import calibrate_run
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    next((run / "events").glob("*-drain-sent.csv.gz")).write_bytes(b"not a gzip file")  # the report does not read it
+    twin = calibrate_run(run)
+    assert twin.verdict == "not fitted" and twin.headline.startswith("twin: not fitted: ")
+    assert "\n" not in twin.headline and twin.config_id
+    write_twin(run, twin)
+    assert "Twin: not fitted" in render(run)["md"].read_text()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.inputs import BadInput
 from harness.platforms.model import ModelParams
+from harness.results.read import read_summary
 from harness.results.records import Twin, TwinParameter
 from harness.twin import heldout
 from harness.twin.fit import RunData, load, mark_stand_ins, structure
@@ -77,10 +78,9 @@ def calibrate_run(path: Path | str) -> Twin:
     try:
         return calibrate(path)
     except Exception as exc:  # noqa: BLE001 - the run's report must be written whatever the twin does
-        summary = None
         try:
-            summary = load(path).summary
-        except Exception:  # noqa: BLE001
-            pass
+            summary = read_summary(path / "summary.json")
+        except ValueError:
+            summary = None
         return Twin(run=path.name, config_id=summary.config_id if summary else "", platform=summary.platform if summary else "",
                     verdict="not fitted", headline=f"twin: not fitted: {type(exc).__name__}: {exc}")
