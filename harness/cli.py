@@ -133,15 +133,34 @@ def _shape(text: str):
     return make(*numbers)
 
 
-def _predict_traffic(args: argparse.Namespace) -> tuple[TrafficSpec, str]:
-    """The traffic of a what-if and its description: a trace (capture, netsh record, shape) at a
-    scale, a constant rate, or a back-to-back burst."""
-    from harness.traffic.schedule import check_trace_events
-    from harness.traffic.window import apply_window
-    traces = [x for x in (args.traffic_capture, args.traffic_netevents, args.traffic_shape) if x]
+def _traces(args: argparse.Namespace) -> list[str]:
+    return [x for x in (args.traffic_capture, args.traffic_netevents, args.traffic_shape) if x]
+
+
+def _check_predict(args: argparse.Namespace) -> None:
+    """The options' combinations, before the twin is read (or fitted)."""
+    traces = _traces(args)
     if len(traces) + (args.rate is not None) + (args.count is not None) != 1:
         raise BadInput("give one traffic: --rate, --count, --traffic-capture, --traffic-netevents or --traffic-shape")
-    events = check_trace_events(args.trace_events) if args.trace_events else "packets"
+    if not traces and (args.traffic_scale != 1.0 or args.trace_window):
+        raise BadInput("--traffic-scale and --trace-window apply to a trace (capture, netevents or shape)")
+    if args.hold and args.count is None:
+        raise BadInput("--hold goes with --count (a held back-to-back burst)")
+    if args.subscriber_cost and (args.cost_us is not None or args.cost_cv):
+        raise BadInput("--subscriber-cost replaces --cost-us and --cost-cv: give one or the other")
+
+
+def _predict_traffic(args: argparse.Namespace, platform: str) -> tuple[TrafficSpec, str]:
+    """The traffic of a what-if and its description: a trace (capture, netsh record, shape) at a
+    scale, a constant rate, or a back-to-back burst. A trace's events follow the layer unless
+    --trace-events says otherwise: nflog logs every packet; WFP's default filter is at an ALE
+    layer, where a flow's first packet makes the event."""
+    from harness.spec import FilterSpec
+    from harness.traffic.schedule import check_trace_events, default_trace_events
+    from harness.traffic.window import apply_window
+    traces = _traces(args)
+    layer_rule = "packets" if platform == "nflog" else default_trace_events(FilterSpec().layer)
+    events = check_trace_events(args.trace_events) if args.trace_events else layer_rule
     if traces:
         if args.traffic_capture:
             from harness.traffic.capture import read_capture
@@ -155,10 +174,8 @@ def _predict_traffic(args: argparse.Namespace) -> tuple[TrafficSpec, str]:
             schedule = apply_window(schedule, args.trace_window)
         schedule = schedule.scaled(args.traffic_scale)
         return TrafficSpec.replay(schedule), (f"{schedule.provenance.source} at {args.traffic_scale:g}x "
-                                              f"({schedule.count:,} packets, {schedule.event_count:,} events, "
-                                              f"{schedule.duration_s:.4g} s)")
-    if args.traffic_scale != 1.0 or args.trace_window:
-        raise BadInput("--traffic-scale and --trace-window apply to a trace (capture, netevents or shape)")
+                                              f"({schedule.count:,} packets, {schedule.event_count:,} events: one per "
+                                              f"{events[:-1]}, {schedule.duration_s:.4g} s)")
     if args.count is not None:
         return TrafficSpec(count=args.count), f"a back-to-back burst of {args.count:,} at the sender's rate"
     count = args.rate * args.duration
@@ -170,8 +187,6 @@ def _predict_traffic(args: argparse.Namespace) -> tuple[TrafficSpec, str]:
 
 def _predict_subscriber(args: argparse.Namespace) -> tuple[SubscriberSpec, str]:
     if args.subscriber_cost:
-        if args.cost_us is not None or args.cost_cv:
-            raise BadInput("--subscriber-cost replaces --cost-us and --cost-cv: give one or the other")
         from harness.subscriber_cost import read_cost_file
         dist = read_cost_file(args.subscriber_cost)
         return (SubscriberSpec(cost_distribution=dist, mode=args.mode, hold=args.hold),
@@ -184,14 +199,14 @@ def _predict_subscriber(args: argparse.Namespace) -> tuple[SubscriberSpec, str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """What-if on a run's twin, in virtual time."""
-    from harness.twin.whatif import answer
+    from harness.twin.whatif import answer, twin_of
     run = Path(args.run)
-    traffic, traffic_text = _predict_traffic(args)
+    _check_predict(args)
     subscriber, subscriber_text = _predict_subscriber(args)
-    if args.hold and traffic.pacing != "burst":
-        raise BadInput("--hold goes with --count (a held back-to-back burst)")
+    twin, params = twin_of(run)
+    traffic, traffic_text = _predict_traffic(args, twin.platform)
     spec = TrialSpec(traffic, subscriber)
-    print("\n".join(answer(run, spec, traffic_text, subscriber_text, args.headroom)))
+    print("\n".join(answer(run, twin, params, spec, traffic_text, subscriber_text, args.headroom)))
     return 0
 
 

@@ -119,9 +119,9 @@ def headroom_lines(bracket: ScaleBracket) -> list[str]:
             f"(resolution {bracket.resolution:.0%}, {len(bracket.trials)} runs of the twin)"]
 
 
-def answer(run_dir: Path, spec: TrialSpec, traffic_text: str, subscriber_text: str, with_headroom: bool) -> list[str]:
-    """Everything `wfpcap predict` prints for one question."""
-    twin, params = twin_of(run_dir)
+def answer(run_dir: Path, twin: Twin, params: ModelParams, spec: TrialSpec, traffic_text: str, subscriber_text: str,
+           with_headroom: bool) -> list[str]:
+    """Everything `wfpcap predict` prints for one question to the run's twin (twin_of)."""
     lines = describe(run_dir, twin, params)
     lines.append(f"traffic: {traffic_text}; subscriber: {subscriber_text}")
     ends = bounds(twin, params)
