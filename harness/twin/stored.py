@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.experiments.template import MIXED_ADDRESSES, template_for
+from harness.results.read import read_events
 from harness.results.records import TrialRow
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 
@@ -44,11 +45,15 @@ def trial_spec(row: TrialRow) -> TrialSpec:
     return TrialSpec(traffic, subscriber, template=template, label=str(row.get("label") or ""))
 
 
+KEPT_COLUMNS = {"sent": ("seq", "t_send_ns"), "delivered": ("seq", "t_event_ns", "t_callback_ns", "t_done_ns")}
+
+
 def kept_events(run: Path, trial: int, experiment: str) -> dict[str, pd.DataFrame]:
-    """The event frames a run kept for one trial (the drain keeps "sent" and "delivered")."""
+    """The event frames a run kept for one trial (the drain keeps "sent" and "delivered"), checked
+    as results/read.py checks every events frame (StoredFileError naming the file)."""
     out = {}
-    for name in ("sent", "delivered"):
+    for name, columns in KEPT_COLUMNS.items():
         path = run / "events" / f"{int(trial):04d}-{experiment}-{name}.csv.gz"
         if path.exists():
-            out[name] = pd.read_csv(path)
+            out[name] = read_events(path, columns)
     return out
