@@ -11,6 +11,7 @@ from harness.report.render import render
 from harness.results.store import write_twin
 from harness.twin import heldout
 from harness.twin.calibrate import calibrate
+from netns import needs_netns
 from platforms import make, needs_nflog
 
 
@@ -63,6 +64,8 @@ def test_the_twin_of_a_real_kernel_run(tmp_path):
     check_twin(run, "nflog")
 
 
+@needs_netns
+@pytest.mark.slow  # minutes, as test_wfp_evidence's campaign on the fake
 def test_the_twin_of_a_fake_fwpuclnt_run(tmp_path):
     with make("wfp", system_buffer=2000) as platform:
         run = campaign_run(platform, tmp_path)
