@@ -263,3 +263,25 @@ def test_the_end_of_a_run_gets_a_twin_verdict_whatever_breaks(small_run, tmp_pat
     assert "\n" not in twin.headline and twin.config_id
     write_twin(run, twin)
     assert "Twin: not fitted" in render(run)["md"].read_text()
+
+
+def test_predict_replays_a_capture_and_a_netsh_record_at_a_scale(small_run, tmp_path):
+    """Traces as issue 21 reads them: a pcap of 40 UDP flows (5 packets each) and a netsh export;
+    events follow the layer by default (the model's filter is at ALE: a flow's first packet)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from captures import write_pcap
+    from test_trace_readers import EVENTS, netevents_xml
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000 + k % 40, dport=53)) for k in range(200)]
+    capture = write_pcap(tmp_path / "dns.pcap", frames, [k * 50_000 for k in range(200)])
+    flows = wfpcap("predict", small_run, "--traffic-capture", capture, "--traffic-scale", 4, "--cost-us", 50)
+    assert flows.returncode == 0, flows.stderr
+    assert "at 4x (200 packets, 40 events: one per flow" in flows.stdout
+    assert "delivered 40 of 40 events, lost 0" in flows.stdout
+    packets = wfpcap("predict", small_run, "--traffic-capture", capture, "--trace-events", "packets", "--cost-us", 50)
+    assert "200 events: one per packet" in packets.stdout and "delivered 200 of 200 events" in packets.stdout
+    record = tmp_path / "netevents.xml"
+    record.write_text(netevents_xml(EVENTS))
+    netsh = wfpcap("predict", small_run, "--traffic-netevents", record, "--cost-us", 5, "--headroom")
+    assert netsh.returncode == 0, netsh.stderr
+    assert "(5 packets, 3 events: one per flow" in netsh.stdout and "headroom:" in netsh.stdout
