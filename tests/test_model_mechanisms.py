@@ -108,3 +108,51 @@ def test_a_batch_threshold_needs_a_timer_and_fits_in_the_queue():
         ModelParams(queue_limit=16, batch_threshold=16)
     with pytest.raises(ValueError, match="must not exceed the queue limit"):
         ModelParams(queue_limit=16, batch_threshold=32, flush_timeout_us=1000)
+
+
+def stalled(count: int, cost_us: float, **params) -> tuple[ModelParams, TrialSpec]:
+    p = ModelParams(queue_limit=64, system_buffer=3000, per_event_overhead_us=2, **params)
+    return p, TrialSpec(TrafficSpec(count=count, pacing="constant", rate_per_s=3e6 / cost_us), SubscriberSpec(cost_us=cost_us))
+
+
+def test_stalls_add_a_compound_poisson_time_to_each_service():
+    """Per service s: Poisson(rate x s) stalls of exponential length; over many services the
+    stalled time is rate x mean per second of service, the number of stalled services follows
+    1 - exp(-rate x s), and each stall's length is exponential (its std equals its mean)."""
+    from harness.platforms.model.platform import stall_time
+    rng = np.random.default_rng(4)
+    busy = np.full(400_000, 22_000, dtype=np.int64)  # 22 us services: 8.8 s of work
+    extra = stall_time(rng, busy, rate_per_s=70.0, mean_us=8_000.0)
+    hit = extra[extra > 0]
+    assert abs(extra.sum() / busy.sum() - 70 * 8e-3) < 0.08 * 70 * 8e-3
+    assert abs(len(hit) - 400_000 * (1 - np.exp(-70 * 22e-6))) < 4 * np.sqrt(616)
+    assert abs(hit.mean() - 8e6) < 0.1 * 8e6 and abs(hit.std() - 8e6) < 0.15 * 8e6
+    assert stall_time(rng, busy, 0.0, 0.0).sum() == 0
+
+
+def test_stalls_repeat_with_the_seed_and_leave_the_trials_other_draws_alone():
+    p, spec = stalled(20_000, 20.0, stall_rate_per_s=70.0, stall_mean_us=8_000.0)
+    a, b = ModelPlatform(p).run_trial(spec), ModelPlatform(p).run_trial(spec)
+    assert a.delivered.equals(b.delivered)
+    plain = ModelPlatform(ModelParams(queue_limit=64, system_buffer=3000, per_event_overhead_us=2)).run_trial(spec)
+    assert a.sent.equals(plain.sent)  # the stalls draw on a stream of their own
+    assert loss_by_sequence(a.sent, a.delivered).lost > loss_by_sequence(plain.sent, plain.delivered).lost
+    assert "stall_rate_per_s" not in ModelPlatform(ModelParams()).describe()["model_params"]
+    with pytest.raises(ValueError, match="go together"):
+        ModelParams(stall_rate_per_s=10.0)
+
+
+@pytest.mark.parametrize("rate, mean_us, cost_us", [(70.0, 8_000.0, 20.0), (20.0, 3_000.0, 100.0), (150.0, 1_500.0, 500.0)])
+def test_the_service_analysis_counts_the_models_stalls_and_the_twin_inverts_them(rate, mean_us, cost_us):
+    """The harness's stall count (gaps >= 1 ms and 5 typical, analysis/service.py) on a model trial
+    with stalls, inverted by the twin (twin/stalls.py: exponential lengths), gives back the rate and
+    the mean length the model was given, within what a few hundred stalls allow."""
+    from harness.analysis.service import served_rate
+    from harness.twin.stalls import of_row
+    p, spec = stalled(int(3e6 / cost_us * 12), cost_us, stall_rate_per_s=rate, stall_mean_us=mean_us, seed=5)
+    r = ModelPlatform(p).run_trial(spec)
+    s = served_rate(r.sent, r.delivered)
+    assert s.stalls > 150
+    got = of_row({"mu_stalls": s.stalls, "mu_served_s": s.served_s, "mu_stall_share": s.stall_share,
+                  "mu_median_gap_us": s.median_gap_us})
+    assert abs(got.rate_per_s / rate - 1) < 0.2 and abs(got.mean_us / mean_us - 1) < 0.2, got

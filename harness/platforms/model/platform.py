@@ -35,6 +35,8 @@ class ModelParams:
     cpu_share: float = 1.0                # share of a CPU the subscriber's threads get while they have work
     batch_threshold: int = 0              # a batch waits for this many events (nflog's qthresh); 0: off
     flush_timeout_us: float = 0.0         # ... or until its oldest has waited this long (nflog's flush timer)
+    stall_rate_per_s: float = 0.0         # the subscriber's thread is descheduled this often per second of service
+    stall_mean_us: float = 0.0            # ... for this long on average (exponential): its neighbours' time slices
 
     def __post_init__(self) -> None:
         check_model(asdict(self))  # types, ranges, finiteness: harness/inputs.py
@@ -44,6 +46,8 @@ class ModelParams:
         if self.batch_threshold and self.flush_timeout_us <= 0:
             raise BadInput("model parameter batch_threshold needs a flush_timeout_us > 0 (a batch that never fills "
                            "would wait for ever)")
+        if (self.stall_rate_per_s > 0) != (self.stall_mean_us > 0):
+            raise BadInput("model parameters stall_rate_per_s and stall_mean_us go together: both > 0 (stalls) or both 0")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
@@ -68,7 +72,20 @@ class ModelParams:
         return self.first_batch(1e9 / self.sender_rate_per_s) + self.queue_limit + self.system_buffer
 
 
-OFF: dict[str, Any] = {"cpu_share": 1.0, "batch_threshold": 0, "flush_timeout_us": 0.0}  # values that turn them off
+OFF: dict[str, Any] = {"cpu_share": 1.0, "batch_threshold": 0, "flush_timeout_us": 0.0,  # values that turn them off
+                       "stall_rate_per_s": 0.0, "stall_mean_us": 0.0}
+STALL_STREAM = 2  # the stalls' random stream beside a trial's own
+
+
+def stall_time(rng: np.random.Generator, busy_ns: np.ndarray, rate_per_s: float, mean_us: float) -> np.ndarray:
+    """Time (ns) a thread stays descheduled during each stretch of busy_ns of its own work: stalls
+    come as a Poisson process in its busy time (rate_per_s per second of it), each lasting an
+    exponential time of mean mean_us; a stretch's total is then Gamma(k, mean) for its k stalls."""
+    k = rng.poisson(busy_ns * (rate_per_s / 1e9))
+    out = np.zeros(len(busy_ns), dtype=np.int64)
+    hit = k > 0
+    out[hit] = np.round(rng.gamma(k[hit], mean_us * NS_PER_US)).astype(np.int64)
+    return out
 
 
 class ModelPlatform:
@@ -111,7 +128,8 @@ class ModelPlatform:
     def run_trial(self, spec: TrialSpec) -> TrialResult:
         p = self.params
         # one seeded stream per trial: same platform seed + same trial spec seed -> same result
-        rng = np.random.default_rng([p.seed, spec.traffic.seed, self._trials])
+        number = self._trials
+        rng = np.random.default_rng([p.seed, spec.traffic.seed, number])
         self._trials += 1
         plan = plan_traffic(spec)
         t_send = self._send_times(spec, rng)
@@ -126,6 +144,11 @@ class ModelPlatform:
         if p.cpu_share != 1.0:  # the thread runs only this share of the time it has work
             service = np.round(service / p.cpu_share).astype(np.int64)
             work = np.round(work / p.cpu_share).astype(np.int64)
+        if p.stall_rate_per_s:  # descheduled now and then while it has work (its own stream: the rest draws as before)
+            stalls = np.random.default_rng([p.seed, spec.traffic.seed, number, STALL_STREAM])
+            service = service + stall_time(stalls, service, p.stall_rate_per_s, p.stall_mean_us)
+            if sub.mode == "copy":
+                work = work + stall_time(stalls, work, p.stall_rate_per_s, p.stall_mean_us)
         release = int(t_send[-1] + spec.settle_s * 1e9) if sub.hold else None
         sim = simulate(arrivals, service, p.queue_limit, p.system_buffer,
                        int(round(p.dispatch_latency_us * NS_PER_US)), int(round(p.batch_turnaround_us * NS_PER_US)),
