@@ -74,6 +74,7 @@ def test_the_fit_recovers_every_parameter_it_was_not_told(fitted):
     truth, _, twin = fitted
     assert twin.missing == [] and twin.model_params is not None
     got = {p.name: p for p in twin.parameters}
+    assert got["stall_rate_per_s"].value == 0.0 and "none counted" in got["stall_rate_per_s"].method
     assert got["queue_limit"].value == truth.queue_limit
     assert got["system_buffer"].value == truth.system_buffer
     for name in ("dispatch_latency_us", "batch_turnaround_us", "per_event_overhead_us", "cpu_share"):
@@ -110,6 +111,23 @@ def test_a_wrong_twin_misses_and_says_so_in_its_headline(fitted, tmp_path):
     predictions = [heldout.predict(wrong, row, what, twin.tolerance) for row, what in heldout.held_out(load(run).rows)]
     verdict, headline = heldout.verdict(predictions, twin.tolerance)
     assert verdict == "outside" and "EXCEED" in headline
+
+
+def test_a_stalled_subscriber_gives_the_twin_its_stalls_and_its_own_overhead(tmp_path):
+    """A model whose subscriber is descheduled now and then (70 stalls a second of service, 6 ms
+    each on average): the twin reads the stall rate and length from what the NDR trials counted,
+    within what a few hundred stalls allow, and with each trial simulated under its own stalls the
+    overhead comes out as the model's, not stretched by the stalls; a stall-free run has none."""
+    truth = replace(TRUE_SETS["q64"], stall_rate_per_s=70.0, stall_mean_us=6_000.0)
+    run = untold(model_campaign(tmp_path / "reports", truth, costs=(20.0, 500.0), onset=False, extras=False),
+                 tmp_path / "untold")
+    twin = calibrate(run)
+    rate, mean = twin.parameter("stall_rate_per_s"), twin.parameter("stall_mean_us")
+    assert rate.evidence["stalls_counted"] > 100
+    assert rate.value == pytest.approx(70.0, rel=0.25) and mean.value == pytest.approx(6_000.0, rel=0.25)
+    assert twin.parameter("per_event_overhead_us").value == pytest.approx(3.5, abs=1.5)
+    assert twin.parameter("cpu_share").value == 1.0
+    assert twin.model_params["stall_rate_per_s"] == rate.value
 
 
 def test_a_parameter_the_run_could_not_determine_is_missing_not_defaulted(tmp_path):

@@ -11,7 +11,8 @@ from harness.results.records import HeldOutPrediction, Twin
 
 PARAMETER_HEADER = ["parameter", "value", "range", "trials", "how", "stands in for"]
 HELD_OUT_HEADER = ["trial", "what", "offered /s", "cost µs", "measured loss", "predicted loss", "loss error",
-                   "measured onset s", "predicted onset s", "onset error", "within", "interference"]
+                   "measured onset s", "predicted onset s", "onset error", "within",
+                   "predicted given its own stalls", "interference"]
 
 
 def twin_of(run: Path) -> Twin | None:
@@ -64,10 +65,16 @@ def _within(p: HeldOutPrediction) -> str:
     return "yes" if p.within else "NO"
 
 
+def _own(p: HeldOutPrediction) -> str:
+    if p.own_stalls_loss_ratio is None:
+        return ""
+    return f"{_ratio(p.own_stalls_loss_ratio)} ({'within' if p.own_stalls_within else 'outside'})"
+
+
 def held_out_rows(twin: Twin) -> list[tuple]:
     return [(p.trial, p.what, fmt(p.offered_rate_per_s), fmt(p.cost_us), _ratio(p.measured_loss_ratio), _predicted(p),
              _loss_error(p), _seconds(p.measured_onset_s), _seconds(p.predicted_onset_s),
-             "" if p.onset_error is None else f"{p.onset_error:.1%}", _within(p), p.interference)
+             "" if p.onset_error is None else f"{p.onset_error:.1%}", _within(p), _own(p), p.interference)
             for p in twin.predictions]
 
 
@@ -87,6 +94,12 @@ def lines(twin: Twin) -> list[str]:
     if noisy:
         out.append(f"{len(noisy)} of {len(twin.predictions)} held-out trials saw interference (their rows say what); "
                    "the twin predicts the machine it was fitted to, not its neighbours.")
+    own = [p for p in twin.predictions if p.own_stalls_loss_ratio is not None]
+    if own:
+        out.append(f"'Given its own stalls': the twin descheduled as that trial's subscriber was (the stalls it "
+                   f"counted), in place of the fit trials' pooled stalls: what the twin would predict had it known "
+                   f"what the neighbours did during the trial; {sum(bool(p.own_stalls_within) for p in own)} of "
+                   f"{len(own)} within the tolerance so.")
     for g in twin.repeats:
         onset = g["measured_onset_s"]
         spread = (f"onset {fmt(onset[0])}..{fmt(onset[1])} s" if onset[0] is not None else
@@ -118,6 +131,8 @@ def terminal_lines(twin: Twin) -> list[str]:
         onset = f"; onset {_seconds(p.measured_onset_s)} vs {_seconds(p.predicted_onset_s)}"
         flag = "" if p.within else "  OUTSIDE" if p.trusted else "  (untrusted trial)"
         noise = "  [interference]" if p.interference else ""
+        if p.own_stalls_loss_ratio is not None:
+            noise = f"; given its own stalls {_own(p)}" + noise
         out.append(f"  trial {p.trial:>4} {p.what:<34} {_ratio(p.measured_loss_ratio):>7} vs {_predicted(p)}"
                    f"{onset}{flag}{noise}")
     return out

@@ -556,6 +556,10 @@ class HeldOutPrediction(Record):
     within: bool | None = None               # both within (an onset only where either lost)
     trusted: bool = True
     interference: str = ""
+    # the same, with the twin descheduled as this trial's subscriber was (its own counted stalls):
+    # what the twin would say had it known what the neighbours were going to do during the trial
+    own_stalls_loss_ratio: float | None = field(default=None, metadata=OPTIONAL)
+    own_stalls_within: bool | None = field(default=None, metadata=OPTIONAL)
     extra: JsonObject = field(default_factory=dict)
 
 

@@ -12,10 +12,10 @@ from harness.results.records import Twin, TwinParameter
 from harness.twin import heldout
 from harness.twin.fit import RunData, load, mark_stand_ins, structure
 from harness.twin.params import bounds_of, model_of
-from harness.twin.service import per_event_overhead
+from harness.twin.service import SERVICE_PARAMETERS, per_event_overhead
 
 
-MECHANISMS = ("cpu_share", "kernel_batches")  # the model's additions the fit may use
+MECHANISMS = ("cpu_share", "kernel_batches", "stalls")  # the model's additions the fit may use
 
 
 def fit(data: RunData, mechanisms: tuple[str, ...] = MECHANISMS) -> tuple[dict[str, TwinParameter], ModelParams | None, list[str]]:
@@ -26,17 +26,16 @@ def fit(data: RunData, mechanisms: tuple[str, ...] = MECHANISMS) -> tuple[dict[s
     missing = [n for n, p in values.items() if not p.determined]
     if missing:
         reason = f"needs {', '.join(missing)}"
-        values["per_event_overhead_us"] = TwinParameter("per_event_overhead_us", None, unit="us", missing=reason)
-        values["cpu_share"] = TwinParameter("cpu_share", None, missing=reason)
+        for name in SERVICE_PARAMETERS:
+            values[name] = TwinParameter(name, None, unit="us" if name.endswith("_us") else "", missing=reason)
         return values, None, notes
     try:
-        base = model_of({**values, "per_event_overhead_us": TwinParameter("o", 0.0),
-                       "cpu_share": TwinParameter("a", 1.0)}, data.seed)
+        base = model_of({**values, "per_event_overhead_us": TwinParameter("o", 0.0), "cpu_share": TwinParameter("a", 1.0),
+                         "stall_rate_per_s": TwinParameter("r", 0.0), "stall_mean_us": TwinParameter("m", 0.0)}, data.seed)
     except BadInput as exc:
         notes.append(f"the fitted structure is outside what the model takes: {exc}")
         return values, None, notes
-    values["per_event_overhead_us"], values["cpu_share"] = per_event_overhead(base, data.rows, data.ready_backlog,
-                                                                             "cpu_share" in mechanisms)
+    values.update(per_event_overhead(base, data.rows, data.ready_backlog, "cpu_share" in mechanisms, "stalls" in mechanisms))
     if not values["per_event_overhead_us"].determined:
         return values, None, notes
     try:

@@ -15,10 +15,12 @@ in real time, loss within 5 % relative (0.5 percentage points where the measured
 """
 from __future__ import annotations
 
+from dataclasses import replace
 
 from harness.analysis.loss import loss_by_sequence
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.results.records import HeldOutPrediction, TrialRow
+from harness.twin.stalls import of_row as stalls_of_row
 from harness.twin.stored import trial_spec
 
 FIT_EXPERIMENTS = ["burst", "drain", "sustained (NDR search trials)"]
@@ -105,6 +107,13 @@ def predict(params: ModelParams, row: TrialRow, what: str, tolerance: dict,
     if bounds is not None:
         out.predicted_loss_low = round(predicted_loss(bounds[0], row)[1], 6)
         out.predicted_loss_high = round(predicted_loss(bounds[1], row)[1], 6)
+        own = stalls_of_row(row)
+        if own is not None and params.stall_rate_per_s > 0:
+            _, own_ratio, own_onset = predicted_loss(replace(params, stall_rate_per_s=own.rate_per_s,
+                                                             stall_mean_us=own.mean_us), row)
+            out.own_stalls_loss_ratio = round(own_ratio, 6)
+            out.own_stalls_within = bool(loss_error(measured, own_ratio, tolerance)[2]
+                                         and onset_error(measured_onset, own_onset, tolerance)[1] is not False)
     return out
 
 

@@ -9,7 +9,8 @@ from harness.platforms.model import ModelParams
 from harness.results.records import TwinParameter
 
 TWIN_PARAMETERS = ("queue_limit", "system_buffer", "dispatch_latency_us", "batch_turnaround_us",
-                   "per_event_overhead_us", "sender_rate_per_s", "cpu_share", "batch_threshold", "flush_timeout_us")
+                   "per_event_overhead_us", "sender_rate_per_s", "cpu_share", "batch_threshold", "flush_timeout_us",
+                   "stall_rate_per_s", "stall_mean_us")
 INTEGER_PARAMETERS = ("queue_limit", "system_buffer", "batch_threshold")
 
 

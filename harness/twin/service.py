@@ -21,6 +21,8 @@ import numpy as np
 from harness.analysis.sustained import service_gaps
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.results.records import TrialRow, TwinParameter
+from harness.twin import stalls as stalls_of
+from harness.twin.stalls import Stalls
 from harness.twin.stored import trial_spec
 
 MAX_ROUNDS = 12
@@ -36,6 +38,7 @@ class Measured:
     mean_gap_ns: float
     gaps: int
     relative_spread: float  # half-width of its mu interval, relative
+    stalls: Stalls | None = None  # what the trial's subscriber was descheduled for (analysis/service.py)
 
     @property
     def cost_ns(self) -> float:
@@ -54,19 +57,24 @@ def fit_trials(rows: list[TrialRow]) -> list[Measured]:
             continue
         mu = float(r["mu_per_s"])
         spread = ((r.get("mu_high_per_s") or mu) - (r.get("mu_low_per_s") or mu)) / 2 / mu
-        out.append(Measured(r, float(served) * 1e9 / int(gaps), int(gaps), max(spread, 0.0)))
+        out.append(Measured(r, float(served) * 1e9 / int(gaps), int(gaps), max(spread, 0.0), stalls_of.of_row(r)))
     return out
 
 
-def simulated_gaps(params: ModelParams, trial: Measured, ready: int) -> tuple[float, float]:
+def simulated_gaps(params: ModelParams, trial: Measured, ready: int, own_stalls: bool = False) -> tuple[float, float]:
     """The mean and the median service gap (ns) the twin shows on this trial's spec, measured as the
     harness measures. Where the twin never had work waiting (it serves faster than the trial's
-    rate: too little overhead yet), the gap of a full batch stands in, so that the fit still moves."""
+    rate: too little overhead yet), the gap of a full batch stands in, so that the fit still moves.
+    `own_stalls`: the twin is descheduled as this trial's subscriber was (its counted stalls), so
+    that what the neighbours did during each trial does not pass for the subscriber's own cost."""
+    if own_stalls and trial.stalls is not None:
+        params = replace(params, stall_rate_per_s=trial.stalls.rate_per_s, stall_mean_us=trial.stalls.mean_us)
     result = ModelPlatform(params).replay_trial(trial_spec(trial.row), int(trial.row["trial"]))
     gaps = service_gaps(result, ready)
     if len(gaps) >= MIN_GAPS:
         return float(gaps.mean()), float(np.median(gaps))
     per_event = (trial.cost_ns + params.per_event_overhead_us * 1e3) / params.cpu_share
+    per_event *= 1 + params.stall_rate_per_s * params.stall_mean_us / 1e6
     return per_event + params.batch_turnaround_us * 1e3 / params.queue_limit, per_event
 
 
@@ -74,13 +82,13 @@ class Residuals:
     """measured - simulated gaps of the fit trials at given parameters (each evaluation runs the
     twin on every trial), and their weighted absolute sum, the fit's objective."""
 
-    def __init__(self, trials: list[Measured], ready: int) -> None:
-        self.trials, self.ready, self.w = trials, ready, weights(trials)
+    def __init__(self, trials: list[Measured], ready: int, own_stalls: bool = False) -> None:
+        self.trials, self.ready, self.w, self.own_stalls = trials, ready, weights(trials), own_stalls
         self.mean = np.array([t.mean_gap_ns for t in trials])
         self.median = np.array([(t.row.get("mu_median_gap_us") or math.nan) * 1e3 for t in trials])
 
     def __call__(self, params: ModelParams) -> tuple[np.ndarray, np.ndarray]:
-        sim = np.array([simulated_gaps(params, t, self.ready) for t in self.trials])
+        sim = np.array([simulated_gaps(params, t, self.ready, self.own_stalls) for t in self.trials])
         return self.mean - sim[:, 0], self.median - sim[:, 1]
 
     def spread(self, residual: np.ndarray) -> float:
@@ -96,7 +104,8 @@ def _with(params: ModelParams, overhead_ns: float, share: float) -> ModelParams:
     return replace(params, per_event_overhead_us=max(0.0, overhead_ns) / 1e3, cpu_share=float(np.clip(share, 0.01, 1.0)))
 
 
-def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: bool) -> tuple[ModelParams, np.ndarray]:
+def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: bool,
+           own_stalls: bool = False) -> tuple[ModelParams, np.ndarray]:
     """Fit (overhead[, share]); returns the parameters and the residuals of the mean gaps (ns).
 
     The mean service gap of a trial near saturation is not smooth in the overhead: its batches
@@ -107,7 +116,7 @@ def _solve(params: ModelParams, trials: list[Measured], ready: int, fit_share: b
     (overhead, and share where fitted), kept while the weighted squared residual falls: loss
     follows the mean service rate, stalls and all; (4) the overhead snapped to the model's
     resolution, 1 ns, as the best of the nearest few."""
-    f = Residuals(trials, ready)
+    f = Residuals(trials, ready, own_stalls)
     o, a = params.per_event_overhead_us * 1e3, params.cpu_share
     usable = np.isfinite(f.median)
     if not fit_share and usable.any():
@@ -195,23 +204,36 @@ def _adequate(trials: list[Measured], residual: np.ndarray) -> tuple[bool, dict[
     return ok, worst
 
 
-def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int,
-                       share_allowed: bool = True) -> tuple[TwinParameter, TwinParameter]:
-    """(per_event_overhead_us, cpu_share), each with its evidence; `params` holds the structure.
-    `share_allowed` False keeps the share at 1 (the field notes' model, to compare)."""
+SERVICE_PARAMETERS = ("per_event_overhead_us", "cpu_share", "stall_rate_per_s", "stall_mean_us")
+
+
+def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int, share_allowed: bool = True,
+                       stalls_allowed: bool = True) -> dict[str, TwinParameter]:
+    """per_event_overhead_us, cpu_share and the stalls (stall_rate_per_s, stall_mean_us), each with
+    its evidence; `params` holds the structure. `share_allowed` False keeps the share at 1,
+    `stalls_allowed` False leaves the stalls out (the field notes' model, to compare).
+
+    Stalls: the fit trials' counted stalls, pooled, are the twin's; while the overhead is fitted,
+    each trial is simulated with its own, so that what neighbours did during one trial does not
+    move the overhead or the share."""
     trials = fit_trials(rows)
     if not trials:
         reason = "the run has no NDR search trial with a measured service rate"
-        return (TwinParameter("per_event_overhead_us", None, unit="us", missing=reason),
-                TwinParameter("cpu_share", None, missing=reason))
+        return {name: TwinParameter(name, None, unit="us" if name.endswith("_us") else "", missing=reason)
+                for name in SERVICE_PARAMETERS}
+    pooled = stalls_of.pooled([t.row for t in trials]) if stalls_allowed else stalls_of.NONE
+    own = pooled.rate_per_s > 0
     costs = sorted({float(t.row["cost_us"]) for t in trials})
-    start = max(0.0, float(np.median([t.mean_gap_ns - t.cost_ns for t in trials])))  # ns
-    params = replace(params, per_event_overhead_us=start / 1e3, cpu_share=1.0)
-    fitted, residual = _solve(params, trials, ready, fit_share=False)
+    start = max(0.0, float(np.median([t.mean_gap_ns / (1 + (t.stalls.rate_per_s * t.stalls.mean_us / 1e6
+                                                            if own and t.stalls else 0.0)) - t.cost_ns
+                                      for t in trials])))  # ns
+    params = replace(params, per_event_overhead_us=start / 1e3, cpu_share=1.0,
+                     stall_rate_per_s=pooled.rate_per_s, stall_mean_us=pooled.mean_us)
+    fitted, residual = _solve(params, trials, ready, fit_share=False, own_stalls=own)
     adequate, by_cost = _adequate(trials, residual)
     share_fitted = False
     if not adequate and len(costs) >= 2 and share_allowed:
-        fitted, residual = _solve(fitted, trials, ready, fit_share=True)
+        fitted, residual = _solve(fitted, trials, ready, fit_share=True, own_stalls=own)
         share_fitted = True
         adequate, by_cost = _adequate(trials, residual)
     a = fitted.cpu_share
@@ -239,7 +261,18 @@ def per_event_overhead(params: ModelParams, rows: list[TrialRow], ready: int,
         longest = max(t.cost_ns for t in trials) + o * 1e3
         half = max(half, 1.0 / longest)  # the model's resolution: 1 ns on the longest service
         share.low, share.high = max(0.01, a * (1 - half)), min(1.0, a * (1 + half))
-    return overhead, share
+    seen = {"stalls_counted": pooled.seen, "service_s": round(pooled.served_s, 6), "stalled_share": round(pooled.share, 4)}
+    if not stalls_allowed:
+        method = "left out (the field notes' model)"
+    elif own:
+        method = ("the fit trials' stalls as analysis/service.py counted them (gaps >= 1 ms and 5 typical), pooled; "
+                  "exponential lengths, so the uncounted short ones follow from the counted")
+    else:
+        method = "none counted: the subscriber was never descheduled for 1 ms or more while it had work"
+    r, m = round(pooled.rate_per_s, 3), round(pooled.mean_us, 3)
+    rate = TwinParameter("stall_rate_per_s", r, r, r, "per s of service", method, rests, evidence=seen)
+    mean = TwinParameter("stall_mean_us", m, m, m, "us", method, rests, evidence=seen)
+    return {"per_event_overhead_us": overhead, "cpu_share": share, "stall_rate_per_s": rate, "stall_mean_us": mean}
 
 
 def _stall_share(trials: list[Measured]) -> float | None:
