@@ -33,12 +33,16 @@ STANDS_FOR = {
         "sender_rate_per_s": "the sender process's back-to-back rate into the nftables rule",
         "batch_threshold": "qthresh: the kernel sends a datagram once it holds this many events",
         "flush_timeout_us": "the kernel's flush timer: a datagram that does not fill goes after this long",
+        "stall_rate_per_s": "how often the reader thread is descheduled while it has work (its neighbours' time slices)",
+        "stall_mean_us": "how long it stays descheduled, on average",
     },
     "wfp": {
         "batch_turnaround_us": "the release of a batch's kernel packets and the swap to the next queue",
         "per_event_overhead_us": "the dispatcher and callback path per event (native or Python callback)",
         "cpu_share": "the share of a CPU the delivery thread gets while it has work (neighbours take the rest)",
         "sender_rate_per_s": "the sender process's back-to-back rate",
+        "stall_rate_per_s": "how often the delivery thread is descheduled while it has work (its neighbours' time slices)",
+        "stall_mean_us": "how long it stays descheduled, on average",
     },
 }
 
