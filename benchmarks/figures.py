@@ -3,6 +3,7 @@
     python benchmarks/figures.py                # run the benchmarks below, rewrite the table
     python benchmarks/figures.py --keep DIR     # and keep each one's output in DIR
     python benchmarks/figures.py --from DIR     # run nothing: read the outputs an earlier --keep saved
+    python benchmarks/figures.py --only NAME,...  # run these alone; only their rows of the table change
 
 The benchmarks run one after another, each in a process of its own, as printed in docs/benchmarks.md.
 Those that need root run only as root; without root their rows say so. The 1-minute load average is
@@ -91,6 +92,35 @@ def scenarios_rows(out: str) -> list[Row]:
     return rows
 
 
+def predict_rows(out: str) -> list[Row]:
+    m = _find(r"^load average ([\d.]+) on", out, "bench_predict")
+    rows = []
+    fit = _find(r"^wfpcap twin \(fit \+ held-out check, once per run\)\s+([\d.]+)s\s+([\d.]+)s", out, "bench_predict")
+    rows.append(("`wfpcap twin` on a model run (fit + held-out check)", f"{fit[1]} s wall, {fit[2]} s CPU"))
+    for q in re.finditer(r"^wfpcap predict: (.+?)\s{2,}([\d.]+)s\s+([\d.]+)s", out, re.M):
+        rows.append((f"`wfpcap predict`: {q[1]}", f"{q[2]} s wall, {q[3]} s CPU (median of 3)"))
+    s = _find(r"^slowest what-if ([\d.]+) s wall, ([\d.]+) s CPU \(goal < (\d+) s\): (.*)$", out, "bench_predict")
+    rows.append(("`wfpcap predict`, the slowest what-if", f"{s[1]} s wall, {s[2]} s CPU (goal < {s[3]} s: {s[4]}); "
+                 f"load {m[1]} as it began"))
+    return rows
+
+
+def twin_accuracy_rows(out: str) -> list[Row]:
+    runs = _find(r"^== all runs \((\d+);", out, "bench_twin_accuracy")
+    backend = _find(r"^run 1: .*?-(\w+)-[0-9a-f]{10}/", out, "bench_twin_accuracy")[1]
+    rows = []
+    for v in re.finditer(r"^  (field notes' model|\+ [^\n]+?)\s{2,}within (\d+)/(\d+); loss error mean ([\d.]+)% points "
+                         r"\(median [\d.]+%, max ([\d.]+)%\); lossy trials within (\d+)/(\d+), their loss error mean "
+                         r"([\d.]+)% points(?:; given their own stalls within (\d+)/(\d+))?", out, re.M):
+        given = f"; given each trial's own stalls {v[9]}/{v[10]} within" if v[9] else ""
+        rows.append((f"twin held-out, {backend}, {runs[1]} runs: {v[1]}",
+                     f"{v[2]}/{v[3]} within the tolerance (lossy {v[6]}/{v[7]}); loss error mean {v[4]} pp "
+                     f"(lossy trials {v[8]} pp, max {v[5]} pp){given}"))
+    if not rows:
+        raise ValueError("bench_twin_accuracy: no summary lines in its output; update benchmarks/figures.py")
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -110,6 +140,9 @@ BENCHMARKS = (
     Bench("bench_scenarios_model", ("benchmarks/bench_scenarios.py", "--backend", "model", "--runs", "3"), scenarios_rows),
     Bench("bench_scenarios_nflog", ("benchmarks/bench_scenarios.py", "--backend", "nflog", "--runs", "3"), scenarios_rows,
           root=True),
+    Bench("bench_predict", ("benchmarks/bench_predict.py",), predict_rows),
+    Bench("bench_twin_accuracy_nflog", ("benchmarks/bench_twin_accuracy.py", "--backend", "nflog", "--runs", "3"),
+          twin_accuracy_rows, root=True),
 )
 
 
@@ -164,6 +197,24 @@ def table(taken: dict, benches: tuple[Bench, ...]) -> str:
     return "\n".join(lines)
 
 
+def merge(page: Path, body: str, benches: tuple[Bench, ...]) -> str:
+    """The page's table with only these benchmarks' rows replaced by those of `body` (in place, or
+    at the end where the table had none); every other row stays as it was, with its own load."""
+    text = page.read_text()
+    old = text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n").splitlines()
+    names = {f"| `{Path(b.args[0]).name}` |" for b in benches} | {f"| `{b.command}` |" for b in benches}
+    new = [line for line in body.splitlines() if any(line.startswith(n) for n in names)]
+    kept, placed = [], False
+    for line in old:
+        if any(line.startswith(n) for n in names):
+            if not placed:
+                kept += new
+                placed = True
+            continue
+        kept.append(line)
+    return "\n".join(kept if placed else kept + new)
+
+
 def rewrite(page: Path, body: str) -> None:
     text = page.read_text()
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
@@ -178,7 +229,18 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep each benchmark's output (and figures.json) in this folder")
     ap.add_argument("--from", dest="source", type=Path, help="read the outputs that --keep saved instead of running")
     ap.add_argument("--page", type=Path, default=PAGE)
+    ap.add_argument("--only", help="comma-separated benchmark names: run these alone and replace only their rows")
     args = ap.parse_args()
+    if args.only:
+        chosen = tuple(b for b in BENCHMARKS if b.name in args.only.split(","))
+        unknown = set(args.only.split(",")) - {b.name for b in chosen}
+        if unknown:
+            raise SystemExit(f"figures: unknown benchmarks {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(b.name for b in BENCHMARKS)}")
+        body = merge(args.page, table(run_all(chosen, args.keep), chosen), chosen)
+        rewrite(args.page, body)
+        print(body)
+        return
     if args.source is not None:
         taken = json.loads((args.source / "figures.json").read_text())
         for name, run in taken["runs"].items():
