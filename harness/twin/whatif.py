@@ -81,6 +81,8 @@ def headroom(params: ModelParams, spec: TrialSpec, resolution: float = 0.01) -> 
 
 def _parameters(params: ModelParams) -> str:
     share = f", CPU share {params.cpu_share:.2f}" if params.cpu_share != 1.0 else ""
+    if params.stall_rate_per_s:
+        share += f", stalled {params.stall_rate_per_s:.4g} times a second of work for {params.stall_mean_us / 1e3:.3g} ms"
     return (f"queue {params.queue_limit}, buffer {params.system_buffer:,}, dispatch latency "
             f"{params.dispatch_latency_us:.4g} us, turnaround {params.batch_turnaround_us:.4g} us, per-event overhead "
             f"{params.per_event_overhead_us:.4g} us{share}")
