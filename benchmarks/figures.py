@@ -113,6 +113,34 @@ def headroom_rows(out: str) -> list[Row]:
     rows = [(m[1], m[2]) for m in re.finditer(r"^- (.+?): (.+)$", out, re.M)]
     if not rows:
         raise ValueError("bench_headroom: no '- what: figure' lines in its output; update benchmarks/figures.py")
+
+
+def predict_rows(out: str) -> list[Row]:
+    m = _find(r"^load average ([\d.]+) on", out, "bench_predict")
+    rows = []
+    fit = _find(r"^wfpcap twin \(fit \+ held-out check, once per run\)\s+([\d.]+)s\s+([\d.]+)s", out, "bench_predict")
+    rows.append(("`wfpcap twin` on a model run (fit + held-out check)", f"{fit[1]} s wall, {fit[2]} s CPU"))
+    for q in re.finditer(r"^wfpcap predict: (.+?)\s{2,}([\d.]+)s\s+([\d.]+)s", out, re.M):
+        rows.append((f"`wfpcap predict`: {q[1]}", f"{q[2]} s wall, {q[3]} s CPU (median of 3)"))
+    s = _find(r"^slowest what-if ([\d.]+) s wall, ([\d.]+) s CPU \(goal < (\d+) s\): (.*)$", out, "bench_predict")
+    rows.append(("`wfpcap predict`, the slowest what-if", f"{s[1]} s wall, {s[2]} s CPU (goal < {s[3]} s: {s[4]}); "
+                 f"load {m[1]} as it began"))
+    return rows
+
+
+def twin_accuracy_rows(out: str) -> list[Row]:
+    runs = _find(r"^== all runs \((\d+);", out, "bench_twin_accuracy")
+    backend = _find(r"^run 1: .*?-(\w+)-[0-9a-f]{10}/", out, "bench_twin_accuracy")[1]
+    rows = []
+    for v in re.finditer(r"^  (field notes' model|\+ [^\n]+?)\s{2,}within (\d+)/(\d+); loss error mean ([\d.]+)% points "
+                         r"\(median [\d.]+%, max ([\d.]+)%\); lossy trials within (\d+)/(\d+), their loss error mean "
+                         r"([\d.]+)% points(?:; given their own stalls within (\d+)/(\d+))?", out, re.M):
+        given = f"; given each trial's own stalls {v[9]}/{v[10]} within" if v[9] else ""
+        rows.append((f"twin held-out, {backend}, {runs[1]} runs: {v[1]}",
+                     f"{v[2]}/{v[3]} within the tolerance (lossy {v[6]}/{v[7]}); loss error mean {v[4]} pp "
+                     f"(lossy trials {v[8]} pp, max {v[5]} pp){given}"))
+    if not rows:
+        raise ValueError("bench_twin_accuracy: no summary lines in its output; update benchmarks/figures.py")
     return rows
 
 
@@ -139,6 +167,9 @@ BENCHMARKS = (
     Bench("bench_headroom", ("benchmarks/bench_headroom.py",), headroom_rows),
     Bench("bench_headroom_real", ("benchmarks/bench_headroom.py", "--platforms", "nflog,wfp", "--repeat", "2"),
           headroom_rows, root=True),
+    Bench("bench_predict", ("benchmarks/bench_predict.py",), predict_rows),
+    Bench("bench_twin_accuracy_nflog", ("benchmarks/bench_twin_accuracy.py", "--backend", "nflog", "--runs", "3"),
+          twin_accuracy_rows, root=True),
 )
 
 

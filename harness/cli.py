@@ -7,11 +7,9 @@ from pathlib import Path
 
 from harness.analysis.loss import loss_by_sequence
 from harness.files import write_atomic
-from harness.inputs import BadInput, one_line, parse_pairs, percentage, positive, within
+from harness.inputs import BadInput, finite_float, one_line, parse_pairs, percentage, positive, within
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.judge import baseline, compare, history
-from harness.report import fleet, history_page
-from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.plan import max_packets
 
@@ -24,6 +22,7 @@ def _params(pairs: list[str]) -> ModelParams:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.render import render  # plotting loads in seconds: only the commands that draw wait for it
     run = Path(args.run)
     if not run.is_dir():
         raise ValueError(f"{run} is not a run folder")
@@ -32,6 +31,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report import fleet
     threshold = baseline.DEFAULT_THRESHOLD_PCT if args.fail_if_worse is None else args.fail_if_worse
     found = compare.collect([Path(p) for p in args.paths], args.reference, threshold)
     text = fleet.markdown(found)
@@ -53,6 +53,7 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from harness.report import history_page
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise BadInput(f"history: --out {args.out} is a file; history writes history.html, history.md and its "
                        "plots into a folder")
@@ -95,6 +96,117 @@ def cmd_model(args: argparse.Namespace) -> int:
           f"middle {loss.lost_middle}, tail {loss.lost_tail})"
           + (f", first loss after {loss.onset_s:.3f} s" if loss.onset_s is not None else ""))
     print(f"model true burst capacity: {platform.params.true_burst_capacity()}")
+    return 0
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    """Fit the model to a run, check it on the held-out trials, write twin.json in the run folder."""
+    from harness.results.store import write_twin
+    from harness.twin.calibrate import calibrate
+    from harness.report.twin_section import terminal_lines
+    run = Path(args.run)
+    if not (run / "summary.json").is_file():
+        raise BadInput(f"{run} is not a run folder (no summary.json)")
+    twin = calibrate(run)
+    path = write_twin(run, twin)
+    print("\n".join(terminal_lines(twin)))
+    print(f"twin: {path}")
+    return 0
+
+
+def _shape(text: str):
+    """--traffic-shape on-off:MEAN,BURST,LENGTH,DURATION or ramp:START,END,DURATION (rates /s, times s)."""
+    from harness.traffic.shapes import on_off, ramp
+    kind, _, values = text.partition(":")
+    shapes = {"on-off": (on_off, 4, "on-off:MEAN_RATE,BURST_RATE,BURST_S,DURATION_S"),
+              "ramp": (ramp, 3, "ramp:START_RATE,END_RATE,DURATION_S")}
+    if kind not in shapes:
+        raise BadInput(f"--traffic-shape must be on-off:... or ramp:..., got {text!r}")
+    make, count, form = shapes[kind]
+    fields = values.split(",")
+    try:
+        numbers = [finite_float(f) for f in fields]
+    except ValueError:
+        numbers = []
+    if len(numbers) != count:
+        raise BadInput(f"--traffic-shape {kind} needs {form}, got {text!r}")
+    return make(*numbers)
+
+
+def _traces(args: argparse.Namespace) -> list[str]:
+    return [x for x in (args.traffic_capture, args.traffic_netevents, args.traffic_shape) if x]
+
+
+def _check_predict(args: argparse.Namespace) -> None:
+    """The options' combinations, before the twin is read (or fitted)."""
+    traces = _traces(args)
+    if len(traces) + (args.rate is not None) + (args.count is not None) != 1:
+        raise BadInput("give one traffic: --rate, --count, --traffic-capture, --traffic-netevents or --traffic-shape")
+    if not traces and (args.traffic_scale != 1.0 or args.trace_window):
+        raise BadInput("--traffic-scale and --trace-window apply to a trace (capture, netevents or shape)")
+    if args.hold and args.count is None:
+        raise BadInput("--hold goes with --count (a held back-to-back burst)")
+    if args.subscriber_cost and (args.cost_us is not None or args.cost_cv):
+        raise BadInput("--subscriber-cost replaces --cost-us and --cost-cv: give one or the other")
+
+
+def _predict_traffic(args: argparse.Namespace, platform: str) -> tuple[TrafficSpec, str]:
+    """The traffic of a what-if and its description: a trace (capture, netsh record, shape) at a
+    scale, a constant rate, or a back-to-back burst. A trace's events follow the layer unless
+    --trace-events says otherwise: nflog logs every packet; WFP's default filter is at an ALE
+    layer, where a flow's first packet makes the event."""
+    from harness.spec import FilterSpec
+    from harness.traffic.schedule import check_trace_events, default_trace_events
+    from harness.traffic.window import apply_window
+    traces = _traces(args)
+    layer_rule = "packets" if platform == "nflog" else default_trace_events(FilterSpec().layer)
+    events = check_trace_events(args.trace_events) if args.trace_events else layer_rule
+    if traces:
+        if args.traffic_capture:
+            from harness.traffic.capture import read_capture
+            schedule = read_capture(args.traffic_capture, events)
+        elif args.traffic_netevents:
+            from harness.traffic.netevents_xml import read_netevents
+            schedule = read_netevents(args.traffic_netevents, events)
+        else:
+            schedule = _shape(args.traffic_shape).with_trace_events(events)
+        if args.trace_window:
+            schedule = apply_window(schedule, args.trace_window)
+        schedule = schedule.scaled(args.traffic_scale)
+        return TrafficSpec.replay(schedule), (f"{schedule.provenance.source} at {args.traffic_scale:g}x "
+                                              f"({schedule.count:,} packets, {schedule.event_count:,} events: one per "
+                                              f"{events[:-1]}, {schedule.duration_s:.4g} s)")
+    if args.count is not None:
+        return TrafficSpec(count=args.count), f"a back-to-back burst of {args.count:,} at the sender's rate"
+    count = args.rate * args.duration
+    if count > MAX_EVENTS:
+        raise BadInput(f"--rate x --duration is {count:,.0f} events; at most {MAX_EVENTS:,}")
+    return (TrafficSpec(count=max(1, int(count)), pacing="constant", rate_per_s=args.rate),
+            f"{args.rate:,.6g}/s for {args.duration:g} s")
+
+
+def _predict_subscriber(args: argparse.Namespace) -> tuple[SubscriberSpec, str]:
+    if args.subscriber_cost:
+        from harness.subscriber_cost import read_cost_file
+        dist = read_cost_file(args.subscriber_cost)
+        return (SubscriberSpec(cost_distribution=dist, mode=args.mode, hold=args.hold),
+                f"costs drawn from {args.subscriber_cost} (mean {dist.mean_us:.4g} us, p99 {dist.quantile_us(0.99):.4g} us), {args.mode}")
+    cost = args.cost_us or 0.0
+    cv = f" (cv {args.cost_cv:g})" if args.cost_cv else ""
+    return (SubscriberSpec(cost_us=cost, cost_cv=args.cost_cv, mode=args.mode, hold=args.hold),
+            f"{cost:g} us per event{cv}, {args.mode}" + (", held through the burst" if args.hold else ""))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """What-if on a run's twin, in virtual time."""
+    from harness.twin.whatif import answer, twin_of
+    run = Path(args.run)
+    _check_predict(args)
+    subscriber, subscriber_text = _predict_subscriber(args)
+    twin, params = twin_of(run)
+    traffic, traffic_text = _predict_traffic(args, twin.platform)
+    spec = TrialSpec(traffic, subscriber)
+    print("\n".join(answer(run, twin, params, spec, traffic_text, subscriber_text, args.headroom)))
     return 0
 
 
@@ -165,6 +277,32 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--cost-cv", type=_typed(within("float", 0.0, 5.0)), default=0.0)
     m.add_argument("--mode", choices=("inline", "copy"), default="inline")
     m.set_defaults(func=cmd_model)
+    t = sub.add_parser("twin", help="fit the model to a run and check it on trials the fit did not see (twin.json)")
+    t.add_argument("run", help="a run folder, reports/<config-id>/<timestamp>/")
+    t.set_defaults(func=cmd_twin)
+    w = sub.add_parser("predict", help="what-if on a run's twin, in virtual time: a rate, a burst, a trace; headroom")
+    w.add_argument("run", help="a run folder (its twin.json, fitted first if it has none)")
+    w.add_argument("--rate", type=_typed(positive("float", 1e9)), default=None, help="constant rate (events/s)")
+    w.add_argument("--duration", type=_typed(positive("float", 86_400.0)), default=10.0, help="with --rate (s)")
+    w.add_argument("--count", type=_typed(positive("int", MAX_EVENTS)), default=None,
+                   help="a back-to-back burst of this many packets at the sender's fitted rate")
+    w.add_argument("--hold", action="store_true", help="with --count: hold the subscriber through the burst")
+    w.add_argument("--traffic-capture", metavar="FILE", help="a pcap or pcapng capture as the trace")
+    w.add_argument("--traffic-netevents", metavar="FILE", help="netsh wfp show netevents' XML as the trace")
+    w.add_argument("--traffic-shape", metavar="SHAPE",
+                   help="on-off:MEAN_RATE,BURST_RATE,BURST_S,DURATION_S or ramp:START_RATE,END_RATE,DURATION_S")
+    w.add_argument("--trace-events", choices=("packets", "flows"), default=None,
+                   help="events per packet (transport layers) or per flow (ALE layers); default packets")
+    w.add_argument("--trace-window", metavar="auto:LENGTH|START:LENGTH", default=None)
+    w.add_argument("--traffic-scale", type=_typed(positive("float", 1e6)), default=1.0,
+                   help="play the trace this many times as fast")
+    w.add_argument("--cost-us", type=_typed(within("float", 0.0, 1e6)), default=None, help="work per event (us)")
+    w.add_argument("--cost-cv", type=_typed(within("float", 0.0, 5.0)), default=0.0)
+    w.add_argument("--subscriber-cost", metavar="FILE", help="the subscriber's measured costs (us): samples or bin,count")
+    w.add_argument("--mode", choices=("inline", "copy"), default="inline")
+    w.add_argument("--headroom", action="store_true",
+                   help="also search the first time scale at which the traffic loses events")
+    w.set_defaults(func=cmd_predict)
     return p
 
 

@@ -29,6 +29,11 @@ MODEL_PARAMS: dict[str, tuple[str, float, float]] = {
     "per_event_overhead_us": ("float", 0.0, 1e6),
     "sender_rate_per_s": ("float", 1.0, 1e9),
     "seed": ("int", 0, 2**63 - 1),
+    "cpu_share": ("float", 0.01, 1.0),
+    "batch_threshold": ("int", 0, 100_000),
+    "flush_timeout_us": ("float", 0.0, 60e6),
+    "stall_rate_per_s": ("float", 0.0, 1e5),
+    "stall_mean_us": ("float", 0.0, 60e6),
 }
 
 # what the kernel accepts (nfnetlink_log: u32 threshold and timer, nlbufsiz from one page to

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import deque
 
 
-def reference(arrivals, service, Q, B, d, tau, release=None):
-    """Returns (delivered arrival indices, callback start times, lost arrival indices)."""
+def reference(arrivals, service, Q, B, d, tau, release=None, threshold=0, timeout=0):
+    """Returns (delivered arrival indices, callback start times, lost arrival indices). With a
+    threshold, a batch is handed over once that many events wait or its oldest has waited
+    `timeout`, and the dispatcher starts it d later (at once if it was ready when it turned around)."""
     n = len(arrivals)
     next_queue: deque = deque()
     buffer: deque = deque()
@@ -30,11 +32,30 @@ def reference(arrivals, service, Q, B, d, tau, release=None):
         if not batch and not next_queue:
             if i >= n:
                 break
-            t = arrivals[i] + d
-            while i < n and arrivals[i] <= t and len(batch) < Q:
-                batch.append(i)
-                i += 1
+            if threshold:
+                close = arrivals[i] + timeout
+                if i + threshold - 1 < n:
+                    close = min(close, arrivals[i + threshold - 1])
+                while i < n and arrivals[i] <= close and len(batch) < Q:
+                    batch.append(i)
+                    i += 1
+                t = close + d
+            else:
+                t = arrivals[i] + d
+                while i < n and arrivals[i] <= t and len(batch) < Q:
+                    batch.append(i)
+                    i += 1
         elif not batch:
+            waiting = len(next_queue) + len(buffer)
+            if threshold and waiting < threshold:
+                close = arrivals[next_queue[0]] + timeout
+                if i + threshold - waiting - 1 < n:
+                    close = min(close, arrivals[i + threshold - waiting - 1])
+                if close > t:
+                    while i < n and arrivals[i] <= close:
+                        arrive(i)
+                        i += 1
+                    t = close + d
             batch = list(next_queue)
             next_queue.clear()
             while buffer and len(next_queue) < Q:

@@ -9,9 +9,7 @@ The Windows-only code that runs here: native.py's compiled callback (kernel32's 
 events from the fake), the platform's trial, subscription and decoder."""
 from __future__ import annotations
 
-import ctypes
 import hashlib
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -28,7 +26,7 @@ from harness.subscriber import Callback, Release
 from harness.subscriber_code import load_library
 from harness.subscriber_cost import CostDistribution
 from harness.traffic.shapes import on_off
-from platforms import fake_controls, open_wfp, reset_fake
+from platforms import open_wfp, reset_fake
 from test_wfp_lean import FILTER_ID, events_of_every_kind
 
 pytest.importorskip("numba")

@@ -6,10 +6,8 @@ fails below the required headroom and the report answers the question."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from harness.agent import load_agent
@@ -24,7 +22,7 @@ from harness.results.store import ResultStore
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.shapes import on_off
 from session_runs import run, scenario_cmd
-from test_trace_replay import B, G_NS, HAND, N, S_NS, X_STAR, captured, hand_spec, hand_trace
+from test_trace_replay import G_NS, HAND, N, X_STAR, captured, hand_spec, hand_trace
 
 
 @pytest.fixture
@@ -262,7 +260,6 @@ def test_the_report_answers_for_an_agent_that_loses_today(tmp_path):
     gives the loss and when it began. When is known beforehand: a burst's backlog grows at 1/g - 1/s
     events per second and overflows Q + B = 200 places ~60 ms into the first burst."""
     from harness.agent import Agent
-    from harness.campaign import platform_expectations
     from harness.report.render import render
     params, x_star, spec = below_one()
     trace = spec.traffic.schedule

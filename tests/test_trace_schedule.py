@@ -16,7 +16,7 @@ from harness.traffic.pacing import deadlines_ns
 from harness.traffic.plan import plan_traffic
 from harness.traffic.schedule import Schedule, default_trace_events, parse_scale
 from harness.traffic.shapes import on_off, ramp
-from harness.traffic.window import apply_window, arrival_profile, busiest_window, parse_window
+from harness.traffic.window import apply_window, arrival_profile, busiest_window
 
 
 def test_times_are_sorted_shifted_to_zero_and_flows_numbered_by_first_packet():

@@ -1,6 +1,5 @@
 """The second review's findings on the wfp backend, each reproduced on Linux against the strict fake
 fwpuclnt, with the real sender process sending real packets in a test namespace."""
-import numpy as np
 import pytest
 
 from harness.analysis.loss import loss_by_sequence

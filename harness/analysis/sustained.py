@@ -31,6 +31,15 @@ def offered_rate(events_per_s: float | None, row: TrialRow) -> float | None:
     offered in packets, of which a template lets only `expected_share` through)."""
     return events_per_s / (row.get("expected_share") or 1.0) if events_per_s else None
 
+def service_gaps(result: TrialResult, ready: int) -> np.ndarray:
+    """The gaps between callbacks that were service (analysis/service.py) after the warm-up: like
+    the backlog trend, the first quarter is skipped (a queue starting empty serves in small batches)."""
+    t_cb, t_send = delivery_order(result.sent, result.delivered)
+    sent_at = result.sent["t_send_ns"].to_numpy()
+    settled = int(sent_at.min() + WARMUP_SHARE * (sent_at.max() - sent_at.min())) if len(sent_at) else None
+    return np.diff(t_cb)[service_mask(t_cb, t_send, ready, after_ns=settled)]
+
+
 def analyse_sustained(result: TrialResult, capacity: int | None, margin_share: float,
                       loss_tolerance: float = 0.0, backlog: pd.DataFrame | None = None) -> TrialRow:
     """Columns for a sustained trial's row: trust, served rate, backlog slope and the verdict.
@@ -44,12 +53,7 @@ def analyse_sustained(result: TrialResult, capacity: int | None, margin_share: f
     achieved = (result.generator or {}).get("achieved_rate_per_s") or offered
     events_per_s = min(offered, achieved) * share
     margin = margin_share * offered * share
-    t_cb, t_send = delivery_order(result.sent, result.delivered)
-    sent_at = result.sent["t_send_ns"].to_numpy()
-    # like the backlog trend, skip the first quarter: a queue starting empty serves in small batches
-    settled = int(sent_at.min() + WARMUP_SHARE * (sent_at.max() - sent_at.min())) if len(sent_at) else None
-    gaps = np.diff(t_cb)[service_mask(t_cb, t_send, ready_backlog(result.telemetry), after_ns=settled)]
-    service = rate_from_gaps(gaps)
+    service = rate_from_gaps(service_gaps(result, ready_backlog(result.telemetry)))
     trend = backlog_trend(result.sent, result.delivered, margin, backlog=backlog)
     loss = loss_by_sequence(result.sent, result.delivered)
     underserved = service.high_per_s is not None and service.high_per_s < events_per_s - margin

@@ -36,8 +36,9 @@ from harness.plugin.options import CHECKED, RunOptions, checked
 from harness.results.fingerprint import config_id, fingerprint
 from harness.results.read import read_summary
 from harness.results.records import Expectations, RunStatus
-from harness.results.store import ResultStore, utc_now
+from harness.results.store import ResultStore, utc_now, write_twin
 from harness.results.replay import ResumeMismatch
+from harness.twin.calibrate import calibrate_run
 
 
 
@@ -194,6 +195,8 @@ def _finish(state: SessionState, reporting: Any) -> None:
     try:
         state.drawing = True
         live_runs.checkpoint("report")
+        if state.signal is None:  # the held-out check, before the report shows it (a signal wants out now)
+            write_twin(store.path, calibrate_run(store.path))
         # stopped by a signal: the report without its plots, at once (`wfpcap report` draws them)
         from harness.report.render import render  # matplotlib: imported when the report is drawn, not at start
         state.report = str(render(store.path, plots=state.signal is None)["html"])

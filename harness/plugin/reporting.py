@@ -21,6 +21,7 @@ from harness.judge.spread import readings
 from harness.plugin.options import CHECKED
 from harness.report import headline
 from harness.report.progress import Progress, SearchPlan
+from harness.report.twin_section import summary_line, twin_of
 from harness.results.records import BaselineSection, RunSummary
 from harness.results.store import ResultStore
 
@@ -50,6 +51,7 @@ class Reporting:
         self.report: str | None = None
         self.regressions = 0
         self.trials = None
+        self.twin: str | None = None
         self._first_in_test = True
         self.require_lines: list[str] = []
         self.required: list[str] = []
@@ -135,7 +137,11 @@ class Reporting:
     def write_headline(self, store: ResultStore, report: str) -> None:
         """The one-screen summary, kept beside the report (the terminal gets it at the very end)."""
         self.summary, self.report, self.trials = store.summary, report, store.trials()
-        headline.write(store.path, self.summary, report, self.trials, self.require_lines)
+        try:
+            self.twin = summary_line(twin_of(store.path))
+        except ValueError as exc:  # a twin.json that is not one: say so, the headline stands
+            self.twin = f"twin: {exc}"
+        headline.write(store.path, self.summary, report, self.trials, self.require_lines, self.twin)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -152,6 +158,6 @@ class Reporting:
                 terminalreporter.write_line(line, red=True, bold=True)
             return
         terminalreporter.ensure_newline()
-        for line in headline.lines(self.summary, self.report, self.trials) + self.require_lines:
+        for line in headline.lines(self.summary, self.report, self.trials, self.twin) + self.require_lines:
             red = "REGRESSION" in line or line.lstrip().startswith("FAIL") or line.startswith("REQUIRED NOT MET")
             terminalreporter.write_line(line, red=red, bold=red)

@@ -32,7 +32,8 @@ def baseline_section(summary: RunSummary) -> BaselineSection | None:
     return summary.experiments.baseline
 
 
-def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> list[str]:
+def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None,
+          twin: str | None = None) -> list[str]:
     title = f" wfpcap: {summary.config_id} ({summary.platform}) "
     out = [f"{title:=^{WIDTH}}", f"run: {describe(summary)}"]
     if company(summary):
@@ -51,20 +52,24 @@ def lines(summary: RunSummary, report: str | None = None, trials: pd.DataFrame |
     gate = baseline_section(summary)
     if gate and gate.lines:
         out += [f"baseline: {gate.lines[0]}"] + [f"  {line}" for line in gate.lines[1:] if "REGRESSION" in line]
+    if twin:  # the held-out check's sentence: a twin outside its tolerance says so here
+        out.append(twin)
     if report:
         out.append(f"report: {report}")
     return out + ["=" * WIDTH]
 
 
 def write(folder: Path, summary: RunSummary, report: str | None, trials: pd.DataFrame | None,
-          more: list[str] | None = None) -> None:
+          more: list[str] | None = None, twin: str | None = None) -> None:
     """headline.txt and headline.md beside the report (each whole or absent); `more`: lines that
-    follow the headline (what --require found)."""
-    write_atomic(folder / "headline.txt", "\n".join(lines(summary, report, trials) + (more or [])) + "\n")
-    write_atomic(folder / "headline.md", markdown(summary, report, trials) + "".join(f"\n- {line}" for line in more or []))
+    follow the headline (what --require found); `twin`: the held-out check's sentence."""
+    write_atomic(folder / "headline.txt", "\n".join(lines(summary, report, trials, twin) + (more or [])) + "\n")
+    write_atomic(folder / "headline.md",
+                 markdown(summary, report, trials, twin) + "".join(f"\n- {line}" for line in more or []))
 
 
-def markdown(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None) -> str:
+def markdown(summary: RunSummary, report: str | None = None, trials: pd.DataFrame | None = None,
+             twin: str | None = None) -> str:
     out = [f"### Capacity: {summary.config_id} ({summary.platform})", "",
            f"Run: **{describe(summary)}**", ""]
     if company(summary):
@@ -80,6 +85,8 @@ def markdown(summary: RunSummary, report: str | None = None, trials: pd.DataFram
     gate = baseline_section(summary)
     if gate and gate.lines:
         out += ["", f"Baseline: {gate.lines[0]}"] + [f"- {line}" for line in gate.lines[1:]]
+    if twin:
+        out += ["", twin[0].upper() + twin[1:]]
     if report:
         out += ["", f"Report: `{report}`"]
     return "\n".join(out) + "\n"

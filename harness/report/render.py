@@ -17,7 +17,7 @@ import pandas as pd
 from harness.analysis.batches import find_boundaries
 from harness.files import write_atomic
 from harness.judge.spread import readings, shown
-from harness.report import agent_section, findings, headline, ndr_section, plots
+from harness.report import agent_section, findings, headline, ndr_section, plots, twin_section
 from harness.report.page import document, esc, fmt, image, md_table, table
 from harness.results.catalog import CATALOG
 from harness.results.read import read_events
@@ -161,6 +161,9 @@ def verdict_lines(run: Run) -> list[str]:
     if ndr:
         out.append("Highest loss-free rate: " + ", ".join(f"{fmt(r.rate_per_s)}/s with a {r.callback_cost_us:g} µs "
                                                           "callback" for r in ndr) + ".")
+    twin = twin_section.summary_line(twin_section.twin_of(run.path))
+    if twin:
+        out.append(twin[0].upper() + twin[1:] + ".")
     return out + findings.finding_lines(run)
 
 
@@ -203,6 +206,19 @@ def _experiment_blocks(summary: RunSummary) -> list[Section]:
             for name, value in found if value is not None]
 
 
+def _twin_sections(run: Run) -> list[Section]:
+    """The model fitted to this run and its held-out check (twin.json), when the run has one."""
+    twin = twin_section.twin_of(run.path)
+    if twin is None:
+        return []
+    out = [Section("Twin: the model fitted to this run", twin_section.lines(twin),
+                   table=(twin_section.PARAMETER_HEADER, twin_section.parameter_rows(twin), "twin"))]
+    if twin.predictions:
+        out.append(Section("Twin: held-out trials, predicted vs measured",
+                           table=(twin_section.HELD_OUT_HEADER, twin_section.held_out_rows(twin), "twin-held-out")))
+    return out
+
+
 def sections(run: Run, figures: dict[str, Path]) -> list[Section]:
     summary, trials = run.summary, run.trials()
     banner = incomplete_lines(summary)
@@ -235,6 +251,7 @@ def sections(run: Run, figures: dict[str, Path]) -> list[Section]:
         if headroom_found is not None and headroom_found.trials:
             out.append(Section("Headroom search", table=(agent_section.TRIALS_HEADER,
                                                          agent_section.trial_rows(headroom_found), "headroom")))
+    out += _twin_sections(run)
     counts, matrix = findings.count_rows(run), findings.matrix_rows(summary)
     if counts:
         out.append(Section("Sent, recorded by the system, delivered", table=(findings.COUNT_HEADER, counts, "counts")))

@@ -25,7 +25,7 @@ import jsonschema
 import pandas as pd
 
 from harness.results import catalog
-from harness.results.records import FORMAT_VERSION, STATES, RunSummary, json_schema
+from harness.results.records import FORMAT_VERSION, STATES, TWIN_FORMAT, RunSummary, Twin, json_schema
 
 
 class StoredFileError(ValueError):
@@ -303,3 +303,26 @@ def read_baseline(path: Path | str) -> dict[str, Any]:
             raise StoredFileError(f"baseline {path}: {key} must be {least} and within its spread "
                                   f"(low <= value <= high), got {low} <= {value} <= {high}")
     return data
+
+
+# twin.json's schema is its record's own (records.json_schema), as for a summary
+TWIN_SCHEMA = json_schema(Twin)
+TWIN_SCHEMA["properties"]["format"]["minimum"] = 1
+_TWIN_VALIDATOR = jsonschema.Draft202012Validator(TWIN_SCHEMA)
+
+
+def read_twin(path: Path | str) -> Twin | None:
+    """A run's twin.json (harness/twin/), checked; None when the run has none; StoredFileError
+    (one line naming the file) when it is not a twin record."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = read_json(path)
+    error = jsonschema.exceptions.best_match(_TWIN_VALIDATOR.iter_errors(data))
+    if error is not None:
+        where = error.json_path if error.json_path != "$" else "the top level"
+        raise StoredFileError(f"{path} is not a twin record: {where}: {_short(error.message)}")
+    if data["format"] > TWIN_FORMAT:
+        raise StoredFileError(f"{path} is a format {data['format']} twin; this harness reads formats 1..{TWIN_FORMAT} "
+                              "(upgrade wfp-capacity-harness)")
+    return Twin.from_json(data)

@@ -667,3 +667,97 @@ def json_schema(hint: Any) -> JsonObject:
         required = [key for key, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
         return {"type": "object", "properties": properties, **({"required": required} if required else {})}
     raise TypeError(f"no JSON schema for {hint!r}")
+
+
+# -- the twin: the model fitted to a run (harness/twin/) -------------------------------------------
+TWIN_FORMAT = 1  # counts changes of twin.json's layout
+
+
+@dataclass
+class TwinParameter(Record):
+    """One model parameter fitted to a run: its value (None: the run could not determine it, and
+    `missing` says why; it is never defaulted), the range its evidence allows, how it was read,
+    and the trials it rests on. `stands_for` says what it stands in for on a platform whose
+    delivery differs from the model's dispatcher."""
+
+    name: str
+    value: float | int | None = None
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    method: str = ""
+    rests_on: list[int] = field(default_factory=list)
+    stands_for: str | None = field(default=None, metadata=OPTIONAL)
+    missing: str | None = field(default=None, metadata=OPTIONAL)
+    evidence: JsonObject = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
+
+    @property
+    def determined(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class HeldOutPrediction(Record):
+    """A trial the fit did not see, run again on the twin with its own spec: what it measured,
+    what the twin predicts (and the range the fit's uncertainty allows), the error and whether it
+    is within the twin's stated tolerance. `interference` is what the trial's row says the machine
+    was doing: a miss on such a trial is flagged, never hidden."""
+
+    trial: int
+    experiment: str
+    what: str
+    offered_rate_per_s: float | None = None
+    cost_us: float | None = None
+    mode: str | None = None
+    events: int | None = None
+    measured_lost: int | None = None
+    predicted_lost: int | None = None
+    measured_loss_ratio: float | None = None
+    predicted_loss_ratio: float | None = None
+    predicted_loss_low: float | None = None
+    predicted_loss_high: float | None = None
+    loss_error: float | None = None          # relative, or percentage points where measured loss < 10 %
+    loss_error_kind: str | None = None       # "relative" or "points"
+    loss_within: bool | None = None
+    measured_onset_s: float | None = None    # None: no loss
+    predicted_onset_s: float | None = None
+    onset_error: float | None = None         # relative
+    onset_within: bool | None = None
+    within: bool | None = None               # both within (an onset only where either lost)
+    trusted: bool = True
+    interference: str = ""
+    # the same, with the twin descheduled as this trial's subscriber was (its own counted stalls):
+    # what the twin would say had it known what the neighbours were going to do during the trial
+    own_stalls_loss_ratio: float | None = field(default=None, metadata=OPTIONAL)
+    own_stalls_within: bool | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class Twin(Record):
+    """twin.json: the model's parameters fitted to one run (each with its evidence, or missing
+    with the reason), what they stand in for on this platform, and the held-out check: the twin
+    run on the very specs of trials the fit did not use, against what those trials measured.
+    `model_params` is the ModelParams the predictions ran on (None while any parameter is missing)."""
+
+    run: str
+    config_id: str
+    platform: str
+    format: int = TWIN_FORMAT
+    fitted_on: list[str] = field(default_factory=list)        # experiments the fit read
+    held_out: list[str] = field(default_factory=list)         # experiments it predicts
+    parameters: list[TwinParameter] = field(default_factory=list)
+    model_params: JsonObject | None = None
+    missing: list[str] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)
+    tolerance: JsonObject = field(default_factory=dict)
+    predictions: list[HeldOutPrediction] = field(default_factory=list)
+    repeats: list[JsonObject] = field(default_factory=list)   # held-out trials run alike: how far they agree
+    verdict: str = "not fitted"   # within, outside, no held-out trial, not fitted
+    headline: str = ""
+    notes: list[str] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+    def parameter(self, name: str) -> TwinParameter | None:
+        return next((p for p in self.parameters if p.name == name), None)

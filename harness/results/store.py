@@ -26,7 +26,7 @@ from harness.results.fingerprint import config_id
 from harness.results.read import read_summary, read_trial_rows
 from harness.results.records import (BaselineSection, Check, DrainSection, Estimate, Expectations, Facts, Fingerprint,
                                      HeadroomResult, InlineCopyResult, NdrResult, OnsetResult, ReplayResult, RunStatus,
-                                     RunSummary, TemplateResult, TrialRow, plain)
+                                     RunSummary, TemplateResult, TrialRow, Twin, plain)
 from harness.spec import TrialSpec
 
 Experiment = (DrainSection | OnsetResult | InlineCopyResult | TemplateResult | Expectations | BaselineSection
@@ -235,3 +235,10 @@ class ResultStore:
         store.stored_rows = rows
         return store, summary
 
+
+def write_twin(run: Path | str, twin: Twin) -> Path:
+    """twin.json beside the run's summary: the model fitted to the run and its held-out check
+    (harness/twin/), written whole or not at all."""
+    path = Path(run) / "twin.json"
+    write_atomic(path, json.dumps(twin.to_json(), indent=2, allow_nan=False))
+    return path

@@ -9,12 +9,18 @@ together act as one FIFO of Q + B places from which each new batch takes the old
 A batch is delivered one callback per event; its kernel packets are released together when the
 last callback returns; after the batch turnaround the next batch starts.
 
+With a batch threshold (off by default: nflog's kernel batches, qthresh and its flush timer), a
+batch is handed over only once `threshold` events wait for it, or once the oldest of them has
+waited `flush_timeout`; the dispatcher, asleep meanwhile, starts it `dispatch_latency` later.
+A dispatcher that finds the batch ready when it turns around starts it at once.
+
 The loop below runs once per *batch*, not per event: arrivals that fall into a busy period are
 counted with a binary search, and per-event times are filled in afterwards with numpy.
 """
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,12 +50,15 @@ def simulate(
     dispatch_latency: int,
     turnaround: int,
     release_at: int | None = None,
+    threshold: int = 0,
+    flush_timeout: int = 0,
 ) -> Simulation:
     """Simulate the dispatcher.
 
     arrivals: sorted int64 ns times of the events (only events that pass the template).
     service:  int64 ns callback time of the k-th *delivered* event (i.i.d. draws, one per position).
     release_at: if set, the first callback is held until this time (a burst trial's hold).
+    threshold, flush_timeout: a batch waits for `threshold` events or `flush_timeout` ns (0: off).
     """
     n = len(arrivals)
     if len(service) < n:
@@ -71,12 +80,18 @@ def simulate(
     head = tail = i = 0         # head/tail: delivery positions; i: next arrival not yet placed
     t_swap = 0
     hold_pending = release_at is not None
+    waiting_runs: deque[list[int]] = deque()  # with a threshold: [first arrival, count] of the FIFO's runs
     while True:
         if head == tail:  # idle: the next arrival forms a batch
             if i >= n:
                 break
-            start = arr[i] + dispatch_latency
-            j = bisect_right(arr, start, i, min(n, i + queue_limit))
+            if threshold:
+                close = _closes(arr, i, threshold, arr[i] + flush_timeout)
+                start = close + dispatch_latency
+                j = bisect_right(arr, close, i, min(n, i + queue_limit))
+            else:
+                start = arr[i] + dispatch_latency
+                j = bisect_right(arr, start, i, min(n, i + queue_limit))
             seg_first.append(i); seg_len.append(j - i); seg_waits.append(False)
             size = j - i
             tail += size
@@ -84,8 +99,20 @@ def simulate(
             queued = False
         else:
             start = t_swap
+            if threshold and tail - head < threshold:  # the batch is not ready: wait for it
+                close = _closes(arr, i + threshold - (tail - head) - 1, 0, arr[waiting_runs[0][0]] + flush_timeout)
+                if close > t_swap:
+                    start = close + dispatch_latency
+                    j = bisect_right(arr, close, i)  # they join it (it holds fewer than the queue limit)
+                    if j > i:
+                        seg_first.append(i); seg_len.append(j - i); seg_waits.append(True)
+                        waiting_runs.append([i, j - i])
+                        tail += j - i
+                        i = j
             size = min(queue_limit, tail - head)
             queued = True
+            if threshold:
+                _consume(waiting_runs, size)
         end = start + busy_prefix[head + size] - busy_prefix[head]
         shift = 0
         if hold_pending:
@@ -100,10 +127,31 @@ def simulate(
         if take > 0:
             seg_first.append(i); seg_len.append(take); seg_waits.append(True)
             tail += take
+            if threshold:
+                waiting_runs.append([i, take])
         i = j
 
     return _assemble(arrivals, service[:tail], queue_limit, seg_first, seg_len, seg_waits,
                      b_head, b_size, b_start, b_shift, b_queued, n)
+
+
+def _closes(arr: list[int], last: int, threshold: int, timer: int) -> int:
+    """When a batch is handed over: at its completing arrival (index `last`, or `last + threshold - 1`
+    counted from a batch's first) or at its flush timer, whichever comes first."""
+    k = last + threshold - 1 if threshold else last
+    return min(arr[k], timer) if k < len(arr) else timer
+
+
+def _consume(runs: deque[list[int]], size: int) -> None:
+    """Take `size` events off the front of the FIFO's runs."""
+    while size:
+        run = runs[0]
+        used = min(size, run[1])
+        run[0] += used
+        run[1] -= used
+        size -= used
+        if run[1] == 0:
+            runs.popleft()
 
 
 def _runs(first: np.ndarray, length: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.platforms.base import DELIVERED_COLUMNS, SENT_COLUMNS, Capabilities, TrialResult, frame
-from harness.inputs import check_model, model_values
+from harness.inputs import BadInput, check_model, model_values
 from harness.platforms.model.dispatcher import simulate
 from harness.spec import TrialSpec
 from harness.subscriber import work_costs
@@ -37,24 +37,61 @@ class ModelParams:
     per_event_overhead_us: float = 2.0    # the dispatcher's own cost per callback, on top of the subscriber's
     sender_rate_per_s: float = 1_000_000  # how fast a back-to-back burst leaves the (virtual) sender
     seed: int = 1
+    # mechanisms beyond the field notes, off at their defaults (then results are those of the notes' model)
+    cpu_share: float = 1.0                # share of a CPU the subscriber's threads get while they have work
+    batch_threshold: int = 0              # a batch waits for this many events (nflog's qthresh); 0: off
+    flush_timeout_us: float = 0.0         # ... or until its oldest has waited this long (nflog's flush timer)
+    stall_rate_per_s: float = 0.0         # the subscriber's thread is descheduled this often per second of service
+    stall_mean_us: float = 0.0            # ... for this long on average (exponential): its neighbours' time slices
 
     def __post_init__(self) -> None:
         check_model(asdict(self))  # types, ranges, finiteness: harness/inputs.py
+        if self.batch_threshold > self.queue_limit:
+            raise BadInput(f"model parameter batch_threshold ({self.batch_threshold}) must not exceed the queue "
+                           f"limit ({self.queue_limit}): a batch never holds more")
+        if self.batch_threshold and self.flush_timeout_us <= 0:
+            raise BadInput("model parameter batch_threshold needs a flush_timeout_us > 0 (a batch that never fills "
+                           "would wait for ever)")
+        if (self.stall_rate_per_s > 0) != (self.stall_mean_us > 0):
+            raise BadInput("model parameters stall_rate_per_s and stall_mean_us go together: both > 0 (stalls) or both 0")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> "ModelParams":
         """Build from NAME=VALUE strings (the --model-param option); unknown names are an error."""
         return cls(**model_values(overrides))
 
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters, leaving out mechanisms that are off: a configuration that does not use
+        them keeps the description (and so the config id) it had before they existed."""
+        return {k: v for k, v in asdict(self).items() if k not in OFF or v != OFF[k]}
+
     def first_batch(self, arrival_interval_ns: float) -> int:
         """Events that join the first batch of a back-to-back burst while the dispatcher wakes."""
         if arrival_interval_ns <= 0:
             return self.queue_limit
+        if self.batch_threshold:  # handed over at its threshold-th event, or at its flush timer
+            return int(min(self.batch_threshold, self.flush_timeout_us * NS_PER_US // arrival_interval_ns + 1))
         return int(min(self.queue_limit, self.dispatch_latency_us * NS_PER_US // arrival_interval_ns + 1))
 
     def true_burst_capacity(self) -> int:
         """Longest back-to-back burst delivered without loss when the callback is held through it."""
         return self.first_batch(1e9 / self.sender_rate_per_s) + self.queue_limit + self.system_buffer
+
+
+OFF: dict[str, Any] = {"cpu_share": 1.0, "batch_threshold": 0, "flush_timeout_us": 0.0,  # values that turn them off
+                       "stall_rate_per_s": 0.0, "stall_mean_us": 0.0}
+STALL_STREAM = 2  # the stalls' random stream beside a trial's own
+
+
+def stall_time(rng: np.random.Generator, busy_ns: np.ndarray, rate_per_s: float, mean_us: float) -> np.ndarray:
+    """Time (ns) a thread stays descheduled during each stretch of busy_ns of its own work: stalls
+    come as a Poisson process in its busy time (rate_per_s per second of it), each lasting an
+    exponential time of mean mean_us; a stretch's total is then Gamma(k, mean) for its k stalls."""
+    k = rng.poisson(busy_ns * (rate_per_s / 1e9))
+    out = np.zeros(len(busy_ns), dtype=np.int64)
+    hit = k > 0
+    out[hit] = np.round(rng.gamma(k[hit], mean_us * NS_PER_US)).astype(np.int64)
+    return out
 
 
 class ModelPlatform:
@@ -68,7 +105,7 @@ class ModelPlatform:
         self._measured: dict[tuple, tuple[np.ndarray, int, str]] = {}  # a user function's costs per trace
 
     def describe(self) -> dict[str, Any]:
-        return {"platform": self.name, "model_params": asdict(self.params)}
+        return {"platform": self.name, "model_params": self.params.as_dict()}
 
     def measured(self) -> dict[str, Any]:
         return {"max_send_rate_per_s": self.params.sender_rate_per_s}
@@ -89,10 +126,17 @@ class ModelPlatform:
         """A resumed run replays a stored trial: advance the per-trial seed as running it would."""
         self._trials += 1
 
+    def replay_trial(self, spec: TrialSpec, number: int) -> TrialResult:
+        """Run `spec` as trial `number` of a run, on that trial's random stream: the twin's
+        prediction of a stored model trial draws what the trial drew."""
+        self._trials = number
+        return self.run_trial(spec)
+
     def run_trial(self, spec: TrialSpec) -> TrialResult:
         p = self.params
         # one seeded stream per trial: same platform seed + same trial spec seed -> same result
-        rng = np.random.default_rng([p.seed, spec.traffic.seed, self._trials])
+        number = self._trials
+        rng = np.random.default_rng([p.seed, spec.traffic.seed, number])
         self._trials += 1
         plan = plan_traffic(spec)
         t_send = self._send_times(spec, rng)
@@ -108,10 +152,18 @@ class ModelPlatform:
         overhead = int(round(p.per_event_overhead_us * NS_PER_US))
         in_callback = work if sub.mode == "inline" else np.full(n, int(round(sub.copy_cost_us * NS_PER_US)), np.int64)
         service = in_callback + overhead
+        if p.cpu_share != 1.0:  # the thread runs only this share of the time it has work
+            service = np.round(service / p.cpu_share).astype(np.int64)
+            work = np.round(work / p.cpu_share).astype(np.int64)
+        if p.stall_rate_per_s:  # descheduled now and then while it has work (its own stream: the rest draws as before)
+            stalls = np.random.default_rng([p.seed, spec.traffic.seed, number, STALL_STREAM])
+            service = service + stall_time(stalls, service, p.stall_rate_per_s, p.stall_mean_us)
+            if sub.mode == "copy":
+                work = work + stall_time(stalls, work, p.stall_rate_per_s, p.stall_mean_us)
         release = int(t_send[-1] + spec.settle_s * 1e9) if sub.hold else None
         sim = simulate(arrivals, service, p.queue_limit, p.system_buffer,
                        int(round(p.dispatch_latency_us * NS_PER_US)), int(round(p.batch_turnaround_us * NS_PER_US)),
-                       release)
+                       release, p.batch_threshold, int(round(p.flush_timeout_us * NS_PER_US)))
         done = sim.callback_end if sub.mode == "inline" else _worker_done(sim.callback_end, work[: len(sim.callback_end)])
         delivered_seq = plan.seq[expected][sim.delivered_index]
         sent = frame(SENT_COLUMNS, seq=plan.seq, t_send_ns=t_send, remote_port=plan.remote_port)
@@ -124,7 +176,7 @@ class ModelPlatform:
             telemetry.update(function_errors=function_errors, first_function_error=first_error,
                              function_cost_p50_us=float(np.median(work)) / NS_PER_US if n else None)
         ground_truth = {
-            "params": asdict(p),
+            "params": p.as_dict(),
             "true_burst_capacity": p.true_burst_capacity(),
             "lost_seq": plan.seq[expected][sim.lost_index],
             "batch_size": sim.batch_size,
