@@ -112,7 +112,7 @@ def _rests_on(e: Estimate) -> list[int]:
 def queue_limit(data: RunData) -> TwinParameter:
     """The drain's estimate; on nflog, where the kernel's datagram is the batch by construction, the
     configured qthresh when the drain could not show it (a busy machine blurs the boundaries), said so."""
-    e = data.summary.estimates.queue_limit
+    e = data.summary.estimates.get("queue_limit")
     if e is None or not e.detectable:
         reason = (e.reason if e else "") or "the run has no drain with batch boundaries"
         if data.kernel_batches is not None:
@@ -129,19 +129,20 @@ def capacity_readings(summary: RunSummary) -> list[int]:
     """Every reading of the burst capacity the run made: the search, its repetitions, the plateau
     of the oversized bursts, the drain's oversized burst."""
     est = summary.estimates
+    capacity, plateau, depth = est.get("burst_capacity"), est.get("plateau"), est.get("buffer_depth")
     values: list[Any] = []
-    if est.burst_capacity is not None and est.burst_capacity.detectable:
-        values += [est.burst_capacity.value, *est.burst_capacity.evidence.get("searches", [])]
-    if est.plateau is not None and est.plateau.detectable:
-        values += [est.plateau.evidence.get("min"), est.plateau.evidence.get("max")]
-    if est.buffer_depth is not None and est.buffer_depth.detectable:
-        values.append(est.buffer_depth.evidence.get("capacity"))
+    if capacity is not None and capacity.detectable:
+        values += [capacity.value, *capacity.evidence.get("searches", [])]
+    if plateau is not None and plateau.detectable:
+        values += [plateau.evidence.get("min"), plateau.evidence.get("max")]
+    if depth is not None and depth.detectable:
+        values.append(depth.evidence.get("capacity"))
     return [int(v) for v in values if isinstance(v, (int, float))]
 
 
 def first_batch(data: RunData) -> int | None:
     """The drain's first batch; on nflog, when the drain could not show it, the first datagram."""
-    e = data.summary.estimates.first_batch
+    e = data.summary.estimates.get("first_batch")
     if e is not None and e.detectable:
         return int(e.value)
     return data.kernel_batches[0] if data.kernel_batches is not None else None
@@ -149,7 +150,7 @@ def first_batch(data: RunData) -> int | None:
 
 def system_buffer(data: RunData, queue: TwinParameter, fb: int | None) -> TwinParameter:
     est = data.summary.estimates
-    e = est.buffer_depth
+    e = est.get("buffer_depth")
     if e is None or not e.detectable:
         reason = (e.reason if e else "") or "the run has no drain"
         drain = next((r for r in data.rows if r.get("trial") == data.drain_trial), None)
@@ -163,7 +164,7 @@ def system_buffer(data: RunData, queue: TwinParameter, fb: int | None) -> TwinPa
     fixed = int(e.evidence.get("first_batch") or 0) + int(e.evidence.get("queue_limit") or 0)
     low = min(readings) - fixed if readings else e.value
     high = max(readings) - fixed if readings else e.value
-    rests = sorted(set(_rests_on(e)) | set(_rests_on(est.burst_capacity) if est.burst_capacity else []))
+    rests = sorted(set(_rests_on(e)) | set(_rests_on(est.get("burst_capacity")) if est.get("burst_capacity") else []))
     return TwinParameter("system_buffer", int(e.value), int(min(low, e.value)), int(max(high, e.value)), "events",
                          "drain capacity - first batch - queue limit; range from every capacity reading",
                          rests, evidence={"capacity": e.evidence.get("capacity"), "capacity_readings": readings})
@@ -212,7 +213,7 @@ def dispatch_latency(data: RunData, sender: TwinParameter, fb: int | None) -> Tw
     if first is None:
         return _missing("dispatch_latency_us", "us", "the run kept no drain events")
     delivered, _ = first
-    q_estimate = data.summary.estimates.queue_limit
+    q_estimate = data.summary.estimates.get("queue_limit")
     if data.kernel_batches is not None and fb is not None:
         # the kernel hands the first batch over at its last event; the reader wakes up after that
         closing = int(np.sort(delivered["t_event_ns"].to_numpy(np.int64))[min(fb, len(delivered)) - 1])
