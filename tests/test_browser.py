@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from browser import needs_browser, visit
+from cli_runs import wfpcap
 from harness.judge import compare
 from harness.report import fleet
 from stored_runs import noisy_copy, real_run
@@ -75,12 +76,8 @@ def test_the_checks_can_fail(tmp_path):
 
 
 def test_compare_fails_if_a_configuration_is_worse_than_the_reference(thirty_configurations, tmp_path):
-    import subprocess
-    import sys
-
     def compare(*args):
-        return subprocess.run([sys.executable, "-m", "harness", "compare", str(thirty_configurations), *args,
-                               "--out", str(tmp_path / "fleet.md")], capture_output=True, text=True)
+        return wfpcap("compare", thirty_configurations, *args, "--out", tmp_path / "fleet.md")
 
     worse = compare("--fail-if-worse", "5")  # against C1 (the largest buffer): C2, C3, C5, ... are worse
     assert worse.returncode == 1, worse.stderr

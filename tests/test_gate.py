@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import wfpcap
 from harness.judge import baseline
 from harness.judge.spread import Reading, readings
 from harness.results.records import RunSummary
@@ -78,8 +79,7 @@ def test_baseline_gate_on_the_model(tmp_path):
     p, run = baseline_run(tmp_path)
     assert p.returncode == 0, p.stdout[-2000:]
     saved = tmp_path / "baseline.json"
-    cli = subprocess.run([sys.executable, "-m", "harness", "baseline", "save", str(run.parent), "--out", str(saved)],
-                         capture_output=True, text=True)
+    cli = wfpcap("baseline", "save", run.parent, "--out", saved)
     assert cli.returncode == 0, cli.stderr
     assert set(json.loads(saved.read_text())["estimates"]) >= {"buffer_depth", "ndr@20us", "burst_capacity"}
 
@@ -124,8 +124,7 @@ def test_bad_baseline_is_one_clear_line(tmp_path):
         assert p.returncode == 2, p.stdout[-2000:]
         assert "Traceback" not in p.stdout + p.stderr
         assert "wfpcap: " in p.stdout + p.stderr
-    cli = subprocess.run([sys.executable, "-m", "harness", "baseline", "save", str(run), "--out", str(tmp_path / "b")],
-                         capture_output=True, text=True)
+    cli = wfpcap("baseline", "save", run, "--out", tmp_path / "b")
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1
     assert "not a complete run (interrupted: SIGINT)" in cli.stderr
 

@@ -21,6 +21,7 @@ from harness.plugin.options import run_options
 from harness.report import fleet, history_page
 from harness.report.render import render
 from harness.results.read import StoredFileError, read_baseline, read_summary, read_trial_rows
+from cli_runs import wfpcap
 from session_runs import ROOT
 from stored_runs import real_run, set_status
 from test_inputs import Options
@@ -33,10 +34,6 @@ ONE_LINE_CASES = {
     "a zero capacity": {"value": 0.0, "low": 0.0, "high": 0.0},
     "a value outside its spread": {"value": 20000.0, "low": 16000.0, "high": 17000.0},
 }
-
-
-def wfpcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
