@@ -22,6 +22,7 @@ def assert_reads_well(v, images_at_least):
     assert v.screenshot.stat().st_size > 20_000
 
 
+@pytest.mark.browser
 def test_report_in_chromium(tmp_path):
     needs_browser()
     run = real_run(tmp_path, ndr_costs=(20.0,), system_buffer=1000)
@@ -50,6 +51,7 @@ def thirty_configurations(tmp_path_factory):
     return reports
 
 
+@pytest.mark.browser
 def test_fleet_page_of_thirty_configurations_in_chromium(thirty_configurations, tmp_path):
     needs_browser()
     found = compare.collect([thirty_configurations])
@@ -63,6 +65,7 @@ def test_fleet_page_of_thirty_configurations_in_chromium(thirty_configurations, 
     assert "src=\"http" not in html and "<script" not in html
 
 
+@pytest.mark.browser
 def test_the_checks_can_fail(tmp_path):
     """A page that fetches an image and has a broken one is caught (the checks are not toothless)."""
     needs_browser()

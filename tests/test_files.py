@@ -22,6 +22,7 @@ from harness.results.read import StoredFileError, read_summary, read_trial_rows
 from harness.plugin.options import run_options
 from cli_runs import wfpcap
 from test_inputs import Options
+from tiers import needs
 
 
 def _open_store(root, barrier, out):
@@ -42,6 +43,7 @@ def test_six_stores_opened_at_once_get_six_folders(tmp_path):
 
 
 @pytest.fixture
+@needs("root")  # mounts a tmpfs
 def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")

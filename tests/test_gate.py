@@ -75,6 +75,7 @@ def baseline_run(tmp_path, backend="model"):
     return p, run
 
 
+@pytest.mark.subprocess
 def test_baseline_gate_on_the_model(tmp_path):
     p, run = baseline_run(tmp_path)
     assert p.returncode == 0, p.stdout[-2000:]
@@ -102,6 +103,9 @@ def test_baseline_gate_on_the_model(tmp_path):
     assert "REGRESSION System buffer" in (newest_run(tmp_path / "worse") / "report.html").read_text()
 
 
+@pytest.mark.root
+@pytest.mark.realtime
+@pytest.mark.subprocess
 @needs_nflog
 def test_baseline_gate_passes_an_identical_nflog_configuration_run_again(tmp_path):
     p, run = baseline_run(tmp_path, "nflog")
@@ -112,6 +116,7 @@ def test_baseline_gate_passes_an_identical_nflog_configuration_run_again(tmp_pat
     assert gate["regressions"] == []
 
 
+@pytest.mark.subprocess
 def test_bad_baseline_is_one_clear_line(tmp_path):
     run = tmp_path / "cfg" / "20260101T000000Z"
     run.mkdir(parents=True)

@@ -66,6 +66,7 @@ def test_scenario_inputs_are_refused_with_one_line(tmp_path, given, line):
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
 
+@pytest.mark.root
 def test_report_dir_that_is_a_file_or_not_writable(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
@@ -98,6 +99,7 @@ def test_null_means_not_checked_for_both_counts(tmp_path):
     assert opts.expectations == {"queue_limit": None, "buffer_depth": None}  # system_buffer: its older name
 
 
+@pytest.mark.subprocess
 def test_the_session_refuses_before_opening_anything(tmp_path):
     """End to end: pytest scenarios/ with a bad value prints one line, exits 2 and leaves no run."""
     for extra in (["--expect", expect_file(tmp_path, [1])], ["--model-param", "dispatch_latency_us=nan"],

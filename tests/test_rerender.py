@@ -75,6 +75,7 @@ def test_report_command_renders_again_with_identical_data_files(tmp_path):
     assert sorted(x.name for x in run.glob("*.png")) == sorted(x.name for k, x in first.items() if k not in ("html", "md"))
 
 
+@pytest.mark.subprocess
 def test_pages_are_utf8_whatever_the_locale_says(tmp_path):
     """Windows writes files in its ANSI code page unless told; the pages say charset=utf-8 and hold
     'µs'. Under an ASCII locale (the strictest case) every command must still write UTF-8."""

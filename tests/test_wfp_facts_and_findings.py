@@ -11,11 +11,11 @@ from harness.platforms.wfp.allow import KEYWORDS, allow_visibility
 from harness.platforms.wfp.template_matrix import DOCUMENTED, template_matrix
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
-from netns import needs_netns
 from platforms import open_wfp
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.realtime
 def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp_path):
     path, dll = fake
     found = dll.FakeOption(KEYWORDS)
@@ -63,7 +63,8 @@ def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp
     assert "| FWPM_CONDITION_DIRECTION | msFwpDirection | no | FWP_E_CONDITION_NOT_FOUND |" in md
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.realtime
 def test_the_keyword_is_put_back_after_an_exception_mid_experiment(fake, monkeypatch):
     path, dll = fake
     found = dll.FakeOption(KEYWORDS)
