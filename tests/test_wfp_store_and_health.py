@@ -1,4 +1,4 @@
-"""Issue 8 on the fake: every trial says whether its subscription was alive, and counts what the
+"""The subscription's health and the net-event store, on the fake: every trial says whether its subscription was alive, and counts what the
 system recorded (the BFE's net-event store) beside what was sent and what was delivered."""
 import numpy as np
 import pytest

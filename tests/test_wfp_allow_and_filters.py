@@ -1,5 +1,8 @@
-"""The second review's findings on the wfp backend, each reproduced on Linux against the strict fake
-fwpuclnt, with the real sender process sending real packets in a test namespace."""
+"""Allow events and the harness's filters on the wfp backend: an inbound trial with the allow
+keyword on, the filter's address on every layer, the keywords put back as the run found them,
+allow events counted by the trial's tuples, silent template conditions beside a positive control;
+each against the strict fake fwpuclnt, with the real sender process sending real packets in a test
+namespace."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Issue 8 on the fake, in one platform session: allow visibility (allow events only with the
+"""The wfp backend's findings on the fake, in one platform session: allow visibility (allow events only with the
 keyword, the keyword put back, also after an exception), the template-condition matrix (both
 ways: accepted and filtering, refused by name), and the report that leads with the answers
 (where loss happened by the store's count, event types, conditions) and their tables."""

@@ -1,5 +1,7 @@
-"""Issue 7's defects of the wfp backend, each reproduced on Linux: the whole backend against the
-strict fake fwpuclnt, with the real sender process sending real packets in a test namespace."""
+"""The wfp platform's trials, each way they once went wrong reproduced on Linux (the probe's
+senders, inbound listeners, whose events count, the classify cache, the app id, a killed run's
+options, the event clock, both direction conventions, delivery threads): the whole backend against
+the strict fake fwpuclnt, with the real sender process sending real packets in a test namespace."""
 import gc
 import json
 import os
