@@ -194,6 +194,21 @@ def test_a_damaged_events_file_is_named(copy):
     assert p.returncode == 2 and str(drain) in p.stderr and p.stderr.count("\n") == 1, p.stderr
 
 
+@pytest.mark.parametrize("name, value", [("sender_rate_per_s", None), ("queue_limit", -1)])
+def test_a_resumed_runs_stored_model_parameter_out_of_range_is_one_line_naming_the_summary(copy, name, value):
+    """Found by the fuzz test below: the stored model parameters were checked as if typed on the
+    command line, and the message did not say which file they came from."""
+    run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    set_status(run, "interrupted")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["fingerprint"]["stable"]["platform"]["model_params"][name] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError) as refused:
+        run_options(Options(resume=str(run)))
+    message = str(refused.value)
+    assert message.startswith(f"{run / 'summary.json'}: model parameter {name} ") and "\n" not in message, message
+
+
 # -- every kind through every reader ---------------------------------------------------------
 def _readers(config: Path, run: Path, baseline_file: Path) -> list:
     """What `wfpcap report`, `compare`, `history`, `baseline save`, `--baseline` and `--resume` do
