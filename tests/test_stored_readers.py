@@ -209,6 +209,23 @@ def test_a_resumed_runs_stored_model_parameter_out_of_range_is_one_line_naming_t
     assert message.startswith(f"{run / 'summary.json'}: model parameter {name} ") and "\n" not in message, message
 
 
+@pytest.mark.parametrize("where, value", [(("slope_evidence", "above", "slope_low_per_s"), ""),
+                                          (("slope_evidence", "below", "slope_high_per_s"), [1]),
+                                          (("confirmation", "duration_s"), "5"), (("mu_per_s",), {})])
+def test_a_number_the_report_prints_from_an_ndr_row_is_checked_when_read(copy, where, value):
+    """Found by the fuzz test below: the NDR row's slope evidence was not in the summary's schema, and
+    `wfpcap report` stopped with a traceback formatting '' as a number."""
+    run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    node = summary["estimates"]["ndr"][0]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    p = wfpcap("report", run)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and str(run / "summary.json") in p.stderr, p.stderr
+
+
 # -- every kind through every reader ---------------------------------------------------------
 def _readers(config: Path, run: Path, baseline_file: Path) -> list:
     """What `wfpcap report`, `compare`, `history`, `baseline save`, `--baseline` and `--resume` do
