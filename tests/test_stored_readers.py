@@ -196,8 +196,8 @@ def test_a_damaged_events_file_is_named(copy):
 
 @pytest.mark.parametrize("name, value", [("sender_rate_per_s", None), ("queue_limit", -1)])
 def test_a_resumed_runs_stored_model_parameter_out_of_range_is_one_line_naming_the_summary(copy, name, value):
-    """Found by the fuzz test below: the stored model parameters were checked as if typed on the
-    command line, and the message did not say which file they came from."""
+    """Found by the fuzz test below (and fixed on main at the same time): the stored model parameters
+    were checked as if typed on the command line, and the message did not say which file they came from."""
     run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
     set_status(run, "interrupted")
     summary = json.loads((run / "summary.json").read_text())
@@ -206,7 +206,8 @@ def test_a_resumed_runs_stored_model_parameter_out_of_range_is_one_line_naming_t
     with pytest.raises(ValueError) as refused:
         run_options(Options(resume=str(run)))
     message = str(refused.value)
-    assert message.startswith(f"{run / 'summary.json'}: model parameter {name} ") and "\n" not in message, message
+    assert message.startswith(f"{run / 'summary.json'}: ") and f"model parameter {name} " in message, message
+    assert "\n" not in message, message
 
 
 @pytest.mark.parametrize("where, value", [(("slope_evidence", "above", "slope_low_per_s"), ""),

@@ -201,10 +201,6 @@ def _resume_options(config: pytest.Config, run_dir: Path) -> RunOptions:
             {k: v for k, v in stored.items() if v is not None or k not in known or known[k][3]}, where)
     except (KeyError, TypeError, ValueError) as exc:  # BadInput is a ValueError: named by the file it came from
         raise inputs.BadInput(f"{where}: cannot take the run's options from it ({exc})") from None
-    except inputs.BadInput as exc:  # a stored model or nflog value out of its range: the file is named
-        if where in str(exc):
-            raise
-        raise inputs.BadInput(f"{where}: {exc}") from None
     if summary.platform not in BACKENDS[1:]:
         raise inputs.BadInput(f"{where}: unknown platform {summary.platform!r}")
     return RunOptions(summary.platform, params, nflog, expected, run_dir.parent.parent, profile,
