@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("pytester",)  # tests/test_tiers.py runs small suites of its own in process
+
 sys.path.insert(0, str(Path(__file__).parent))
+import budget  # noqa: E402
+import tiers  # noqa: E402
 
 # Many tests run `pytest scenarios/` in a child process, as a user would. The scenarios have no use
 # for hypothesis' pytest plugin, whose import costs each child about 2 s of CPU (of ~6 s to start).
@@ -38,18 +42,25 @@ def alone(tmp_path, monkeypatch):
     return tmp_path / "live"
 
 
+@pytest.fixture(autouse=True)
+def _tier_tripwires(request, monkeypatch):
+    """What a test did not declare fails it where it is first done (tests/tiers.py)."""
+    tiers.install_tripwires(request.node, monkeypatch)
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true",
                      help="also run the slow tests (the whole scenario suite against the fake fwpuclnt)")
+    budget.addoption(parser)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: minutes long; run with --run-slow")
-    config.addinivalue_line("markers", "subprocess: runs the command line or pytest scenarios/ in a child process")
-    config.addinivalue_line("markers", "windows: runs on Windows too (the Windows workflow runs these: -m windows)")
+    budget.configure(config)
 
 
 def pytest_collection_modifyitems(config, items):
+    tiers.mark(items)
+    tiers.skip_unavailable(items)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from browser import needs_browser, visit
+from cli_runs import wfpcap
 from harness.judge import compare
 from harness.report import fleet
 from stored_runs import noisy_copy, real_run
@@ -21,6 +22,7 @@ def assert_reads_well(v, images_at_least):
     assert v.screenshot.stat().st_size > 20_000
 
 
+@pytest.mark.browser
 def test_report_in_chromium(tmp_path):
     needs_browser()
     run = real_run(tmp_path, ndr_costs=(20.0,), system_buffer=1000)
@@ -49,6 +51,7 @@ def thirty_configurations(tmp_path_factory):
     return reports
 
 
+@pytest.mark.browser
 def test_fleet_page_of_thirty_configurations_in_chromium(thirty_configurations, tmp_path):
     needs_browser()
     found = compare.collect([thirty_configurations])
@@ -62,6 +65,7 @@ def test_fleet_page_of_thirty_configurations_in_chromium(thirty_configurations, 
     assert "src=\"http" not in html and "<script" not in html
 
 
+@pytest.mark.browser
 def test_the_checks_can_fail(tmp_path):
     """A page that fetches an image and has a broken one is caught (the checks are not toothless)."""
     needs_browser()
@@ -75,12 +79,8 @@ def test_the_checks_can_fail(tmp_path):
 
 
 def test_compare_fails_if_a_configuration_is_worse_than_the_reference(thirty_configurations, tmp_path):
-    import subprocess
-    import sys
-
     def compare(*args):
-        return subprocess.run([sys.executable, "-m", "harness", "compare", str(thirty_configurations), *args,
-                               "--out", str(tmp_path / "fleet.md")], capture_output=True, text=True)
+        return wfpcap("compare", thirty_configurations, *args, "--out", tmp_path / "fleet.md")
 
     worse = compare("--fail-if-worse", "5")  # against C1 (the largest buffer): C2, C3, C5, ... are worse
     assert worse.returncode == 1, worse.stderr

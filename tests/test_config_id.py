@@ -2,6 +2,8 @@
 what a platform measures when it opens (the generator's rate, other subscribers) goes beside it."""
 import ctypes
 
+import pytest
+
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelPlatform
 from platforms import fake_wfp_library, needs_nflog, open_wfp
@@ -19,6 +21,8 @@ def test_model_runs_share_one_folder(tmp_path):
     assert fp.measured["max_send_rate_per_s"] == 1_000_000
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @needs_nflog
 def test_nflog_runs_share_one_folder_although_the_generator_rate_differs(tmp_path):
     from harness.platforms.nflog.platform import NflogPlatform
@@ -32,6 +36,8 @@ def test_nflog_runs_share_one_folder_although_the_generator_rate_differs(tmp_pat
     assert len(ids) == 1, (ids, rates)
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_wfp_runs_share_one_folder_although_other_subscribers_come_and_go(tmp_path):
     path = fake_wfp_library()
     dll = ctypes.CDLL(path)

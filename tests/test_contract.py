@@ -9,7 +9,8 @@ from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from platforms import make
 from under_load import watched
 
-PLATFORMS = ["model", "nflog", "wfp"]
+REAL = [pytest.mark.root, pytest.mark.realtime]  # a namespace of its own, trials in real time
+PLATFORMS = [pytest.param("model"), pytest.param("nflog", marks=REAL), pytest.param("wfp", marks=REAL)]
 
 
 @pytest.fixture(params=PLATFORMS, scope="module")

@@ -5,9 +5,12 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from session_runs import scenario_cmd, small_model_args, start, summaries, wait_for_phase
 
 TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.subprocess
 
 
 def test_ctrl_break_stops_the_run_like_ctrl_c(tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ import json
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,8 +20,9 @@ from harness.results.records import RunStatus
 from harness.results.store import ResultStore
 from harness.results.read import StoredFileError, read_summary, read_trial_rows
 from harness.plugin.options import run_options
-from session_runs import ROOT
+from cli_runs import wfpcap
 from test_inputs import Options
+from tiers import needs
 
 
 def _open_store(root, barrier, out):
@@ -43,6 +43,7 @@ def test_six_stores_opened_at_once_get_six_folders(tmp_path):
 
 
 @pytest.fixture
+@needs("root")  # mounts a tmpfs
 def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
@@ -93,7 +94,7 @@ def test_wfpcap_report_and_compare_refuse_a_bad_summary(tmp_path, content, line)
     run_dir.mkdir(parents=True)
     (run_dir / "summary.json").write_text(content)
     for args in (["report", str(run_dir)], ["compare", str(tmp_path)]):
-        p = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
+        p = wfpcap(*args)
         assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
         assert str(run_dir / "summary.json") in p.stderr and line in p.stderr, p.stderr
 
@@ -101,8 +102,7 @@ def test_wfpcap_report_and_compare_refuse_a_bad_summary(tmp_path, content, line)
 def test_a_trials_table_that_is_not_csv_is_refused_naming_it(tmp_path):
     run_dir = _valid_run(tmp_path)
     (run_dir / "trials.csv").write_bytes(b"\x00\xff not, a\n\"table")
-    p = subprocess.run([sys.executable, "-m", "harness", "report", str(run_dir)], capture_output=True, text=True,
-                       cwd=ROOT)
+    p = wfpcap("report", run_dir)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and str(run_dir / "trials.csv") in p.stderr, p.stderr
 
 

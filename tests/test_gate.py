@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import wfpcap
 from harness.judge import baseline
 from harness.judge.spread import Reading, readings
 from harness.results.records import RunSummary
@@ -74,12 +75,12 @@ def baseline_run(tmp_path, backend="model"):
     return p, run
 
 
+@pytest.mark.subprocess
 def test_baseline_gate_on_the_model(tmp_path):
     p, run = baseline_run(tmp_path)
     assert p.returncode == 0, p.stdout[-2000:]
     saved = tmp_path / "baseline.json"
-    cli = subprocess.run([sys.executable, "-m", "harness", "baseline", "save", str(run.parent), "--out", str(saved)],
-                         capture_output=True, text=True)
+    cli = wfpcap("baseline", "save", run.parent, "--out", saved)
     assert cli.returncode == 0, cli.stderr
     assert set(json.loads(saved.read_text())["estimates"]) >= {"buffer_depth", "ndr@20us", "burst_capacity"}
 
@@ -102,6 +103,9 @@ def test_baseline_gate_on_the_model(tmp_path):
     assert "REGRESSION System buffer" in (newest_run(tmp_path / "worse") / "report.html").read_text()
 
 
+@pytest.mark.root
+@pytest.mark.realtime
+@pytest.mark.subprocess
 @needs_nflog
 def test_baseline_gate_passes_an_identical_nflog_configuration_run_again(tmp_path):
     p, run = baseline_run(tmp_path, "nflog")
@@ -112,6 +116,7 @@ def test_baseline_gate_passes_an_identical_nflog_configuration_run_again(tmp_pat
     assert gate["regressions"] == []
 
 
+@pytest.mark.subprocess
 def test_bad_baseline_is_one_clear_line(tmp_path):
     run = tmp_path / "cfg" / "20260101T000000Z"
     run.mkdir(parents=True)
@@ -124,8 +129,7 @@ def test_bad_baseline_is_one_clear_line(tmp_path):
         assert p.returncode == 2, p.stdout[-2000:]
         assert "Traceback" not in p.stdout + p.stderr
         assert "wfpcap: " in p.stdout + p.stderr
-    cli = subprocess.run([sys.executable, "-m", "harness", "baseline", "save", str(run), "--out", str(tmp_path / "b")],
-                         capture_output=True, text=True)
+    cli = wfpcap("baseline", "save", run, "--out", tmp_path / "b")
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1
     assert "not a complete run (interrupted: SIGINT)" in cli.stderr
 

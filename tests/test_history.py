@@ -1,10 +1,8 @@
 """`wfpcap history`: one configuration over time, step changes found the asv way."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
+from cli_runs import wfpcap
 from harness.judge import history
 from harness.report import history_page
 from harness.judge.changepoint import detect_steps
@@ -36,7 +34,7 @@ def ten_runs(config, sources, rng, step_at=None):
 def test_history_names_the_seventh_run_as_the_buffer_step(sources, tmp_path):
     config = tmp_path / "reports" / "box-model-0123456789"
     names = ten_runs(config, sources, np.random.default_rng(7), step_at=7)
-    p = subprocess.run([sys.executable, "-m", "harness", "history", str(config)], capture_output=True, text=True)
+    p = wfpcap("history", config)
     assert p.returncode == 0, p.stderr
     steps = [line for line in p.stdout.splitlines() if line.startswith("step in")]
     assert any("System buffer" in s and f"at run 7 of 10, {names[6]}" in s for s in steps), p.stdout
@@ -107,6 +105,5 @@ def test_a_step_inside_the_measured_spread_is_not_a_step():
 
 
 def test_history_of_a_missing_folder_is_one_line(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "harness", "history", str(tmp_path / "nope")],
-                       capture_output=True, text=True)
+    p = wfpcap("history", tmp_path / "nope")
     assert p.returncode == 2 and p.stderr.startswith("wfpcap: ") and p.stderr.count("\n") == 1

@@ -66,30 +66,36 @@ def test_scenario_inputs_are_refused_with_one_line(tmp_path, given, line):
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
 
-def test_report_dir_that_is_a_file_or_not_writable(tmp_path):
+def test_report_dir_that_is_a_file_is_refused(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
     with pytest.raises(BadInput, match="is not a directory"):
         run_options(Options(report_dir=str(target)))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: the read-only mount below proves it as root")
+def test_report_dir_that_is_not_writable_is_refused(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     os.chmod(locked, 0o500)
     try:
-        if os.geteuid() == 0:  # root writes anywhere: prove it on a read-only mount instead
-            ro = tmp_path / "ro"
-            ro.mkdir()
-            if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)]).returncode != 0:
-                pytest.skip("cannot mount a read-only tmpfs here")
-            try:
-                with pytest.raises(BadInput, match="is not writable: Read-only file system"):
-                    run_options(Options(report_dir=str(ro)))
-            finally:
-                subprocess.run(["umount", str(ro)])
-        else:
-            with pytest.raises(BadInput, match="is not writable: Permission denied"):
-                run_options(Options(report_dir=str(locked)))
+        with pytest.raises(BadInput, match="is not writable: Permission denied"):
+            run_options(Options(report_dir=str(locked)))
     finally:
         os.chmod(locked, 0o700)
+
+
+@pytest.mark.root
+def test_report_dir_on_a_read_only_mount_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)]).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        with pytest.raises(BadInput, match="is not writable: Read-only file system"):
+            run_options(Options(report_dir=str(ro)))
+    finally:
+        subprocess.run(["umount", str(ro)])
 
 
 def test_null_means_not_checked_for_both_counts(tmp_path):
@@ -98,6 +104,7 @@ def test_null_means_not_checked_for_both_counts(tmp_path):
     assert opts.expectations == {"queue_limit": None, "buffer_depth": None}  # system_buffer: its older name
 
 
+@pytest.mark.subprocess
 def test_the_session_refuses_before_opening_anything(tmp_path):
     """End to end: pytest scenarios/ with a bad value prints one line, exits 2 and leaves no run."""
     for extra in (["--expect", expect_file(tmp_path, [1])], ["--model-param", "dispatch_latency_us=nan"],

@@ -44,6 +44,7 @@ def spin_cpu(seconds: float) -> None:
         pass
 
 
+@pytest.mark.realtime
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc")
 def test_own_work_is_own_and_a_neighbour_is_other():
     probe = Probe()
@@ -86,6 +87,7 @@ def test_worst_of_several_trials_gives_one_line():
                      "subscriber stalled 10.0% of its service time"]
 
 
+@pytest.mark.subprocess
 def test_another_live_harness_run_is_counted_and_named(tmp_path, alone):
     """A second run registered in the live-run registry (here: a child process standing in for
     it) shows in the trial's interference record and in its flags."""

@@ -23,7 +23,7 @@ from harness.traffic.safety import UnsafeDestination
 from under_load import assert_recovered_or_withheld, watched
 from platforms import make, needs_nflog
 
-pytestmark = needs_nflog
+pytestmark = [needs_nflog, pytest.mark.root, pytest.mark.realtime]
 BASE = TrialSpec(TrafficSpec(count=1), SubscriberSpec(cost_us=5.0), drain_quiet_s=0.3)
 
 
@@ -94,6 +94,7 @@ def test_refuses_traffic_outside_loopback():
             p.run_trial(spec)
 
 
+@pytest.mark.subprocess
 def test_sigkill_mid_trial_leaves_nothing_once_the_next_run_starts(tmp_path):
     from harness.platforms.nflog import netns
     script = textwrap.dedent("""
@@ -121,6 +122,7 @@ def test_sigkill_mid_trial_leaves_nothing_once_the_next_run_starts(tmp_path):
     assert left == []
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_mid_trial_cleans_up_at_once():
     from harness.platforms.nflog import netns
     script = textwrap.dedent("""

@@ -15,7 +15,7 @@ import pytest
 from platforms import needs_nflog
 from session_runs import scenario_cmd, start, summaries, wait_for_phase
 
-pytestmark = needs_nflog
+pytestmark = [needs_nflog, pytest.mark.root, pytest.mark.realtime, pytest.mark.subprocess]
 
 # the scenario that passes through each phase soonest
 SELECT = {"calibration": "burst_capacity", "burst": "burst_capacity", "drain": "queue_limit_matches",

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelPlatform
@@ -106,6 +107,7 @@ def assert_ends_with_headline(stdout, run):
     assert end >= len(body) - 2, body[end:]
 
 
+@pytest.mark.subprocess
 def test_verbose_run_shows_every_trial_and_ends_with_the_headline_and_junit_has_the_numbers(tmp_path):
     junit = tmp_path / "junit.xml"
     p, run = run_scenarios(tmp_path, "-v", "--junitxml", str(junit))
@@ -127,6 +129,7 @@ def test_verbose_run_shows_every_trial_and_ends_with_the_headline_and_junit_has_
     assert "burst_capacity" not in queue  # each case carries what it measured itself
 
 
+@pytest.mark.subprocess
 def test_quiet_run_is_quiet_unless_asked(tmp_path):
     quiet, run = run_scenarios(tmp_path / "q", "-q", select="burst_capacity_is_bounded")
     assert quiet.returncode == 0 and progress_lines(quiet.stdout) == []
@@ -136,6 +139,9 @@ def test_quiet_run_is_quiet_unless_asked(tmp_path):
     assert len(progress_lines(asked.stdout)) == len(pd.read_csv(run / "trials.csv"))
 
 
+@pytest.mark.root
+@pytest.mark.realtime
+@pytest.mark.subprocess
 @needs_nflog
 def test_nflog_verbose_run_shows_a_line_per_trial_as_it_ends(tmp_path):
     p, run = run_scenarios(tmp_path, "-v", backend="nflog", select="burst_capacity_is_bounded")
@@ -145,6 +151,7 @@ def test_nflog_verbose_run_shows_a_line_per_trial_as_it_ends(tmp_path):
     assert_ends_with_headline(p.stdout, run)
 
 
+@pytest.mark.subprocess
 def test_a_line_starts_on_its_own_even_after_a_note_written_under_capture(tmp_path):
     """Another plugin writing to the terminal while pytest captures output (a note during the
     campaign's setup) must not glue the first progress line to pytest's test name."""

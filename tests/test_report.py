@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.judge.compare import collect
@@ -82,6 +84,7 @@ def test_compare_two_configurations(tmp_path):
     assert "Next-queue limit" in table and "-50.0% worse" in table or "+100.0% better" in table
 
 
+@pytest.mark.subprocess
 def test_cli_bad_input_is_one_line(tmp_path):
     for args in (["model", "--model-param", "nope=1"], ["report", str(tmp_path)], ["compare", str(tmp_path / "x")],
                  ["model", "--count", "0"]):

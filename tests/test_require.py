@@ -58,6 +58,7 @@ def test_an_inconclusive_ndr_is_said_and_fails_only_when_required():
     assert require.lines(None, ["queue_limit"]) == ["REQUIRED NOT MET: queue_limit (missing: nothing was measured)"]
 
 
+@pytest.mark.subprocess
 def test_a_model_run_fails_when_a_required_estimate_is_missing_or_inconclusive_and_passes_otherwise(tmp_path):
     model = small_model_args(tmp_path)
     done = run(scenario_cmd(tmp_path / "all", *model, "--require", NAMES,
@@ -84,6 +85,7 @@ def test_a_model_run_fails_when_a_required_estimate_is_missing_or_inconclusive_a
     assert "- REQUIRED NOT MET: queue_limit (not detectable: " in summary_md
 
 
+@pytest.mark.subprocess
 def test_an_unknown_name_is_one_line_and_exit_2_before_anything_opens(tmp_path):
     done = run(scenario_cmd(tmp_path / "r", "--require", "burst_capacity,queue"), tmp_path / "live")
     said = (done.stdout + done.stderr).strip().splitlines()

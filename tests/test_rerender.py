@@ -9,6 +9,7 @@ import pytest
 from harness.campaign import Campaign, load_expectations
 from harness.platforms.model import ModelParams, ModelPlatform
 from harness.report.render import render
+from cli_runs import wfpcap
 from stored_runs import set_status
 
 DATA = ("summary.json", "trials.csv", "events/*", "progress.log")
@@ -67,13 +68,14 @@ def test_report_command_renders_again_with_identical_data_files(tmp_path):
     html_before = first["html"].read_text()
     for path in [first["html"], first["md"], *[p for k, p in first.items() if k not in ("html", "md")]]:
         path.unlink()
-    p = subprocess.run([sys.executable, "-m", "harness", "report", str(run)], capture_output=True, text=True)
+    p = wfpcap("report", run)  # what `wfpcap report RUN` does, in this process
     assert p.returncode == 0, p.stderr
     assert digests(run) == before and len(before) >= 5
     assert (run / "report.html").read_text() == html_before
     assert sorted(x.name for x in run.glob("*.png")) == sorted(x.name for k, x in first.items() if k not in ("html", "md"))
 
 
+@pytest.mark.subprocess
 def test_pages_are_utf8_whatever_the_locale_says(tmp_path):
     """Windows writes files in its ANSI code page unless told; the pages say charset=utf-8 and hold
     'µs'. Under an ASCII locale (the strictest case) every command must still write UTF-8."""

@@ -25,6 +25,7 @@ from harness.report import fleet, headline, render
 from harness.results.read import read_summary, read_trial_rows
 from session_runs import ROOT, env, resume_cmd, run, scenario_cmd, small_model_args, summaries, wait_for_phase
 from stored_runs import set_status
+from tiers import needs
 
 PHASES = ("trials", "summary", "plots", "html", "headline")
 
@@ -85,6 +86,7 @@ def test_a_disk_that_fills_at_each_phase_of_the_end_leaves_what_was_before_whole
 
 
 @pytest.fixture
+@needs("root")  # mounts a tmpfs
 def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
@@ -198,6 +200,7 @@ def test_compare_marks_a_named_run_that_is_not_complete(tmp_path):
 
 # -- resuming ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
+@needs("subprocess")
 def interrupted(tmp_path_factory) -> Path:
     """A small model run stopped by SIGTERM in its sustained experiment."""
     tmp = tmp_path_factory.mktemp("interrupted")

@@ -13,6 +13,7 @@ from session_runs import (comparable, resume_cmd, run, scenario_cmd, small_model
                           wait_for_phase)
 
 
+@pytest.mark.subprocess
 def test_sigint_marks_the_run_interrupted_and_resume_equals_an_uninterrupted_run(tmp_path):
     live = tmp_path / "live"
     args = small_model_args(tmp_path)
@@ -49,6 +50,7 @@ def test_sigint_marks_the_run_interrupted_and_resume_equals_an_uninterrupted_run
     assert path.with_name("trials.csv").read_text() == summaries(tmp_path / "whole")[0].with_name("trials.csv").read_text()
 
 
+@pytest.mark.subprocess
 def test_sigterm_takes_the_path_of_ctrl_c(tmp_path):
     live = tmp_path / "live"
     child = start(scenario_cmd(tmp_path / "r", *small_model_args(tmp_path)), live)
@@ -63,6 +65,7 @@ def test_sigterm_takes_the_path_of_ctrl_c(tmp_path):
     assert "wfpcap run: interrupted" in out
 
 
+@pytest.mark.subprocess
 def test_a_selection_is_a_subset(tmp_path):
     live = tmp_path / "live"
     p = run(scenario_cmd(tmp_path / "r", *small_model_args(tmp_path), "-k", "burst_capacity"), live)

@@ -15,12 +15,14 @@ from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.traffic.sender_process import SenderError, SenderProcess
 from netns import NetNamespace, needs_netns
 from platforms import fake_wfp_library
+from tiers import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = TrialSpec(TrafficSpec(count=20), filter=FilterSpec(remote_port_low=31000, remote_port_high=31999))
 
 
 @pytest.fixture(scope="module")
+@needs("root")  # a network namespace of its own
 def sender():
     from netns import reason
     if reason():
@@ -100,6 +102,7 @@ PARENT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
 def test_the_sender_dies_with_its_parent_even_while_sending():
     parent = subprocess.Popen([sys.executable, "-c", PARENT, fake_wfp_library()], stdout=subprocess.PIPE, text=True,
                               cwd=ROOT)

@@ -3,6 +3,8 @@ descriptors, sockets and threads where they were, and closing leaves nothing beh
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.platforms.model import ModelPlatform
 from platforms import make, needs_nflog
 
@@ -22,6 +24,8 @@ def test_model_soak(tmp_path):
     check(soak(ModelPlatform, 80, tmp_path))
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @needs_nflog
 def test_nflog_soak(tmp_path):
     check(soak(lambda: make("nflog"), 40, tmp_path))

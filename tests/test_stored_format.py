@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from cli_runs import wfpcap
 from harness.judge.spread import readings
 from harness.results.read import read_summary
 from harness.results.records import FORMAT_VERSION, RunSummary
@@ -33,7 +32,7 @@ def reports(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> dict:
-    p = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
+    p = wfpcap(*args)
     return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
 

@@ -21,6 +21,7 @@ from harness.plugin.options import run_options
 from harness.report import fleet, history_page
 from harness.report.render import render
 from harness.results.read import StoredFileError, read_baseline, read_summary, read_trial_rows
+from cli_runs import wfpcap
 from session_runs import ROOT
 from stored_runs import real_run, set_status
 from test_inputs import Options
@@ -33,10 +34,6 @@ ONE_LINE_CASES = {
     "a zero capacity": {"value": 0.0, "low": 0.0, "high": 0.0},
     "a value outside its spread": {"value": 20000.0, "low": 16000.0, "high": 17000.0},
 }
-
-
-def wfpcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +192,39 @@ def test_a_damaged_events_file_is_named(copy):
     drain.write_bytes(b"not gzip at all")
     p = wfpcap("report", str(run))
     assert p.returncode == 2 and str(drain) in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+@pytest.mark.parametrize("name, value", [("sender_rate_per_s", None), ("queue_limit", -1)])
+def test_a_resumed_runs_stored_model_parameter_out_of_range_is_one_line_naming_the_summary(copy, name, value):
+    """Found by the fuzz test below (and fixed on main at the same time): the stored model parameters
+    were checked as if typed on the command line, and the message did not say which file they came from."""
+    run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    set_status(run, "interrupted")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["fingerprint"]["stable"]["platform"]["model_params"][name] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError) as refused:
+        run_options(Options(resume=str(run)))
+    message = str(refused.value)
+    assert message.startswith(f"{run / 'summary.json'}: ") and f"model parameter {name} " in message, message
+    assert "\n" not in message, message
+
+
+@pytest.mark.parametrize("where, value", [(("slope_evidence", "above", "slope_low_per_s"), ""),
+                                          (("slope_evidence", "below", "slope_high_per_s"), [1]),
+                                          (("confirmation", "duration_s"), "5"), (("mu_per_s",), {})])
+def test_a_number_the_report_prints_from_an_ndr_row_is_checked_when_read(copy, where, value):
+    """Found by the fuzz test below: the NDR row's slope evidence was not in the summary's schema, and
+    `wfpcap report` stopped with a traceback formatting '' as a number."""
+    run = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    node = summary["estimates"]["ndr"][0]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    p = wfpcap("report", run)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and str(run / "summary.json") in p.stderr, p.stderr
 
 
 # -- every kind through every reader ---------------------------------------------------------

@@ -8,6 +8,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.utils import PcapNgWriter, PcapReader
 
 import recorded_capture
+from tiers import needs
 from harness.traffic.capture import read_capture, read_capture_scapy
 from harness.traffic.window import apply_window
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.skipif(recorded_capture.reason() is not None, reason=st
 
 
 @pytest.fixture(scope="module")
+@needs("root")  # tcpdump in a network namespace of its own
 def recorded(tmp_path_factory) -> recorded_capture.Recorded:
     r = recorded_capture.record(tmp_path_factory.mktemp("recorded"))
     assert r.dns_queries == recorded_capture.DNS_QUERIES and r.http_bytes == 2 * recorded_capture.HTTP_BYTES

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.platforms.wfp.doctor import _attempt, diagnose
-from netns import fresh_netns, in_fresh_netns, needs_netns
+from netns import fresh_netns, in_fresh_netns
 from platforms import fake_wfp_library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def first_failure(path):
     return d, (d.first_failure.name if d.first_failure else None)
 
 
-@needs_netns
+@pytest.mark.root
 def test_a_healthy_configuration_passes_every_check(fake):
     path, dll = fake
     dll.FakeSetForeignSubscriptions(2)
@@ -41,13 +41,13 @@ def test_a_healthy_configuration_passes_every_check(fake):
     assert lines[7].startswith("PASS  canary event: event of filter ")
 
 
-@needs_netns
 @pytest.mark.parametrize("fault, check", [
     ("non-elevated", "elevated"),
     ("bfe stopped", "Base Filtering Engine"),
     ("filter add refused", "sublayer and filter"),
     ("canary never arrives", "canary event"),
 ])
+@pytest.mark.root
 def test_each_fault_fails_naming_its_check(fake, fault, check):
     path, dll = fake
     if fault == "non-elevated":
@@ -63,7 +63,7 @@ def test_each_fault_fails_naming_its_check(fake, fault, check):
     assert d.lines()[-1].startswith(f"doctor: FAILED at '{check}': ")
 
 
-@needs_netns
+@pytest.mark.root
 def test_no_subscription_version_exported_fails_the_fwpuclnt_check(fake):
     d, failed = first_failure(fake_wfp_library(max_subscribe=-1))
     assert failed == "fwpuclnt" and "exports no FwpmNetEventSubscribeN" in d.first_failure.evidence
@@ -81,7 +81,8 @@ KILLED = textwrap.dedent("""
 """)
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.subprocess
 def test_options_left_changed_by_a_killed_run_are_restored_and_said(fake, tmp_path):
     path, _ = fake
     options = tmp_path / "bfe-options"
@@ -114,7 +115,7 @@ def test_the_doctor_says_which_callback_runs_and_a_fallback_passes(fake, monkeyp
     assert check.ok is False and "expected 'native' or 'python'" in check.evidence
 
 
-@needs_netns
+@pytest.mark.root
 def test_collection_left_off_by_another_tool_passes_and_is_put_back_after(fake, tmp_path):
     """System Informer's monitor sets FWPM_ENGINE_COLLECT_NET_EVENTS to 0 when it exits. The run
     turns collection on (and back off at its end); the doctor does the same for its canary instead
@@ -158,6 +159,7 @@ def test_the_fake_refuses_subscribing_and_enumerating_while_collection_is_off(fa
         session.close()
 
 
+@pytest.mark.subprocess
 def test_the_native_check_alone_for_the_diagnostics_bundle(fake, tmp_path):
     path, _ = fake
     out = tmp_path / "native.txt"

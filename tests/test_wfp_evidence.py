@@ -3,10 +3,9 @@ the fake fwpuclnt, real sender process, real packets in a namespace of the test'
 import pytest
 
 from evidence import check_over_asked_campaign
-from netns import needs_netns
 from platforms import make
 
-pytestmark = [needs_netns, pytest.mark.slow]  # about a minute: the fake run in .ci/run checks its report the same way
+pytestmark = [pytest.mark.root, pytest.mark.realtime, pytest.mark.slow]  # about a minute: the fake run in .ci/run checks its report the same way
 
 
 def test_no_estimate_of_a_fake_wfp_report_rests_on_an_untrusted_trial(tmp_path):

@@ -32,6 +32,8 @@ def set_collect(path, value):
     s.close()
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_options_read_changed_only_when_needed_and_restored(fake):
     path, dll = fake
     set_collect(path, 0)  # a machine where someone turned net events off
@@ -45,6 +47,8 @@ def test_options_read_changed_only_when_needed_and_restored(fake):
     assert dll.FakeOption(COLLECT) == 1
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_options_are_restored_when_a_trial_raises(fake):
     path, dll = fake
     set_collect(path, 0)
@@ -115,6 +119,8 @@ def test_injected_drops_decode_exactly(fake, max_subscribe):
     assert set(zip(d.loopback.tolist(), d.direction.tolist())) == {(1, 0x3901)}  # loopback, outbound (msFwpDirection)
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_template_reduces_and_duplicates_are_refused_before_the_call(fake):
     path, dll = fake
     with open_wfp(path) as p:
@@ -231,6 +237,8 @@ def test_a_thread_that_reuses_a_retired_delivery_threads_id_may_unsubscribe(fake
     assert outcome[0][0] == "closed"
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_census_sees_other_subscribers(fake):
     path, dll = fake
     dll.FakeSetForeignSubscriptions(2)
@@ -239,6 +247,8 @@ def test_census_sees_other_subscribers(fake):
     dll.FakeSetForeignSubscriptions(0)
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("queue_limit,system_buffer", [(128, 3000), (256, 6000)])
 def test_burst_experiment_recovers_the_fake_dispatcher(fake, tmp_path, queue_limit, system_buffer):
     path, dll = fake
@@ -252,6 +262,8 @@ def test_burst_experiment_recovers_the_fake_dispatcher(fake, tmp_path, queue_lim
     assert_recovered_or_withheld(drain.buffer_depth, system_buffer, store)
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("latency_us,first_batch", [(0, 1), (1_000_000, 64)])
 def test_an_idle_dispatchers_first_batch_is_what_arrives_within_its_latency(fake, latency_us, first_batch):
     path, dll = fake

@@ -19,8 +19,9 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import GUIDS
 from harness.platforms.wfp.engine import Conditions, FilterSession, Session
 from harness.spec import FilterSpec
-from netns import NetNamespace, needs_netns
+from netns import NetNamespace
 from platforms import capture_stats, object_counts
+from tiers import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 INBOUND = ("INBOUND_TRANSPORT_V4", "ALE_AUTH_RECV_ACCEPT_V4")
@@ -65,6 +66,7 @@ def send(sock, ports, address="127.0.0.1"):
 
 
 @pytest.fixture()
+@needs("root")
 def ns():
     namespace = NetNamespace()
     yield namespace
@@ -85,7 +87,6 @@ def filters(path, ns, spec):
     return lib, fs, fs.install(spec)
 
 
-@needs_netns
 @pytest.mark.parametrize("layer", ["ALE_AUTH_CONNECT_V4", "OUTBOUND_TRANSPORT_V4", *INBOUND])
 def test_real_packets_are_classified_and_inbound_needs_a_listener(fake, ns, layer):
     path, dll = fake
@@ -115,7 +116,6 @@ def test_real_packets_are_classified_and_inbound_needs_a_listener(fake, ns, laye
     assert state == 1 and packets >= 100 and drops == 0
 
 
-@needs_netns
 def test_a_packet_dropped_on_the_way_out_never_arrives(fake, ns):
     path, dll = fake
     lib, fs, out_id = filters(path, ns, FilterSpec(layer="ALE_AUTH_CONNECT_V4"))
@@ -143,7 +143,6 @@ def test_the_machines_own_traffic_is_never_captured(fake):
     assert state == -1
 
 
-@needs_netns
 def test_foreign_drops_arrive_interleaved_with_ours(fake, ns):
     path, dll = fake
     lib, fs, fid = filters(path, ns, FilterSpec())
@@ -238,7 +237,6 @@ def test_app_ids_are_file_names_without_resolving_links(fake, tmp_path):
         app_id(lib, str(tmp_path / "missing.exe"))
 
 
-@needs_netns
 def test_the_app_id_condition_matches_the_image_that_sends(fake, ns, tmp_path):
     path, _ = fake
     with ns:
@@ -270,7 +268,6 @@ def test_the_app_id_condition_matches_the_image_that_sends(fake, ns, tmp_path):
         s.close()
 
 
-@needs_netns
 @pytest.mark.parametrize("reclassify", [1, 0])
 def test_reclassifying_a_blocked_tuple_is_configurable(fake, ns, reclassify):
     path, dll = fake
@@ -296,7 +293,6 @@ def test_reclassifying_a_blocked_tuple_is_configurable(fake, ns, reclassify):
 
 # Whether Windows runs one subscription's callbacks at the same time is undocumented: the fake
 # takes turns on its delivery threads, or runs them at once, so that the harness is tested under both.
-@needs_netns
 @pytest.mark.parametrize("concurrent", [0, 1])
 def test_delivery_on_several_threads_takes_turns_or_runs_at_once(fake, ns, concurrent):
     path, dll = fake
@@ -345,6 +341,7 @@ HANG = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
 def test_unsubscribing_from_the_callback_hangs_like_windows(fake):
     path, _ = fake
     child = subprocess.Popen([sys.executable, "-c", HANG, path], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -374,6 +371,7 @@ def test_kernel32_stand_ins(fake):
     assert abs((ticks - 116444736000000000) * 100 - before) < 50_000_000
 
 
+@pytest.mark.subprocess
 def test_options_persist_across_processes_like_across_reboots(fake, tmp_path):
     path, _ = fake
     store = tmp_path / "options"

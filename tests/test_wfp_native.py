@@ -335,6 +335,7 @@ print("held", flush=True)
 """
 
 
+@pytest.mark.subprocess
 def test_subscriptions_still_open_at_interpreter_exit_are_closed_before_it_goes(fake, tmp_path):
     """WFP may call a subscription's callback until it is unsubscribed; at interpreter exit the
     compiled code, its rows and its block are freed. So open subscriptions are released and closed

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evidence import check_fake_run
-from netns import in_fresh_netns, needs_netns
+from netns import in_fresh_netns
 from platforms import fake_wfp_library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,8 @@ def scenarios(tmp_path, env, *extra, timeout=600):
 
 
 # 12. A backend named explicitly that cannot open skipped every scenario: a green job that measured nothing.
-@needs_netns
+@pytest.mark.root
+@pytest.mark.subprocess
 def test_a_named_backend_that_cannot_open_fails_the_session_with_the_reason(tmp_path):
     nothing = scenarios(tmp_path, {})  # no fwpuclnt on Linux
     assert nothing.returncode == 2, nothing.stdout[-2000:]
@@ -37,7 +38,8 @@ def test_a_named_backend_that_cannot_open_fails_the_session_with_the_reason(tmp_
 
 
 # Issue 8: the doctor is the suite's first step; a failed check stops the session at once with its line.
-@needs_netns
+@pytest.mark.root
+@pytest.mark.subprocess
 def test_a_failed_doctor_stops_the_session_at_once_naming_the_check(tmp_path):
     dead = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library(), "WFPCAP_FAKE_DELIVER_AT_MOST": "0"}, timeout=120)
     out = dead.stdout + dead.stderr
@@ -47,7 +49,9 @@ def test_a_failed_doctor_stops_the_session_at_once_naming_the_check(tmp_path):
     assert " passed" not in out and " failed" not in out  # no scenario ran
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.realtime
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     done = scenarios(tmp_path, {"WFPCAP_FWPUCLNT": fake_wfp_library()}, timeout=3600)

@@ -88,6 +88,7 @@ def start_again(path: str, env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("accept_duplicates, linger", [(0, 0), (1, 0), (0, 1), (1, 1)])
 def test_the_fake_keeps_sessions_across_processes_both_ways(machine, accept_duplicates, linger):
     path, dll, rules, _ = machine
@@ -120,6 +121,7 @@ def test_the_fake_keeps_sessions_across_processes_both_ways(machine, accept_dupl
         holder.wait()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("accept_duplicates, linger", [(0, 0), (1, 0), (0, 1), (1, 1)])
 def test_a_live_run_is_never_restored_over_and_a_killed_one_always_is(machine, accept_duplicates, linger):
     """Duplicates accepted: a second start used to restore a live run's options. A dead run's
@@ -144,6 +146,7 @@ def test_a_live_run_is_never_restored_over_and_a_killed_one_always_is(machine, a
     assert options.read_text().split()[1] == "0"
 
 
+@pytest.mark.subprocess
 def test_a_state_file_whose_pid_is_another_process_now_is_acted_on(machine, tmp_path):
     """Windows reuses pids soon: a live process under the recorded pid but with another creation
     time is not the run."""

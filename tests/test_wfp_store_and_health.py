@@ -1,4 +1,4 @@
-"""Issue 8 on the fake: every trial says whether its subscription was alive, and counts what the
+"""The subscription's health and the net-event store, on the fake: every trial says whether its subscription was alive, and counts what the
 system recorded (the BFE's net-event store) beside what was sent and what was delivered."""
 import numpy as np
 import pytest
@@ -6,20 +6,20 @@ import pytest
 from harness.campaign import Campaign, load_expectations
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
-from netns import needs_netns
 from platforms import fake_controls, fake_wfp_library, open_wfp
+from tiers import needs
 
 HELD = SubscriberSpec(hold=True)
 
 
 @pytest.fixture()
+@needs("root", "realtime")
 def wfp(fake):
     path, dll = fake
     with open_wfp(path) as platform:
         yield platform, dll
 
 
-@needs_netns
 def test_a_burst_larger_than_the_queue_is_counted_recorded_and_delivered(wfp):
     platform, dll = wfp
     dll.FakeSetStoreSize(50_000)
@@ -40,7 +40,6 @@ def test_a_burst_larger_than_the_queue_is_counted_recorded_and_delivered(wfp):
     assert dll.FakeOpenEnumHandles() == 0
 
 
-@needs_netns
 def test_a_subscription_that_dies_mid_burst_stops_the_search_and_leads_the_report(wfp, tmp_path, monkeypatch):
     platform, dll = wfp
     monkeypatch.setattr(type(platform), "CANARY_TIMEOUT_S", 0.5)  # the fake's events arrive in milliseconds
@@ -110,7 +109,6 @@ def test_the_store_is_enumerated_as_documented_a_snapshot_in_pages_at_the_subscr
         assert dll.FakeOutstandingAllocations() == 0
 
 
-@needs_netns
 def test_the_canary_is_a_packet_the_template_lets_through(wfp, monkeypatch):
     from harness.experiments.template import MIXED_ADDRESSES, template_for
     platform, _ = wfp

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from platforms import fake_wfp_library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ print(json.dumps({"asked": asked, "functype": abi.FUNCTYPE is C.WINFUNCTYPE, "ra
 """
 
 
+@pytest.mark.subprocess
 def test_windows_branches_load_the_windows_libraries_the_windows_way():
     fake = fake_wfp_library()
     done = subprocess.run([sys.executable, "-c", CHILD, fake], capture_output=True, text=True, cwd=ROOT,

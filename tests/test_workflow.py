@@ -65,6 +65,7 @@ def compare_step(workdir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=workdir, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.subprocess
 def test_compare_says_clearly_when_no_report_arrived(tmp_path):
     done = compare_step(tmp_path)  # all-reports/ does not even exist: no artifact was uploaded
     assert done.returncode == 1
@@ -74,6 +75,7 @@ def test_compare_says_clearly_when_no_report_arrived(tmp_path):
     assert download["continue-on-error"] is True  # a missing artifact is reported by the step above
 
 
+@pytest.mark.subprocess
 def test_compare_lays_out_the_reports_that_arrived(tmp_path):
     from stored_runs import real_run
     real_run(tmp_path / "all-reports", label="runner-a")

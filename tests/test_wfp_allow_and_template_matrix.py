@@ -1,4 +1,4 @@
-"""Issue 8 on the fake, in one platform session: allow visibility (allow events only with the
+"""The wfp backend's findings on the fake, in one platform session: allow visibility (allow events only with the
 keyword, the keyword put back, also after an exception), the template-condition matrix (both
 ways: accepted and filtering, refused by name), and the report that leads with the answers
 (where loss happened by the store's count, event types, conditions) and their tables."""
@@ -11,11 +11,11 @@ from harness.platforms.wfp.allow import KEYWORDS, allow_visibility
 from harness.platforms.wfp.template_matrix import DOCUMENTED, template_matrix
 from harness.report.render import render
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
-from netns import needs_netns
 from platforms import open_wfp
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.realtime
 def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp_path):
     path, dll = fake
     found = dll.FakeOption(KEYWORDS)
@@ -63,7 +63,8 @@ def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp
     assert "| FWPM_CONDITION_DIRECTION | msFwpDirection | no | FWP_E_CONDITION_NOT_FOUND |" in md
 
 
-@needs_netns
+@pytest.mark.root
+@pytest.mark.realtime
 def test_the_keyword_is_put_back_after_an_exception_mid_experiment(fake, monkeypatch):
     path, dll = fake
     found = dll.FakeOption(KEYWORDS)

@@ -1,5 +1,7 @@
-"""Issue 7's defects of the wfp backend, each reproduced on Linux: the whole backend against the
-strict fake fwpuclnt, with the real sender process sending real packets in a test namespace."""
+"""The wfp platform's trials, each way they once went wrong reproduced on Linux (the probe's
+senders, inbound listeners, whose events count, the classify cache, the app id, a killed run's
+options, the event clock, both direction conventions, delivery threads): the whole backend against
+the strict fake fwpuclnt, with the real sender process sending real packets in a test namespace."""
 import gc
 import json
 import os
@@ -21,12 +23,11 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Session
 from harness.platforms.wfp.options import STATE_FILE, EngineOptions, state_dir
 from harness.spec import LAYERS, FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
-from netns import in_fresh_netns, needs_netns
+from netns import in_fresh_netns
 from platforms import capture_stats, object_counts, open_wfp
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECT = K["FWPM_ENGINE_COLLECT_NET_EVENTS"]
-pytestmark = needs_netns
 
 
 def spec(count=300, layer="ALE_AUTH_CONNECT_V4", **subscriber):
@@ -35,6 +36,8 @@ def spec(count=300, layer="ALE_AUTH_CONNECT_V4", **subscriber):
 
 
 # 1. The raw sender crashed and the probe caught only OSError; 2. inbound probes had no listener.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_every_probe_case_runs_through_the_real_senders_and_gets_its_events(fake):
     path, dll = fake
     with open_wfp(path) as p:
@@ -46,6 +49,8 @@ def test_every_probe_case_runs_through_the_real_senders_and_gets_its_events(fake
     assert state == 1 and packets >= 8 * 50 and drops == 0  # real packets, each classified
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_a_probe_case_that_fails_is_recorded_with_its_error_named(fake, monkeypatch):
     path, _ = fake
     with open_wfp(path) as p:
@@ -57,6 +62,8 @@ def test_a_probe_case_that_fails_is_recorded_with_its_error_named(fake, monkeypa
     assert (result["layer"], result["sender"], result["events"]) == ("ALE_AUTH_CONNECT_V4", "raw", 0)
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("layer", ["INBOUND_TRANSPORT_V4", "ALE_AUTH_RECV_ACCEPT_V4"])
 def test_inbound_trials_have_listeners_and_number_events_by_local_port(fake, layer):
     path, _ = fake
@@ -68,6 +75,8 @@ def test_inbound_trials_have_listeners_and_number_events_by_local_port(fake, lay
 
 
 # 3. Every CLASSIFY_DROP on the machine was counted as the harness's own, and kept the drain busy.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_only_the_harness_filters_events_count_and_the_drain_ends_on_its_own(fake):
     path, dll = fake
     with open_wfp(path) as p:
@@ -86,6 +95,8 @@ def test_only_the_harness_filters_events_count_and_the_drain_ends_on_its_own(fak
 # Another tool may have left FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW set (it persists across
 # reboots; the harness leaves the keywords as found): then every permitted ALE authorization is an
 # allow event, and a transport-layer trial's packets each make two events in the same queue.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
     from harness.interference import flags
     path, dll = fake
@@ -120,6 +131,8 @@ def test_allow_events_left_on_by_another_tool_are_counted_and_flagged(fake):
 # Windows refuses a listener in an excluded port range (Hyper-V, WSL2, Docker reserve ranges in
 # 20000-60000 on many machines) with WSAEACCES; an inbound layer never classifies a datagram to
 # such a port, so its packets were counted lost, and the bind error ended the trial.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("first", [20010, 20000])  # in the middle; at the head, where a wrapped store's tail starts
 def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkeypatch, first):
     import harness.platforms.wfp.platform as wfp_platform
@@ -141,6 +154,8 @@ def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkey
 
 # Review of issue 7: the harness's filter blocks its port range for every process, so another
 # program's packets to those ports were events of the harness's filter, read as sequence numbers.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_another_programs_packets_on_the_harness_filter_are_counted_apart(fake):
     path, _ = fake
     with open_wfp(path) as p:
@@ -159,6 +174,8 @@ def test_another_programs_packets_on_the_harness_filter_are_counted_apart(fake):
     assert r.telemetry["stranger_events"] == 40
 
 # 4. A failing trial left GC off, the switch interval changed and the copy worker running.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("failure", ["subscribe", "send", "interrupt", "unsubscribe"])
 def test_a_failing_trial_leaves_the_process_as_it_was(fake, monkeypatch, failure):
     path, dll = fake
@@ -185,6 +202,8 @@ def test_a_failing_trial_leaves_the_process_as_it_was(fake, monkeypatch, failure
 
 
 # 6. Every trial reused one socket: a classify cache of blocked tuples decided the next trial.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_a_classify_cache_cannot_decide_a_later_trial(fake):
     path, dll = fake
     dll.FakeConfigureDelivery(1, 0, 0)  # an ALE layer that does not classify a blocked tuple again
@@ -197,6 +216,8 @@ def test_a_classify_cache_cannot_decide_a_later_trial(fake):
 # 7. The app-id condition named sys.executable: in a venv, not the image that sends.
 @pytest.mark.skipif(os.path.realpath(sys.executable) == sys.executable,
                     reason="sys.executable is the interpreter image itself here (not a venv link)")
+@pytest.mark.root
+@pytest.mark.realtime
 def test_the_app_id_condition_matches_the_process_that_sends(fake):
     path, _ = fake
     with open_wfp(path) as p:
@@ -224,6 +245,8 @@ NEXT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.root
+@pytest.mark.subprocess
 def test_a_killed_run_leaves_its_options_to_the_next_start(fake, tmp_path):
     path, _ = fake
     env = {**os.environ, "WFPCAP_FAKE_OPTIONS_FILE": str(tmp_path / "bfe-options"),
@@ -246,6 +269,8 @@ def test_a_killed_run_leaves_its_options_to_the_next_start(fake, tmp_path):
 
 
 # 9. The FILETIME offset came from time.time_ns(), 15.6 ms coarse on Windows with Python 3.11/3.12.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_event_times_do_not_inherit_a_coarse_clock(fake, monkeypatch):
     path, _ = fake
     with open_wfp(path) as p:
@@ -258,6 +283,8 @@ def test_event_times_do_not_inherit_a_coarse_clock(fake, monkeypatch):
 
 
 # 10. Real Windows reports FWP_DIRECTION_OUTBOUND/INBOUND (0/1) as well as the MS_FWP values.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("layer,direction", [("ALE_AUTH_CONNECT_V4", "out"), ("INBOUND_TRANSPORT_V4", "in")])
 def test_both_direction_conventions_are_read(fake, layer, direction):
     path, dll = fake
@@ -299,6 +326,8 @@ FAILED_UNSUBSCRIBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.root
+@pytest.mark.subprocess
 def test_a_failed_unsubscribe_keeps_the_callback_alive(fake):
     path, _ = fake
     out = subprocess.run(in_fresh_netns([sys.executable, "-c", FAILED_UNSUBSCRIBE, path]), capture_output=True,
@@ -310,6 +339,8 @@ def test_a_failed_unsubscribe_keeps_the_callback_alive(fake):
 
 
 # The sender runs in a process of its own on Windows too (it competed with the callbacks for the GIL).
+@pytest.mark.root
+@pytest.mark.realtime
 def test_the_sender_is_a_process_of_its_own(fake):
     path, _ = fake
     with open_wfp(path) as p:
@@ -337,6 +368,8 @@ def test_the_state_file_is_machine_wide_and_a_live_run_is_left_alone(fake, tmp_p
 
 
 # Where Windows is undocumented the fake goes both ways; the harness must be right under each.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("threads,concurrent", [(1, 0), (3, 0), (3, 1)])
 def test_a_held_burst_is_measured_alike_on_one_or_several_delivery_threads(fake, threads, concurrent):
     path, dll = fake
@@ -370,6 +403,8 @@ def test_a_held_burst_is_measured_alike_on_one_or_several_delivery_threads(fake,
     assert r.telemetry["events_per_tuple_max"] == 1 and first_batch >= 1
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("reclassify", [1, 0])
 def test_the_probe_reports_whether_a_blocked_tuple_is_classified_again(fake, reclassify):
     path, dll = fake
@@ -383,6 +418,8 @@ def test_the_probe_reports_whether_a_blocked_tuple_is_classified_again(fake, rec
 
 # Review of issue 7: a user without administrator rights on a machine where net-event collection
 # is off got a raw WfpError (the cleanup's own access-denied masked the first) and a state file.
+@pytest.mark.root
+@pytest.mark.realtime
 def test_a_plain_user_on_a_machine_with_collection_off_is_told_to_elevate(fake):
     path, dll = fake
     collecting = Session(Library(path), dynamic=False, name="off")
@@ -414,6 +451,8 @@ def test_an_option_changed_by_someone_else_during_the_run_is_left_as_they_set_it
 
 # Review of issue 7: how fine Windows stamps net events is undocumented; the fake stamped to the
 # 100 ns and nothing said what a real machine does. Each trial now reports the clock's step.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("step_100ns", [1, 10_000])  # FILETIME's own 100 ns; a 1 ms tick
 def test_each_trial_reports_the_step_of_the_event_clock(fake, step_100ns):
     path, dll = fake

@@ -1,5 +1,8 @@
-"""The second review's findings on the wfp backend, each reproduced on Linux against the strict fake
-fwpuclnt, with the real sender process sending real packets in a test namespace."""
+"""Allow events and the harness's filters on the wfp backend: an inbound trial with the allow
+keyword on, the filter's address on every layer, the keywords put back as the run found them,
+allow events counted by the trial's tuples, silent template conditions beside a positive control;
+each against the strict fake fwpuclnt, with the real sender process sending real packets in a test
+namespace."""
 import pytest
 
 from harness.analysis.loss import loss_by_sequence
@@ -7,12 +10,10 @@ from harness.platforms.wfp.api import Library
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.engine import Session
 from harness.spec import FilterSpec, SubscriberSpec, TrafficSpec, TrialSpec
-from netns import needs_netns
 from platforms import open_wfp
 
 KEYWORDS = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
 CLASSIFY_ALLOW = K["FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW"]
-pytestmark = needs_netns
 
 
 def spec(count=300, layer="ALE_AUTH_CONNECT_V4", prefix="127.0.0.0/8", **subscriber):
@@ -29,6 +30,8 @@ def another_tool(path) -> Session:
 # ALE_AUTH_RECV_ACCEPT was first permitted at ALE_AUTH_CONNECT on its way out: an allow event as
 # well as the drop. Rows were doubled only outside the ALE layers, so the trial's own drops past
 # N + N/4 + 4096 rows were counted lost.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("layer", ["ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4"])
 def test_an_inbound_trial_with_the_allow_keyword_on_serves_every_own_event(fake, layer):
     path, dll = fake
@@ -51,6 +54,8 @@ def test_an_inbound_trial_with_the_allow_keyword_on_serves_every_own_event(fake,
 # 6. At inbound layers the block filter's address condition named IP_REMOTE_ADDRESS: the sender
 # (127.0.0.1), while the port condition, the template and the store count use the local side (the
 # harness's destination). With traffic to 127.0.0.2 an inbound trial blocked nothing.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("layer", ["ALE_AUTH_RECV_ACCEPT_V4", "INBOUND_TRANSPORT_V4", "ALE_AUTH_CONNECT_V4"])
 def test_the_filter_matches_the_destination_address_on_every_layer(fake, layer):
     path, _ = fake
@@ -96,6 +101,8 @@ class TestTheKeywordIsPutBackOnlyAsThisRunLeftIt:
         assert dll.FakeOption(KEYWORDS) == 0x1
 
 
+@pytest.mark.root
+@pytest.mark.realtime
 def test_the_allow_experiment_keeps_the_keywords_another_tool_set_after_open(fake):
     from harness.platforms.wfp.allow import allow_visibility
     path, dll = fake
@@ -111,6 +118,8 @@ def test_the_allow_experiment_keeps_the_keywords_another_tool_set_after_open(fak
 
 # 8. An allow event counted only if it carried the harness's permit filter id; which filter id an
 # allow carries when several sublayers permit is undocumented.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("from_default", [0, 1])
 def test_allow_events_are_counted_by_the_trials_tuples_and_the_rule_is_named(fake, from_default):
     from harness.platforms.wfp.allow import allow_visibility
@@ -131,6 +140,8 @@ def test_allow_events_are_counted_by_the_trials_tuples_and_the_rule_is_named(fak
 # 5. Candidates whose correct result is no event (IP_PROTOCOL=6 on UDP, a foreign app id,
 # NET_EVENT_TYPE=ALLOW while only drops are made, ALE_USER_ID, ALE_PACKAGE_ID) read "filters" when
 # silent: so does a template that suppresses everything.
+@pytest.mark.root
+@pytest.mark.realtime
 @pytest.mark.parametrize("silent", [0, 1])
 def test_a_silent_condition_is_honoured_only_beside_a_positive_control(fake, silent):
     from harness.platforms.wfp.template_matrix import template_matrix

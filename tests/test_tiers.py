@@ -1,0 +1,165 @@
+"""The test tiers and the per-test budget hold: a test gets the marks of what it needs (from its
+module, its decorators and its fixtures' @needs), `unit` when it needs nothing; a test that does
+what its marks do not declare fails naming the mark; and --fail-slower-than fails the session
+naming the test that took too long. Each is run on a small suite of its own, in this process."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import tiers
+
+TESTS = Path(__file__).resolve().parent
+
+CONFTEST = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+import pytest
+import budget
+import tiers
+
+@pytest.fixture(autouse=True)
+def _tier_tripwires(request, monkeypatch):
+    tiers.install_tripwires(request.node, monkeypatch)
+
+def pytest_addoption(parser):
+    budget.addoption(parser)
+
+def pytest_configure(config):
+    for name, text in tiers.TIERS.items():
+        config.addinivalue_line("markers", f"{{name}}: {{text}}")
+    budget.configure(config)
+
+def pytest_collection_modifyitems(config, items):
+    tiers.mark(items)
+"""
+
+SUITE = """
+import subprocess
+import sys
+import time
+
+import pytest
+from tiers import needs
+
+
+@pytest.fixture
+@needs("root")
+def namespace():
+    return "made"
+
+
+@pytest.fixture
+def through(namespace):  # a fixture that uses one that needs root
+    return namespace
+
+
+def test_pure():
+    assert 1 + 1 == 2
+
+
+def test_uses_root_through_a_fixture(through):
+    assert through == "made"
+
+
+@pytest.mark.subprocess
+def test_declared_child():
+    assert subprocess.run([sys.executable, "-c", "import harness"], cwd={root!r}).returncode == 0
+
+
+def test_undeclared_child():
+    subprocess.run([sys.executable, "-m", "pytest", "--version"])
+
+
+def test_undeclared_root_tool():
+    subprocess.run(["ip", "netns", "add", "x"])
+
+
+def test_a_look_is_no_need():
+    subprocess.run(["nft", "list", "tables"], capture_output=True)
+    subprocess.run(["true"])
+
+
+def test_sleeps():
+    time.sleep(0.6)
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=SUITE.format(root=str(TESTS.parent)))
+    return pytester
+
+
+def marks(result: pytest.RunResult) -> dict[str, set[str]]:
+    return {r.nodeid.split("::")[-1]: {k for k in r.keywords if k in tiers.TIERS}
+            for r in result.getreports("pytest_runtest_logreport") if r.when == "call"}
+
+
+@pytest.mark.subprocess  # test_declared_child starts a Python child on the harness
+def test_each_test_gets_the_marks_of_what_it_needs_and_undeclared_needs_fail(suite):
+    result = suite.inline_run("-p", "no:cacheprovider", "-p", "no:randomly")
+    got = marks(result)
+    assert got["test_pure"] == {"unit"}
+    assert got["test_uses_root_through_a_fixture"] == {"root"}  # through a fixture of a fixture
+    assert got["test_declared_child"] == {"subprocess"}
+    assert got["test_a_look_is_no_need"] == {"unit"}
+    passed, _, failed = result.listoutcomes()
+    assert {r.nodeid.split("::")[-1] for r in failed} == {"test_undeclared_child", "test_undeclared_root_tool"}
+    said = {r.nodeid.split("::")[-1]: str(r.longrepr) for r in failed}
+    assert "needs the `subprocess` mark" in said["test_undeclared_child"]
+    assert "needs the `root` mark" in said["test_undeclared_root_tool"]
+
+
+def test_only_unit_is_selected_by_m_unit(suite):
+    result = suite.inline_run("-p", "no:cacheprovider", "-m", "unit", "--collect-only")
+    names = sorted(i.name for i in result.getcalls("pytest_collection_finish")[0].session.items)
+    assert names == ["test_a_look_is_no_need", "test_pure", "test_sleeps", "test_undeclared_child",
+                     "test_undeclared_root_tool"]
+
+
+def test_a_unit_mark_beside_a_need_is_refused(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.unit
+        @pytest.mark.realtime
+        def test_both():
+            pass
+    """)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_both is marked unit but needs realtime" in result.stderr.str()
+
+
+def test_a_test_over_the_budget_fails_the_session_naming_it(suite):
+    over = suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "sleeps or pure", "--fail-slower-than", "0.3")
+    assert over.ret == pytest.ExitCode.TESTS_FAILED
+    over.stdout.fnmatch_lines(["*over the per-test budget of 0.3 s*", "*s call test_suite.py::test_sleeps"])
+    assert "test_pure" not in over.stdout.str().split("over the per-test budget")[1]
+    within = suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "sleeps or pure", "--fail-slower-than", "5")
+    assert within.ret == pytest.ExitCode.OK and "over the per-test budget" not in within.stdout.str()
+
+
+@pytest.mark.parametrize("command, need", [
+    ([sys.executable, "-m", "pytest", "scenarios/"], {"subprocess"}),
+    ([sys.executable, "-m", "harness", "report", "x"], {"subprocess"}),
+    (["bash", "-e", "-c", "wfpcap compare all-reports --out fleet.md"], {"subprocess"}),
+    (["unshare", "--net", "sh", "-c", "ip link set lo up"], {"root"}),
+    (["nft", "-f", "-"], {"root"}),
+    (["nft", "list", "tables"], set()),
+    (["gcc", "-shared", "-o", "fake.so", "fake.c"], set()),
+    ("git status", set()),
+])
+def test_what_starting_a_command_needs(command, need):
+    assert tiers.child_needs(command) == need
+
+
+def test_the_tiers_are_registered_with_strict_markers(pytestconfig):
+    assert pytestconfig.inipath.name == "pyproject.toml" and "--strict-markers" in pytestconfig.getini("addopts")
+    registered = {line.split(":")[0]: line.split(":", 1)[1].strip() for line in pytestconfig.getini("markers")}
+    assert {name: registered.get(name) for name in tiers.TIERS} == tiers.TIERS
