@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from cli_runs import wfpcap
 from harness.campaign import Campaign, load_expectations
 from harness.headroom import first_lossy_scale, lost_at_scale
 from harness.platforms.model import ModelParams, ModelPlatform
@@ -162,10 +163,6 @@ def small_run(tmp_path_factory):
     return model_campaign(root, TRUE_SETS["q64"], costs=(20.0, 100.0), extras=False)
 
 
-def wfpcap(*args):
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
 def test_wfpcap_twin_writes_a_typed_record_the_report_shows(small_run):
     done = wfpcap("twin", small_run)
     assert done.returncode == 0, done.stderr
@@ -252,6 +249,7 @@ def test_twin_and_predict_refuse_a_folder_that_is_not_a_run(tmp_path):
         assert done.returncode == 2 and done.stderr == f"wfpcap: {tmp_path} is not a run folder (no summary.json)\n"
 
 
+@pytest.mark.subprocess
 def test_a_scenario_run_ends_with_its_twin_checked_in_the_report_and_the_headline(tmp_path):
     """`pytest scenarios/` as a user runs it: the end of the run fits the twin, writes twin.json and
     shows the held-out table in the report and the verdict in the headline; nothing fails on it."""

@@ -14,6 +14,8 @@ from harness.twin.calibrate import calibrate
 from netns import needs_netns
 from platforms import make, needs_nflog
 
+pytestmark = [pytest.mark.root, pytest.mark.realtime]  # real trials on nflog or the fake, in namespaces
+
 
 def campaign_run(platform, root):
     """burst, drain, two NDR searches, the onset and inline vs copy: what the twin fits and predicts."""
