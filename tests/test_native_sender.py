@@ -1,0 +1,217 @@
+"""The native send loop (harness/traffic/native_loop.py) and its two OS bindings.
+
+- The loop's logic on a virtual clock: the same compiled loop, its clock, sleep and send bound to
+  words that only the loop moves, so that lateness, catch-up batches, refused and busy sends are
+  exact whatever else the machine runs (as tests/test_traffic.py does for the Python loop).
+- Each binding on real sockets: Linux's (libc sendmmsg) and Windows' (ws2_32 sendto and kernel32's
+  timer, through the fake that stands in for those DLLs here), each packet once, to its own port,
+  numbered, stamped between clock readings taken around the walk.
+Its speed and lateness are measured by benchmarks/bench_sender.py, not here.
+"""
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from harness.spec import FilterSpec, TrafficSpec, TrialSpec
+from harness.traffic.native_loop import OS_WORDS, ERRORS, N, NativeLoop, intrinsics
+from harness.traffic.packets import compile_packets
+from harness.traffic.pacing import deadlines_ns
+from harness.traffic.plan import plan_traffic
+from netns import NetNamespace, needs_netns
+from platforms import fake_wfp_library
+
+pytest.importorskip("numba")
+
+# the virtual OS's words, after the loop's own
+NOW, COST, STALL_AT, STALL_NS, BUSY_AT, REFUSE_AT, LOG, LOGGED = range(OS_WORDS, OS_WORDS + 8)
+REFUSED_CODE = 13
+READING = 100  # ns a clock reading takes
+
+
+class VirtualOs:
+    """A binding whose clock moves only when the loop reads it (100 ns a reading), sleeps or sends:
+    each send call costs COST ns,
+    the call that handles packet STALL_AT takes STALL_NS more (a neighbour took the core), packet
+    BUSY_AT is answered "busy" once, packet REFUSE_AT is refused. Every call is logged."""
+
+    name = "virtual"
+    max_batch = None
+    spin_ns = 200_000
+
+    def primitives(self):
+        from numba import carray, njit
+        pointer = intrinsics().pointer
+
+        @njit
+        def clock(b):
+            b[NOW] += READING
+            return b[NOW]
+
+        @njit
+        def sleep_until(b, t):
+            if t > b[NOW]:
+                b[NOW] = t + 50_000  # a sleep wakes late, as clock_nanosleep does; the spin absorbs it
+
+        @njit
+        def send(b, first, last):
+            log = carray(pointer(b[LOG]), 2 * 100_000, np.int64)
+            log[2 * b[LOGGED]], log[2 * b[LOGGED] + 1] = first, last
+            b[LOGGED] += 1
+            b[NOW] += b[COST]
+            if first == b[BUSY_AT]:
+                b[BUSY_AT] = -1
+                return 0
+            if first == b[REFUSE_AT]:
+                carray(pointer(b[ERRORS]), b[N], np.int32)[first] = REFUSED_CODE
+                return 1
+            if first <= b[STALL_AT] < last:
+                b[NOW] += b[STALL_NS]
+            return last - first
+
+        return clock, sleep_until, send
+
+    def error_name(self, code):
+        return {REFUSED_CODE: "EACCES"}.get(code, str(code))
+
+
+class VirtualTarget:
+    def __init__(self, start_ns, cost_ns=2_000, stall_at=-1, stall_ns=0, busy_at=-1, refuse_at=-1):
+        self.log = np.zeros(2 * 100_000, dtype=np.int64)
+        self.words = np.array([start_ns, cost_ns, stall_at, stall_ns, busy_at, refuse_at, self.log.ctypes.data, 0],
+                              dtype=np.int64)
+
+    def calls(self, count):
+        return [tuple(p) for p in self.log[:2 * count].reshape(-1, 2).tolist()]
+
+
+@pytest.fixture(scope="module")
+def virtual_loop():
+    return NativeLoop(VirtualOs())
+
+
+T0 = 1_000_000_000
+
+
+def test_a_stall_is_caught_up_in_one_batch_and_the_schedule_holds(virtual_loop):
+    """The native loop's version of the Python loop's test: a 5 ms stall mid-trial at 20,000/s is
+    caught up in one batch, and the rest goes on time."""
+    offsets = deadlines_ns(TrafficSpec(count=2000, pacing="constant", rate_per_s=20_000))
+    target = VirtualTarget(T0, stall_at=500, stall_ns=5_000_000)
+    run = virtual_loop.run(target, offsets + T0, max_batch=512)
+    late = run.sent_at - (offsets + T0)
+    calls = target.calls(run.calls)
+    assert (late >= 0).all()  # never early
+    assert [a for a, _ in calls] == [0] + [b for _, b in calls[:-1]] and calls[-1][1] == 2000  # each once, in order
+    caught_up = next(b for a, b in calls if a > 500)
+    assert caught_up - 501 >= 5_000_000 // 50_000  # what fell due in the stall, in the next call
+    assert late[caught_up:].max() == 2_000 + READING  # on time again: one call's cost and the reading after it
+    assert late[1:500].max() == 2_000 + READING and late[500] >= 5_000_000
+    assert run.busy == 0 and not run.errors.any()
+
+
+@pytest.mark.parametrize("shape", ["burst", "poisson", "trace"])
+def test_any_schedule_keeps_its_shape(virtual_loop, shape):
+    """Whatever the offsets (a replayed trace's 70 us gaps inside bursts of four, then 2 ms of
+    silence; Poisson; all at once), each packet goes at its deadline plus one call's cost, or in
+    batches of at most max_batch when they are due together."""
+    n = 4000
+    if shape == "burst":
+        offsets = np.zeros(n, dtype=np.int64)
+    elif shape == "poisson":
+        offsets = deadlines_ns(TrafficSpec(count=n, pacing="poisson", rate_per_s=30_000, seed=3))
+    else:
+        k = np.arange(n)
+        offsets = (k // 4) * 2_000_000 + (k % 4) * 70_000
+    target = VirtualTarget(T0, cost_ns=1_000)
+    run = virtual_loop.run(target, offsets + T0, max_batch=64)
+    late = run.sent_at - (offsets + T0)
+    calls = target.calls(run.calls)
+    assert calls[-1][1] == n and all(b - a <= 64 for a, b in calls)
+    assert (late >= 0).all()
+    if shape == "burst":
+        assert len(calls) == n // 64 + 1 and np.all(np.diff(run.sent_at) >= 0)
+    else:  # each at its deadline + one call's cost (and the readings around it), unless it fell due
+        # while the call before it was still sending: then right after that one
+        deadlines = offsets + T0
+        waited = np.maximum(run.sent_at[:-1] - deadlines[1:], 0)
+        assert (late[1:] <= waited + 1_000 + 2 * READING).all()
+        assert ((late >= 1_000 + READING) & (late <= 1_000 + 2 * READING)).mean() > 0.95
+    if shape == "trace":
+        gaps = np.diff(run.sent_at)
+        assert np.array_equal(gaps[1:], np.diff(offsets)[1:])  # the 70 us gaps and the 2 ms silences, exactly
+
+
+def test_a_busy_send_is_tried_again_and_a_refused_one_is_counted_once(virtual_loop):
+    offsets = deadlines_ns(TrafficSpec(count=100, pacing="constant", rate_per_s=10_000))
+    target = VirtualTarget(T0, busy_at=10, refuse_at=20)
+    run = virtual_loop.run(target, offsets + T0, max_batch=16)
+    calls = target.calls(run.calls)
+    assert run.busy == 1 and calls.count((10, 11)) == 2  # busy: nothing went, the same packet again
+    assert [a for a, _ in calls].count(20) == 1  # refused: never sent again
+    assert np.flatnonzero(run.errors).tolist() == [20] and run.errors[20] == REFUSED_CODE
+    assert (run.sent_at > 0).all()
+
+
+def test_an_empty_schedule_sends_nothing(virtual_loop):
+    run = virtual_loop.run(VirtualTarget(T0), np.zeros(0, dtype=np.int64), max_batch=8)
+    assert run.calls == 0 and len(run.sent_at) == 0
+
+
+# ---- the two bindings on real sockets ---------------------------------------------------------
+PORTS = FilterSpec(remote_port_low=32000, remote_port_high=32039)
+
+
+def libc_binding():
+    from harness.platforms.nflog.native_send import LibcBinding
+    return LibcBinding()
+
+
+def ws2_binding():
+    from harness.platforms.wfp.native_send import Ws2Binding
+    return Ws2Binding(fake_wfp_library())
+
+
+@needs_netns
+@pytest.mark.parametrize("kind", ["udp", "raw"])
+@pytest.mark.parametrize("make", [libc_binding, ws2_binding], ids=["linux-libc", "windows-ws2_32-fake"])
+def test_each_binding_sends_every_packet_once_to_its_port_stamped_when_it_went(make, kind):
+    """40 packets to 40 ports, Poisson-paced at 5,000/s: every one arrives once, from
+    the sender's port, numbered in its payload; each stamp is never before its deadline and lies
+    between clock readings taken around the walk (the Windows branch reads QueryPerformanceCounter,
+    here the fake's 10 MHz counter: stamps floor to 100 ns)."""
+    binding = make()
+    loop = NativeLoop(binding)
+    spec = TrialSpec(TrafficSpec(count=40, pacing="poisson", rate_per_s=5_000, seed=2), filter=PORTS)
+    ns = NetNamespace()
+    try:
+        with ns:
+            receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(40)]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) if kind == "raw" else None
+        for k, r in enumerate(receivers):
+            r.bind(("127.0.0.1", 32000 + k))
+            r.settimeout(2.0)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        packets = compile_packets(plan_traffic(spec), sport=port)
+        target = binding.target(raw or sock, kind, packets)
+        offsets = deadlines_ns(spec.traffic)
+        before = time.perf_counter_ns()
+        run, t0 = loop.paced(target, offsets, max_batch=8)
+        after = time.perf_counter_ns()
+        got = []
+        for r in receivers:
+            data, source = r.recvfrom(100)
+            got.append((int.from_bytes(data[:8], "big"), r.getsockname()[1], source[1]))
+        for r in receivers + [sock] + ([raw] if raw else []):
+            r.close()
+    finally:
+        ns.close()
+    assert sorted(seq for seq, _, _ in got) == list(range(40))
+    assert all(dport == 32000 + seq and sport == port for seq, dport, sport in got)
+    assert not run.errors.any() and run.busy == 0
+    tick = 100 if make is ws2_binding else 0
+    assert before < t0 and (run.sent_at >= offsets + t0 - tick).all() and run.sent_at.max() <= after
+    assert np.all(np.diff(run.sent_at) >= 0)
