@@ -6,19 +6,24 @@
 - Each binding on real sockets: Linux's (libc sendmmsg) and Windows' (ws2_32 sendto and kernel32's
   timer, through the fake that stands in for those DLLs here), each packet once, to its own port,
   numbered, stamped between clock readings taken around the walk.
+- Windows' affinity and priority calls through the fake.
 Its speed and lateness are measured by benchmarks/bench_sender.py, not here.
 """
+import os
 import socket
+import threading
 import time
 
 import numpy as np
 import pytest
 
+from harness.platforms.wfp.sockets import LoopbackSockets
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.traffic.native_loop import OS_WORDS, ERRORS, N, NativeLoop, intrinsics
 from harness.traffic.packets import compile_packets
 from harness.traffic.pacing import deadlines_ns
 from harness.traffic.plan import plan_traffic
+from harness.traffic.sender_process import SenderProcess
 from netns import NetNamespace, needs_netns
 from platforms import fake_wfp_library
 
@@ -215,3 +220,123 @@ def test_each_binding_sends_every_packet_once_to_its_port_stamped_when_it_went(m
     tick = 100 if make is ws2_binding else 0
     assert before < t0 and (run.sent_at >= offsets + t0 - tick).all() and run.sent_at.max() <= after
     assert np.all(np.diff(run.sent_at) >= 0)
+
+
+# ---- Windows' pinning and priority, through the fake ----------------------------------------------
+def in_a_thread(work):
+    """Run `work` on a thread of its own (its affinity and priority are its own) and return its result."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_windows_thread_calls_pin_and_raise_the_calling_thread():
+    from harness.platforms.wfp.threads import WindowsThreads
+    threads = WindowsThreads(fake_wfp_library())
+    allowed = threads.allowed()
+    assert allowed == os.sched_getaffinity(0)
+    last = max(allowed)
+
+    def pin_and_raise():
+        threads.pin_thread({last})
+        return os.sched_getaffinity(0), threads.raise_priority()
+
+    cpus, priority = in_a_thread(pin_and_raise)
+    assert cpus == {last} and priority == "thread priority 2 (THREAD_PRIORITY_HIGHEST)"
+    assert os.sched_getaffinity(0) == allowed  # another thread's pinning is not this one's
+    with pytest.raises(OSError, match="SetThreadAffinityMask refused cores"):
+        in_a_thread(lambda: threads.pin_thread({max(allowed) + 1}))  # outside the process's mask, as Windows refuses
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_windows_process_mask_moves_every_thread_and_comes_back():
+    from harness.platforms.wfp.threads import WindowsThreads
+    threads = WindowsThreads(fake_wfp_library())
+    allowed = threads.allowed()
+    first = {min(allowed)}
+    waiting, seen = threading.Event(), {}
+    bystander = threading.Thread(target=lambda: (waiting.wait(5), seen.update(cpus=os.sched_getaffinity(0))))
+    bystander.start()
+    try:
+        threads.pin_process(first)
+        assert threads.allowed() == first and os.sched_getaffinity(0) == first
+        with pytest.raises(OSError, match="SetThreadAffinityMask refused"):
+            in_a_thread(lambda: threads.pin_thread({max(allowed)}))  # now outside the process's mask
+    finally:
+        waiting.set()
+        bystander.join()
+        threads.pin_process(allowed)
+    assert seen["cpus"] == first and os.sched_getaffinity(0) == allowed and threads.allowed() == allowed
+
+
+# ---- which loop runs ---------------------------------------------------------------------------------
+class NoNative:
+    pass
+
+
+class BrokenNative:
+    def native(self):
+        class Broken(VirtualOs):
+            def primitives(self):
+                raise RuntimeError("LLVM ERROR: no target\nmore")  # as numba and llvmlite fail: no common base
+        return Broken()
+
+
+def test_the_native_loop_falls_back_with_its_reason_unless_asked_for_by_name(monkeypatch):
+    import sys
+
+    from harness.traffic.sender_path import SenderUnavailable, open_native
+    assert open_native(NoNative(), "python") == (None, "WFPCAP_SENDER=python")
+    assert open_native(NoNative(), "") == (None, "this platform's sockets have no native send loop")
+    with pytest.raises(SenderUnavailable, match="^WFPCAP_SENDER=native: this platform's sockets have no native"):
+        open_native(NoNative(), "native")
+    assert open_native(BrokenNative(), "") == (None, "the native send loop did not compile (RuntimeError: LLVM ERROR: no target)")
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    loop, why = open_native(type("V", (), {"native": lambda self: VirtualOs()})(), "")
+    assert loop is None and why.startswith("numba is not installed (")
+
+
+def test_the_sender_choice_is_read_from_the_environment(monkeypatch):
+    from harness.traffic.sender_path import SENDER_ENV, sender_choice
+    monkeypatch.delenv(SENDER_ENV, raising=False)
+    assert sender_choice() == ""
+    monkeypatch.setenv(SENDER_ENV, " Python ")
+    assert sender_choice() == "python"
+    monkeypatch.setenv(SENDER_ENV, "fast")
+    with pytest.raises(ValueError, match="^WFPCAP_SENDER='fast': expected 'native' or 'python'$"):
+        sender_choice()
+
+
+@needs_netns
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
+def test_the_sender_and_this_process_are_pinned_apart_while_it_runs():
+    """The sender on the last core at a raised priority (through the fake's kernel32, as on Windows),
+    this process (the subscriber's side) on the others until the sender goes; every trial says so.
+    (Here, not beside test_sender_process.py's module-wide sender, which holds this process already.)"""
+    allowed = os.sched_getaffinity(0)
+    last = max(allowed)
+    ns = NetNamespace()
+    with ns:
+        s = SenderProcess(LoopbackSockets(fake_wfp_library()))
+    try:
+        assert os.sched_getaffinity(s.proc.pid) == {last}
+        assert os.sched_getaffinity(0) == allowed - {last}
+        _, report = s.send(TrialSpec(TrafficSpec(count=3), filter=PORTS), "udp", 1, timeout_s=30)
+    finally:
+        s.close()
+        ns.close()
+    assert os.sched_getaffinity(0) == allowed
+    assert report["sender_cpus"] == str(last)
+    assert report["subscriber_cpus"] == ",".join(map(str, sorted(allowed - {last})))
+    assert report["sender_priority"] == "thread priority 2 (THREAD_PRIORITY_HIGHEST)"

@@ -1,6 +1,7 @@
 """How the wfp platform's sender process makes its sockets: plain loopback sockets made in the
 child (Windows has no fork to hand them over), one sendto per packet. The child reports its own
-image (GetModuleFileNameW(NULL)): the app id that WFP sees for its packets."""
+image (GetModuleFileNameW(NULL)): the app id that WFP sees for its packets. The native send loop
+and the pinning call ws2_32 and kernel32 (native_send.py, threads.py)."""
 from __future__ import annotations
 
 import socket
@@ -33,3 +34,11 @@ class LoopbackSockets:
 
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> SendtoSender:
         return SendtoSender(sock, kind, packets)
+
+    def native(self):
+        from harness.platforms.wfp.native_send import Ws2Binding
+        return Ws2Binding(self.library)
+
+    def threads(self):
+        from harness.platforms.wfp.threads import WindowsThreads
+        return WindowsThreads(self.library)
