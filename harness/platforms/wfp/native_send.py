@@ -147,3 +147,20 @@ class Ws2Binding:
 
     def describe(self) -> dict[str, Any]:
         return {"timer": "high resolution" if self.high_resolution else "default (15.6 ms ticks)"}
+
+
+def native_sender_check(library: str | None = None) -> tuple[bool, str]:
+    """The doctor's check: the send loop compiled against this machine's ws2_32 and kernel32, or
+    the Python loop and why (a fallback passes, as the callback's does; asked for by name and not
+    to be had, or a bad WFPCAP_SENDER, fails)."""
+    from harness.traffic.sender_path import open_native, sender_choice
+
+    class Factory:
+        def native(self) -> Ws2Binding:
+            return Ws2Binding(library)
+
+    loop, why = open_native(Factory(), sender_choice())
+    if loop is None:
+        return True, f"the Python send loop runs ({why}): one sendto per packet from the interpreter"
+    timer = loop.binding.describe()["timer"]
+    return True, f"compiled: {loop.binding.name}, one call per packet, a {timer} timer for the coarse sleep"
