@@ -11,6 +11,7 @@ run in it) keeps to the others until the sender goes. The OS calls are a platfor
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,10 +21,6 @@ NICE = -20  # SCHED_OTHER's highest: a neighbour still runs, but rarely (a real-
 class ThreadControl(Protocol):
     def allowed(self) -> set[int]:
         """The cores this process may run on."""
-        ...
-
-    def pin_thread(self, cpus: set[int]) -> None:
-        """The calling thread onto `cpus` (OSError if refused)."""
         ...
 
     def pin_process(self, cpus: set[int]) -> None:
@@ -54,14 +51,16 @@ def cpus_text(cpus: frozenset[int] | set[int]) -> str:
 
 
 def pin_sender(control: ThreadControl | None, cores: CoreSplit) -> dict[str, str]:
-    """In the sender process, on the thread that sends: its core and priority, as the trial's
+    """In the sender process, on the thread that sends: the whole process onto its core (it is the
+    sender's alone; on Windows a thread's mask must lie inside its process's, which a sender started
+    by an already pinned harness process inherits), the thread's priority raised; as the trial's
     report states them."""
     if control is None:
         return {"sender_cpus": "not pinned: this platform offers no thread control", "sender_priority": "unchanged"}
     out = {"sender_cpus": cores.why_not or cpus_text(cores.sender)}
     if not cores.why_not:
         try:
-            control.pin_thread(set(cores.sender))
+            control.pin_process(set(cores.sender))
         except OSError as exc:
             out["sender_cpus"] = f"not pinned: {exc}"
     try:
@@ -84,9 +83,6 @@ class LinuxThreads:
 
     def allowed(self) -> set[int]:
         return set(os.sched_getaffinity(0))
-
-    def pin_thread(self, cpus: set[int]) -> None:
-        os.sched_setaffinity(0, cpus)  # 0: the calling thread
 
     def pin_process(self, cpus: set[int]) -> None:
         for tid in os.listdir("/proc/self/task"):
@@ -112,26 +108,50 @@ class LinuxThreads:
             return f"{said} (autogroup unchanged: {exc.strerror or exc})"
 
 
+class _Held:
+    """The harness process's cores before its first sender took one, while any sender holds it:
+    a second sender process (two platforms, a benchmark's two loops) shares the first one's core
+    and split, and the last to go gives the process its cores back."""
+
+    lock = threading.Lock()
+    before: set[int] | None = None
+    holders = 0
+
+
+def process_cores(control: ThreadControl) -> set[int]:
+    """The cores this process may use, not counting what its senders keep it off."""
+    with _Held.lock:
+        return set(_Held.before) if _Held.before is not None else control.allowed()
+
+
 class SubscriberCores:
     """The harness process (the subscriber's side) kept off the sender's core while the sender
-    runs; `release` gives it back every core it had."""
+    runs; `release` gives it back every core it had (once no other sender holds it)."""
 
     def __init__(self, control: ThreadControl | None, cores: CoreSplit) -> None:
-        self.control, self._before = control, None
+        self.control, self._holding = control, False
         if control is None or cores.why_not:
             self.text = cores.why_not or "not pinned: this platform offers no thread control"
             return
-        try:
-            before = control.allowed()
-            control.pin_process(set(cores.subscriber))
-        except OSError as exc:
-            self.text = f"not pinned: {exc}"
-            return
-        self._before, self.text = before, cpus_text(cores.subscriber)
+        with _Held.lock:
+            try:
+                before = _Held.before if _Held.before is not None else control.allowed()
+                control.pin_process(set(cores.subscriber))
+            except OSError as exc:
+                self.text = f"not pinned: {exc}"
+                return
+            _Held.before, _Held.holders = before, _Held.holders + 1
+        self._holding, self.text = True, cpus_text(cores.subscriber)
 
     def release(self) -> None:
-        if self._before is not None:
-            before, self._before = self._before, None
+        if not self._holding:
+            return
+        self._holding = False
+        with _Held.lock:
+            _Held.holders -= 1
+            if _Held.holders:
+                return
+            before, _Held.before = _Held.before, None
             try:
                 self.control.pin_process(before)
             except OSError:  # the process goes on where it is; nothing else depends on it

@@ -6,7 +6,7 @@
  *   filter refuses fails with WSAEACCES, a full send buffer with WSAEWOULDBLOCK or WSAENOBUFS.
  * - kernel32: waitable timers (CreateWaitableTimerExW, SetWaitableTimer, WaitForSingleObjectEx), at
  *   Windows' resolutions: a high-resolution timer fires when due, any other at the next tick of the
- *   default 15.625 ms timer; the thread's and the process's affinity masks and a thread's priority.
+ *   default 15.625 ms timer; the process's affinity mask and a thread's priority.
  *   The priority is kept and read back, not applied: Linux has no thread priority classes.
  * <sys/socket.h> is not included: its sendto has Linux's signature. */
 #include "fake.h"
@@ -175,14 +175,6 @@ BOOL SetProcessAffinityMask(HANDLE process, uint64_t mask) {
     closedir(tasks);
     if (ok) g_process_mask = mask;
     return ok;
-}
-
-/* the previous mask; 0 (failure) for a mask outside the process's, as on Windows */
-uint64_t SetThreadAffinityMask(HANDLE thread, uint64_t mask) {
-    if (thread != CURRENT_THREAD || !mask || (mask & ~process_mask())) return 0;
-    cpu_set_t old, set = set_of(mask);
-    if (sched_getaffinity(0, sizeof old, &old) != 0 || sched_setaffinity(0, sizeof set, &set) != 0) return 0;
-    return mask_of(&old);
 }
 
 static __thread int t_priority;  /* THREAD_PRIORITY_NORMAL */

@@ -1,6 +1,5 @@
-"""Thread and process affinity and the sending thread's priority on Windows (ThreadControl of
-harness/traffic/cores.py): SetThreadAffinityMask, SetProcessAffinityMask and SetThreadPriority
-from kernel32; elsewhere from the library that stands in for it (the tests' fake), so the Linux
+"""Process affinity and the sending thread's priority on Windows (ThreadControl of
+harness/traffic/cores.py): SetProcessAffinityMask and SetThreadPriority from kernel32; elsewhere from the library that stands in for it (the tests' fake), so the Linux
 tests run these very calls.
 
 The subscriber's callbacks run on WFP's delivery threads, which the harness does not start and
@@ -31,7 +30,6 @@ class WindowsThreads:
         k.GetProcessAffinityMask.argtypes = [C.c_void_p, C.POINTER(C.c_uint64), C.POINTER(C.c_uint64)]
         k.GetProcessAffinityMask.restype = C.c_int32
         k.SetProcessAffinityMask.argtypes, k.SetProcessAffinityMask.restype = [C.c_void_p, C.c_uint64], C.c_int32
-        k.SetThreadAffinityMask.argtypes, k.SetThreadAffinityMask.restype = [C.c_void_p, C.c_uint64], C.c_uint64
         k.SetThreadPriority.argtypes, k.SetThreadPriority.restype = [C.c_void_p, C.c_int32], C.c_int32
         k.GetThreadPriority.argtypes, k.GetThreadPriority.restype = [C.c_void_p], C.c_int32
 
@@ -40,10 +38,6 @@ class WindowsThreads:
         if not self.k.GetProcessAffinityMask(self.k.GetCurrentProcess(), C.byref(process), C.byref(system)):
             raise OSError("GetProcessAffinityMask failed")
         return {c for c in range(MASK_BITS) if process.value >> c & 1}
-
-    def pin_thread(self, cpus: set[int]) -> None:
-        if not self.k.SetThreadAffinityMask(self.k.GetCurrentThread(), _mask(cpus)):
-            raise OSError(f"SetThreadAffinityMask refused cores {sorted(cpus)}")
 
     def pin_process(self, cpus: set[int]) -> None:
         if not self.k.SetProcessAffinityMask(self.k.GetCurrentProcess(), _mask(cpus)):
