@@ -8,7 +8,9 @@ in compiled code, with the interpreter lock released for the whole trial and not
 - a packet not yet due is waited for with a coarse sleep to `spin_ns` before its deadline, then a
   spin on the clock (a sleep alone wakes tens of microseconds late);
 - whatever is due (up to `max_batch`) goes in one send call, so a late start catches up instead of
-  falling further behind; the call's packets are stamped across it, as the Python loop stamps them.
+  falling further behind; each packet is stamped when it was handed to the system: a call's
+  packets spread across it from its start, as the Python loop stamps them (pacing.py says why),
+  and every call's duration is kept beside them.
 
 What the loop calls is an OS binding (harness/platforms/*/native_send.py): three njit functions
 over the block of words below, `clock(b) -> ns`, `sleep_until(b, ns)` and
@@ -30,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 # the block's words: the loop's own, then the binding's from OS_WORDS on
-N, DEADLINES, SENT_AT, ERRORS, MAX_BATCH, SPIN_NS, CALLS, BUSY, DONE = range(9)
+N, DEADLINES, SENT_AT, ERRORS, MAX_BATCH, SPIN_NS, CALLS, BUSY, DONE, CALL_NS, SENDING = range(11)
 OS_WORDS = 16
 WORDS = 32
 
@@ -97,6 +99,7 @@ def compile_loop(clock: Callable, sleep_until: Callable, send: Callable) -> Any:
         n = b[N]
         deadlines = carray(pointer(b[DEADLINES]), n, np.int64)
         sent_at = carray(pointer(b[SENT_AT]), n, np.int64)
+        call_ns = carray(pointer(b[CALL_NS]), n, np.int64)
         batch, spin = b[MAX_BATCH], b[SPIN_NS]
         i = 0
         now = clock(b)
@@ -116,10 +119,12 @@ def compile_loop(clock: Callable, sleep_until: Callable, send: Callable) -> Any:
             b[CALLS] += 1
             if went <= 0:
                 b[BUSY] += 1
-            else:  # one call handled `went` packets between now and after: spread their times across it
+            else:  # one call handed `went` packets over between now and after: spread across it from its start
                 span = after - now
                 for k in range(went):
-                    sent_at[i + k] = now + span * (k + 1) // went
+                    sent_at[i + k] = now + span * k // went
+                call_ns[b[SENDING]] = span
+                b[SENDING] += 1
                 i += went
             now = after
         b[DONE] = i
@@ -136,6 +141,7 @@ class LoopRun:
     errors: np.ndarray   # int32: the binding's error code of a refused send, 0 for a sent one
     calls: int           # send calls made
     busy: int            # of them, those the system answered "busy" (nothing went; tried again)
+    call_ns: np.ndarray  # int64: how long each of the others took
 
 
 class NativeLoop:
@@ -154,8 +160,10 @@ class NativeLoop:
             raise ValueError("a binding's target has more words than the block holds")
         sent_at = np.zeros(n, dtype=np.int64)
         errors = np.zeros(n, dtype=np.int32)
+        call_ns = np.zeros(n, dtype=np.int64)
         words = np.zeros(WORDS, dtype=np.int64)
         words[N], words[DEADLINES], words[SENT_AT], words[ERRORS] = n, deadlines.ctypes.data, sent_at.ctypes.data, errors.ctypes.data
+        words[CALL_NS] = call_ns.ctypes.data
         batch = max_batch if self.binding.max_batch is None else min(max_batch, self.binding.max_batch)
         words[MAX_BATCH] = max(1, batch)
         words[SPIN_NS] = self.binding.spin_ns if spin_ns is None else spin_ns
@@ -163,7 +171,7 @@ class NativeLoop:
         done = self._call(words.ctypes.data)
         if done != n:  # the loop ends only when every packet is handled
             raise RuntimeError(f"the native send loop stopped after {done} of {n} packets")
-        return LoopRun(sent_at, errors, int(words[CALLS]), int(words[BUSY]))
+        return LoopRun(sent_at, errors, int(words[CALLS]), int(words[BUSY]), call_ns[:words[SENDING]])
 
     def paced(self, target: Target, offsets: np.ndarray, max_batch: int, lead_ns: int = 1_000_000
               ) -> tuple[LoopRun, int]:
