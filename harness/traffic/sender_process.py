@@ -37,7 +37,7 @@ import numpy as np
 
 from harness.platforms.base import PlatformUnavailable
 from harness.spec import TrialSpec
-from harness.traffic.cores import CoreSplit, SubscriberCores, ThreadControl, pin_sender, split
+from harness.traffic.cores import CoreSplit, SubscriberCores, ThreadControl, pin_sender, process_cores, split
 from harness.traffic.native_loop import NativeLoop, Target
 from harness.traffic.packets import SEQ_OFFSET, PacketBatch, compile_packets
 from harness.traffic.pacing import BatchSender, deadlines_ns, generator_report, run_paced
@@ -204,10 +204,15 @@ class _Child:
         self.held.clear()
         self.last = None
 
-    def trial(self, spec: TrialSpec, kind: str, tag: int, receivers: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    def trial(self, spec: TrialSpec, kind: str, tag: int, receivers: bool, offsets: np.ndarray | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
         self.release()
         if kind not in KINDS:
             raise ValueError(f"sender kind must be udp or raw, got {kind!r}")
+        if offsets is None:
+            offsets = deadlines_ns(spec.traffic)
+        elif len(offsets) != spec.traffic.count or (len(offsets) > 1 and np.any(np.diff(offsets) < 0)):
+            raise ValueError(f"a schedule must hold {spec.traffic.count} ascending offsets, got {len(offsets)}")
         plan = plan_traffic(spec)
         check_destinations(plan_destinations(plan))  # here too: the native loop sends to the plan's addresses
         bound = elsewhere = 0
@@ -231,7 +236,7 @@ class _Child:
         listening = {"receivers": bound, "receivers_elsewhere": elsewhere, "receivers_refused": len(refused)}
         if refused:  # (address, port) pairs, which the platform takes out of the report
             listening["refused_receivers"] = refused
-        self.last = (sender, deadlines_ns(spec.traffic), spec, port, listening)
+        self.last = (sender, np.asarray(offsets, dtype=np.int64), spec, port, listening)
         return self.paced()
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -240,10 +245,10 @@ class _Child:
             raise RuntimeError("no trial to send again")
         sender, offsets, spec, port, listening = self.last
         if self.native is not None:
-            sent_at, t0, extra = self._native(sender, offsets)
+            sent_at, t0, call_ns, extra = self._native(sender, offsets)
         else:
-            sent_at, t0, extra = self._python(sender, offsets)
-        report = generator_report(spec.traffic, sent_at, offsets, t0)
+            sent_at, t0, call_ns, extra = self._python(sender, offsets)
+        report = generator_report(spec.traffic, sent_at, offsets, t0, call_ns=call_ns)
         report.update(extra)
         report.update(self.path)
         report.update(self.pinned)
@@ -252,19 +257,21 @@ class _Child:
         report.update(listening)  # the same receivers listen for a send again
         return sent_at, report
 
-    def _native(self, target: Target, offsets: np.ndarray) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _native(self, target: Target, offsets: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, dict[str, Any]]:
         run, t0 = self.native.paced(target, offsets, self.max_batch)
         codes, counts = np.unique(run.errors[run.errors != 0], return_counts=True)
         kinds = {self.native.binding.error_name(int(c)): int(k) for c, k in zip(codes.tolist(), counts.tolist())}
-        return run.sent_at, t0, {"send_errors": int(counts.sum()), "send_error_kinds": kinds,
-                                 "send_calls": run.calls, "send_busy": run.busy}
+        return run.sent_at, t0, run.call_ns, {"send_errors": int(counts.sum()), "send_error_kinds": kinds,
+                                              "send_calls": run.calls, "send_busy": run.busy}
 
-    def _python(self, sender: BatchSender, offsets: np.ndarray) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _python(self, sender: BatchSender, offsets: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, dict[str, Any]]:
         refused = getattr(sender, "refused", 0)
         errors_before = Counter(getattr(sender, "errors", {}))
-        sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
-        return sent_at, t0, {"send_errors": getattr(sender, "refused", 0) - refused,
-                             "send_error_kinds": dict(Counter(getattr(sender, "errors", {})) - errors_before)}
+        call_ns: list[int] = []
+        sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch, call_ns=call_ns)
+        return sent_at, t0, np.asarray(call_ns, dtype=np.int64), {
+            "send_errors": getattr(sender, "refused", 0) - refused,
+            "send_error_kinds": dict(Counter(getattr(sender, "errors", {})) - errors_before)}
 
     def serve(self) -> None:
         while True:
@@ -324,15 +331,20 @@ class SenderProcess:
     """The parent's handle: `send` runs one trial's traffic and returns (send times, report).
 
     While it runs, this process keeps off the sender's core (cores.py). PlatformUnavailable (one
-    line) for a WFPCAP_SENDER that is not native or python, or native where it cannot be had."""
+    line) for a WFPCAP_SENDER that is not native or python, or native where it cannot be had.
+    `path` ("native" or "python") overrides WFPCAP_SENDER (a benchmark runs both side by side)."""
 
-    def __init__(self, sockets: SocketFactory, max_batch: int = 256, start_timeout_s: float = 120.0) -> None:
+    def __init__(self, sockets: SocketFactory, max_batch: int = 256, start_timeout_s: float = 120.0,
+                 path: str | None = None) -> None:
         try:
-            choice = sender_choice()
+            choice = sender_choice() if path is None else path
         except ValueError as exc:
             raise PlatformUnavailable(str(exc)) from None
+        if choice not in ("", "native", "python"):
+            raise ValueError(f"sender path must be native or python, got {path!r}")
         control, why_not = thread_control(sockets)
-        cores = split(control.allowed()) if control is not None else CoreSplit(frozenset(), frozenset(), f"not pinned: {why_not}")
+        cores = (split(process_cores(control)) if control is not None
+                 else CoreSplit(frozenset(), frozenset(), f"not pinned: {why_not}"))
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_main, args=(child, sockets, max_batch, cores, choice), daemon=True,
@@ -369,9 +381,11 @@ class SenderProcess:
             report["subscriber_cpus"] = self.subscriber.text
         return payload, report
 
-    def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float,
-             receivers: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
-        self.conn.send(("trial", spec, kind, tag, receivers))
+    def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float, receivers: bool = False,
+             offsets: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """`offsets`: the send times (int64 ns from the start, ascending, one per packet) of any
+        schedule, a replayed trace's say; None: the spec's pacing (deadlines_ns)."""
+        self.conn.send(("trial", spec, kind, tag, receivers, offsets))
         return self._reply(timeout_s, "finish")
 
     def again(self, timeout_s: float) -> tuple[np.ndarray, dict[str, Any]]:
