@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.platforms.nflog.mmsg import MmsgSender
 from harness.traffic.cores import LinuxThreads
 from harness.traffic.packets import PacketBatch
+
+if TYPE_CHECKING:  # imported when called, in the sender process
+    from harness.platforms.nflog.native_send import LibcBinding
 
 SNDBUF = 4 << 20
 
@@ -37,7 +40,7 @@ class NamespaceSockets:
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> MmsgSender:
         return MmsgSender(sock, kind, packets)
 
-    def native(self):
+    def native(self) -> LibcBinding:
         from harness.platforms.nflog.native_send import LibcBinding
         return LibcBinding()
 

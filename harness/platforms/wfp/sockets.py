@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.platforms.wfp.kernel32 import Kernel32
 from harness.traffic.packets import PacketBatch
 from harness.traffic.sender_process import SendtoSender
+
+if TYPE_CHECKING:  # imported when called: numba and the thread calls are the sender process's
+    from harness.platforms.wfp.native_send import Ws2Binding
+    from harness.platforms.wfp.threads import WindowsThreads
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,10 @@ class LoopbackSockets:
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> SendtoSender:
         return SendtoSender(sock, kind, packets)
 
-    def native(self):
+    def native(self) -> Ws2Binding:
         from harness.platforms.wfp.native_send import Ws2Binding
         return Ws2Binding(self.library)
 
-    def threads(self):
+    def threads(self) -> WindowsThreads:
         from harness.platforms.wfp.threads import WindowsThreads
         return WindowsThreads(self.library)
