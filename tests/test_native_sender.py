@@ -80,6 +80,9 @@ class VirtualOs:
     def error_name(self, code):
         return {REFUSED_CODE: "EACCES"}.get(code, str(code))
 
+    def describe(self):
+        return {}
+
 
 class VirtualTarget:
     def __init__(self, start_ns, cost_ns=2_000, stall_at=-1, stall_ns=0, busy_at=-1, refuse_at=-1):

@@ -81,6 +81,8 @@ def test_each_trial_sends_from_a_fresh_port(sender, kind, request):
     ports = list(range(31000, 31020))
     (_, first), got = received(ns, ports, lambda: s.send(SPEC, kind, 1, timeout_s=30))
     assert first["sender_path"] == request.node.callspec.params["sender"]  # the loop asked for ran
+    if first["sender_path"] == "native":  # the Windows branch, through the fake's ws2_32 and kernel32
+        assert (first["sender_binding"], first["sender_timer"]) == ("ws2_32 sendto", "high resolution")
     assert [g[0] for g in got] == list(range(20))                # numbered in the payload
     assert {g[1] for g in got} == {first["local_port"]}          # raw too: from the trial's own port
     (_, second), _ = received(ns, ports, lambda: s.send(SPEC, kind, 2, timeout_s=30))

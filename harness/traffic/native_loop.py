@@ -61,6 +61,10 @@ class Binding(Protocol):
     def error_name(self, code: int) -> str:
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """Settings a trial's report should name (its timer, its sleeps' slack)."""
+        ...
+
 
 @functools.cache
 def intrinsics() -> SimpleNamespace:

@@ -195,8 +195,11 @@ class _Child:
 
     def choose(self, native: NativeLoop | None, why: str) -> None:
         self.native = native
-        self.path = ({"sender_path": "native", "sender_binding": native.binding.name} if native is not None
-                     else {"sender_path": "python", "sender_path_reason": why})
+        if native is None:
+            self.path = {"sender_path": "python", "sender_path_reason": why}
+            return
+        self.path = {"sender_path": "native", "sender_binding": native.binding.name,
+                     **{f"sender_{k}": v for k, v in native.binding.describe().items()}}
 
     def release(self) -> None:
         for s in self.held:

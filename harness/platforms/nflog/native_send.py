@@ -93,4 +93,4 @@ class LibcBinding:
         return errno.errorcode.get(code, str(code))
 
     def describe(self) -> dict[str, Any]:
-        return {"timer_slack_ns": self.timer_slack_ns}
+        return {"timer_slack_ns": self.timer_slack_ns, "spin_us": self.spin_ns // 1000}

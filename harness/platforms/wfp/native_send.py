@@ -146,7 +146,8 @@ class Ws2Binding:
         return WSA_NAMES.get(code) or errno.errorcode.get(code, str(code))
 
     def describe(self) -> dict[str, Any]:
-        return {"timer": "high resolution" if self.high_resolution else "default (15.6 ms ticks)"}
+        return {"timer": "high resolution" if self.high_resolution else "default (15.6 ms ticks)",
+                "spin_us": self.spin_ns // 1000}
 
 
 def native_sender_check(library: str | None = None) -> tuple[bool, str]:
