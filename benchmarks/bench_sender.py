@@ -34,6 +34,7 @@ from harness.platforms.nflog.netlink import PacketParser  # noqa: E402
 from harness.platforms.nflog.platform import NflogConfig, NflogPlatform, available  # noqa: E402
 from harness.platforms.nflog.sockets import NamespaceSockets  # noqa: E402
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec  # noqa: E402
+from harness.traffic.schedule import Provenance, Schedule  # noqa: E402
 from harness.traffic.sender_process import SenderProcess  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -97,8 +98,8 @@ class Measured:
         return ", ".join(parts)
 
 
-def lateness(sender: SenderProcess, traffic: TrafficSpec, offsets: np.ndarray | None = None) -> dict:
-    _, r = sender.send(TrialSpec(traffic, SubscriberSpec()), "udp", 1, timeout_s=120, offsets=offsets)
+def lateness(sender: SenderProcess, traffic: TrafficSpec) -> dict:
+    _, r = sender.send(TrialSpec(traffic, SubscriberSpec()), "udp", 1, timeout_s=120)
     return {k: r[k] for k in ("late_p50_us", "late_p99_us", "late_max_us", "send_call_p99_us", "achieved_rate_per_s")}
 
 
@@ -160,8 +161,9 @@ def main() -> None:
                   f"native loop: {first['sender_binding']}", flush=True)
             bursts = {kind: Measured() for kind in ("udp", "raw")}
             paced = {name: Measured() for name in ("10000", "50000", "trace")}
-            trace = trace_schedule(args.seconds)
-            trace_rate = len(trace) / (trace[-1] / 1e9)
+            offsets = trace_schedule(args.seconds)
+            trace = TrafficSpec.replay(Schedule(offsets, provenance=Provenance("bursts 70 us apart", "shape")))
+            trace_rate = len(offsets) / (offsets[-1] / 1e9)
             for i in range(args.repeat):  # taking turns, so that machine noise hits all alike
                 for kind, m in bursts.items():
                     m.take("C", lambda: c_rate(exe, p.namespace, args.count, kind, cpu))
@@ -172,8 +174,7 @@ def main() -> None:
                     for rate in (10_000, 50_000):
                         traffic = TrafficSpec(count=int(rate * args.seconds), pacing="constant", rate_per_s=rate)
                         paced[str(rate)].take(path, lambda: {f"{path} {k}": v for k, v in lateness(senders[path], traffic).items()})
-                    traffic = TrafficSpec(count=len(trace), pacing="poisson", rate_per_s=trace_rate)
-                    paced["trace"].take(path, lambda: {f"{path} {k}": v for k, v in lateness(senders[path], traffic, trace).items()})
+                    paced["trace"].take(path, lambda: {f"{path} {k}": v for k, v in lateness(senders[path], trace).items()})
                     p.subscriber.discard_pending(0.05)
                 print(f"  round {i + 1} of {args.repeat} done, load1 {os.getloadavg()[0]:.2f}", flush=True)
         finally:

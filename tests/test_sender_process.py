@@ -257,16 +257,16 @@ def test_a_sender_named_in_the_environment_that_cannot_run_is_one_line(monkeypat
 
 
 @needs_netns
-def test_a_schedule_given_with_the_trial_is_the_one_sent(sender):
-    """Any schedule (here a trace's shape: fours 70 us apart, 2 ms between them) goes to the child
-    with the trial; its report measures lateness against it. One that does not fit is one line."""
+def test_a_replayed_schedule_is_the_one_sent(sender):
+    """Any schedule (here a trace's shape: fours 70 us apart, 2 ms between them) crosses to the
+    child in the trial's spec and is walked as given; its report measures lateness against it."""
     import numpy as np
+
+    from harness.traffic.schedule import Schedule
     s, ns = sender
     k = np.arange(20)
     offsets = (k // 4) * 2_000_000 + (k % 4) * 70_000
-    spec = TrialSpec(TrafficSpec(count=20, pacing="poisson", rate_per_s=2_000), filter=SPEC.filter)
-    (sent_at, report), got = received(ns, list(range(31000, 31020)), lambda: s.send(spec, "udp", 7, 30, offsets=offsets))
+    spec = TrialSpec(TrafficSpec.replay(Schedule(offsets)), filter=SPEC.filter)
+    (sent_at, report), got = received(ns, list(range(31000, 31020)), lambda: s.send(spec, "udp", 7, 30))
     assert sorted(g[0] for g in got) == list(range(20)) and report["packets"] == 20
     assert sent_at[-1] - sent_at[0] >= offsets[-1] - report["late_max_us"] * 1000  # the schedule's span, never less
-    with pytest.raises(SenderError, match="sender failed: ValueError: a schedule must hold 20 ascending offsets, got 3"):
-        s.send(spec, "udp", 8, 30, offsets=offsets[:3])

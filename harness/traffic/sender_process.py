@@ -207,15 +207,10 @@ class _Child:
         self.held.clear()
         self.last = None
 
-    def trial(self, spec: TrialSpec, kind: str, tag: int, receivers: bool, offsets: np.ndarray | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def trial(self, spec: TrialSpec, kind: str, tag: int, receivers: bool) -> tuple[np.ndarray, dict[str, Any]]:
         self.release()
         if kind not in KINDS:
             raise ValueError(f"sender kind must be udp or raw, got {kind!r}")
-        if offsets is None:
-            offsets = deadlines_ns(spec.traffic)
-        elif len(offsets) != spec.traffic.count or (len(offsets) > 1 and np.any(np.diff(offsets) < 0)):
-            raise ValueError(f"a schedule must hold {spec.traffic.count} ascending offsets, got {len(offsets)}")
         plan = plan_traffic(spec)
         check_destinations(plan_destinations(plan))  # here too: the native loop sends to the plan's addresses
         bound = elsewhere = 0
@@ -239,7 +234,7 @@ class _Child:
         listening = {"receivers": bound, "receivers_elsewhere": elsewhere, "receivers_refused": len(refused)}
         if refused:  # (address, port) pairs, which the platform takes out of the report
             listening["refused_receivers"] = refused
-        self.last = (sender, np.asarray(offsets, dtype=np.int64), spec, port, listening)
+        self.last = (sender, deadlines_ns(spec.traffic), spec, port, listening)  # any schedule: a trace's too
         return self.paced()
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -384,11 +379,9 @@ class SenderProcess:
             report["subscriber_cpus"] = self.subscriber.text
         return payload, report
 
-    def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float, receivers: bool = False,
-             offsets: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """`offsets`: the send times (int64 ns from the start, ascending, one per packet) of any
-        schedule, a replayed trace's say; None: the spec's pacing (deadlines_ns)."""
-        self.conn.send(("trial", spec, kind, tag, receivers, offsets))
+    def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float,
+             receivers: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        self.conn.send(("trial", spec, kind, tag, receivers))
         return self._reply(timeout_s, "finish")
 
     def again(self, timeout_s: float) -> tuple[np.ndarray, dict[str, Any]]:
