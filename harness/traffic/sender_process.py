@@ -190,7 +190,7 @@ class _Child:
         self.held: list[socket.socket] = []
         self.last: tuple[Any, np.ndarray, TrialSpec, int] | None = None
         self.native: NativeLoop | None = None
-        self.path: dict[str, str] = {}  # set by choose() before the first trial
+        self.path: dict[str, str] = {}  # set by choose() before the child says it is ready
         self.pinned = pinned
 
     def choose(self, native: NativeLoop | None, why: str) -> None:
@@ -303,15 +303,12 @@ def _main(conn, sockets: SocketFactory, max_batch: int, cores: CoreSplit, choice
     control, why_not = thread_control(sockets)
     pinned = pin_sender(control, cores if control is not None else replace(cores, why_not=f"not pinned: {why_not}"))
     child = _Child(conn, sockets, max_batch, pinned)
-    if choice == "native":  # asked for by name: known before the platform opens, so that it can refuse
-        try:
-            child.choose(*open_native(sockets, choice))
-        except SenderUnavailable as exc:
-            conn.send(("unavailable", str(exc), None))
-            return
-    conn.send(("ok", {**info, **pinned, "pid": os.getpid()}, None))
-    if choice != "native":  # compiled while the parent goes on with its own setup; a trial waits for it
+    try:  # compiled as the platform opens (~1-3 s), never in a trial: a trial's timing is the traffic's
         child.choose(*open_native(sockets, choice))
+    except SenderUnavailable as exc:  # asked for by name: the platform refuses to open
+        conn.send(("unavailable", str(exc), None))
+        return
+    conn.send(("ok", {**info, **pinned, "pid": os.getpid()}, None))
     try:
         child.serve()
     finally:
