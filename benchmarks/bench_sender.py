@@ -132,6 +132,11 @@ def parse_rate(p: NflogPlatform, count: int, repeat: int) -> tuple[float, int]:
     return events / statistics.median(times), events
 
 
+def rotated(items: tuple[str, ...], by: int) -> tuple[str, ...]:
+    k = by % len(items)
+    return items[k:] + items[:k]
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -165,12 +170,15 @@ def main() -> None:
             trace = TrafficSpec.replay(Schedule(offsets, provenance=Provenance("bursts 70 us apart", "shape")))
             trace_rate = len(offsets) / (offsets[-1] / 1e9)
             for i in range(args.repeat):  # taking turns, so that machine noise hits all alike
+                turn = rotated(("C",) + LOOPS, i)  # who goes first changes every round: no order effect
                 for kind, m in bursts.items():
-                    m.take("C", lambda: c_rate(exe, p.namespace, args.count, kind, cpu))
-                    for path in LOOPS:
-                        m.take(path, lambda: burst(senders[path], args.count, kind))
-                    p.subscriber.discard_pending(0.05)
-                for path in LOOPS:
+                    for who in turn:
+                        if who == "C":
+                            m.take("C", lambda: c_rate(exe, p.namespace, args.count, kind, cpu))
+                        else:
+                            m.take(who, lambda: burst(senders[who], args.count, kind))
+                        p.subscriber.discard_pending(0.05)
+                for path in rotated(LOOPS, i):
                     for rate in (10_000, 50_000):
                         traffic = TrafficSpec(count=int(rate * args.seconds), pacing="constant", rate_per_s=rate)
                         paced[str(rate)].take(path, lambda: {f"{path} {k}": v for k, v in lateness(senders[path], traffic).items()})
