@@ -296,9 +296,14 @@ def test_the_native_loop_falls_back_with_its_reason_unless_asked_for_by_name(mon
     with pytest.raises(SenderUnavailable, match="^WFPCAP_SENDER=native: this platform's sockets have no native"):
         open_native(NoNative(), "native")
     assert open_native(BrokenNative(), "") == (None, "the native send loop did not compile (RuntimeError: LLVM ERROR: no target)")
-    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ModuleNotFoundError
     loop, why = open_native(type("V", (), {"native": lambda self: VirtualOs()})(), "")
     assert loop is None and why.startswith("numba is not installed (")
+
+    def unloadable(self):
+        raise ImportError("DLL load failed while importing _helperlib", name="numba._helperlib")
+    loop, why = open_native(type("D", (), {"native": unloadable})(), "")
+    assert loop is None and why == "numba is installed but did not load: DLL load failed while importing _helperlib"
 
 
 def test_the_sender_choice_is_read_from_the_environment(monkeypatch):

@@ -40,8 +40,9 @@ def open_native(factory: Any, choice: str) -> tuple[NativeLoop | None, str]:
         if make is None:
             raise SenderUnavailable("this platform's sockets have no native send loop")
         return NativeLoop(make()), ""
-    except ImportError as exc:
-        why = f"numba is not installed ({exc})"
+    except ImportError as exc:  # missing is not broken (as for the native callback): name what did not load
+        absent = isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in ("numba", "llvmlite")
+        why = f"numba is not installed ({exc})" if absent else f"numba is installed but did not load: {exc}"
     except (SenderUnavailable, PlatformUnavailable, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     except Exception as exc:  # numba's and llvmlite's errors have no common base: one line
