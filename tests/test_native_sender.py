@@ -226,6 +226,32 @@ def test_each_binding_sends_every_packet_once_to_its_port_stamped_when_it_went(m
     assert np.all(np.diff(run.sent_at) >= 0)
 
 
+def test_without_high_resolution_timers_the_windows_branch_spins_over_a_default_tick(fake):
+    """Before Windows 10 1803 CreateWaitableTimerExW refuses CREATE_WAITABLE_TIMER_HIGH_RESOLUTION:
+    the binding takes a default timer, whose waits end at the next 15.6 ms tick, and spins for the
+    16 ms before each deadline; a schedule with 30 ms gaps is still walked whole and never early."""
+    from harness.platforms.wfp.native_send import Ws2Binding
+    path, dll = fake
+    dll.FakeSetHighResolutionTimers(0)
+    try:
+        binding = Ws2Binding(path)
+    finally:
+        dll.FakeSetHighResolutionTimers(1)
+    assert binding.describe() == {"timer": "default (15.6 ms ticks)", "spin_us": 16_000}
+    loop = NativeLoop(binding)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", 0))
+        spec = TrialSpec(TrafficSpec(count=5), filter=FilterSpec(remote_port_low=receiver.getsockname()[1],
+                                                               remote_port_high=receiver.getsockname()[1]))
+        packets = compile_packets(plan_traffic(spec), sport=sock.getsockname()[1])
+        packets.dst[:] = 0x7F000001  # all five to the one receiver on 127.0.0.1 (the plan steps the address)
+        offsets = np.arange(5, dtype=np.int64) * 30_000_000
+        run, t0 = loop.paced(binding.target(sock, "udp", packets), offsets, max_batch=8)
+    assert not run.errors.any() and (run.sent_at >= offsets + t0 - 100).all()
+
+
 # ---- Windows' pinning and priority, through the fake ----------------------------------------------
 def in_a_thread(work):
     """Run `work` on a thread of its own (its affinity and priority are its own) and return its result."""

@@ -80,9 +80,14 @@ static int64_t monotonic_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static int g_high_resolution_timers = 1;  /* 0: as before Windows 10 1803, which refuses the flag */
+
+void FakeSetHighResolutionTimers(int available) { g_high_resolution_timers = available != 0; }
+
 HANDLE CreateWaitableTimerExW(void *attributes, const wchar_t *name, DWORD flags, DWORD access) {
     (void)attributes; (void)access;
     if (name || (flags & ~(CREATE_WAITABLE_TIMER_MANUAL_RESET | CREATE_WAITABLE_TIMER_HIGH_RESOLUTION))) return NULL;
+    if ((flags & CREATE_WAITABLE_TIMER_HIGH_RESOLUTION) && !g_high_resolution_timers) return NULL;
     fake_timer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->magic = TIMER_MAGIC;
