@@ -113,6 +113,7 @@ def headroom_rows(out: str) -> list[Row]:
     rows = [(m[1], m[2]) for m in re.finditer(r"^- (.+?): (.+)$", out, re.M)]
     if not rows:
         raise ValueError("bench_headroom: no '- what: figure' lines in its output; update benchmarks/figures.py")
+    return rows
 
 
 def predict_rows(out: str) -> list[Row]:
