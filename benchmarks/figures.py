@@ -113,6 +113,7 @@ def headroom_rows(out: str) -> list[Row]:
     rows = [(m[1], m[2]) for m in re.finditer(r"^- (.+?): (.+)$", out, re.M)]
     if not rows:
         raise ValueError("bench_headroom: no '- what: figure' lines in its output; update benchmarks/figures.py")
+    return rows
 
 
 def predict_rows(out: str) -> list[Row]:
@@ -144,6 +145,28 @@ def twin_accuracy_rows(out: str) -> list[Row]:
     return rows
 
 
+def sender_rows(out: str) -> list[Row]:
+    m = _find(r"^burst into the NFLOG rule, ([\d,]+) packets", out, "bench_sender")
+    rows = []
+    for kind in ("udp", "raw"):
+        b = _find(rf"^  {kind}  C sendmmsg\s+([\d,]+)/s \| native loop\s+([\d,]+)/s x([\d.]+) \| "
+                  r"Python loop\s+([\d,]+)/s x([\d.]+)", out, "bench_sender")
+        rows.append((f"sender, burst of {m[1]} {'UDP' if kind == 'udp' else 'raw'} packets into the NFLOG rule",
+                     f"native loop {b[2]}/s, Python loop {b[4]}/s: x{b[3]} and x{b[5]} of the C sendmmsg sender's "
+                     f"{b[1]}/s (median of the rounds' ratios)"))
+    cell = r"(\w+) p50\s+([\d.]+) p99\s+([\d.]+) max\s+([\d.]+) \(call p99\s+([\d.]+)\)"
+    for label in ("constant 10,000/s", "constant 50,000/s", "trace shape"):
+        line = _find(rf"^  ({re.escape(label)}.*?)\s{{2,}}{cell} \| {cell}", out, "bench_sender")
+        what = line[1].replace("trace shape", "a trace's shape,").replace("(70 us in bursts)", "(70 µs gaps in bursts)")
+        figure = "; ".join(f"{'native' if line[i] == 'native' else 'Python'} loop p50 / p99 / max "
+                           f"{float(line[i + 1]):,.1f} / {float(line[i + 2]):,.1f} / {float(line[i + 3]):,.0f} µs"
+                           for i in (2, 7))
+        rows.append((f"sender lateness, {what}", figure))
+    m = _find(r"^subscriber parse rate: ([\d,]+) events/s", out, "bench_sender")
+    rows.append(("NFLOG parser, real kernel datagrams", f"{m[1]} events/s"))
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -160,6 +183,7 @@ BENCHMARKS = (
     Bench("bench_model", ("benchmarks/bench_model.py",), model_rows),
     Bench("bench_trace_read", ("benchmarks/bench_trace_read.py",), trace_read_rows),
     Bench("bench_callback_floor", ("benchmarks/bench_callback_floor.py",), callback_floor_rows),
+    Bench("bench_sender", ("benchmarks/bench_sender.py",), sender_rows, root=True),
     Bench("bench_scenarios_model", ("benchmarks/bench_scenarios.py", "--backend", "model", "--runs", "3"), scenarios_rows),
     Bench("bench_scenarios_nflog", ("benchmarks/bench_scenarios.py", "--backend", "nflog", "--runs", "3"), scenarios_rows,
           root=True),

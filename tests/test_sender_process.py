@@ -6,12 +6,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from harness.platforms.wfp.sockets import LoopbackSockets
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
+from harness.traffic.sender_path import SENDER_ENV
 from harness.traffic.sender_process import SenderError, SenderProcess
 from netns import NetNamespace, needs_netns
 from platforms import fake_wfp_library
@@ -21,18 +23,36 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = TrialSpec(TrafficSpec(count=20), filter=FilterSpec(remote_port_low=31000, remote_port_high=31999))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["native", "python"])
 @needs("root")  # a network namespace of its own
-def sender():
+def sender(request):
+    """The wfp platform's sender process on each send loop: the native one runs its Windows branch
+    (ws2_32's sendto, kernel32's timer) through the fake, which stands in for those DLLs here."""
     from netns import reason
     if reason():
         pytest.skip(reason())
+    if request.param == "native":
+        pytest.importorskip("numba")
     ns = NetNamespace()
-    with ns:
+    with ns, sender_env(request.param):
         s = SenderProcess(LoopbackSockets(fake_wfp_library()))
     yield s, ns
     s.close()
     ns.close()
+
+
+@contextmanager
+def sender_env(choice: str | None):
+    """WFPCAP_SENDER as given (None: unset) while a sender process starts."""
+    before = os.environ.pop(SENDER_ENV, None)
+    if choice is not None:
+        os.environ[SENDER_ENV] = choice
+    try:
+        yield
+    finally:
+        os.environ.pop(SENDER_ENV, None)
+        if before is not None:
+            os.environ[SENDER_ENV] = before
 
 
 def received(ns, ports, action):
@@ -58,10 +78,13 @@ def test_reports_the_image_it_runs(sender):
 
 @needs_netns
 @pytest.mark.parametrize("kind", ["udp", "raw"])
-def test_each_trial_sends_from_a_fresh_port(sender, kind):
+def test_each_trial_sends_from_a_fresh_port(sender, kind, request):
     s, ns = sender
     ports = list(range(31000, 31020))
     (_, first), got = received(ns, ports, lambda: s.send(SPEC, kind, 1, timeout_s=30))
+    assert first["sender_path"] == request.node.callspec.params["sender"]  # the loop asked for ran
+    if first["sender_path"] == "native":  # the Windows branch, through the fake's ws2_32 and kernel32
+        assert (first["sender_binding"], first["sender_timer"]) == ("ws2_32 sendto", "high resolution")
     assert [g[0] for g in got] == list(range(20))                # numbered in the payload
     assert {g[1] for g in got} == {first["local_port"]}          # raw too: from the trial's own port
     (_, second), _ = received(ns, ports, lambda: s.send(SPEC, kind, 2, timeout_s=30))
@@ -124,7 +147,8 @@ def test_the_sender_dies_with_its_parent_even_while_sending():
 def test_refused_sends_are_counted_by_error_name(sender):
     """A send that the system refuses (on Windows a blocking ALE filter can answer WSAEACCES) is
     counted and named, not an error: here an nftables drop on output in the test's own namespace,
-    which Linux answers with EPERM."""
+    which Linux answers with EPERM, and the fake's ws2_32 (the native loop's Windows branch) with
+    WSAEACCES, as Windows would."""
     s, ns = sender
     rules = ("table ip refuse {\n chain out {\n type filter hook output priority 0; policy accept;\n"
              " udp dport 31000-31009 drop\n }\n}\n")
@@ -135,7 +159,8 @@ def test_refused_sends_are_counted_by_error_name(sender):
     finally:
         with ns:
             subprocess.run(["nft", "delete", "table", "ip", "refuse"], check=True)
-    assert report["send_errors"] == 10 and report["send_error_kinds"] == {"EPERM": 10}
+    name = "WSAEACCES" if report["sender_path"] == "native" else "EPERM"
+    assert report["send_errors"] == 10 and report["send_error_kinds"] == {name: 10}
     _, clean = s.send(SPEC, "udp", 4, timeout_s=30)
     assert clean["send_errors"] == 0 and clean["send_error_kinds"] == {}
 
@@ -202,3 +227,49 @@ def test_a_port_where_no_socket_may_listen_is_refused_not_fatal():
 
     with pytest.raises(OSError, match="cannot bind a receiver on port 20000"):
         _receivers(plan_traffic(TrialSpec(TrafficSpec(count=5))), linux_eacces)
+
+
+class WithoutNativeLoop(LoopbackSockets):
+    """A platform's sockets that offer no native send loop."""
+
+    native = None
+
+
+@needs_netns
+def test_a_sender_named_in_the_environment_that_cannot_run_is_one_line(monkeypatch):
+    """Bad input and a native loop asked for by name that cannot be had: PlatformUnavailable, one
+    line (the scenario session turns it into exit 2); unset, the Python loop runs and says why."""
+    from harness.platforms.base import PlatformUnavailable
+    monkeypatch.setenv(SENDER_ENV, "fast")
+    with pytest.raises(PlatformUnavailable, match="^WFPCAP_SENDER='fast': expected 'native' or 'python'$"):
+        SenderProcess(LoopbackSockets(fake_wfp_library()))
+    monkeypatch.setenv(SENDER_ENV, "native")
+    with pytest.raises(PlatformUnavailable, match="^WFPCAP_SENDER=native: this platform's sockets have no native send loop$"):
+        SenderProcess(WithoutNativeLoop(fake_wfp_library()))
+    monkeypatch.delenv(SENDER_ENV)
+    ns = NetNamespace()
+    with ns:
+        s = SenderProcess(WithoutNativeLoop(fake_wfp_library()))
+    try:
+        _, report = s.send(TrialSpec(TrafficSpec(count=3), filter=SPEC.filter), "udp", 1, timeout_s=30)
+    finally:
+        s.close()
+        ns.close()
+    assert report["sender_path"] == "python"
+    assert report["sender_path_reason"] == "this platform's sockets have no native send loop"
+
+
+@needs_netns
+def test_a_replayed_schedule_is_the_one_sent(sender):
+    """Any schedule (here a trace's shape: fours 70 us apart, 2 ms between them) crosses to the
+    child in the trial's spec and is walked as given; its report measures lateness against it."""
+    import numpy as np
+
+    from harness.traffic.schedule import Schedule
+    s, ns = sender
+    k = np.arange(20)
+    offsets = (k // 4) * 2_000_000 + (k % 4) * 70_000
+    spec = TrialSpec(TrafficSpec.replay(Schedule(offsets)), filter=SPEC.filter)
+    (sent_at, report), got = received(ns, list(range(31000, 31020)), lambda: s.send(spec, "udp", 7, 30))
+    assert sorted(g[0] for g in got) == list(range(20)) and report["packets"] == 20
+    assert sent_at[-1] - sent_at[0] >= offsets[-1] - report["late_max_us"] * 1000  # the schedule's span, never less

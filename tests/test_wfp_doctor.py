@@ -14,8 +14,8 @@ from platforms import fake_wfp_library
 
 ROOT = Path(__file__).resolve().parents[1]
 ERROR_ACCESS_DENIED = 5
-CHECKS = ["elevated", "Base Filtering Engine", "fwpuclnt", "native callback", "net-event options", "other subscriptions",
-          "sublayer and filter", "canary event"]
+CHECKS = ["elevated", "Base Filtering Engine", "fwpuclnt", "native callback", "native send loop", "net-event options",
+          "other subscriptions", "sublayer and filter", "canary event"]
 
 
 def first_failure(path):
@@ -32,13 +32,15 @@ def test_a_healthy_configuration_passes_every_check(fake):
     assert failed is None and d.ok, d.lines()
     assert [c.name for c in d.checks] == CHECKS
     lines = d.lines()
-    assert lines[-1] == "doctor: all 8 checks passed"
+    assert lines[-1] == "doctor: all 9 checks passed"
     assert "FwpmNetEventSubscribe4 (delivers FWPM_NET_EVENT5), FwpmNetEventEnum5 exported" in lines[2]
     assert lines[3].startswith("PASS  native callback: compiled: WFP's delivery threads never enter Python; "
                                "self-test: entered once from an OS thread (")
     assert lines[3].endswith(") with a synthetic FWPM_NET_EVENT5: its row is right")
-    assert "2 other subscription(s): session keys" in lines[5]
-    assert lines[7].startswith("PASS  canary event: event of filter ")
+    assert lines[4] == ("PASS  native send loop: compiled: ws2_32 sendto, one call per packet, a high resolution "
+                        "timer for the coarse sleep")
+    assert "2 other subscription(s): session keys" in lines[6]
+    assert lines[8].startswith("PASS  canary event: event of filter ")
 
 
 @pytest.mark.parametrize("fault, check", [
@@ -67,7 +69,7 @@ def test_each_fault_fails_naming_its_check(fake, fault, check):
 def test_no_subscription_version_exported_fails_the_fwpuclnt_check(fake):
     d, failed = first_failure(fake_wfp_library(max_subscribe=-1))
     assert failed == "fwpuclnt" and "exports no FwpmNetEventSubscribeN" in d.first_failure.evidence
-    assert [c.ok for c in d.checks[4:]] == [None] * 4  # the checks that need it say so, they do not crash
+    assert [c.ok for c in d.checks[5:]] == [None] * 4  # the checks that need it say so, they do not crash
 
 
 KILLED = textwrap.dedent("""
@@ -101,7 +103,7 @@ def test_options_left_changed_by_a_killed_run_are_restored_and_said(fake, tmp_pa
     assert (tmp_path / "doctor.txt").read_text() == first.stdout
     assert options.read_text().split()[1] == "0"
     again = subprocess.run(in_fresh_netns(doctor), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert again.returncode == 0 and again.stdout.strip().endswith("doctor: all 8 checks passed"), again.stdout
+    assert again.returncode == 0 and again.stdout.strip().endswith("doctor: all 9 checks passed"), again.stdout
 
 
 def test_the_doctor_says_which_callback_runs_and_a_fallback_passes(fake, monkeypatch):
@@ -170,3 +172,14 @@ def test_the_native_check_alone_for_the_diagnostics_bundle(fake, tmp_path):
     assert done.returncode == 0 and len(lines) == 2 and lines[-1] == "doctor: all 1 checks passed", done.stdout + done.stderr
     assert lines[0].startswith("PASS  native callback: compiled: ") and "self-test: entered once from an OS thread" in lines[0]
     assert out.read_text() == done.stdout
+
+
+def test_the_doctor_says_which_send_loop_runs_and_a_fallback_passes(fake, monkeypatch):
+    from harness.platforms.wfp.native_send import native_sender_check
+    path, _ = fake
+    monkeypatch.setenv("WFPCAP_SENDER", "python")
+    assert native_sender_check(path) == (True, "the Python send loop runs (WFPCAP_SENDER=python): one sendto per "
+                                               "packet from the interpreter")
+    monkeypatch.setenv("WFPCAP_SENDER", "fast")
+    check = _attempt("native send loop", lambda: native_sender_check(path))
+    assert check.ok is False and check.evidence == "WFPCAP_SENDER='fast': expected 'native' or 'python'"

@@ -43,8 +43,9 @@ def deadlines_ns(traffic: TrafficSpec, rng: np.random.Generator | None = None) -
 
 
 def run_paced(sender: BatchSender, offsets: np.ndarray, max_batch: int = 512, spin_ns: int = 200_000,
-              lead_ns: int = 1_000_000) -> tuple[np.ndarray, int]:
-    """Send on schedule; return (actual send time of each packet in ns, start time t0)."""
+              lead_ns: int = 1_000_000, call_ns: list[int] | None = None) -> tuple[np.ndarray, int]:
+    """Send on schedule; return (actual send time of each packet in ns, start time t0). `call_ns`,
+    if given, receives the duration of every call that sent."""
     n = len(offsets)
     t0 = time.perf_counter_ns() + lead_ns
     deadlines = offsets + t0
@@ -53,7 +54,7 @@ def run_paced(sender: BatchSender, offsets: np.ndarray, max_batch: int = 512, sp
     collecting = gc.isenabled()
     gc.disable()  # a garbage-collector pass in mid-trial would stall the schedule by milliseconds
     try:
-        _loop(sender, deadlines, sent_at, max_batch, spin_ns, clock)
+        _loop(sender, deadlines, sent_at, max_batch, spin_ns, clock, [] if call_ns is None else call_ns)
     finally:
         if collecting:
             gc.enable()
@@ -61,7 +62,7 @@ def run_paced(sender: BatchSender, offsets: np.ndarray, max_batch: int = 512, sp
 
 
 def _loop(sender: BatchSender, deadlines: np.ndarray, sent_at: np.ndarray, max_batch: int, spin_ns: int,
-          clock) -> None:
+          clock, call_ns: list[int]) -> None:
     n = len(deadlines)
     i = 0
     while i < n:
@@ -73,8 +74,9 @@ def _loop(sender: BatchSender, deadlines: np.ndarray, sent_at: np.ndarray, max_b
             after = clock()
             if went <= 0:
                 continue
-            # one call sent `went` packets between now and after: spread their times across it
-            sent_at[i:i + went] = now + (after - now) * np.arange(1, went + 1) // went
+            # one call handed `went` packets over between now and after: spread across it from its start
+            sent_at[i:i + went] = now + (after - now) * np.arange(went) // went
+            call_ns.append(after - now)
             i += went
         else:
             wait = int(deadlines[i] - now)
@@ -94,7 +96,8 @@ def lag_events(sent_at: np.ndarray, deadlines: np.ndarray) -> np.ndarray:
 
 
 def generator_report(traffic: TrafficSpec, sent_at: np.ndarray, offsets: np.ndarray, t0: int,
-                     rate_tolerance: float = 0.05, lag_share: float = 0.25) -> dict[str, Any]:
+                     rate_tolerance: float = 0.05, lag_share: float = 0.25,
+                     call_ns: np.ndarray | None = None) -> dict[str, Any]:
     """Achieved rate, lateness and lag; `trusted` is False when the offered load missed its target:
     the average rate fell short by more than `rate_tolerance`, or at some moment the sender was
     more than `lag_share` of the trial's packets behind its schedule (it offered a different load:
@@ -105,6 +108,10 @@ def generator_report(traffic: TrafficSpec, sent_at: np.ndarray, offsets: np.ndar
     achieved = (n - 1) / span if span > 0 else float("inf")
     late_us = (sent_at - (offsets + t0)) / 1e3
     out: dict[str, Any] = {"packets": n, "achieved_rate_per_s": round(float(achieved), 1), "span_s": float(span)}
+    if call_ns is not None and len(call_ns):  # how long the system kept each send call (pacing.py's docstring)
+        c50, c99 = np.percentile(np.asarray(call_ns) / 1e3, [50, 99])
+        out.update({"send_call_p50_us": round(float(c50), 2), "send_call_p99_us": round(float(c99), 2),
+                    "send_call_max_us": round(float(np.max(call_ns)) / 1e3, 2)})
     if traffic.pacing == "burst":
         out.update({"trusted": True, "reason": "back to back: as fast as the sender goes"})
         return out

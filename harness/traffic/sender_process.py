@@ -6,6 +6,11 @@ Windows runs in the Linux tests), it makes its sockets itself, through a picklab
 the platform hands over (nflog: inside its network namespace; wfp: plain loopback sockets). It
 dies with its parent: a watchdog thread waits on the parent's sentinel.
 
+The loop that paces and sends is native code where it compiles (harness/traffic/native_loop.py,
+bound by the platform's factory to libc or ws2_32), else the Python loop (pacing.run_paced); which one
+ran, and why, is in every trial's report (`sender_path`), with the cores the sender and the harness
+process were pinned to and the sender's priority (harness/traffic/cores.py).
+
 Per trial it opens a fresh UDP socket, so every trial has a new local port and with it new
 tuples: a classify cache can never decide a trial's result. The raw sender sends the same
 scapy-compiled packets, with that port as their source, through a send-only raw socket; it never
@@ -30,10 +35,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from harness.platforms.base import PlatformUnavailable
 from harness.spec import TrialSpec
+from harness.traffic.cores import CoreSplit, SubscriberCores, ThreadControl, pin_sender, process_cores, split
+from harness.traffic.native_loop import NativeLoop, Target
 from harness.traffic.packets import SEQ_OFFSET, PacketBatch, compile_packets
 from harness.traffic.pacing import BatchSender, deadlines_ns, generator_report, run_paced
 from harness.traffic.plan import TrafficPlan, plan_traffic
+from harness.traffic.safety import check_destinations
+from harness.traffic.sender_path import SenderUnavailable, open_native, sender_choice
 
 KINDS = ("udp", "raw")
 
@@ -65,7 +75,9 @@ class SocketFactory(Protocol):
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> BatchSender:
         ...
 
-    # optional: `receiver(address, port) -> socket.socket`, a UDP socket bound there (default: bind_receiver)
+    # optional: `receiver(address, port) -> socket.socket`, a UDP socket bound there (default: bind_receiver);
+    # `native() -> Binding`, the OS side of the native send loop (native_loop.py; without it the Python loop runs);
+    # `threads() -> ThreadControl`, pinning and priority (cores.py; without it nothing is pinned)
 
 
 def bind_receiver(address: str, port: int) -> socket.socket:
@@ -156,11 +168,38 @@ def _receivers(plan: TrafficPlan, bind: Callable[[str, int], socket.socket] = bi
     return held, elsewhere, refused
 
 
+def thread_control(sockets: SocketFactory) -> tuple[ThreadControl | None, str]:
+    """The platform's pinning and priority calls, or None and why not."""
+    make = getattr(sockets, "threads", None)
+    if make is None:
+        return None, "this platform offers no thread control"
+    try:
+        return make(), ""
+    except (OSError, PlatformUnavailable) as exc:
+        return None, str(exc)
+
+
+def plan_destinations(plan: TrafficPlan) -> list[str]:
+    """Every address the trial's packets go to (the native loop sends to exactly these)."""
+    return [socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in np.unique(plan.remote_v4).tolist()]
+
+
 class _Child:
-    def __init__(self, conn, sockets: SocketFactory, max_batch: int) -> None:
+    def __init__(self, conn, sockets: SocketFactory, max_batch: int, pinned: dict[str, str]) -> None:
         self.conn, self.sockets, self.max_batch = conn, sockets, max_batch
         self.held: list[socket.socket] = []
         self.last: tuple[Any, np.ndarray, TrialSpec, int] | None = None
+        self.native: NativeLoop | None = None
+        self.path: dict[str, str] = {}  # set by choose() before the child says it is ready
+        self.pinned = pinned
+
+    def choose(self, native: NativeLoop | None, why: str) -> None:
+        self.native = native
+        if native is None:
+            self.path = {"sender_path": "python", "sender_path_reason": why}
+            return
+        self.path = {"sender_path": "native", "sender_binding": native.binding.name,
+                     **{f"sender_{k}": v for k, v in native.binding.describe().items()}}
 
     def release(self) -> None:
         for s in self.held:
@@ -173,6 +212,7 @@ class _Child:
         if kind not in KINDS:
             raise ValueError(f"sender kind must be udp or raw, got {kind!r}")
         plan = plan_traffic(spec)
+        check_destinations(plan_destinations(plan))  # here too: the native loop sends to the plan's addresses
         bound = elsewhere = 0
         refused: list[tuple[int, int]] = []
         if receivers:
@@ -187,11 +227,14 @@ class _Child:
         if kind == "raw":
             sock = self.sockets.raw()
             self.held.append(sock)
-        sender = self.sockets.sender(sock, kind, packets)
+        if self.native is not None:
+            sender = self.native.binding.target(sock, kind, packets)
+        else:
+            sender = self.sockets.sender(sock, kind, packets)
         listening = {"receivers": bound, "receivers_elsewhere": elsewhere, "receivers_refused": len(refused)}
         if refused:  # (address, port) pairs, which the platform takes out of the report
             listening["refused_receivers"] = refused
-        self.last = (sender, deadlines_ns(spec.traffic), spec, port, listening)
+        self.last = (sender, deadlines_ns(spec.traffic), spec, port, listening)  # any schedule: a trace's too
         return self.paced()
 
     def paced(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -199,16 +242,34 @@ class _Child:
         if self.last is None:
             raise RuntimeError("no trial to send again")
         sender, offsets, spec, port, listening = self.last
-        refused = getattr(sender, "refused", 0)
-        errors_before = Counter(getattr(sender, "errors", {}))
-        sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch)
-        report = generator_report(spec.traffic, sent_at, offsets, t0)
-        report["send_errors"] = getattr(sender, "refused", 0) - refused
-        report["send_error_kinds"] = dict(Counter(getattr(sender, "errors", {})) - errors_before)
+        if self.native is not None:
+            sent_at, t0, call_ns, extra = self._native(sender, offsets)
+        else:
+            sent_at, t0, call_ns, extra = self._python(sender, offsets)
+        report = generator_report(spec.traffic, sent_at, offsets, t0, call_ns=call_ns)
+        report.update(extra)
+        report.update(self.path)
+        report.update(self.pinned)
         report["sender_pid"] = os.getpid()
         report["local_port"] = port  # every packet of the trial comes from this port (raw ones too)
         report.update(listening)  # the same receivers listen for a send again
         return sent_at, report
+
+    def _native(self, target: Target, offsets: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, dict[str, Any]]:
+        run, t0 = self.native.paced(target, offsets, self.max_batch)
+        codes, counts = np.unique(run.errors[run.errors != 0], return_counts=True)
+        kinds = {self.native.binding.error_name(int(c)): int(k) for c, k in zip(codes.tolist(), counts.tolist())}
+        return run.sent_at, t0, run.call_ns, {"send_errors": int(counts.sum()), "send_error_kinds": kinds,
+                                              "send_calls": run.calls, "send_busy": run.busy}
+
+    def _python(self, sender: BatchSender, offsets: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, dict[str, Any]]:
+        refused = getattr(sender, "refused", 0)
+        errors_before = Counter(getattr(sender, "errors", {}))
+        call_ns: list[int] = []
+        sent_at, t0 = run_paced(sender, offsets, max_batch=self.max_batch, call_ns=call_ns)
+        return sent_at, t0, np.asarray(call_ns, dtype=np.int64), {
+            "send_errors": getattr(sender, "refused", 0) - refused,
+            "send_error_kinds": dict(Counter(getattr(sender, "errors", {})) - errors_before)}
 
     def serve(self) -> None:
         while True:
@@ -228,7 +289,7 @@ class _Child:
                 self.conn.send(("error", f"{type(exc).__name__}: {exc}", None))
 
 
-def _main(conn, sockets: SocketFactory, max_batch: int) -> None:
+def _main(conn, sockets: SocketFactory, max_batch: int, cores: CoreSplit, choice: str) -> None:
     # Ctrl-C in a terminal reaches the whole process group: it is the parent's to handle (it stops
     # this process itself, at once)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -239,8 +300,15 @@ def _main(conn, sockets: SocketFactory, max_batch: int) -> None:
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}", None))
         return
-    conn.send(("ok", {**info, "pid": os.getpid()}, None))
-    child = _Child(conn, sockets, max_batch)
+    control, why_not = thread_control(sockets)
+    pinned = pin_sender(control, cores if control is not None else replace(cores, why_not=f"not pinned: {why_not}"))
+    child = _Child(conn, sockets, max_batch, pinned)
+    try:  # compiled as the platform opens (~1-3 s), never in a trial: a trial's timing is the traffic's
+        child.choose(*open_native(sockets, choice))
+    except SenderUnavailable as exc:  # asked for by name: the platform refuses to open
+        conn.send(("unavailable", str(exc), None))
+        return
+    conn.send(("ok", {**info, **pinned, "pid": os.getpid()}, None))
     try:
         child.serve()
     finally:
@@ -255,19 +323,38 @@ class SenderError(RuntimeError):
 
 
 class SenderProcess:
-    """The parent's handle: `send` runs one trial's traffic and returns (send times, report)."""
+    """The parent's handle: `send` runs one trial's traffic and returns (send times, report).
 
-    def __init__(self, sockets: SocketFactory, max_batch: int = 256, start_timeout_s: float = 120.0) -> None:
+    While it runs, this process keeps off the sender's core (cores.py). PlatformUnavailable (one
+    line) for a WFPCAP_SENDER that is not native or python, or native where it cannot be had.
+    `path` ("native" or "python") overrides WFPCAP_SENDER (a benchmark runs both side by side)."""
+
+    def __init__(self, sockets: SocketFactory, max_batch: int = 256, start_timeout_s: float = 120.0,
+                 path: str | None = None) -> None:
+        try:
+            choice = sender_choice() if path is None else path
+        except ValueError as exc:
+            raise PlatformUnavailable(str(exc)) from None
+        if choice not in ("", "native", "python"):
+            raise ValueError(f"sender path must be native or python, got {path!r}")
+        control, why_not = thread_control(sockets)
+        cores = (split(process_cores(control)) if control is not None
+                 else CoreSplit(frozenset(), frozenset(), f"not pinned: {why_not}"))
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_main, args=(child, sockets, max_batch), daemon=True, name="wfpcap-sender")
+        self.proc = ctx.Process(target=_main, args=(child, sockets, max_batch, cores, choice), daemon=True,
+                                name="wfpcap-sender")
         self.proc.start()
         child.close()
+        self.subscriber: SubscriberCores | None = None
         try:
             self.info: dict[str, Any] = self._reply(start_timeout_s, "start")[0]
         except BaseException:
             self.kill()
             raise
+        if not cores.why_not and self.info.get("sender_cpus", "").startswith("not pinned"):
+            cores = CoreSplit(frozenset(), frozenset(), "not pinned: the sender has no core of its own")
+        self.subscriber = SubscriberCores(control, cores)
 
     def _reply(self, timeout_s: float, what: str) -> tuple[Any, Any]:
         # wait in slices: a signal the kernel gave to another thread (the subscriber's reader) does
@@ -281,8 +368,12 @@ class SenderProcess:
             status, payload, report = self.conn.recv()
         except EOFError:
             raise SenderError(f"sender process died (exit code {self.proc.exitcode})") from None
+        if status == "unavailable":
+            raise PlatformUnavailable(payload)
         if status != "ok":
             raise SenderError(f"sender failed: {payload}")
+        if isinstance(report, dict) and getattr(self, "subscriber", None) is not None:
+            report["subscriber_cpus"] = self.subscriber.text
         return payload, report
 
     def send(self, spec: TrialSpec, kind: str, tag: int, timeout_s: float,
@@ -300,6 +391,11 @@ class SenderProcess:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=5)
+        self._unpin()
+
+    def _unpin(self) -> None:
+        if getattr(self, "subscriber", None) is not None:
+            self.subscriber.release()
 
     def close(self) -> None:
         if self.proc.is_alive():
@@ -309,4 +405,5 @@ class SenderProcess:
                 pass
             self.proc.join(timeout=5)
             self.kill()
+        self._unpin()
         self.conn.close()

@@ -1,13 +1,18 @@
 """How the nflog platform's sender process makes its sockets: inside the run's network namespace
-(entered in the child), batched with sendmmsg."""
+(entered in the child), batched with sendmmsg, by the native send loop (native_send.py) or the
+Python one (MmsgSender); pinned and prioritised with Linux's own calls."""
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.platforms.nflog.mmsg import MmsgSender
+from harness.traffic.cores import LinuxThreads
 from harness.traffic.packets import PacketBatch
+
+if TYPE_CHECKING:  # imported when called, in the sender process
+    from harness.platforms.nflog.native_send import LibcBinding
 
 SNDBUF = 4 << 20
 
@@ -34,3 +39,10 @@ class NamespaceSockets:
 
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> MmsgSender:
         return MmsgSender(sock, kind, packets)
+
+    def native(self) -> LibcBinding:
+        from harness.platforms.nflog.native_send import LibcBinding
+        return LibcBinding()
+
+    def threads(self) -> LinuxThreads:
+        return LinuxThreads()

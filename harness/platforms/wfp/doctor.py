@@ -8,7 +8,8 @@ from a thread the operating system starts with a synthetic net event and its row
 fallback to the Python callback passes, saying why and what it costs, unless WFPCAP_CALLBACK=native); the net-event options as found (restoring, and saying so, what a
 killed earlier run left changed; collection, if another tool left it off, turned on for the canary as
 the run turns it on, and put back at the end); other net-event subscriptions; a dynamic sublayer and filter can
-be added; one canary packet makes one event of the harness's own filter within 2 s.
+be added; one canary packet makes one event of the harness's own filter within 2 s. Beside the
+callback's check, the native send loop's (native_send.py: compiled against ws2_32 and kernel32).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import INBOUND_LAYERS
 from harness.platforms.wfp.engine import FilterSession, Session, census
 from harness.platforms.wfp.native import choose_callback, self_test
+from harness.platforms.wfp.native_send import native_sender_check
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import Recorder, send_datagrams
 from harness.platforms.wfp.admin_services import AdminServices
@@ -93,6 +95,7 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
     checks.append(_attempt("fwpuclnt", load))
     checks.append(_attempt("native callback", lambda: native_callback_check(
         library, lib[0].subscribe_version if lib else 4)))
+    checks.append(_attempt("native send loop", lambda: native_sender_check(library)))
     later = ("net-event options", "other subscriptions", "sublayer and filter", "canary event")
     if not lib:
         return Diagnosis(checks + [Check(n, None, "needs fwpuclnt") for n in later])

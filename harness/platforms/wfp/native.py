@@ -42,6 +42,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.event_rows import CLASSIFY_DROP, RawEvents
 from harness.spec import SubscriberSpec
 from harness.subscriber import Callback, NativeParts, Release
+from harness.traffic.native_loop import intrinsics
 
 __all__ = ["CALLBACK_ENV", "Block", "NativeSystem", "choose_callback", "native_system", "self_test"]
 
@@ -239,11 +240,7 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
     wait = dll.WaitForSingleObject
     wait.argtypes, wait.restype = [C.c_void_p, C.c_uint32], C.c_uint32
 
-    @intrinsic
-    def pointer(typingctx, address):  # an address (int64) as a void*
-        def codegen(context, builder, sig, args):
-            return builder.inttoptr(args[0], cgutils.voidptr_t)
-        return types.voidptr(types.int64), codegen
+    pointer = intrinsics().pointer  # an address (int64) as a void*, as the native send loop has it
 
     @intrinsic
     def address(typingctx, p):  # a void* as an address

@@ -1,15 +1,20 @@
 """How the wfp platform's sender process makes its sockets: plain loopback sockets made in the
 child (Windows has no fork to hand them over), one sendto per packet. The child reports its own
-image (GetModuleFileNameW(NULL)): the app id that WFP sees for its packets."""
+image (GetModuleFileNameW(NULL)): the app id that WFP sees for its packets. The native send loop
+and the pinning call ws2_32 and kernel32 (native_send.py, threads.py)."""
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.platforms.wfp.kernel32 import Kernel32
 from harness.traffic.packets import PacketBatch
 from harness.traffic.sender_process import SendtoSender
+
+if TYPE_CHECKING:  # imported when called: numba and the thread calls are the sender process's
+    from harness.platforms.wfp.native_send import Ws2Binding
+    from harness.platforms.wfp.threads import WindowsThreads
 
 
 @dataclass(frozen=True)
@@ -33,3 +38,11 @@ class LoopbackSockets:
 
     def sender(self, sock: socket.socket, kind: str, packets: PacketBatch) -> SendtoSender:
         return SendtoSender(sock, kind, packets)
+
+    def native(self) -> Ws2Binding:
+        from harness.platforms.wfp.native_send import Ws2Binding
+        return Ws2Binding(self.library)
+
+    def threads(self) -> WindowsThreads:
+        from harness.platforms.wfp.threads import WindowsThreads
+        return WindowsThreads(self.library)
