@@ -28,7 +28,7 @@ from harness.platforms.base import Platform
 from harness.results import catalog
 from harness.results.fingerprint import fingerprint
 from harness.results.records import (Check, DrainSection, Expectations, Facts, HeadroomResult, InlineCopyResult,
-                                     NdrResult, OnsetResult, ReplayResult, TemplateResult, Verdict)
+                                     NdrResult, OnsetResult, PlatformFacts, ReplayResult, TemplateResult, Verdict)
 from harness.results.store import ResultStore
 from harness.spec import SubscriberSpec, TrafficSpec, TrialSpec
 from harness.traffic.schedule import default_trace_events
@@ -295,7 +295,7 @@ class Campaign:
         self.store.add_check(Check.of(name, v))
         return v
 
-    def record_facts(self, name: str, facts: Facts | list[Facts]) -> None:
+    def record_facts(self, name: str, facts: PlatformFacts) -> None:
         """What the platform found about the machine (wfp: the doctor, allow visibility, the
         template matrix, the probe, delivery), recorded as found."""
         self.store.set_experiment(name, facts)

@@ -16,11 +16,11 @@ def test_allow_visibility(wfp):
     from harness.platforms.wfp.allow import allow_visibility
     out = allow_visibility(wfp.platform)
     wfp.record_facts("allow_visibility", out)
-    assert out["keywords_after"] == out["keywords_found"], "the keyword was not put back"
+    assert out.keywords_after == out.keywords_found, "the keyword was not put back"
 
 
 def test_template_condition_matrix(wfp):
     from harness.platforms.wfp.template_matrix import template_matrix
     out = template_matrix(wfp.platform)
     wfp.record_facts("template_matrix", out)
-    assert any(r.get("accepted") for r in out["rows"]), out["summary"]
+    assert any(r.accepted for r in out.rows), out.summary

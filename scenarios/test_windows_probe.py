@@ -25,19 +25,18 @@ def probes(campaign):
 def test_probe(campaign, probes, layer, sender):
     result = campaign.platform.probe(layer, sender)
     probes.append(result)
-    assert {"layer", "sender", "sent", "events"} <= set(result), result
-    if "error" in result:
+    if result.error is not None:
         return  # recorded: this sender cannot be used here (e.g. no raw sockets), which is an answer
-    assert result["events"] <= result["sent"], f"more events than packets: {result}"
-    if result["events"]:
+    assert result.events <= result.sent, f"more events than packets: {result}"
+    if result.events:
         # every event came from the probe's own filter at the layer asked for
-        assert len(result["layer_ids"]) == 1, result
+        assert len(result.layer_ids or []) == 1, result
 
 
 def test_some_layer_gives_events(campaign, probes):
     if not probes:
         pytest.skip("no probe ran")
-    working = [f"{p['layer']}/{p['sender']}" for p in probes if p.get("events")]
+    working = [f"{p.layer}/{p.sender}" for p in probes if p.events]
     campaign.check("probe: events arrive", bool(working), working, "at least one layer/sender",
                    f"events arrived for {', '.join(working) or 'no layer and sender'}")
     assert working, "no layer/sender combination produced a single net event on this machine: " \

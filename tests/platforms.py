@@ -52,6 +52,7 @@ def fake_controls(path: str) -> ctypes.CDLL:
     dll.FakeSetSessionRules.argtypes = [c_int, c_int]
     dll.FakeSetSilentTemplates.argtypes = [c_int]
     dll.FakeSetAllowFromDefault.argtypes = [c_int]
+    dll.FakeSetSubscribeWhileOff.argtypes = [c_int]
     return dll
 
 
@@ -72,6 +73,7 @@ def reset_fake(dll: ctypes.CDLL, queue_limit: int = 256, system_buffer: int = 20
     dll.FakeSetBfeState(4)  # SERVICE_RUNNING
     dll.FakeSetAllowFromDefault(0)
     dll.FakeSetSilentTemplates(0)
+    dll.FakeSetSubscribeWhileOff(0)
 
 
 def capture_stats(dll: ctypes.CDLL) -> tuple[int, int, int]:

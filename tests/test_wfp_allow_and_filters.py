@@ -112,8 +112,8 @@ def test_the_allow_experiment_keeps_the_keywords_another_tool_set_after_open(fak
         other.close()
         allow = allow_visibility(p, count=5)
         assert dll.FakeOption(KEYWORDS) == 0x1
-    assert allow["cases"]["with CLASSIFY_ALLOW"]["keywords"] == 0x1 | CLASSIFY_ALLOW
-    assert allow["keywords_found"] == 0x1 and allow["keywords_after"] == 0x1
+    assert allow.cases.with_classify_allow.keywords == 0x1 | CLASSIFY_ALLOW
+    assert allow.keywords_found == 0x1 and allow.keywords_after == 0x1
 
 
 # 8. An allow event counted only if it carried the harness's permit filter id; which filter id an
@@ -127,14 +127,14 @@ def test_allow_events_are_counted_by_the_trials_tuples_and_the_rule_is_named(fak
     dll.FakeSetAllowFromDefault(from_default)
     with open_wfp(path) as p:
         allow = allow_visibility(p, count=10)
-    case = allow["cases"]["with CLASSIFY_ALLOW"]
-    assert case["events"] == {"CLASSIFY_ALLOW": 10}
+    case = allow.cases.with_classify_allow
+    assert case.events == {"CLASSIFY_ALLOW": 10}
     if from_default:
-        assert case["allow_filters"] == {"filter 57082 (not the harness's permit)": 10}
-        assert allow["fact"].endswith("(counted by the trial's tuples: they carried filter 57082, not the harness's permit)")
+        assert case.allow_filters == {"filter 57082 (not the harness's permit)": 10}
+        assert allow.fact.endswith("(counted by the trial's tuples: they carried filter 57082, not the harness's permit)")
     else:
-        assert case["allow_filters"] == {"the harness's permit filter": 10}
-        assert allow["fact"].endswith("(they carried the harness's permit filter id)")
+        assert case.allow_filters == {"the harness's permit filter": 10}
+        assert allow.fact.endswith("(they carried the harness's permit filter id)")
 
 
 # 5. Candidates whose correct result is no event (IP_PROTOCOL=6 on UDP, a foreign app id,
@@ -149,20 +149,20 @@ def test_a_silent_condition_is_honoured_only_beside_a_positive_control(fake, sil
     dll.FakeSetSilentTemplates(silent)  # every template accepted, and none lets an event through
     with open_wfp(path) as p:
         matrix = template_matrix(p)
-    rows = {r["field"].removeprefix("FWPM_CONDITION_"): r for r in matrix["rows"]}
+    rows = {r.field.removeprefix("FWPM_CONDITION_"): r for r in matrix.rows}
     negatives = ("IP_PROTOCOL", "ALE_APP_ID", "NET_EVENT_TYPE")
     for field in negatives:
         r = rows[field]
-        assert r["accepted"] and r["arrived"] == r["expected"] == 0, r
-        assert r["filters"] is (not silent), r
-        assert r["positive_control"]["arrived"] == (0 if silent else r["positive_control"]["expected"]) and \
-            r["positive_control"]["expected"] == r["offered"], r
+        assert r.accepted and r.arrived == r.expected == 0, r
+        assert r.filters is (not silent), r
+        assert r.positive_control.arrived == (0 if silent else r.positive_control.expected) and \
+            r.positive_control.expected == r.offered, r
     for field in ("ALE_USER_ID", "ALE_PACKAGE_ID"):  # no positive control can be had here
-        if rows[field]["accepted"]:
-            assert rows[field]["filters"] is None and rows[field]["note"].startswith("silent (4 offered, none expected)")
-    assert "accepted, silent, no positive control to tell: ALE_USER_ID" in matrix["summary"]
+        if rows[field].accepted:
+            assert rows[field].filters is None and rows[field].note.startswith("silent (4 offered, none expected)")
+    assert "accepted, silent, no positive control to tell: ALE_USER_ID" in matrix.summary
     if silent:
-        assert matrix["summary"].startswith("template conditions honoured: none;")
-        assert all(rows[f]["note"].endswith("this template suppresses everything") for f in negatives)
+        assert matrix.summary.startswith("template conditions honoured: none;")
+        assert all(rows[f].note.endswith("this template suppresses everything") for f in negatives)
     else:
-        assert matrix["summary"].startswith("template conditions honoured: IP_PROTOCOL, IP_LOCAL_ADDRESS")
+        assert matrix.summary.startswith("template conditions honoured: IP_PROTOCOL, IP_LOCAL_ADDRESS")

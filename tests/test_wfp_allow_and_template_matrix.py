@@ -32,25 +32,25 @@ def test_allow_visibility_the_condition_matrix_and_the_reports_answers(fake, tmp
         md = (c.store.path / "report.md").read_text()
 
     # allow events only with the keyword, and the keyword back to its found value
-    assert allow["cases"]["as found"]["events"] == {}
-    assert allow["cases"]["with CLASSIFY_ALLOW"]["events"] == {"CLASSIFY_ALLOW": 10}
-    assert allow["cases"]["with CLASSIFY_ALLOW"]["keywords"] == found | 0x10
-    assert allow["keywords_after"] == found == dll.FakeOption(KEYWORDS)
-    assert "a user-mode subscriber gets allow events only with the keyword" in allow["fact"]
+    assert allow.cases.as_found.events == {}
+    assert allow.cases.with_classify_allow.events == {"CLASSIFY_ALLOW": 10}
+    assert allow.cases.with_classify_allow.keywords == found | 0x10
+    assert allow.keywords_after == found == dll.FakeOption(KEYWORDS)
+    assert "a user-mode subscriber gets allow events only with the keyword" in allow.fact
 
     # the documented seven with a GUID and NET_EVENT_TYPE: accepted, filtering, duplicate refused
     # (ALE_USER_ID is silent, as it should be, but no positive control can be had: not judged)
-    rows = {r["field"]: r for r in matrix["rows"]}
+    rows = {r.field: r for r in matrix.rows}
     honoured = DOCUMENTED | {"FWPM_CONDITION_NET_EVENT_TYPE"}
     for field in honoured:
         r = rows[field]
         judged = None if field == "FWPM_CONDITION_ALE_USER_ID" else True
-        assert r["accepted"] and r["filters"] is judged and r["duplicate_error"] == "FWP_E_DUPLICATE_CONDITION", r
-    assert rows["FWPM_CONDITION_IP_REMOTE_PORT"]["arrived"] == rows["FWPM_CONDITION_IP_REMOTE_PORT"]["offered"] // 2 > 0
-    assert rows["FWPM_CONDITION_IP_LOCAL_ADDRESS"]["arrived"] == 2  # the mixed traffic really was mixed
-    refused = [r for r in matrix["rows"] if r["field"].startswith("FWPM_") and r["field"] not in honoured]
-    assert refused and all(r["accepted"] is False and r["error"] == "FWP_E_CONDITION_NOT_FOUND" for r in refused)
-    assert "SCOPE_ID has no GUID" in rows["(scopeId)"]["note"]
+        assert r.accepted and r.filters is judged and r.duplicate_error == "FWP_E_DUPLICATE_CONDITION", r
+    assert rows["FWPM_CONDITION_IP_REMOTE_PORT"].arrived == rows["FWPM_CONDITION_IP_REMOTE_PORT"].offered // 2 > 0
+    assert rows["FWPM_CONDITION_IP_LOCAL_ADDRESS"].arrived == 2  # the mixed traffic really was mixed
+    refused = [r for r in matrix.rows if r.field.startswith("FWPM_") and r.field not in honoured]
+    assert refused and all(r.accepted is False and r.error == "FWP_E_CONDITION_NOT_FOUND" for r in refused)
+    assert "SCOPE_ID has no GUID" in rows["(scopeId)"].note
 
     # the report leads with the answers
     verdict = md.split("## Headline estimates")[0]

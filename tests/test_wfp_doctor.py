@@ -161,6 +161,36 @@ def test_the_fake_refuses_subscribing_and_enumerating_while_collection_is_off(fa
         session.close()
 
 
+def test_the_fake_can_accept_a_subscription_while_collection_is_off_and_keep_it_silent(fake):
+    """Microsoft Learn documents FWP_E_NET_EVENTS_DISABLED for FwpmNetEventEnumN, not for
+    FwpmNetEventSubscribeN: the fake goes the other way too. Accepted, the subscription gets nothing
+    while collection is off and the events of its filter once it is on; enumerating is refused."""
+    from harness.platforms.wfp.api import Library, WfpError
+    from harness.platforms.wfp.engine import FilterSession, Session
+    from harness.platforms.wfp.event_store import enumerate_store
+    from harness.platforms.wfp.recorder import Recorder
+    from harness.spec import FilterSpec
+    path, dll = fake
+    dll.FakeSetSubscribeWhileOff(1)
+    lib = Library(path)
+    options, filters = Session(lib, dynamic=False, name="test"), FilterSession(lib)
+    try:
+        own = filters.install(FilterSpec())
+        options.set_option(0, 0)
+        with Recorder(lib, filters.session) as rec:
+            assert dll.FakeInjectUdp(0x7F000001, 20000, 40000) == 1  # blocked, and no event made of it
+            rec.settle(0.2)
+            assert rec.seen == []
+            with pytest.raises(WfpError, match="FWP_E_NET_EVENTS_DISABLED"):
+                enumerate_store(lib, options, 0, 2**62, None, lambda e: None)
+            options.set_option(0, 1)
+            assert dll.FakeInjectUdp(0x7F000001, 20001, 40000) == 1
+            assert rec.wait_for(lambda seen: any(s.filter_id == own for s in seen), 2.0) is not None
+    finally:
+        filters.close()
+        options.close()
+
+
 @pytest.mark.subprocess
 def test_the_native_check_alone_for_the_diagnostics_bundle(fake, tmp_path):
     path, _ = fake

@@ -44,8 +44,8 @@ def test_every_probe_case_runs_through_the_real_senders_and_gets_its_events(fake
     with open_wfp(path) as p:
         results = [p.probe(layer, sender) for layer in LAYERS for sender in ("udp", "raw")]
     state, packets, drops = capture_stats(dll)
-    assert [r.get("error") for r in results] == [None] * 8, results
-    assert [(r["layer"], r["sender"], r["events"]) for r in results] == \
+    assert [r.error for r in results] == [None] * 8, results
+    assert [(r.layer, r.sender, r.events) for r in results] == \
         [(layer, sender, 50) for layer in LAYERS for sender in ("udp", "raw")]
     assert state == 1 and packets >= 8 * 50 and drops == 0  # real packets, each classified
 
@@ -59,8 +59,8 @@ def test_a_probe_case_that_fails_is_recorded_with_its_error_named(fake, monkeypa
             raise TypeError("'NoneType' object is not callable")
         monkeypatch.setattr(p, "run_trial", broken)
         result = p.probe("ALE_AUTH_CONNECT_V4", "raw")
-    assert result["error"] == "TypeError: 'NoneType' object is not callable"
-    assert (result["layer"], result["sender"], result["events"]) == ("ALE_AUTH_CONNECT_V4", "raw", 0)
+    assert result.error == "TypeError: 'NoneType' object is not callable"
+    assert (result.layer, result.sender, result.events) == ("ALE_AUTH_CONNECT_V4", "raw", 0)
 
 
 @pytest.mark.root
@@ -153,7 +153,7 @@ def test_destinations_where_no_receiver_may_listen_are_not_expected(fake, monkey
     assert not set(r.delivered["seq"]) & {port - 20000 for port in excluded}
     # the store saw what the filter saw: nothing of the refused, all of the rest
     assert (r.telemetry["recorded_packets"], r.telemetry["loss_at"]) == (290, "none")
-    assert (probe["events"], probe["events_on_repeat"]) == (40, 40), probe
+    assert (probe.events, probe.events_on_repeat) == (40, 40), probe
 
 
 # Review of issue 7: the harness's filter blocks its port range for every process, so another
@@ -314,16 +314,16 @@ FAILED_UNSUBSCRIBE = textwrap.dedent("""
             p.run_trial(spec)
         except WfpError as exc:
             print("failed:", exc.name, flush=True)
-        print("leaked", p.observed()["leaked_subscriptions"], flush=True)
+        print("leaked", p.observed().leaked_subscriptions, flush=True)
         gc.collect()
         for _ in range(3):  # unsubscribing the first is retried before the next trial
-            print("delivered", p.run_trial(spec).delivered_count, "leaked", p.observed()["leaked_subscriptions"],
+            print("delivered", p.run_trial(spec).delivered_count, "leaked", p.observed().leaked_subscriptions,
                   flush=True)
         fake_controls(sys.argv[1]).FakeFailNext(b"FwpmNetEventUnsubscribe0", 0x80320012)
         try:
             p.run_trial(spec)
         except WfpError as exc:
-            print("failed again:", exc.name, "leaked", p.observed()["leaked_subscriptions"], flush=True)
+            print("failed again:", exc.name, "leaked", p.observed().leaked_subscriptions, flush=True)
     from harness.platforms.wfp import api
     gc.collect()  # the session closed with it still subscribed: its callback stays for good
     print("closed; kept", len(api.UNTIL_UNSUBSCRIBED), len(api.ORPHANED), flush=True)
@@ -405,10 +405,10 @@ def test_a_held_burst_is_measured_alike_on_one_or_several_delivery_threads(fake,
     assert loss.delivered + loss.lost == 3000
     in_order = r.delivered.sort_values("t_callback_ns")["seq"].to_numpy()
     assert concurrent or np.all(np.diff(in_order) > 0)  # FIFO when one callback runs at a time
-    assert r.telemetry["callback_threads"] == threads and seen["callback_threads_max"] == threads
+    assert r.telemetry["callback_threads"] == threads and seen.callback_threads_max == threads
     # the held first callback had not returned when the other threads began theirs: seen and said
     assert (r.telemetry["concurrent_callbacks"] > 0) == bool(concurrent), r.telemetry["concurrent_callbacks"]
-    assert (seen["concurrent_callbacks_max"] > 0) == bool(concurrent)
+    assert (seen.concurrent_callbacks_max > 0) == bool(concurrent)
     assert r.telemetry["events_per_tuple_max"] == 1 and first_batch >= 1
 
 
@@ -421,8 +421,8 @@ def test_the_probe_reports_whether_a_blocked_tuple_is_classified_again(fake, rec
     with open_wfp(path) as p:
         connect = p.probe("ALE_AUTH_CONNECT_V4", "udp")
         transport = p.probe("OUTBOUND_TRANSPORT_V4", "udp")
-    assert (connect["events"], connect["events_on_repeat"]) == (50, 50 if reclassify else 0)
-    assert (transport["events"], transport["events_on_repeat"]) == (50, 50)  # per packet, always
+    assert (connect.events, connect.events_on_repeat) == (50, 50 if reclassify else 0)
+    assert (transport.events, transport.events_on_repeat) == (50, 50)  # per packet, always
 
 
 # Review of issue 7: a user without administrator rights on a machine where net-event collection
@@ -470,7 +470,7 @@ def test_each_trial_reports_the_step_of_the_event_clock(fake, step_100ns):
         r = p.run_trial(TrialSpec(TrafficSpec(count=2000, rate_per_s=20_000), drain_quiet_s=0.3))
         seen = p.observed()
     step = r.telemetry["event_clock_step_ns"]
-    assert step % (100 * step_100ns) == 0 and seen["event_clock_step_ns"] == step
+    assert step % (100 * step_100ns) == 0 and seen.event_clock_step_ns == step
     assert step <= (100_000 if step_100ns == 1 else 2_000_000)  # 2,000 events over 0.1 s: steps are seen
 
 

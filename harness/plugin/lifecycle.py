@@ -333,7 +333,7 @@ def campaign(request: pytest.FixtureRequest):
     opened.handed_over = True
     with measuring(config, opened.platform, opened.options) as run:
         if opened.diagnosis is not None:
-            run.record_facts("doctor", opened.diagnosis.to_dict())
+            run.record_facts("doctor", opened.diagnosis.record())
         yield run
 
 

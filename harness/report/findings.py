@@ -73,10 +73,10 @@ def finding_lines(run: Run) -> list[str]:
     if delivery:
         out.append(delivery)
     allow = experiments.allow_visibility
-    out.append(f"Event types: {allow['fact']}." if isinstance(allow, dict) and allow.get("fact") else
+    out.append(f"Event types: {allow.fact}." if allow is not None and allow.fact else
                "Event types: not detectable: the allow-visibility experiment runs on the wfp backend only.")
     matrix = experiments.template_matrix
-    out.append(f"Template conditions: {matrix['summary']}." if isinstance(matrix, dict) and matrix.get("summary") else
+    out.append(f"Template conditions: {matrix.summary}." if matrix is not None and matrix.summary else
                "Template conditions: not detectable: the condition matrix runs on the wfp backend only.")
     return out
 
@@ -136,17 +136,17 @@ MATRIX_HEADER = ["condition", "event member", "documented", "accepted", "filters
 
 def matrix_rows(summary: RunSummary) -> list[list[str]]:
     matrix = summary.experiments.template_matrix
-    if not isinstance(matrix, dict):
+    if matrix is None:
         return []
 
     def yes(v, detail=""):
         return "" if v is None else ("yes" if v else "no") + (f" ({detail})" if detail else "")
 
     rows = []
-    for r in matrix.get("rows", []):
-        accepted = r.get("error") if r.get("accepted") is False else yes(r.get("accepted"))
-        filters = yes(r.get("filters"), f"{r.get('arrived')} of {r.get('offered')}, {r.get('expected')} expected"
-                      if "offered" in r else "") or r.get("note", "")
-        rows.append([r["field"], r.get("member", ""), yes(r.get("documented")), accepted or r.get("note", ""), filters,
-                     yes(r.get("duplicate_refused"))])
+    for r in matrix.rows:
+        accepted = r.error if r.accepted is False else yes(r.accepted)
+        filters = yes(r.filters, f"{r.arrived} of {r.offered}, {r.expected} expected"
+                      if r.offered is not None else "") or (r.note or "")
+        rows.append([r.field, r.member or "", yes(r.documented), accepted or (r.note or ""), filters,
+                     yes(r.duplicate_refused)])
     return rows

@@ -21,7 +21,7 @@ from harness.report import agent_section, findings, headline, ndr_section, plots
 from harness.report.page import document, esc, fmt, image, md_table, table
 from harness.results.catalog import CATALOG
 from harness.results.read import read_events
-from harness.results.records import Check, Estimate, RunSummary
+from harness.results.records import Check, Estimate, RunSummary, plain
 from harness.results.runs import Run, load_run
 from harness.results.status import company, describe
 
@@ -202,8 +202,7 @@ def _experiment_blocks(summary: RunSummary) -> list[Section]:
     x = summary.experiments
     found = [("doctor", x.doctor), ("allow_visibility", x.allow_visibility), ("inline_copy", x.inline_copy),
              ("template", x.template), ("onset", x.onset), ("probe", x.probe), ("delivery", x.delivery)]
-    return [Section(name.replace("_", " "), block=value.to_json() if hasattr(value, "to_json") else value)
-            for name, value in found if value is not None]
+    return [Section(name.replace("_", " "), block=plain(value)) for name, value in found if value is not None]
 
 
 def _twin_sections(run: Run) -> list[Section]:

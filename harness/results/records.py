@@ -33,8 +33,9 @@ JsonObject = dict[str, Any]
 newer file that a record keeps without knowing them."""
 
 Facts = JsonObject
-"""What a platform says about the machine in its own terms (the doctor's checks, the probe's
-cases, the template matrix): shown as found, never judged by the harness."""
+"""What a platform says about itself in its own terms (its settings, what it measured when it
+opened, the fingerprint's volatile part): kept as found. The wfp platform's facts of the machine
+are records (PlatformFacts below)."""
 
 R = TypeVar("R", bound="Record")
 
@@ -449,6 +450,148 @@ class HeadroomResult(Record):
     extra: JsonObject = field(default_factory=dict)
 
 
+# -- what the wfp platform found: facts of the machine, shown as found, never judged ------------
+@dataclass
+class DoctorCheck(Record):
+    """One check of `wfpcap doctor` (platforms/wfp/doctor.py): passed, failed, or not run (None: a
+    check it needs failed), with its evidence."""
+
+    name: str
+    ok: bool | None
+    evidence: str
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class DoctorDiagnosis(Record):
+    """The doctor's checks as the scenario session ran them before anything else."""
+
+    ok: bool
+    checks: list[DoctorCheck] = field(default_factory=list)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class AllowCase(Record):
+    """The events of a permit filter's datagrams under one setting of the net-event keywords.
+    `allow_filters`: which rule the allow events named (files of older harnesses lack it)."""
+
+    keywords: int
+    sent: int
+    events: dict[str, int] = field(default_factory=dict)     # event type -> count
+    allow_filters: dict[str, int] | None = field(default=None, metadata=OPTIONAL)
+    events_of_other_filters: int = 0
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class AllowCases(Record):
+    """The two settings the allow-visibility experiment compares."""
+
+    as_found: AllowCase | None = field(default=None, metadata={"json": "as found"})
+    with_classify_allow: AllowCase | None = field(default=None, metadata={"json": "with CLASSIFY_ALLOW"})
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class AllowVisibility(Record):
+    """Does a user-mode subscriber get allow events (platforms/wfp/allow.py): the keywords found and
+    after, each case's events, and the per-machine fact in one sentence."""
+
+    keywords_found: int
+    keywords_after: int
+    subscribe_version: int
+    cases: AllowCases = field(default_factory=AllowCases)
+    fact: str = ""
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class PositiveControl(Record):
+    """A template of the same field that lets the traffic through: how much of it arrived."""
+
+    arrived: int
+    expected: int
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class ConditionRow(Record):
+    """One candidate field of the template-condition matrix (platforms/wfp/template_matrix.py):
+    accepted (or the error's name), whether it filters (None: not judged, `note` says why), with the
+    counts that decided it, and whether a template naming it twice is refused. A member without a
+    condition field has only `note`."""
+
+    field: str
+    member: str
+    documented: bool | None = field(default=None, metadata=OPTIONAL)
+    accepted: bool | None = None
+    error: str | None = field(default=None, metadata=OPTIONAL)            # why it was refused
+    positive_error: str | None = field(default=None, metadata=OPTIONAL)   # why its positive control was
+    arrived: int | None = field(default=None, metadata=OPTIONAL)
+    expected: int | None = field(default=None, metadata=OPTIONAL)
+    offered: int | None = field(default=None, metadata=OPTIONAL)
+    filters: bool | None = None
+    positive_control: PositiveControl | None = field(default=None, metadata=OPTIONAL)
+    note: str | None = field(default=None, metadata=OPTIONAL)
+    duplicate_refused: bool | None = None
+    duplicate_error: str | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class TemplateMatrix(Record):
+    """Which template conditions a net-event subscription honours on this machine, row by row, and
+    the answer in one sentence."""
+
+    subscribe_version: int
+    rows: list[ConditionRow] = field(default_factory=list)
+    summary: str = ""
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class ProbeCase(Record):
+    """One layer and sender of the probe (WfpPlatform.probe): events of a small blocked trial and of
+    its repeat, what the trial saw; or the error that ended it, and then only the first four."""
+
+    layer: str
+    sender: str
+    sent: int
+    events: int = 0
+    error: str | None = field(default=None, metadata=OPTIONAL)
+    events_on_repeat: int | None = field(default=None, metadata=OPTIONAL)
+    send_errors: int | None = field(default=None, metadata=OPTIONAL)
+    send_error_kinds: dict[str, int] | None = field(default=None, metadata=OPTIONAL)
+    receivers: int | None = field(default=None, metadata=OPTIONAL)
+    layer_ids: list[int] | None = field(default=None, metadata=OPTIONAL)
+    directions: dict[str, int] | None = field(default=None, metadata=OPTIONAL)
+    callback_threads: int | None = field(default=None, metadata=OPTIONAL)
+    foreign_events: int | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+@dataclass
+class DeliveryFacts(Record):
+    """What the trials of a run saw of undocumented delivery (WfpPlatform.observed): callback
+    threads and overlap, events per tuple, other filters' events, unsubscribes that failed, the
+    event clock's step (once one was seen)."""
+
+    trials: int = 0
+    callback_threads_max: int = 0
+    concurrent_callbacks_max: int = 0
+    foreign_events: int = 0
+    events_per_tuple_max: int = 0
+    failed_unsubscribes: int = 0
+    leaked_subscriptions: int = 0
+    event_clock_step_ns: int | None = field(default=None, metadata=OPTIONAL)
+    extra: JsonObject = field(default_factory=dict)
+
+
+PlatformFacts = DoctorDiagnosis | AllowVisibility | TemplateMatrix | DeliveryFacts | list[ProbeCase]
+"""What Campaign.record_facts takes: one of the wfp platform's facts (the probe: its cases)."""
+
+
 # -- checks, verdicts, the run ------------------------------------------------------------------
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
@@ -600,11 +743,11 @@ class Experiments(Record):
     replay: ReplayResult | None = field(default=None, metadata=OPTIONAL)
     headroom: HeadroomResult | None = field(default=None, metadata=OPTIONAL)
     baseline: BaselineSection | None = field(default=None, metadata=OPTIONAL)
-    doctor: Facts | None = field(default=None, metadata=OPTIONAL)
-    allow_visibility: Facts | None = field(default=None, metadata=OPTIONAL)
-    template_matrix: Facts | None = field(default=None, metadata=OPTIONAL)
-    probe: list[Facts] | None = field(default=None, metadata=OPTIONAL)
-    delivery: Facts | None = field(default=None, metadata=OPTIONAL)
+    doctor: DoctorDiagnosis | None = field(default=None, metadata=OPTIONAL)
+    allow_visibility: AllowVisibility | None = field(default=None, metadata=OPTIONAL)
+    template_matrix: TemplateMatrix | None = field(default=None, metadata=OPTIONAL)
+    probe: list[ProbeCase] | None = field(default=None, metadata=OPTIONAL)
+    delivery: DeliveryFacts | None = field(default=None, metadata=OPTIONAL)
     extra: JsonObject = field(default_factory=dict)
 
     def set(self, name: str, record: Any) -> None:

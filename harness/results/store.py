@@ -24,8 +24,8 @@ import pandas as pd
 from harness.files import WriteFailed, make_unique_dir, replacing, write_atomic
 from harness.results.fingerprint import config_id
 from harness.results.read import read_summary, read_trial_rows
-from harness.results.records import (BaselineSection, Check, DrainSection, Estimate, Expectations, Facts, Fingerprint,
-                                     HeadroomResult, InlineCopyResult, NdrResult, OnsetResult, ReplayResult, RunStatus,
+from harness.results.records import (BaselineSection, Check, DrainSection, Estimate, Expectations, Fingerprint,
+                                     HeadroomResult, InlineCopyResult, NdrResult, OnsetResult, PlatformFacts, ReplayResult, RunStatus,
                                      RunSummary, TemplateResult, TrialRow, Twin, plain)
 from harness.spec import TrialSpec
 
@@ -169,7 +169,7 @@ class ResultStore:
         self.summary.estimates.ndr = sorted([*rows, result], key=lambda r: r.callback_cost_us)
         self.write_summary()
 
-    def set_experiment(self, name: str, record: Experiment | Facts | list[Facts]) -> None:
+    def set_experiment(self, name: str, record: Experiment | PlatformFacts) -> None:
         """An experiment's result beside its estimates, or a platform's facts, under its name."""
         self.summary.experiments.set(name, record)
         self.write_summary()

@@ -230,7 +230,9 @@ __attribute__((unused)) static DWORD subscribe(int version, HANDLE h, const FWPM
     if (!g_cfg.elevated) return ERROR_ACCESS_DENIED;
     if (s->in_txn) return FWP_E_TXN_IN_PROGRESS;
     if (!sub || !cb || !out) return ERROR_INVALID_PARAMETER;
-    if (!collecting()) return FWP_E_NET_EVENTS_DISABLED;  /* FWPM_ENGINE_COLLECT_NET_EVENTS is 0 */
+    /* FWPM_ENGINE_COLLECT_NET_EVENTS is 0: undocumented for SubscribeN, so refused as EnumN is, or
+       accepted; accepted, it gets nothing while collection is off (classify.c makes no event then) */
+    if (!collecting() && !g_cfg.subscribe_while_off) return FWP_E_NET_EVENTS_DISABLED;
     match_t m;
     DWORD rc = parse_template(sub->enumTemplate, &m);
     if (rc) return rc;

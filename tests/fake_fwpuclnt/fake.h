@@ -195,6 +195,10 @@ typedef struct {
     int allow_from_default;    /* 1: an allow carries the layer's default permit's filter id, not that of the
                                   permit that matched (which filter id an allow carries when several
                                   sublayers permit is undocumented) */
+    int subscribe_while_off;   /* 1: FwpmNetEventSubscribeN is accepted while FWPM_ENGINE_COLLECT_NET_EVENTS is
+                                  0, and the subscription is silent until collection is on again (Microsoft
+                                  Learn documents FWP_E_NET_EVENTS_DISABLED for FwpmNetEventEnumN only);
+                                  0: refused with FWP_E_NET_EVENTS_DISABLED */
 } config_t;
 
 extern pthread_mutex_t g_mu;

@@ -8,8 +8,9 @@
  *   - FwpmEngineSetOption0 fails inside a transaction (FWP_E_TXN_IN_PROGRESS) and from a dynamic
  *     session (FWP_E_DYNAMIC_SESSION_IN_PROGRESS); options are global, outlive sessions and, with
  *     WFPCAP_FAKE_OPTIONS_FILE, processes (Windows keeps them across reboots); while
- *     FWPM_ENGINE_COLLECT_NET_EVENTS is 0, subscribing and enumerating net events fail with
- *     FWP_E_NET_EVENTS_DISABLED;
+ *     FWPM_ENGINE_COLLECT_NET_EVENTS is 0, enumerating net events fails with
+ *     FWP_E_NET_EVENTS_DISABLED and no event is made (subscribing then is undocumented: refused the
+ *     same way, or with WFPCAP_FAKE_SUBSCRIBE_WHILE_OFF=1 accepted and silent until collection is on);
  *   - a filter or sublayer needs displayData.name (FWP_E_NULL_DISPLAY_NAME); a condition that
  *     the layer does not have is refused (FWP_E_CONDITION_NOT_FOUND); a template with a duplicated
  *     condition is refused (FWP_E_DUPLICATE_CONDITION);
@@ -123,6 +124,7 @@ __attribute__((constructor)) static void configure_from_environment(void) {
     g_cfg.clock_step_100ns = env_uint("WFPCAP_FAKE_CLOCK_STEP_100NS", g_cfg.clock_step_100ns);
     g_cfg.allow_from_default = (int)env_uint("WFPCAP_FAKE_ALLOW_FROM_DEFAULT", (unsigned)g_cfg.allow_from_default);
     g_cfg.silent_templates = (int)env_uint("WFPCAP_FAKE_SILENT_TEMPLATES", (unsigned)g_cfg.silent_templates);
+    g_cfg.subscribe_while_off = (int)env_uint("WFPCAP_FAKE_SUBSCRIBE_WHILE_OFF", (unsigned)g_cfg.subscribe_while_off);
     if (g_cfg.clock_step_100ns < 1) g_cfg.clock_step_100ns = 1;
     const char *rate = getenv("WFPCAP_FAKE_FOREIGN_RATE");
     if (rate && *rate) g_cfg.foreign_rate = strtod(rate, NULL);
@@ -481,6 +483,8 @@ void FakeSetForeignRate(double per_second) { g_cfg.foreign_rate = per_second; }
 void FakeSetAllowFromDefault(int on) { g_cfg.allow_from_default = on; }
 /* 1: every subscription template is accepted and suppresses every event. */
 void FakeSetSilentTemplates(int on) { g_cfg.silent_templates = on; }
+/* 1: subscribing while net-event collection is off is accepted (and silent until it is on); 0: refused. */
+void FakeSetSubscribeWhileOff(int accepted) { g_cfg.subscribe_while_off = accepted; }
 void FakeSetForeignSubscriptions(uint32_t n) { g_foreign_subscriptions = n; }
 
 void FakeFailNext(const char *function, DWORD code) {

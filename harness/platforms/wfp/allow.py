@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from typing import Any
 
 from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.recorder import TYPE_NAMES, Recorder, send_datagrams
+from harness.results.records import AllowCase, AllowCases, AllowVisibility
 from harness.spec import FilterSpec
 
 KEYWORDS = K["FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS"]
@@ -26,7 +26,7 @@ def _rule(filter_id: int | None, own_filter: int) -> str:
     return "the harness's permit filter" if filter_id == own_filter else f"filter {filter_id} (not the harness's permit)"
 
 
-def _case(platform, filter_id: int, count: int, port: int) -> dict[str, Any]:
+def _case(platform, filter_id: int, count: int, port: int) -> AllowCase:
     """The datagrams' events, counted by the harness's filter id or by their tuples: which filter id
     an allow carries when several sublayers permit a packet is undocumented (the terminating
     decision may be another sublayer's), so one carrying another id is still the trial's own.
@@ -44,12 +44,12 @@ def _case(platform, filter_id: int, count: int, port: int) -> dict[str, Any]:
         rec.settle()
         mine = [s for s in rec.seen if own(s)]
     allows = Counter(_rule(s.filter_id, filter_id) for s in mine if s.type == K["FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW"])
-    return {"keywords": keywords, "sent": count, "events": dict(Counter(TYPE_NAMES.get(s.type, str(s.type)) for s in mine)),
-            "allow_filters": dict(allows), "events_of_other_filters": len(rec.seen) - len(mine)}
+    return AllowCase(keywords, count, dict(Counter(TYPE_NAMES.get(s.type, str(s.type)) for s in mine)), dict(allows),
+                     len(rec.seen) - len(mine))
 
 
-def _rules_said(case: dict[str, Any]) -> str:
-    rules = case["allow_filters"]
+def _rules_said(case: AllowCase) -> str:
+    rules = case.allow_filters
     if not rules:
         return ""
     if list(rules) == ["the harness's permit filter"]:
@@ -58,7 +58,7 @@ def _rules_said(case: dict[str, Any]) -> str:
     return f" (counted by the trial's tuples: they carried {others}, not the harness's permit)"
 
 
-def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
+def allow_visibility(platform, count: int = 20) -> AllowVisibility:
     """Which event types arrive for a permit filter's traffic, keywords as found and with
     CLASSIFY_ALLOW; the per-machine fact in one sentence."""
     spec = FilterSpec(remote_port_low=PORT, remote_port_high=PORT + 2 * count - 1)
@@ -73,7 +73,7 @@ def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
             platform.options.put_back(KEYWORDS)
     finally:
         platform.filters.remove()
-    allows = [case["events"].get("CLASSIFY_ALLOW", 0) for case in (as_found, with_keyword)]
+    allows = [case.events.get("CLASSIFY_ALLOW", 0) for case in (as_found, with_keyword)]
     version = platform.lib.subscribe_version
     if version < 1:
         fact = (f"not detectable: FwpmNetEventSubscribe{version} delivers FWPM_NET_EVENT{version + 1}, which has no "
@@ -92,6 +92,5 @@ def allow_visibility(platform, count: int = 20) -> dict[str, Any]:
     left_alone = platform.options.left_alone.get("net_event_match_any_keywords")
     if left_alone:
         fact += f"; the keywords were changed meanwhile by another tool ({left_alone['found_now']:#x}) and left as it set them"
-    return {"keywords_found": found, "keywords_after": platform.options.session.get_option(KEYWORDS),
-            "subscribe_version": version, "cases": {"as found": as_found, "with CLASSIFY_ALLOW": with_keyword},
-            "fact": fact}
+    return AllowVisibility(found, platform.options.session.get_option(KEYWORDS), version,
+                           AllowCases(as_found, with_keyword), fact)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from harness.platforms.base import PlatformUnavailable
 from harness.platforms.wfp.api import Library, WfpError
@@ -27,55 +26,53 @@ from harness.platforms.wfp.native_send import native_sender_check
 from harness.platforms.wfp.options import EngineOptions
 from harness.platforms.wfp.recorder import Recorder, send_datagrams
 from harness.platforms.wfp.admin_services import AdminServices
+from harness.results.records import DoctorCheck, DoctorDiagnosis
 from harness.spec import FilterSpec
 
 CANARY_TIMEOUT_S = 2.0
 COLLECT = K["FWPM_ENGINE_COLLECT_NET_EVENTS"]
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool | None  # None: not run, an earlier check it needs failed
-    evidence: str
-
-    def line(self) -> str:
-        return f"{'PASS' if self.ok else 'FAIL' if self.ok is False else 'SKIP'}  {self.name}: {self.evidence}"
+def line(check: DoctorCheck) -> str:
+    """A check as the doctor prints it: PASS, FAIL or SKIP (not run: a check it needs failed)."""
+    return f"{'PASS' if check.ok else 'FAIL' if check.ok is False else 'SKIP'}  {check.name}: {check.evidence}"
 
 
 @dataclass
 class Diagnosis:
-    checks: list[Check]
+    """The checks in order; `record()` is what the run's summary keeps of them."""
+
+    checks: list[DoctorCheck]
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
     @property
-    def first_failure(self) -> Check | None:
+    def first_failure(self) -> DoctorCheck | None:
         return next((c for c in self.checks if c.ok is False), None)
 
     def lines(self) -> list[str]:
         failed = self.first_failure
         last = (f"doctor: all {len(self.checks)} checks passed" if failed is None
                 else f"doctor: FAILED at '{failed.name}': {failed.evidence}")
-        return [c.line() for c in self.checks] + [last]
+        return [line(c) for c in self.checks] + [last]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [{"name": c.name, "ok": c.ok, "evidence": c.evidence} for c in self.checks]}
+    def record(self) -> DoctorDiagnosis:
+        return DoctorDiagnosis(self.ok, list(self.checks))
 
 
-def _attempt(name: str, step: Callable[[], tuple[bool, str]]) -> Check:
+def _attempt(name: str, step: Callable[[], tuple[bool, str]]) -> DoctorCheck:
     try:
         ok, evidence = step()
     except (WfpError, PlatformUnavailable, OSError, RuntimeError, ValueError) as exc:
         ok, evidence = False, str(exc)
-    return Check(name, ok, evidence)
+    return DoctorCheck(name, ok, evidence)
 
 
 def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diagnosis:
     spec = spec or FilterSpec()
-    checks: list[Check] = []
+    checks: list[DoctorCheck] = []
 
     def system_check(name: str, ask: Callable[[AdminServices], tuple[bool, str]]) -> None:
         checks.append(_attempt(name, lambda: ask(AdminServices(library))))
@@ -98,7 +95,7 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
     checks.append(_attempt("native send loop", lambda: native_sender_check(library)))
     later = ("net-event options", "other subscriptions", "sublayer and filter", "canary event")
     if not lib:
-        return Diagnosis(checks + [Check(n, None, "needs fwpuclnt") for n in later])
+        return Diagnosis(checks + [DoctorCheck(n, None, "needs fwpuclnt") for n in later])
     lib_ = lib[0]
 
     held: list[EngineOptions] = []  # as the run holds them: collection turned on if it was off, put back at the end
@@ -128,9 +125,9 @@ def diagnose(library: str | None = None, spec: FilterSpec | None = None) -> Diag
     return Diagnosis(checks)
 
 
-def _engine_checks(lib_: Library, spec: FilterSpec) -> list[Check]:
+def _engine_checks(lib_: Library, spec: FilterSpec) -> list[DoctorCheck]:
     """Other subscriptions, a dynamic sublayer and filter, the canary event."""
-    checks: list[Check] = []
+    checks: list[DoctorCheck] = []
     session = Session(lib_, dynamic=False, name="wfpcap doctor")
     try:
         def others() -> tuple[bool, str]:
@@ -150,7 +147,7 @@ def _engine_checks(lib_: Library, spec: FilterSpec) -> list[Check]:
             if checks[-1].ok:
                 checks.append(_attempt("canary event", lambda: canary(lib_, filters[0], spec)))
             else:
-                checks.append(Check("canary event", None, "needs a filter"))
+                checks.append(DoctorCheck("canary event", None, "needs a filter"))
         finally:
             for f in filters:
                 f.close()

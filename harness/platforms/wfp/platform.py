@@ -36,6 +36,7 @@ from harness.platforms.wfp.event_rows import FOREIGN, MINE, OTHER_TYPE
 from harness.platforms.wfp.native import choose_callback
 from harness.platforms.wfp.subscription import Subscription
 from harness.platforms.wfp.kernel32 import Kernel32
+from harness.results.records import DeliveryFacts, ProbeCase
 from harness.spec import FilterSpec, TrafficSpec, TrialSpec
 from harness.subscriber import Callback, Release
 from harness.subscriber_code import load_library
@@ -180,10 +181,10 @@ class WfpPlatform:
                 "restored_options": self.options.restored if self.options else {},
                 "native_callback_unavailable": self.native_unavailable or None}
 
-    def observed(self) -> dict[str, Any]:
+    def observed(self) -> DeliveryFacts:
         """What the trials so far saw of undocumented delivery: how many callback threads, how many
         events per tuple, how many drops of other filters."""
-        return dict(self._seen)
+        return DeliveryFacts(**self._seen)
 
     def max_send_rate_per_s(self) -> float:
         if self._max_rate is None:
@@ -218,11 +219,11 @@ class WfpPlatform:
     def run_trial(self, spec: TrialSpec) -> TrialResult:
         return self._trial(spec, lambda: self._send(spec))
 
-    def probe(self, layer: str, sender: str, count: int = 50) -> dict[str, Any]:
+    def probe(self, layer: str, sender: str, count: int = 50) -> ProbeCase:
         """Does a block at `layer` of traffic from `sender` produce events here? One small trial,
         then the same packets again from the same socket (is a blocked tuple classified again?).
         Whatever happens, the case ends as a result; an error is named in it."""
-        result: dict[str, Any] = {"layer": layer, "sender": sender, "sent": count, "events": 0}
+        result = ProbeCase(layer, sender, count)
         spec = TrialSpec(TrafficSpec(count=count), filter=FilterSpec(layer=layer), drain_quiet_s=0.5)
         previous = self.sender_kind
         try:
@@ -230,17 +231,15 @@ class WfpPlatform:
             first = self.run_trial(spec)
             repeat = self._trial(spec, lambda: self._send(spec, again=True))
         except Exception as exc:
-            result["error"] = f"{type(exc).__name__}: {exc}"
+            result.error = f"{type(exc).__name__}: {exc}"
             return result
         finally:
             self.sender_kind = previous
         t = first.telemetry
-        result.update(events=first.delivered_count, events_on_repeat=repeat.delivered_count,
-                      send_errors=first.generator.get("send_errors", 0),
-                      send_error_kinds=first.generator.get("send_error_kinds", {}), receivers=first.generator.get("receivers", 0),
-                      layer_ids=t["layer_ids"], directions=t["directions"], callback_threads=t["callback_threads"],
-                      foreign_events=t["foreign_events"])
-        return result
+        return ProbeCase(layer, sender, count, first.delivered_count, None, repeat.delivered_count,
+                         first.generator.get("send_errors", 0), first.generator.get("send_error_kinds", {}),
+                         first.generator.get("receivers", 0), t["layer_ids"], t["directions"], t["callback_threads"],
+                         t["foreign_events"])
 
     def _retry_unsubscribes(self) -> None:
         """A subscription whose unsubscribe failed still gets every event of the (reused) filter:

@@ -33,6 +33,7 @@ from harness.platforms.wfp.constants import CONSTANTS as K
 from harness.platforms.wfp.constants import GUIDS
 from harness.platforms.wfp.kernel32 import Kernel32
 from harness.platforms.wfp.recorder import Recorder, Seen
+from harness.results.records import ConditionRow, PositiveControl, TemplateMatrix
 from harness.spec import FilterSpec
 from harness.traffic.safety import check_destinations
 
@@ -137,22 +138,21 @@ def _conditions(field: str, value, match_type: str, copies: int):
     return arr, keep
 
 
-def template_matrix(platform) -> dict[str, Any]:
+def template_matrix(platform) -> TemplateMatrix:
     """The matrix for this machine: per field, accepted / filters / duplicate refused."""
     lib, session = platform.lib, platform.filters.session
     other_app = _app_id(lib, os.__file__)  # a file that sends nothing
     own_app = _app_id(lib, Kernel32(lib.override).module_file_name())  # this process: it sends the mixed traffic
     spec = FilterSpec(remote_port_low=PORT, remote_port_high=PORT + 1)
     filter_id = platform.filters.install(spec, platform.image)
-    rows: list[dict[str, Any]] = []
+    rows: list[ConditionRow] = []
     try:
         for i, cand in enumerate(candidates(other_app, own_app)):
             rows.append(_row(platform, lib, session, filter_id, cand, source_port=40000 + 2 * i))
     finally:
         platform.filters.remove()
-    rows += [{"field": f"({member})", "member": member, "accepted": None, "filters": None, "duplicate_refused": None,
-              "note": why} for member, why in NO_CONDITION.items()]
-    return {"subscribe_version": lib.subscribe_version, "rows": rows, "summary": summary(rows)}
+    rows += [ConditionRow(f"({member})", member, note=why) for member, why in NO_CONDITION.items()]
+    return TemplateMatrix(lib.subscribe_version, rows, summary(rows))
 
 
 def _app_id(lib, path: str) -> bytes:
@@ -164,8 +164,8 @@ def _app_id(lib, path: str) -> bytes:
         lib.free(blob)
 
 
-def _row(platform, lib, session, filter_id: int, cand: Candidate, source_port: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"field": cand.field, "member": cand.member, "documented": cand.field in DOCUMENTED}
+def _row(platform, lib, session, filter_id: int, cand: Candidate, source_port: int) -> ConditionRow:
+    row = ConditionRow(cand.field, cand.member, documented=cand.field in DOCUMENTED)
     value, matches = cand.value, cand.matches
     if cand.field == "FWPM_CONDITION_IP_LOCAL_PORT":  # this round's second source port
         value, matches = _uint("FWP_UINT16", source_port + 1), (lambda s: s.local_port == source_port + 1)
@@ -173,15 +173,16 @@ def _row(platform, lib, session, filter_id: int, cand: Candidate, source_port: i
     try:
         tested = Recorder(lib, session, arr, 1)
     except WfpError as exc:
-        return {**row, "accepted": False, "error": exc.name, "filters": None, "duplicate_refused": None}
-    row["accepted"] = True
+        row.accepted, row.error = False, exc.name
+        return row
+    row.accepted = True
     positive = None
     if cand.positive is not None:
         parr, pkeep = _conditions(cand.field, cand.positive[0], cand.match_type, 1)
         try:
             positive = Recorder(lib, session, parr, 1)
         except WfpError as exc:
-            row["positive_error"] = exc.name
+            row.positive_error = exc.name
     with Recorder(lib, session) as everything, tested, positive or nullcontext():
         packets = [(src, dst, PORT + j) for k, src in enumerate(SOURCES) for j, dst in enumerate(DESTINATIONS)]
         sockets = _send_from_ports(packets, source_port)
@@ -197,39 +198,40 @@ def _row(platform, lib, session, filter_id: int, cand: Candidate, source_port: i
         got = Counter(s for s in tested.seen if s.filter_id == filter_id)
         positive_got = Counter(s for s in positive.seen if s.filter_id == filter_id) if positive else None
     if matches is None or not own:
-        row["filters"] = None
-        row["note"] = "not tested here: the test traffic cannot differ in this field" if own else "no events arrived"
+        row.filters = None
+        row.note = "not tested here: the test traffic cannot differ in this field" if own else "no events arrived"
     else:
         expected = Counter(s for s in own if matches(s))
-        row["arrived"], row["expected"], row["offered"] = sum(got.values()), sum(expected.values()), len(own)
-        row.update(_judged(got == expected, bool(expected), cand, own, positive_got))
+        row.arrived, row.expected, row.offered = sum(got.values()), sum(expected.values()), len(own)
+        _judge(row, got == expected, bool(expected), cand, own, positive_got)
     dup, _keep = _conditions(cand.field, value, cand.match_type, 2)
     try:
         Recorder(lib, session, dup, 2).close()
-        row["duplicate_refused"] = False
+        row.duplicate_refused = False
     except WfpError as exc:
-        row["duplicate_refused"], row["duplicate_error"] = True, exc.name
+        row.duplicate_refused, row.duplicate_error = True, exc.name
     return row
 
 
-def _judged(as_expected: bool, some_expected: bool, cand: Candidate, own: list[Seen],
-            positive_got: Counter | None) -> dict[str, Any]:
+def _judge(row: ConditionRow, as_expected: bool, some_expected: bool, cand: Candidate, own: list[Seen],
+           positive_got: Counter | None) -> None:
     """Honoured (`filters`) only with evidence: the expected part of the traffic arrived, or, where
     the correct answer is silence, the silence came beside a positive control that let the traffic
     through; silence without one says nothing (a template that suppresses everything is silent too)."""
     if some_expected:
-        return {"filters": as_expected}
+        row.filters = as_expected
+        return
     if positive_got is None:
-        return {"filters": None, "note": f"silent ({len(own)} offered, none expected), but no positive control "
-                                         "here: a template that suppresses everything would be silent too"}
+        row.filters, row.note = None, (f"silent ({len(own)} offered, none expected), but no positive control "
+                                       "here: a template that suppresses everything would be silent too")
+        return
     want = Counter(s for s in own if cand.positive[1](s))
     passed = sum(want.values()) > 0 and positive_got == want
-    out: dict[str, Any] = {"filters": as_expected and passed,
-                           "positive_control": {"arrived": sum(positive_got.values()), "expected": sum(want.values())}}
+    row.filters = as_expected and passed
+    row.positive_control = PositiveControl(sum(positive_got.values()), sum(want.values()))
     if not passed:
-        out["note"] = (f"its positive control got {sum(positive_got.values())} of {sum(want.values())}: this template "
-                       "suppresses everything")
-    return out
+        row.note = (f"its positive control got {sum(positive_got.values())} of {sum(want.values())}: this template "
+                    "suppresses everything")
 
 
 def _send_from_ports(packets: list[tuple[str, str, int]], first_port: int) -> list[socket.socket]:
@@ -255,14 +257,15 @@ def _send_from_ports(packets: list[tuple[str, str, int]], first_port: int) -> li
     return list(socks.values())
 
 
-def summary(rows: list[dict[str, Any]]) -> str:
-    def names(keep: Callable[[dict[str, Any]], bool]) -> list[str]:
-        return [r["field"].removeprefix("FWPM_CONDITION_") for r in rows if keep(r)]
+def summary(rows: list[ConditionRow]) -> str:
+    """The matrix in one sentence: honoured, refused, accepted but not filtering, not judged."""
+    def names(keep: Callable[[ConditionRow], bool]) -> list[str]:
+        return [r.field.removeprefix("FWPM_CONDITION_") for r in rows if keep(r)]
 
-    works = names(lambda r: r.get("accepted") and r.get("filters"))
-    refused = [f"{r['field'].removeprefix('FWPM_CONDITION_')} ({r['error']})" for r in rows if r.get("accepted") is False]
-    loose = names(lambda r: r.get("accepted") and r.get("filters") is False)
-    unjudged = names(lambda r: r.get("accepted") and r.get("filters") is None and str(r.get("note", "")).startswith("silent"))
+    works = names(lambda r: bool(r.accepted and r.filters))
+    refused = [f"{r.field.removeprefix('FWPM_CONDITION_')} ({r.error})" for r in rows if r.accepted is False]
+    loose = names(lambda r: bool(r.accepted) and r.filters is False)
+    unjudged = names(lambda r: bool(r.accepted) and r.filters is None and (r.note or "").startswith("silent"))
     return (f"template conditions honoured: {', '.join(works) or 'none'}; refused: {', '.join(refused) or 'none'}"
             + (f"; accepted but not filtering: {', '.join(loose)}" if loose else "")
             + (f"; accepted, silent, no positive control to tell: {', '.join(unjudged)}" if unjudged else ""))
