@@ -182,6 +182,7 @@ def ws2_binding():
     return Ws2Binding(fake_wfp_library())
 
 
+@pytest.mark.root
 @needs_netns
 @pytest.mark.parametrize("kind", ["udp", "raw"])
 @pytest.mark.parametrize("make", [libc_binding, ws2_binding], ids=["linux-libc", "windows-ws2_32-fake"])
@@ -343,6 +344,7 @@ def test_the_sender_choice_is_read_from_the_environment(monkeypatch):
         sender_choice()
 
 
+@pytest.mark.root
 @needs_netns
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
 def test_the_sender_and_this_process_are_pinned_apart_while_it_runs():

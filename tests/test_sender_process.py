@@ -235,6 +235,7 @@ class WithoutNativeLoop(LoopbackSockets):
     native = None
 
 
+@pytest.mark.root
 @needs_netns
 def test_a_sender_named_in_the_environment_that_cannot_run_is_one_line(monkeypatch):
     """Bad input and a native loop asked for by name that cannot be had: PlatformUnavailable, one

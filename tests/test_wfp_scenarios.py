@@ -68,7 +68,7 @@ def test_the_scenarios_measure_the_fakes_queue_and_buffer(tmp_path):
     # machine's facts are recorded and lead the report
     assert summary["experiments"]["doctor"]["ok"] is True
     assert summary["experiments"]["allow_visibility"]["cases"]["with CLASSIFY_ALLOW"]["events"].get("CLASSIFY_ALLOW")
-    assert "template conditions that filter: IP_PROTOCOL" in summary["experiments"]["template_matrix"]["summary"]
+    assert "template conditions honoured: IP_PROTOCOL" in summary["experiments"]["template_matrix"]["summary"]
     import pandas as pd
     trials = pd.read_csv(next((tmp_path / "reports").glob("*/*/trials.csv")))
     assert (trials["subscription"] == "alive").all() and trials["recorded"].notna().all()
