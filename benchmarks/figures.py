@@ -42,6 +42,13 @@ def _find(pattern: str, text: str, name: str) -> re.Match:
     return found
 
 
+def _some(rows: list[Row], name: str, what: str) -> list[Row]:
+    """The rows a parser found; none means the benchmark's output changed under it."""
+    if not rows:
+        raise ValueError(f"{name}: no {what} in its output; update benchmarks/figures.py")
+    return rows
+
+
 def model_rows(out: str) -> list[Row]:
     rows = []
     for label in ("17k held burst + drain", "sustained, light load", "sustained, overloaded"):
@@ -104,16 +111,12 @@ def replay_rows(out: str) -> list[Row]:
         if m and rate:
             rows.append((f"sender lateness against the schedule, {rate} events/s: {m[1]}",
                          f"p50 {float(m[2]):,.1f} µs, p99 {float(m[3]):,.1f} µs, max {float(m[4]):,.0f} µs; kept {m[5]}"))
-    if not rows:
-        raise ValueError("bench_replay: no lateness lines in its output; update benchmarks/figures.py")
-    return rows
+    return _some(rows, "bench_replay", "lateness lines")
 
 
 def headroom_rows(out: str) -> list[Row]:
     rows = [(m[1], m[2]) for m in re.finditer(r"^- (.+?): (.+)$", out, re.M)]
-    if not rows:
-        raise ValueError("bench_headroom: no '- what: figure' lines in its output; update benchmarks/figures.py")
-    return rows
+    return _some(rows, "bench_headroom", "'- what: figure' lines")
 
 
 def predict_rows(out: str) -> list[Row]:
@@ -140,9 +143,7 @@ def twin_accuracy_rows(out: str) -> list[Row]:
         rows.append((f"twin held-out, {backend}, {runs[1]} runs: {v[1]}",
                      f"{v[2]}/{v[3]} within the tolerance (lossy {v[6]}/{v[7]}); loss error mean {v[4]} pp "
                      f"(lossy trials {v[8]} pp, max {v[5]} pp){given}"))
-    if not rows:
-        raise ValueError("bench_twin_accuracy: no summary lines in its output; update benchmarks/figures.py")
-    return rows
+    return _some(rows, "bench_twin_accuracy", "summary lines")
 
 
 def sender_rows(out: str) -> list[Row]:
