@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from harness.analysis.loss import loss_by_sequence
@@ -77,8 +77,15 @@ def thresholded(draw):
             draw(st.one_of(st.none(), st.integers(0, 3000))), draw(st.integers(1, Q)), draw(st.integers(1, 400)))
 
 
+# found by this test: at the instant a waiting batch closes, more events arrived than it lacked and
+# the model let all of them in, past Q + B
+CLOSED_BY_A_CROWD = (np.array([0] * 16 + [15] + [17] * 10 + list(range(18, 83)) + [83] * 26, dtype=np.int64),
+                     np.ones(118, dtype=np.int64), 8, 0, 0, 0, None, 2, 2)
+
+
 @settings(max_examples=300, deadline=None)
 @given(thresholded())
+@example(CLOSED_BY_A_CROWD)
 def test_a_batch_threshold_with_its_flush_timer_matches_the_event_by_event_reference(case):
     arrivals, service, Q, B, d, tau, release, threshold, timeout = case
     sim = simulate(arrivals, service, Q, B, d, tau, release, threshold, timeout)

@@ -103,12 +103,15 @@ def simulate(
                 close = _closes(arr, i + threshold - (tail - head) - 1, 0, arr[waiting_runs[0][0]] + flush_timeout)
                 if close > t_swap:
                     start = close + dispatch_latency
-                    j = bisect_right(arr, close, i)  # they join it (it holds fewer than the queue limit)
-                    if j > i:
-                        seg_first.append(i); seg_len.append(j - i); seg_waits.append(True)
-                        waiting_runs.append([i, j - i])
-                        tail += j - i
-                        i = j
+                    # they join it while there is room: arrivals at the very instant it closes
+                    # may be more than it lacked, and those beyond Q + B are lost
+                    j = bisect_right(arr, close, i)
+                    take = min(j - i, capacity - (tail - head))
+                    if take > 0:
+                        seg_first.append(i); seg_len.append(take); seg_waits.append(True)
+                        waiting_runs.append([i, take])
+                        tail += take
+                    i = j
             size = min(queue_limit, tail - head)
             queued = True
             if threshold:
