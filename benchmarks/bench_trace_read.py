@@ -32,8 +32,8 @@ def frames(n: int, seed: int = 0) -> tuple[list[bytes], np.ndarray]:
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
     rng = np.random.default_rng(seed)
-    udp = bytearray(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=53) / bytes(40)))
-    tcp = bytearray(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.3") / TCP(sport=1, dport=443) / bytes(60)))
+    udp = bytearray(bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=53) / bytes(40)))
+    tcp = bytearray(bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.3") / TCP(sport=1, dport=443) / bytes(60)))
     flow = rng.integers(0, 1000, n)
     out = []
     for f in flow.tolist():
@@ -48,7 +48,7 @@ def write(path: Path, data: list[bytes], times: np.ndarray, ng: bool) -> Path:
     from scapy.utils import RawPcapNgWriter, RawPcapWriter
     w = RawPcapNgWriter(str(path)) if ng else RawPcapWriter(str(path), linktype=1, nano=True)
     from scapy.layers.l2 import Ether
-    w.write_header(Ether())  # the pcapng writer takes its link type from a first packet
+    w.write_header(Ether(dst="02:00:00:00:00:02"))  # the writer takes its link type from a first packet (a dst given: scapy would ARP for one)
     for frame, t in zip(data, times.tolist()):
         sec, ns = divmod(t, 1_000_000_000)
         if ng:  # pcapng's writer takes a float time: whole microseconds stay exact

@@ -10,6 +10,14 @@ from pathlib import Path
 PCAP_MAGIC_US, PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 
 
+def ether():
+    """An Ethernet header with both addresses given (locally administered): scapy fills a missing
+    destination by asking the machine's network with ARP (2 s per unanswered address), which a
+    test must never do (tests/conftest.py fails a test that tries)."""
+    from scapy.layers.l2 import Ether
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 def write_pcap(path: str | Path, frames: list[bytes], times_ns: list[int], linktype: int = 1,
                nano: bool = False, big_endian: bool = False, snaplen: int = 65535) -> Path:
     """A classic pcap of `frames` at `times_ns` (truncated to snaplen, as a capture is)."""

@@ -42,6 +42,28 @@ def alone(tmp_path, monkeypatch):
     return tmp_path / "live"
 
 
+class ScapyWouldAskTheNetwork(BaseException):
+    """Not an Exception: scapy catches those around its ARP lookup and falls back to broadcast."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scapy_never_resolves_addresses_on_the_network():
+    """A packet built with Ether() and no destination makes scapy send ARP requests on the machine's
+    interface (traffic outside loopback and the harness's namespaces) and wait 2 s for each
+    unanswered one; the tests build frames with captures.ether() instead, and this fails one that
+    does not."""
+    import scapy.layers.inet6
+    import scapy.layers.l2
+
+    def refuse(*args, **kwargs):
+        raise ScapyWouldAskTheNetwork("scapy was about to send an ARP/ND request to fill in a MAC address: "
+                                      "build the frame with captures.ether() (both addresses given)")
+    saved = scapy.layers.l2.srp1, scapy.layers.inet6.srp1
+    scapy.layers.l2.srp1 = scapy.layers.inet6.srp1 = refuse
+    yield
+    scapy.layers.l2.srp1, scapy.layers.inet6.srp1 = saved
+
+
 @pytest.fixture(autouse=True)
 def _tier_tripwires(request, monkeypatch):
     """What a test did not declare fails it where it is first done (tests/tiers.py)."""

@@ -7,9 +7,9 @@ import sys
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP
 
-from captures import write_pcap
+from captures import ether, write_pcap
 from harness.agent import load_agent
 from harness.inputs import BadInput
 from harness.plugin.options import run_options
@@ -19,7 +19,7 @@ from test_trace_readers import EVENTS, netevents_xml
 
 
 def pcap(tmp_path, name="trace.pcap", frames=None):
-    frames = frames or [bytes(Ether() / IP(dst="10.0.0.9") / UDP(sport=5000 + k % 3, dport=53)) for k in range(30)]
+    frames = frames or [bytes(ether() / IP(dst="10.0.0.9") / UDP(sport=5000 + k % 3, dport=53)) for k in range(30)]
     return str(write_pcap(tmp_path / name, frames, [k * 1_000_000 for k in range(len(frames))]))
 
 
@@ -33,7 +33,7 @@ def files(tmp_path) -> dict[str, str]:
     (d / "netevents.xml").write_text(netevents_xml(EVENTS))
     (d / "no-events.xml").write_text('<?xml version="1.0"?><netEvents numItems="0"></netEvents>')
     (d / "mysub.py").write_text("def handle(data):\n    pass\n")
-    return {"pcap": pcap(d), "v6": pcap(d, "v6.pcap", [bytes(Ether() / IPv6() / UDP()), bytes(Ether() / ARP())]),
+    return {"pcap": pcap(d), "v6": pcap(d, "v6.pcap", [bytes(ether() / IPv6() / UDP()), bytes(ether() / ARP())]),
             "nopackets": str(write_pcap(d / "none.pcap", [], [])), "empty": str(d / "empty.pcap"),
             "costs": str(d / "costs.txt"), "negative": str(d / "negative.txt"), "nocosts": str(d / "no-costs.txt"),
             "xml": str(d / "netevents.xml"), "noxml": str(d / "no-events.xml"), "missing": str(d / "missing.pcap"),

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Ether, Loopback
+from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Loopback
 from scapy.utils import PcapNgReader, rdpcap
 
 from bad_input import refused
-from captures import ticks_per_second, write_pcap, write_pcapng
+from captures import ether, ticks_per_second, write_pcap, write_pcapng
 from harness.inputs import BadInput
 from harness.traffic.capture import read_capture, read_capture_scapy, read_pcap_chunked, record_starts, record_starts_python
 from harness.traffic.netevents_xml import parse_timestamp, read_netevents
@@ -43,9 +43,9 @@ def frame(draw, linktype: int):
     else:
         l3 = IP(src=src, dst=dst) / UDP(sport=sport, dport=dport)
     if kind == "arp":
-        return bytes(Ether() / ARP()) if linktype == 1 else bytes(IPv6() / UDP())  # not IPv4 on any link
+        return bytes(ether() / ARP()) if linktype == 1 else bytes(IPv6() / UDP())  # not IPv4 on any link
     if linktype == 1:
-        return bytes(Ether() / Dot1Q(vlan=7) / l3) if kind == "vlan" else bytes(Ether() / l3)
+        return bytes(ether() / Dot1Q(vlan=7) / l3) if kind == "vlan" else bytes(ether() / l3)
     if linktype == 113:
         return bytes(CookedLinux(proto=0x86DD if kind == "ipv6" else 0x0800) / l3)
     if linktype == 0:
@@ -102,8 +102,8 @@ def test_both_readers_match_scapy_dissection(tmp_path_factory, case):
 
 
 def test_directional_flows_split_a_conversation(tmp_path):
-    query = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=53)
-    reply = Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=53, dport=40000)
+    query = ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=53)
+    reply = ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=53, dport=40000)
     path = write_pcap(tmp_path / "c.pcap", [bytes(query), bytes(reply)] * 3, [i * 1000 for i in range(6)])
     assert read_capture(path).flow_count == 1
     assert read_capture(path, bidirectional=False).flow.tolist() == [0, 1] * 3
@@ -113,12 +113,12 @@ def test_directional_flows_split_a_conversation(tmp_path):
 def test_pcapng_with_interfaces_of_several_link_types_and_resolutions(tmp_path):
     udp = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2)
     interfaces = [(1, 6), (101, 9), (1, 0x80 | 40)]  # Ethernet in us, raw IP in ns, Ethernet in 2^-40 s
-    frames = [bytes(Ether() / udp), bytes(udp), bytes(Ether() / udp)]
+    frames = [bytes(ether() / udp), bytes(udp), bytes(ether() / udp)]
     packets = []
     for k in range(33):
         iface = k % 3
         t_ns = 5_000_000_000 + k * 1_234_567
-        v6 = bytes(IPv6() / UDP()) if iface == 1 else bytes(Ether() / IPv6() / UDP())
+        v6 = bytes(IPv6() / UDP()) if iface == 1 else bytes(ether() / IPv6() / UDP())
         frame = frames[iface] if k < 30 else v6  # three IPv6 at the end
         packets.append((iface, t_ns * ticks_per_second(interfaces[iface][1]) // 10**9, frame))
     path = write_pcapng(tmp_path / "c.pcapng", packets, interfaces)
@@ -141,7 +141,7 @@ def test_gzip_and_out_of_order_captures(tmp_path):
 
 
 def test_snaplen_cut_headers_and_a_capture_cut_short(tmp_path):
-    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01" * 40) / UDP(sport=5, dport=6))] * 4
+    frames = [bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01" * 40) / UDP(sport=5, dport=6))] * 4
     cut = write_pcap(tmp_path / "cut.pcap", frames, [0, 1, 2, 3], snaplen=40)  # 14 + 26 bytes of a 60-byte header
     with pytest.raises(BadInput, match="holds no IPv4 packet .*4 IPv4 header cut short"):
         read_capture(cut)
@@ -173,7 +173,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     (lambda d: d / "missing.pcap", "cannot read capture .*missing.pcap: No such file or directory"),
     (lambda d: (d / "empty.pcap").write_bytes(b"") and d / "empty.pcap", "is empty"),
     (lambda d: write_pcap(d / "none.pcap", [], []), "holds no packets"),
-    (lambda d: write_pcap(d / "v6.pcap", [bytes(Ether() / IPv6() / UDP()), bytes(Ether() / ARP())], [0, 1]),
+    (lambda d: write_pcap(d / "v6.pcap", [bytes(ether() / IPv6() / UDP()), bytes(ether() / ARP())], [0, 1]),
      r"holds no IPv4 packet \(2 packets: 2 not IPv4\)"),
     (lambda d: write_pcap(d / "link.pcap", [b"\0" * 40], [0], linktype=147), r"holds no IPv4 packet \(1 packets: 1 unsupported link type 147\)"),
     (lambda d: (d / "text.pcap").write_bytes(b"hello, not a capture") and d / "text.pcap", "is not a pcap or pcapng capture"),
@@ -258,7 +258,7 @@ def test_a_large_export_streams(tmp_path):
 @pytest.fixture(scope="module")
 def large_capture(tmp_path_factory):
     """28 MiB: 20,000 full-size UDP packets of 100 flows (ports patched into one built frame)."""
-    template = bytearray(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=9) / bytes(1400)))
+    template = bytearray(bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=9) / bytes(1400)))
     frames = []
     for k in range(20_000):
         template[34:36] = (k % 100 + 1).to_bytes(2, "big")  # the UDP source port (checksums are not read)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
 
-from captures import write_pcap
+from captures import ether, write_pcap
 from harness.analysis.loss import loss_by_sequence
 from harness.headroom import first_lossy_scale, lost_at_scale
 from harness.platforms.model import ModelParams, ModelPlatform
@@ -34,9 +33,9 @@ def captured(tmp_path) -> Schedule:
     for k in range(3000):
         t += int(rng.exponential(80_000))
         if k % 3:
-            frames.append(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=30000 + k % 400, dport=53)))
+            frames.append(bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=30000 + k % 400, dport=53)))
         else:
-            frames.append(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.80") / TCP(sport=40000 + k % 7, dport=80)))
+            frames.append(bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.80") / TCP(sport=40000 + k % 7, dport=80)))
         times.append(t)
     return read_capture(write_pcap(tmp_path / "trace.pcap", frames, times))
 

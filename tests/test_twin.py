@@ -285,10 +285,9 @@ def test_predict_replays_a_capture_and_a_netsh_record_at_a_scale(small_run, tmp_
     """Traces as issue 21 reads them: a pcap of 40 UDP flows (5 packets each) and a netsh export;
     events follow the layer by default (the model's filter is at ALE: a flow's first packet)."""
     from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
-    from captures import write_pcap
+    from captures import ether, write_pcap
     from test_trace_readers import EVENTS, netevents_xml
-    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000 + k % 40, dport=53)) for k in range(200)]
+    frames = [bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000 + k % 40, dport=53)) for k in range(200)]
     capture = write_pcap(tmp_path / "dns.pcap", frames, [k * 50_000 for k in range(200)])
     flows = wfpcap("predict", small_run, "--traffic-capture", capture, "--traffic-scale", 4, "--cost-us", 50)
     assert flows.returncode == 0, flows.stderr
