@@ -80,8 +80,15 @@ def pytest_configure(config):
     budget.configure(config)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns "auto" into a number of workers
+def pytest_cmdline_main(config):
+    tiers.spread_over_workers(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     tiers.mark(items)
+    tiers.group(items)
     tiers.skip_unavailable(items)
     if config.getoption("--run-slow"):
         return

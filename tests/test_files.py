@@ -106,7 +106,7 @@ def test_a_trials_table_that_is_not_csv_is_refused_naming_it(tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and str(run_dir / "trials.csv") in p.stderr, p.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per xdist worker; the module's tests spread (tests/tiers.py group)
 def valid_run(tmp_path_factory):
     path = _valid_run(tmp_path_factory.mktemp("valid"))
     return path, (path / "summary.json").read_text(), (path / "trials.csv").read_text()
@@ -141,13 +141,14 @@ def _paths(value, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# fifteen examples of each kind, one test per kind so that they spread over the workers
+@pytest.mark.parametrize("kind", ["cut summary", "replace in summary", "cut trials", "bytes in trials"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_stored_files_are_read_or_refused_never_a_crash(valid_run, tmp_path_factory, data):
+def test_fuzzed_stored_files_are_read_or_refused_never_a_crash(valid_run, tmp_path_factory, kind, data):
     path, summary_text, trials_text = valid_run
     run_dir = tmp_path_factory.mktemp("fuzz") / "cfg" / "run"
     (run_dir / "events").mkdir(parents=True)
-    kind = data.draw(st.sampled_from(["cut summary", "replace in summary", "cut trials", "bytes in trials"]))
     summary, trials = summary_text, trials_text
     if kind == "cut summary":
         summary = summary_text[: data.draw(st.integers(0, len(summary_text)))]

@@ -36,7 +36,9 @@ ONE_LINE_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
+# session scope: built once on each xdist worker that runs these tests, which then spread over the
+# workers (a module-scoped fixture keeps a module on one worker: tests/tiers.py group)
+@pytest.fixture(scope="session")
 def config(tmp_path_factory) -> Path:
     """A configuration folder with two complete model runs (each with its drain's events kept)."""
     root = tmp_path_factory.mktemp("reports")
@@ -52,7 +54,7 @@ def copy(config, tmp_path) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def saved_baseline(config, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("baseline") / "b.json"
     baseline.save(config, out)
@@ -228,10 +230,10 @@ def test_a_number_the_report_prints_from_an_ndr_row_is_checked_when_read(copy, w
 
 
 # -- every kind through every reader ---------------------------------------------------------
-def _readers(config: Path, run: Path, baseline_file: Path) -> list:
+def _readers(config: Path, run: Path, baseline_file: Path, plots: bool = True) -> list:
     """What `wfpcap report`, `compare`, `history`, `baseline save`, `--baseline` and `--resume` do
     with the files, in process (the commands print ValueError's one line and exit 2)."""
-    return [lambda: render(run), lambda: fleet.markdown(compare.collect([config])),
+    return [lambda: render(run, plots=plots), lambda: fleet.markdown(compare.collect([config])),
             lambda: history_page.markdown(history.build(config), {}),
             lambda: baseline.save(config, config.parent / "saved.json"),
             lambda: baseline.load(baseline_file), lambda: baseline.load(config),
@@ -260,17 +262,18 @@ def _replace_somewhere(data, tree: object) -> object:
     return tree
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# eight examples of each kind (a render per example): one test per kind, so they spread over workers
+@pytest.mark.parametrize("kind", ["summary", "trials", "baseline", "events", "expect"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_every_stored_file_kind_through_every_reader_is_read_or_one_line_naming_it(config, saved_baseline,
-                                                                                   tmp_path_factory, data):
+                                                                                   tmp_path_factory, kind, data):
     work = tmp_path_factory.mktemp("fuzz") / config.name
     shutil.copytree(config, work)
     run = sorted(p for p in work.iterdir() if p.is_dir())[-1]
     set_status(run, "interrupted")  # so that --resume reads it too
     baseline_file = work.parent / "baseline.json"
     baseline_file.write_text(json.dumps(saved_baseline))
-    kind = data.draw(st.sampled_from(["summary", "trials", "baseline", "events", "expect"]))
     if kind == "summary":
         target = run / "summary.json"
         text = target.read_text()
@@ -296,7 +299,7 @@ def test_every_stored_file_kind_through_every_reader_is_read_or_one_line_naming_
         target.write_text(json.dumps(data.draw(json_values), allow_nan=True))
         readers = [lambda: inputs.expectations(str(target), {})]
     if kind != "expect":
-        readers = _readers(work, run, baseline_file)
+        readers = _readers(work, run, baseline_file, plots=kind != "baseline")  # no plot reads a baseline
     for reader in readers:
         try:
             reader()

@@ -163,3 +163,54 @@ def test_the_tiers_are_registered_with_strict_markers(pytestconfig):
     assert pytestconfig.inipath.name == "pyproject.toml" and "--strict-markers" in pytestconfig.getini("addopts")
     registered = {line.split(":")[0]: line.split(":", 1)[1].strip() for line in pytestconfig.getini("markers")}
     assert {name: registered.get(name) for name in tiers.TIERS} == tiers.TIERS
+
+
+GROUPED = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return 1
+
+
+@pytest.fixture(scope="session")
+def per_worker():
+    return 2
+
+
+def test_a(shared):
+    assert shared
+
+
+def test_b(shared, per_worker):
+    assert shared
+
+
+def test_c(per_worker):
+    assert per_worker
+"""
+
+
+def test_tests_sharing_a_module_fixture_stay_on_one_worker_and_the_others_spread(pytester):
+    pytester.makeconftest(CONFTEST.replace("    tiers.mark(items)", "    tiers.mark(items)\n    tiers.group(items)"))
+    pytester.makepyfile(test_grouped=GROUPED)
+    items, _ = pytester.inline_genitems()
+    groups = {item.name: [m.args for m in item.iter_markers("xdist_group")] for item in items}
+    assert groups == {"test_a": [("test_grouped.py",)], "test_b": [("test_grouped.py",)], "test_c": []}
+
+
+@pytest.mark.parametrize("args, given, spread", [
+    (["tests"], {}, True), ([], {}, True),  # a folder or the testpaths
+    (["tests/test_tiers.py"], {}, False), (["tests::test_x"], {}, False),  # a file or a test: in process
+    (["tests"], {"numprocesses": 0}, False), (["tests"], {"dist": "loadfile"}, False),
+    (["tests"], {"usepdb": True}, False), (["tests"], {"collectonly": True}, False)])
+def test_a_folder_runs_on_workers_and_a_file_in_process(monkeypatch, args, given, spread):
+    from types import SimpleNamespace
+    monkeypatch.chdir(TESTS.parent)
+    option = SimpleNamespace(**{"numprocesses": None, "dist": "no", "usepdb": False, "collectonly": False, **given})
+    config = SimpleNamespace(option=option, args=args or ["tests"],
+                             pluginmanager=SimpleNamespace(hasplugin=lambda name: name == "xdist"))
+    tiers.spread_over_workers(config)
+    assert (option.numprocesses, option.dist) == (("auto", "loadgroup") if spread else
+                                                  (given.get("numprocesses"), given.get("dist", "no")))

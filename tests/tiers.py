@@ -80,6 +80,29 @@ def unavailable(tier: str) -> str | None:
     return None
 
 
+def spread_over_workers(config: pytest.Config) -> None:
+    """`pytest tests/` (a folder, or no path) runs on one worker per core (pytest-xdist, the tests
+    spread as `group` says); naming a file or a test runs it in this process, as the inner loop
+    wants. `-n`, `--dist`, `-p no:xdist`, --pdb and --collect-only are left as given."""
+    o = config.option
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if o.numprocesses is not None or o.dist != "no" or o.usepdb or o.collectonly:
+        return
+    if all("::" not in arg and os.path.isdir(arg) for arg in config.args):
+        o.numprocesses, o.dist = "auto", "loadgroup"
+
+
+def group(items: Iterable[pytest.Item]) -> None:
+    """How pytest-xdist spreads the tests (--dist loadgroup): a module's tests together where they
+    share a fixture of module (or class) scope, so that it is built once; every other test on
+    whichever worker is free. (A fixture cheap enough to build once per worker is session-scoped.)"""
+    for item in items:
+        if any(d.scope in ("module", "class", "package")
+               for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def skip_unavailable(items: Iterable[pytest.Item]) -> None:
     reasons = {tier: unavailable(tier) for tier in ("root", "browser")}
     for item in items:
