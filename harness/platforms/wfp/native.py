@@ -292,7 +292,14 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
         ticks = carray(pointer(slot), 1, np.int64)[0]
         return (ticks // freq) * 1_000_000_000 + (ticks % freq) * 1_000_000_000 // freq
 
-    i64, clock_ns = njit(i64, inline="always"), njit(clock_ns, inline="always")
+    def copy_words(source, to, n):  # n int64 from a pointer to an address; a loop, not a slice
+        # assignment: numba compiles a slice's shape-mismatch error path, most of this function's
+        # compile time (seconds, in every process that opens the platform), for sizes that always match
+        src, dst = carray(source, n, np.int64), carray(pointer(to), n, np.int64)
+        for k in range(n):
+            dst[k] = src[k]
+
+    i64, clock_ns, copy_words = (njit(f, inline="always") for f in (i64, clock_ns, copy_words))
     drop_type = np.uint32(CLASSIFY_DROP)
 
     @cfunc(types.void(types.voidptr, types.voidptr), error_model="numpy")
@@ -304,7 +311,7 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
         if i >= b[CAPACITY]:  # counted at unsubscribe (not_copied)
             return
         size = b[EVENT_SIZE]  # a multiple of 8 (RawEvents): copied in words
-        carray(pointer(b[EVENTS] + i * size), size // 8, np.int64)[:] = carray(event, size // 8, np.int64)
+        copy_words(event, b[EVENTS] + i * size, size // 8)
         carray(pointer(b[THREADS]), b[CAPACITY], np.int64)[i] = thread_id()
         if carray(pointer(b[EVENTS] + i * size + b[TYPE_AT]), 1, np.uint32)[0] != drop_type:
             return
@@ -312,7 +319,7 @@ def _compile(dll: C.CDLL) -> tuple[RAW_CALLBACK, tuple]:
         if drop == 0:
             return
         size = b[DROP_SIZE]
-        carray(pointer(b[DROPS] + i * size), size // 8, np.int64)[:] = carray(pointer(drop), size // 8, np.int64)
+        copy_words(pointer(drop), b[DROPS] + i * size, size // 8)
         if i64(b[DROPS] + i * size + b[FILTER_AT]) != b[FILTER_ID]:
             return
         # an inline Callback's serve(i), as subscriber.py does it
