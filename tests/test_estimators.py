@@ -2,8 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from harness.analysis.batches import estimate_queue_limit
 from harness.analysis.latency import latency_summary
@@ -134,21 +132,3 @@ def test_stray_pauses_inside_batches_are_rejoined():
     q, first = estimate_queue_limit(t, held=True)
     assert q.value == 16 and q.evidence["strays"] == 4
 
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 50), unique=True, max_size=40), st.lists(st.integers(-5, 60), max_size=60),
-       st.randoms(use_true_random=False))
-def test_latency_lookup_equals_a_pandas_index_lookup(sent_seq, delivered_seq, rnd):
-    """latencies_ns looks sequence numbers up in the sorted sent ones; the same answer as the
-    pandas index it replaced, for any order, unsent and repeated deliveries, and empty trials."""
-    from harness.analysis.latency import latencies_ns
-    rnd.shuffle(sent_seq)
-    sent = pd.DataFrame({"seq": np.asarray(sent_seq, dtype=np.int64),
-                         "t_send_ns": np.asarray([rnd.randrange(10**12) for _ in sent_seq], dtype=np.int64)})
-    delivered = pd.DataFrame({"seq": np.asarray(delivered_seq, dtype=np.int64),
-                              "t_callback_ns": np.asarray([rnd.randrange(10**12) for _ in delivered_seq], dtype=np.int64)})
-    send = pd.Series(sent["t_send_ns"].to_numpy(), index=sent["seq"].to_numpy())
-    matched = delivered[delivered["seq"].isin(send.index)]
-    expected = matched["t_callback_ns"].to_numpy() - send.loc[matched["seq"].to_numpy()].to_numpy()
-    got = latencies_ns(sent, delivered)
-    assert got.dtype == np.int64 and got.tolist() == expected.tolist()

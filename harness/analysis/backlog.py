@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.analysis.matching import send_times
+
 
 def backlog_over_time(sent: pd.DataFrame, delivered: pd.DataFrame) -> pd.DataFrame:
-    send = pd.Series(sent["t_send_ns"].to_numpy(), index=sent["seq"].to_numpy())
-    d = delivered[delivered["seq"].isin(send.index)]
-    t_in = send.loc[d["seq"].to_numpy()].to_numpy()
-    t_out = d["t_callback_ns"].to_numpy()
+    hit, t_in = send_times(sent, delivered)
+    t_out = delivered["t_callback_ns"].to_numpy()[hit]
     t = np.concatenate((t_in, t_out))
     step = np.concatenate((np.ones(len(t_in), np.int64), -np.ones(len(t_out), np.int64)))
     order = np.lexsort((-step, t))

@@ -5,22 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.analysis.matching import send_times
+
 PERCENTILES = {"p50": 50.0, "p99": 99.0, "p99_9": 99.9}
 
 
 def latencies_ns(sent: pd.DataFrame, delivered: pd.DataFrame, column: str = "t_callback_ns") -> np.ndarray:
     """Per delivered event whose sequence number was sent (in delivery order): `column` (callback
-    start, or t_done_ns for work done) minus its send time. Sequence numbers are looked up in the
-    sorted sent ones (a pandas index lookup hashed them: seconds per million events)."""
-    seq = sent["seq"].to_numpy()
-    order = np.argsort(seq, kind="stable")
-    sorted_seq, send_ns = seq[order], sent["t_send_ns"].to_numpy()[order]
-    got = delivered["seq"].to_numpy()
-    if len(sorted_seq) == 0:
-        return delivered[column].to_numpy()[:0] - send_ns[:0]
-    at = np.minimum(np.searchsorted(sorted_seq, got), len(sorted_seq) - 1)
-    hit = sorted_seq[at] == got
-    return delivered[column].to_numpy()[hit] - send_ns[at[hit]]
+    start, or t_done_ns for work done) minus its send time."""
+    hit, t_send = send_times(sent, delivered)
+    return delivered[column].to_numpy()[hit] - t_send
 
 
 def latency_summary(lat_ns: np.ndarray) -> dict[str, float | int | None]:

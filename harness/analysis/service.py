@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs a second more to import)
 
+from harness.analysis.matching import send_times
 from harness.results.records import TrialRow
 
 STALL_MIN_NS = 1_000_000   # a stall is at least 1 ms ...
@@ -64,9 +65,10 @@ def ready_backlog(telemetry: dict[str, Any]) -> int:
 
 def delivery_order(sent: pd.DataFrame, delivered: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(callback start, send time) of every delivered event that was sent, in callback order."""
-    send = pd.Series(sent["t_send_ns"].to_numpy(), index=sent["seq"].to_numpy())
-    d = delivered[delivered["seq"].isin(send.index)].sort_values("t_callback_ns", kind="stable")
-    return d["t_callback_ns"].to_numpy(np.int64), send.loc[d["seq"].to_numpy()].to_numpy(np.int64)
+    hit, t_send = send_times(sent, delivered)
+    t_callback = delivered["t_callback_ns"].to_numpy(np.int64)[hit]
+    order = np.argsort(t_callback, kind="stable")
+    return t_callback[order], t_send[order].astype(np.int64)
 
 
 def service_mask(t_callback: np.ndarray, t_send: np.ndarray, ready_backlog: int = 1,
