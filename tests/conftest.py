@@ -85,10 +85,13 @@ def pytest_cmdline_main(config):
     tiers.spread_over_workers(config)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(optionalhook=True)  # xdist's, on the controller
+def pytest_xdist_make_scheduler(config, log):
+    return tiers.scheduler(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     tiers.mark(items)
-    tiers.group(items)
     tiers.skip_unavailable(items)
     if config.getoption("--run-slow"):
         return

@@ -165,39 +165,17 @@ def test_the_tiers_are_registered_with_strict_markers(pytestconfig):
     assert {name: registered.get(name) for name in tiers.TIERS} == tiers.TIERS
 
 
-GROUPED = """
-import pytest
-
-
-@pytest.fixture(scope="module")
-def shared():
-    return 1
-
-
-@pytest.fixture(scope="session")
-def per_worker():
-    return 2
-
-
-def test_a(shared):
-    assert shared
-
-
-def test_b(shared, per_worker):
-    assert shared
-
-
-def test_c(per_worker):
-    assert per_worker
-"""
-
-
-def test_tests_sharing_a_module_fixture_stay_on_one_worker_and_the_others_spread(pytester):
-    pytester.makeconftest(CONFTEST.replace("    tiers.mark(items)", "    tiers.mark(items)\n    tiers.group(items)"))
-    pytester.makepyfile(test_grouped=GROUPED)
-    items, _ = pytester.inline_genitems()
-    groups = {item.name: [m.args for m in item.iter_markers("xdist_group")] for item in items}
-    assert groups == {"test_a": [("test_grouped.py",)], "test_b": [("test_grouped.py",)], "test_c": []}
+def test_the_modules_that_share_a_module_fixture_are_found(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "test_shares.py").write_text('@pytest.fixture(scope="module")\ndef run():\n    pass\n')
+    (tmp_path / "sub" / "test_class.py").write_text("@pytest.fixture(autouse=True, scope='class')\ndef c():\n    pass\n")
+    (tmp_path / "test_session.py").write_text('@pytest.fixture(scope="session")\ndef once_per_worker():\n    pass\n')
+    (tmp_path / "test_plain.py").write_text("@pytest.fixture\ndef each():\n    pass\n")
+    assert tiers.sharing_modules(tmp_path, [tmp_path]) == {"test_shares.py", "sub/test_class.py"}
+    assert tiers.sharing_modules(tmp_path, [tmp_path / "test_plain.py"]) == set()
+    # this suite's own: the twin's fits, the signal tests' campaign, not the stored-file fuzz tests'
+    found = tiers.sharing_modules(TESTS.parent, [TESTS])
+    assert {"tests/test_twin.py", "tests/test_nflog_signals.py"} <= found and "tests/test_stored_readers.py" not in found
 
 
 @pytest.mark.parametrize("args, given, spread", [
@@ -212,5 +190,58 @@ def test_a_folder_runs_on_workers_and_a_file_in_process(monkeypatch, args, given
     config = SimpleNamespace(option=option, args=args or ["tests"],
                              pluginmanager=SimpleNamespace(hasplugin=lambda name: name == "xdist"))
     tiers.spread_over_workers(config)
-    assert (option.numprocesses, option.dist) == (("auto", "loadgroup") if spread else
+    assert (option.numprocesses, option.dist) == (("auto", "load") if spread else
                                                   (given.get("numprocesses"), given.get("dist", "no")))
+
+
+SPREAD_CONFTEST = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+import pytest
+import tiers
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    tiers.spread_over_workers(config)
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    return tiers.scheduler(config, log)
+"""
+
+SHARED_SUITE = """
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    with open({builds!r}, "a") as f:
+        f.write(os.environ.get("PYTEST_XDIST_WORKER", "main") + "\\n")
+    return 1
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_uses_the_module_fixture(shared, k):
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_alone(k):
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_folder_spreads_over_workers_and_a_module_fixture_is_built_once(pytester, tmp_path):
+    """End to end, with xdist's real workers: spread test by test, each worker would build the fixture
+    (xdist's loadgroup marks no longer group with pytest 9.2: this is what caught it)."""
+    builds = tmp_path / "builds.txt"
+    pytester.makeconftest(SPREAD_CONFTEST)
+    pytester.makepyfile(test_shared=SHARED_SUITE.replace("{builds!r}", repr(str(builds))))
+    result = pytester.runpytest_subprocess(str(pytester.path), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=16)
+    assert "bringing up nodes" in result.stdout.str() or "workers" in result.stdout.str()
+    assert builds.read_text().splitlines() and len(builds.read_text().splitlines()) == 1, builds.read_text()

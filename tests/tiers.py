@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,27 +82,55 @@ def unavailable(tier: str) -> str | None:
     return None
 
 
+SPREAD = "wfpcap_spread"  # set on the options when spread_over_workers chose the workers
+
+
 def spread_over_workers(config: pytest.Config) -> None:
-    """`pytest tests/` (a folder, or no path) runs on one worker per core (pytest-xdist, the tests
-    spread as `group` says); naming a file or a test runs it in this process, as the inner loop
-    wants. `-n`, `--dist`, `-p no:xdist`, --pdb and --collect-only are left as given."""
+    """`pytest tests/` (a folder, or no path) runs on one worker per core (pytest-xdist, spread as
+    `scheduler` says); naming a file or a test runs it in this process, as the inner loop wants.
+    `-n`, `--dist`, `-p no:xdist`, --pdb and --collect-only are left as given."""
     o = config.option
     if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
         return
     if o.numprocesses is not None or o.dist != "no" or o.usepdb or o.collectonly:
         return
     if all("::" not in arg and os.path.isdir(arg) for arg in config.args):
-        o.numprocesses, o.dist = "auto", "loadgroup"
+        o.numprocesses, o.dist = "auto", "load"
+        setattr(o, SPREAD, True)
 
 
-def group(items: Iterable[pytest.Item]) -> None:
-    """How pytest-xdist spreads the tests (--dist loadgroup): a module's tests together where they
-    share a fixture of module (or class) scope, so that it is built once; every other test on
-    whichever worker is free. (A fixture cheap enough to build once per worker is session-scoped.)"""
-    for item in items:
-        if any(d.scope in ("module", "class", "package")
-               for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+MODULE_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](module|class|package)[\"']")
+
+
+def sharing_modules(root: Path, paths: Iterable[Path]) -> set[str]:
+    """The test modules under `paths` that define a fixture of module, class or package scope (their
+    tests share it), named as node ids name them: relative to `root`."""
+    found = set()
+    for base in paths:
+        for module in ([base] if base.is_file() else sorted(base.rglob("test_*.py"))):
+            if module.is_relative_to(root) and MODULE_FIXTURE.search(module.read_text(encoding="utf-8")):
+                found.add(module.relative_to(root).as_posix())
+    return found
+
+
+def scheduler(config: pytest.Config, log: Any) -> Any:
+    """For xdist's pytest_xdist_make_scheduler, when spread_over_workers chose the workers: a
+    module's tests stay on one worker where they share a module fixture, so that it is built once;
+    every other test goes to whichever worker is free. (xdist's own `loadgroup` no longer groups
+    with pytest 9.2: pytest-dev/pytest-xdist#1386; a scheduler needs no marks carried across.)"""
+    if not getattr(config.option, SPREAD, False):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    here = config.invocation_params.dir
+    together = sharing_modules(config.rootpath, [(here / a.split("::")[0]).resolve() for a in config.args])
+
+    class ByModuleFixture(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in together else nodeid
+
+    return ByModuleFixture(config, log)
 
 
 def skip_unavailable(items: Iterable[pytest.Item]) -> None:
