@@ -82,7 +82,7 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns "auto" into a number of workers
 def pytest_cmdline_main(config):
-    tiers.spread_over_workers(config)
+    tiers.spread_over_workers(config, Path(__file__).parent)
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's, on the controller

@@ -182,14 +182,15 @@ def test_the_modules_that_share_a_module_fixture_are_found(tmp_path):
     (["tests"], {}, True), ([], {}, True),  # a folder or the testpaths
     (["tests/test_tiers.py"], {}, False), (["tests::test_x"], {}, False),  # a file or a test: in process
     (["tests"], {"numprocesses": 0}, False), (["tests"], {"dist": "loadfile"}, False),
-    (["tests"], {"usepdb": True}, False), (["tests"], {"collectonly": True}, False)])
+    (["tests"], {"usepdb": True}, False), (["tests"], {"collectonly": True}, False),
+    (["scenarios"], {}, False)])  # `pytest scenarios/ --expect tests/x.json` loads this conftest too
 def test_a_folder_runs_on_workers_and_a_file_in_process(monkeypatch, args, given, spread):
     from types import SimpleNamespace
     monkeypatch.chdir(TESTS.parent)
     option = SimpleNamespace(**{"numprocesses": None, "dist": "no", "usepdb": False, "collectonly": False, **given})
-    config = SimpleNamespace(option=option, args=args or ["tests"],
+    config = SimpleNamespace(option=option, args=args or ["tests"], invocation_params=SimpleNamespace(dir=TESTS.parent),
                              pluginmanager=SimpleNamespace(hasplugin=lambda name: name == "xdist"))
-    tiers.spread_over_workers(config)
+    tiers.spread_over_workers(config, TESTS)
     assert (option.numprocesses, option.dist) == (("auto", "load") if spread else
                                                   (given.get("numprocesses"), given.get("dist", "no")))
 
@@ -202,7 +203,7 @@ import tiers
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    tiers.spread_over_workers(config)
+    tiers.spread_over_workers(config, config.rootpath)
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):

@@ -85,16 +85,20 @@ def unavailable(tier: str) -> str | None:
 SPREAD = "wfpcap_spread"  # set on the options when spread_over_workers chose the workers
 
 
-def spread_over_workers(config: pytest.Config) -> None:
+def spread_over_workers(config: pytest.Config, tests: Path) -> None:
     """`pytest tests/` (a folder, or no path) runs on one worker per core (pytest-xdist, spread as
     `scheduler` says); naming a file or a test runs it in this process, as the inner loop wants.
-    `-n`, `--dist`, `-p no:xdist`, --pdb and --collect-only are left as given."""
+    `-n`, `--dist`, `-p no:xdist`, --pdb and --collect-only are left as given. Only folders within
+    `tests` count: pytest also loads this conftest for `pytest scenarios/ --expect tests/x.json`
+    (an option's value it cannot yet tell from a path), and the scenarios never spread."""
     o = config.option
     if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
         return
     if o.numprocesses is not None or o.dist != "no" or o.usepdb or o.collectonly:
         return
-    if all("::" not in arg and os.path.isdir(arg) for arg in config.args):
+    here = Path(config.invocation_params.dir)
+    folders = [(here / arg).resolve() for arg in config.args if "::" not in arg]
+    if len(folders) == len(config.args) and all(f.is_dir() and f.is_relative_to(tests.resolve()) for f in folders):
         o.numprocesses, o.dist = "auto", "load"
         setattr(o, SPREAD, True)
 
