@@ -15,9 +15,11 @@ it pays on loopback, where WFP's classification is most of each packet's cost.
 The coarse sleep is a waitable timer made with CREATE_WAITABLE_TIMER_HIGH_RESOLUTION (Windows 10
 1803 and later, what CPython's time.sleep uses since 3.11); without it a timer fires at the next
 tick of the 15.6 ms system timer, and the spin before each deadline grows to cover that.
-The spin calls SwitchToThread on every turn: a thread ready on the same processor runs then,
-whatever its priority (Sleep(0) would give way only to threads of the sender's own raised
-priority or above); with none ready it returns at once.
+The spin calls SwitchToThread on every turn (native_loop.py says why): a thread ready on the same
+processor runs then (only there, as Linux's sched_yield offers only its own core); with none ready
+it returns at once. Windows' documentation lets the thread given the processor keep it for up to
+one time slice: what that costs beside a busy neighbour has not been measured on Windows (on
+Linux, docs/benchmarks.md: the spin's yield).
 """
 from __future__ import annotations
 
