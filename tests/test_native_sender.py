@@ -30,14 +30,14 @@ from platforms import fake_wfp_library
 pytest.importorskip("numba")
 
 # the virtual OS's words, after the loop's own
-NOW, COST, STALL_AT, STALL_NS, BUSY_AT, REFUSE_AT, LOG, LOGGED = range(OS_WORDS, OS_WORDS + 8)
+NOW, COST, STALL_AT, STALL_NS, BUSY_AT, REFUSE_AT, LOG, LOGGED, YIELDS, YIELD_NS = range(OS_WORDS, OS_WORDS + 10)
 REFUSED_CODE = 13
 READING = 100  # ns a clock reading takes
 
 
 class VirtualOs:
-    """A binding whose clock moves only when the loop reads it (100 ns a reading), sleeps or sends:
-    each send call costs COST ns,
+    """A binding whose clock moves only when the loop reads it (100 ns a reading), sleeps, yields
+    the core (YIELD_NS each, counted in the array at YIELDS) or sends: each send call costs COST ns,
     the call that handles packet STALL_AT takes STALL_NS more (a neighbour took the core), packet
     BUSY_AT is answered "busy" once, packet REFUSE_AT is refused. Every call is logged."""
 
@@ -60,6 +60,11 @@ class VirtualOs:
                 b[NOW] = t + 50_000  # a sleep wakes late, as clock_nanosleep does; the spin absorbs it
 
         @njit
+        def yield_core(b):
+            carray(pointer(b[YIELDS]), 1, np.int64)[0] += 1
+            b[NOW] += b[YIELD_NS]
+
+        @njit
         def send(b, first, last):
             log = carray(pointer(b[LOG]), 2 * 100_000, np.int64)
             log[2 * b[LOGGED]], log[2 * b[LOGGED] + 1] = first, last
@@ -75,7 +80,7 @@ class VirtualOs:
                 b[NOW] += b[STALL_NS]
             return last - first
 
-        return clock, sleep_until, send
+        return clock, sleep_until, yield_core, send
 
     def error_name(self, code):
         return {REFUSED_CODE: "EACCES"}.get(code, str(code))
@@ -85,10 +90,11 @@ class VirtualOs:
 
 
 class VirtualTarget:
-    def __init__(self, start_ns, cost_ns=2_000, stall_at=-1, stall_ns=0, busy_at=-1, refuse_at=-1):
+    def __init__(self, start_ns, cost_ns=2_000, stall_at=-1, stall_ns=0, busy_at=-1, refuse_at=-1, yield_ns=0):
         self.log = np.zeros(2 * 100_000, dtype=np.int64)
-        self.words = np.array([start_ns, cost_ns, stall_at, stall_ns, busy_at, refuse_at, self.log.ctypes.data, 0],
-                              dtype=np.int64)
+        self.yields = np.zeros(1, dtype=np.int64)
+        self.words = np.array([start_ns, cost_ns, stall_at, stall_ns, busy_at, refuse_at, self.log.ctypes.data, 0,
+                               self.yields.ctypes.data, yield_ns], dtype=np.int64)
 
     def calls(self, count):
         return [tuple(p) for p in self.log[:2 * count].reshape(-1, 2).tolist()]
@@ -150,6 +156,21 @@ def test_any_schedule_keeps_its_shape(virtual_loop, shape):
     if shape == "trace":
         gaps = np.diff(run.sent_at)
         assert np.array_equal(gaps[1:], np.diff(offsets)[1:])  # the 70 us gaps and the 2 ms silences, exactly
+
+
+def test_the_spin_gives_the_core_away_on_every_turn_and_the_sleep_does_not(virtual_loop):
+    """Every turn of the spin before a deadline offers the core to whatever else is ready on it
+    (its kernel threads, another sender); a wait longer than spin_ns is slept first
+    and spun only for what is left (the virtual sleep wakes 50 us late). Here each turn costs a yield (900 ns) and a reading (100 ns)."""
+    n, turn = 50, 900 + READING
+    for gap, spun in ((100_000, 100_000 - 2_000 - READING), (1_000_000, 200_000 - 50_000)):
+        offsets = np.arange(n, dtype=np.int64) * gap
+        target = VirtualTarget(T0, yield_ns=900)
+        run = virtual_loop.run(target, offsets + T0, max_batch=8)
+        late = run.sent_at - (offsets + T0)
+        assert run.calls == n and (late >= 0).all() and late.max() < turn  # a yield is short: on time
+        yields = target.yields[0]
+        assert abs(yields - (n - 1) * spun / turn) <= n  # one per turn, about spun / turn of them a gap
 
 
 def test_a_busy_send_is_tried_again_and_a_refused_one_is_counted_once(virtual_loop):
@@ -227,6 +248,21 @@ def test_each_binding_sends_every_packet_once_to_its_port_stamped_when_it_went(m
     assert np.all(np.diff(run.sent_at) >= 0)
 
 
+def walk_to_one_receiver(binding, offsets):
+    """The binding's loop sends len(offsets) UDP packets on that schedule to one receiver on
+    127.0.0.1 (no namespace needed); (the run, t0)."""
+    loop = NativeLoop(binding)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", 0))
+        spec = TrialSpec(TrafficSpec(count=len(offsets)), filter=FilterSpec(remote_port_low=receiver.getsockname()[1],
+                                                                          remote_port_high=receiver.getsockname()[1]))
+        packets = compile_packets(plan_traffic(spec), sport=sock.getsockname()[1])
+        packets.dst[:] = 0x7F000001  # all to the one receiver on 127.0.0.1 (the plan steps the address)
+        return loop.paced(binding.target(sock, "udp", packets), offsets, max_batch=8)
+
+
 def test_without_high_resolution_timers_the_windows_branch_spins_over_a_default_tick(fake):
     """Before Windows 10 1803 CreateWaitableTimerExW refuses CREATE_WAITABLE_TIMER_HIGH_RESOLUTION:
     the binding takes a default timer, whose waits end at the next 15.6 ms tick, and spins for the
@@ -239,18 +275,54 @@ def test_without_high_resolution_timers_the_windows_branch_spins_over_a_default_
     finally:
         dll.FakeSetHighResolutionTimers(1)
     assert binding.describe() == {"timer": "default (15.6 ms ticks)", "spin_us": 16_000}
-    loop = NativeLoop(binding)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(("127.0.0.1", 0))
-        sock.bind(("127.0.0.1", 0))
-        spec = TrialSpec(TrafficSpec(count=5), filter=FilterSpec(remote_port_low=receiver.getsockname()[1],
-                                                               remote_port_high=receiver.getsockname()[1]))
-        packets = compile_packets(plan_traffic(spec), sport=sock.getsockname()[1])
-        packets.dst[:] = 0x7F000001  # all five to the one receiver on 127.0.0.1 (the plan steps the address)
-        offsets = np.arange(5, dtype=np.int64) * 30_000_000
-        run, t0 = loop.paced(binding.target(sock, "udp", packets), offsets, max_batch=8)
+    offsets = np.arange(5, dtype=np.int64) * 30_000_000
+    run, t0 = walk_to_one_receiver(binding, offsets)
     assert not run.errors.any() and (run.sent_at >= offsets + t0 - 100).all()
+
+
+# sched_yield counted on its way to the system call; the stand-in's other names resolve to libc
+COUNTING_LIBC = r"""
+#define _GNU_SOURCE
+#include <sys/syscall.h>
+#include <unistd.h>
+static long calls;
+int sched_yield(void) { __atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST); return (int)syscall(SYS_sched_yield); }
+long yield_calls(void) { return __atomic_load_n(&calls, __ATOMIC_SEQ_CST); }
+"""
+SPUN = np.arange(50, dtype=np.int64) * 100_000  # 10,000/s: every wait shorter than either binding's spin
+
+
+def test_the_linux_branch_spins_with_sched_yield(tmp_path):
+    """The Linux binding's spin calls libc's sched_yield (here a stand-in's that counts the calls):
+    at 10,000/s the whole 100 us between packets is spin, a yield on every turn."""
+    import ctypes
+    import subprocess
+
+    from fake_fwpuclnt.build import compiler
+    from harness.platforms.nflog.native_send import LibcBinding
+    if compiler() is None:
+        pytest.skip("no C compiler to build the stand-in libc")
+    (tmp_path / "counting.c").write_text(COUNTING_LIBC)
+    subprocess.run([compiler(), "-shared", "-fPIC", "-O2", "-o", str(tmp_path / "counting.so"), str(tmp_path / "counting.c")],
+                   check=True)
+    binding = LibcBinding(str(tmp_path / "counting.so"))
+    counted = ctypes.CDLL(str(tmp_path / "counting.so")).yield_calls
+    counted.restype = ctypes.c_long
+    run, t0 = walk_to_one_receiver(binding, SPUN)
+    assert not run.errors.any() and (run.sent_at >= SPUN + t0).all()
+    assert counted() >= len(SPUN) - 1  # at least one yield in each gap (hundreds, unless the core was taken)
+
+
+def test_the_windows_branch_spins_with_switch_to_thread(fake):
+    """The Windows binding's spin calls kernel32's SwitchToThread (the stand-in's yields the core with
+    sched_yield and counts the calls): a yield on every turn of the spin."""
+    from harness.platforms.wfp.native_send import Ws2Binding
+    path, dll = fake
+    dll.FakeSwitchToThreadCalls.restype = __import__("ctypes").c_long
+    before = dll.FakeSwitchToThreadCalls()
+    run, t0 = walk_to_one_receiver(Ws2Binding(path), SPUN)
+    assert not run.errors.any() and (run.sent_at >= SPUN + t0 - 100).all()
+    assert dll.FakeSwitchToThreadCalls() - before >= len(SPUN) - 1
 
 
 # ---- Windows' pinning and priority, through the fake ----------------------------------------------

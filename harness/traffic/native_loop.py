@@ -6,19 +6,26 @@ in compiled code, with the interpreter lock released for the whole trial and not
 - the schedule is absolute deadlines (int64 ns on the clock perf_counter_ns reads), any shape:
   constant, Poisson, a burst (all zero) or a replayed trace;
 - a packet not yet due is waited for with a coarse sleep to `spin_ns` before its deadline, then a
-  spin on the clock (a sleep alone wakes tens of microseconds late);
+  spin on the clock (a sleep alone wakes tens of microseconds late) that offers the core to any
+  other thread ready to run on it at every turn, as the Python loop's spin does (os.sched_yield);
+  with nothing else ready the offer returns at once (about a microsecond). A spin that never
+  offers it keeps such a thread (a kernel thread of that core, another sender) waiting until the
+  scheduler preempts the spinner, at a tick. The offer shortens no thread's turn: a kernel
+  thread that works for milliseconds in one piece, or a neighbour given a whole tick, makes the
+  packet due meanwhile that late either way (docs/benchmarks.md: what the sender's core ran);
 - whatever is due (up to `max_batch`) goes in one send call, so a late start catches up instead of
   falling further behind; each packet is stamped when it was handed to the system: a call's
   packets spread across it from its start, as the Python loop stamps them (pacing.py says why),
   and every call's duration is kept beside them.
 
-What the loop calls is an OS binding (harness/platforms/*/native_send.py): three njit functions
-over the block of words below, `clock(b) -> ns`, `sleep_until(b, ns)` and
+What the loop calls is an OS binding (harness/platforms/*/native_send.py): four njit functions
+over the block of words below, `clock(b) -> ns`, `sleep_until(b, ns)`, `yield_core(b)` (give the
+core to another thread ready to run on it, if any) and
 `send(b, first, last) -> how many were handled` (sent, or refused and noted in the errors column;
 0: the system is busy, try again). Linux binds them to libc (clock_gettime, clock_nanosleep,
-sendmmsg), Windows to kernel32 and ws2_32 (QueryPerformanceCounter, a high-resolution waitable
-timer, sendto), and the Linux tests bind the Windows ones to a stand-in library with the same
-signatures: the loop itself is the same code everywhere.
+sched_yield, sendmmsg), Windows to kernel32 and ws2_32 (QueryPerformanceCounter, a high-resolution
+waitable timer, SwitchToThread, sendto), and the Linux tests bind the Windows ones to a stand-in
+library with the same signatures: the loop itself is the same code everywhere.
 """
 from __future__ import annotations
 
@@ -51,8 +58,8 @@ class Binding(Protocol):
     max_batch: int | None    # packets per send call at most (None: the sender's batch)
     spin_ns: int             # how long before a deadline the coarse sleep ends
 
-    def primitives(self) -> tuple[Callable, Callable, Callable]:
-        """(clock, sleep_until, send), njit functions over the block's words."""
+    def primitives(self) -> tuple[Callable, Callable, Callable, Callable]:
+        """(clock, sleep_until, yield_core, send), njit functions over the block's words."""
         ...
 
     def target(self, sock: Any, kind: str, packets: Any) -> Target:
@@ -91,7 +98,7 @@ def intrinsics() -> SimpleNamespace:
     return SimpleNamespace(pointer=pointer, stack_pair=stack_pair)
 
 
-def compile_loop(clock: Callable, sleep_until: Callable, send: Callable) -> Any:
+def compile_loop(clock: Callable, sleep_until: Callable, yield_core: Callable, send: Callable) -> Any:
     """The loop over a block of words, as a cfunc `int64 loop(int64 *words)`: packets handled."""
     from numba import carray, cfunc, types
 
@@ -112,6 +119,8 @@ def compile_loop(clock: Callable, sleep_until: Callable, send: Callable) -> Any:
             if due > now:
                 if due - now > spin:
                     sleep_until(b, due - spin)
+                else:  # spinning: the core's other work (its kernel threads) runs now, a little at a time
+                    yield_core(b)
                 now = clock(b)
                 continue
             last = min(n, i + batch)

@@ -6,7 +6,8 @@
  *   filter refuses fails with WSAEACCES, a full send buffer with WSAEWOULDBLOCK or WSAENOBUFS.
  * - kernel32: waitable timers (CreateWaitableTimerExW, SetWaitableTimer, WaitForSingleObjectEx), at
  *   Windows' resolutions: a high-resolution timer fires when due, any other at the next tick of the
- *   default 15.625 ms timer; the process's affinity mask and a thread's priority.
+ *   default 15.625 ms timer; SwitchToThread, which really gives the core away (sched_yield);
+ *   the process's affinity mask and a thread's priority.
  *   The priority is kept and read back, not applied: Linux has no thread priority classes.
  * <sys/socket.h> is not included: its sendto has Linux's signature. */
 #include "fake.h"
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,6 +126,23 @@ DWORD WaitForSingleObjectEx(HANDLE h, DWORD ms, BOOL alertable) {
     if (!t->manual) t->armed = 0;  /* a synchronization timer resets when a wait is satisfied */
     return WAIT_OBJECT_0;
 }
+
+/* ---- yielding the processor ---------------------------------------------------------------------- */
+static long g_switch_calls;
+
+/* Windows: another thread ready to run on this processor runs now, and the answer is nonzero if one
+ * did. Here sched_yield, which likewise offers only this core's run queue; whether another thread ran
+ * is read from the calling thread's involuntary context switches (a yield that switched is one). */
+BOOL SwitchToThread(void) {
+    __atomic_add_fetch(&g_switch_calls, 1, __ATOMIC_SEQ_CST);
+    struct rusage before, after;
+    getrusage(RUSAGE_THREAD, &before);
+    sched_yield();
+    getrusage(RUSAGE_THREAD, &after);
+    return after.ru_nivcsw != before.ru_nivcsw;
+}
+
+long FakeSwitchToThreadCalls(void) { return __atomic_load_n(&g_switch_calls, __ATOMIC_SEQ_CST); }
 
 /* ---- affinity and priority ---------------------------------------------------------------------- */
 #define CURRENT_PROCESS ((HANDLE)(intptr_t)-1)

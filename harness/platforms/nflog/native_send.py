@@ -1,9 +1,12 @@
 """The native send loop's Linux side (harness/traffic/native_loop.py): libc's clock_gettime,
-clock_nanosleep and sendmmsg, over the same mmsghdr arrays the Python loop's MmsgSender lays out.
+clock_nanosleep, sched_yield and sendmmsg, over the same mmsghdr arrays the Python loop's
+MmsgSender lays out.
 
 Timer slack: a normal thread's sleeps end up to 50 us late on purpose (the default slack); the
 sending thread sets its own to 1 ns, so the coarse sleep ends as asked and only the wake-up
 latency remains (35-70 us p50-p99 on the project's VM), which `SPIN_NS` covers with room to spare.
+The spin calls sched_yield on every turn (native_loop.py says why): a thread ready on this core
+may run then; with none ready the call returns at once.
 """
 from __future__ import annotations
 
@@ -39,8 +42,10 @@ class LibcBinding:
     max_batch = None  # the sender's (256): sendmmsg takes a batch to as many destinations
     spin_ns = SPIN_NS
 
-    def __init__(self) -> None:
-        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    def __init__(self, library: str | None = None) -> None:
+        """`library`: where the calls come from (default the C library; a test's stand-in that wraps
+        one of them finds the others in libc, its dependency)."""
+        self.libc = ctypes.CDLL(library or ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self.libc.prctl.argtypes, self.libc.prctl.restype = [ctypes.c_int, ctypes.c_ulong], ctypes.c_int
         # this thread's sleeps, which is the one that will run the loop
         self.timer_slack_ns = 1 if self.libc.prctl(PR_SET_TIMERSLACK, 1) == 0 else None
@@ -50,10 +55,11 @@ class LibcBinding:
 
         pointer, stack_pair = intrinsics().pointer, intrinsics().stack_pair
         c = self.libc
-        gettime, nanosleep, sendmmsg = c.clock_gettime, c.clock_nanosleep, c.sendmmsg
+        gettime, nanosleep, sched_yield, sendmmsg = c.clock_gettime, c.clock_nanosleep, c.sched_yield, c.sendmmsg
         errno_at = c["__errno_location"]  # (an attribute of that name would be mangled inside a class)
         gettime.argtypes, gettime.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_int
         nanosleep.argtypes, nanosleep.restype = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p], ctypes.c_int
+        sched_yield.argtypes, sched_yield.restype = [], ctypes.c_int
         sendmmsg.argtypes, sendmmsg.restype = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int], ctypes.c_int
         errno_at.argtypes, errno_at.restype = [], ctypes.c_void_p
         busy = (errno.EAGAIN, errno.ENOBUFS, errno.EINTR)
@@ -74,6 +80,10 @@ class LibcBinding:
             nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, pointer(ts), pointer(0))  # EINTR: the loop looks again
 
         @njit
+        def yield_core(b):
+            sched_yield()
+
+        @njit
         def send(b, first, last):
             went = sendmmsg(b[FD], pointer(b[MSGS] + first * msg_size), last - first, 0)
             if went > 0:
@@ -84,7 +94,7 @@ class LibcBinding:
             carray(pointer(b[ERRORS]), b[N], np.int32)[first] = code  # refused: counted, never sent again
             return 1
 
-        return clock, sleep_until, send
+        return clock, sleep_until, yield_core, send
 
     def target(self, sock: socket.socket, kind: str, packets: PacketBatch) -> MmsgTarget:
         return MmsgTarget(MmsgSender(sock, kind, packets))

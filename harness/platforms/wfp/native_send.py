@@ -15,6 +15,11 @@ it pays on loopback, where WFP's classification is most of each packet's cost.
 The coarse sleep is a waitable timer made with CREATE_WAITABLE_TIMER_HIGH_RESOLUTION (Windows 10
 1803 and later, what CPython's time.sleep uses since 3.11); without it a timer fires at the next
 tick of the 15.6 ms system timer, and the spin before each deadline grows to cover that.
+The spin calls SwitchToThread on every turn (native_loop.py says why): a thread ready on the same
+processor runs then (only there, as Linux's sched_yield offers only its own core); with none ready
+it returns at once. Windows' documentation lets the thread given the processor keep it for up to
+one time slice: what that costs beside a busy neighbour has not been measured on Windows (on
+Linux, docs/benchmarks.md: the spin's yield).
 """
 from __future__ import annotations
 
@@ -95,11 +100,12 @@ class Ws2Binding:
 
         pointer, stack_pair = intrinsics().pointer, intrinsics().stack_pair
         k, ws2 = self.kernel32, self.ws2
-        qpc, set_timer, wait = k.QueryPerformanceCounter, k.SetWaitableTimer, k.WaitForSingleObjectEx
+        qpc, set_timer, wait, switch = k.QueryPerformanceCounter, k.SetWaitableTimer, k.WaitForSingleObjectEx, k.SwitchToThread
         qpc.argtypes, qpc.restype = [C.c_void_p], C.c_int32
         set_timer.argtypes = [C.c_void_p, C.c_void_p, C.c_int32, C.c_void_p, C.c_void_p, C.c_int32]
         set_timer.restype = C.c_int32
         wait.argtypes, wait.restype = [C.c_void_p, C.c_uint32, C.c_int32], C.c_uint32
+        switch.argtypes, switch.restype = [], C.c_int32
         sendto, last_error = ws2.sendto, ws2.WSAGetLastError
         sendto.argtypes = [C.c_size_t, C.c_void_p, C.c_int32, C.c_int32, C.c_void_p, C.c_int32]
         sendto.restype = C.c_int32
@@ -124,6 +130,10 @@ class Ws2Binding:
                 wait(pointer(b[TIMER]), INFINITE, 0)  # a timer that cannot be set: the loop spins instead
 
         @njit
+        def yield_core(b):
+            switch()
+
+        @njit
         def send(b, first, last):
             for k in range(first, last):
                 went = sendto(b[SOCKET], pointer(b[DATA] + k * b[STRIDE]), b[LENGTH], 0,
@@ -135,7 +145,7 @@ class Ws2Binding:
                     carray(pointer(b[ERRORS]), b[N], np.int32)[k] = code  # refused: counted, never sent again
             return last - first
 
-        return clock, sleep_until, send
+        return clock, sleep_until, yield_core, send
 
     def target(self, sock: socket.socket, kind: str, packets: PacketBatch) -> SendtoTarget:
         target = SendtoTarget(sock, kind, packets)
