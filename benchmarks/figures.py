@@ -132,6 +132,16 @@ def predict_rows(out: str) -> list[Row]:
     return rows
 
 
+def test_suite_rows(out: str) -> list[Row]:
+    rows = [(f"the harness's tests: {r[1]} run {r[2]} (`pytest {'tests/ -m unit' if r[1] == 'unit' else 'tests/'}`)",
+             f"{r[3]} s wall, {r[4]} s CPU, load {r[5]} → {r[6]}: {r[7]}")
+            for r in re.finditer(r"^  (\w+)\s+run (\d+): wall\s+([\d.]+) s, CPU\s+([\d.]+) s, load1 ([\d.]+) -> ([\d.]+): (.*)$",
+                                 out, re.M)]
+    for m in re.finditer(r"^(\w+): pytest .*?: median wall ([\d.]+) s of (\d+) \(budget (\d+) s: (\w+)\)", out, re.M):
+        rows.append((f"the harness's tests: {m[1]}, median of {m[3]}", f"{m[2]} s (budget {m[4]} s: {m[5]})"))
+    return _some(rows, "bench_test_suite", "test-suite runs")
+
+
 def twin_accuracy_rows(out: str) -> list[Row]:
     runs = _find(r"^== all runs \((\d+);", out, "bench_twin_accuracy")
     backend = _find(r"^run 1: .*?-(\w+)-[0-9a-f]{10}/", out, "bench_twin_accuracy")[1]
@@ -193,6 +203,7 @@ BENCHMARKS = (
     Bench("bench_headroom_real", ("benchmarks/bench_headroom.py", "--platforms", "nflog,wfp", "--repeat", "2"),
           headroom_rows, root=True),
     Bench("bench_predict", ("benchmarks/bench_predict.py",), predict_rows),
+    Bench("bench_test_suite", ("benchmarks/bench_test_suite.py",), test_suite_rows, root=True),
     Bench("bench_twin_accuracy_nflog", ("benchmarks/bench_twin_accuracy.py", "--backend", "nflog", "--runs", "3"),
           twin_accuracy_rows, root=True),
 )
