@@ -85,39 +85,45 @@ def started_in(tmp_path: Path, phase: str):
 
 
 PHASES = ["calibration", "burst", "drain", "sustained"]
-CONCURRENT = 4  # runs at a time: each waits for its phase through the live-run registry
+CASES = [("graceful", signal.SIGINT), ("graceful", signal.SIGTERM), ("kill", signal.SIGKILL)]
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    """Every case of this module, run a few at a time (alone they take ~6 min one after another):
-    case -> None when it passed, else the exception its checks raised."""
-    cases = {(kind, phase, signum): tmp_path_factory.mktemp(f"{kind}-{phase}-{int(signum)}")
-             for kind, signums in (("graceful", (signal.SIGINT, signal.SIGTERM)), ("kill", (signal.SIGKILL,)))
-             for signum in signums for phase in PHASES}
+def batches() -> dict:
+    """phase -> its cases' outcomes, filled as the tests come to each phase."""
+    return {}
 
-    def one(case):
-        kind, phase, signum = case
-        try:
-            (graceful if kind == "graceful" else killed)(cases[case], phase, signum)
-        except BaseException as exc:  # reported by the case's own test
-            return exc
-        return None
 
-    with ThreadPoolExecutor(CONCURRENT) as pool:
-        return dict(zip(cases, pool.map(one, cases)))
+@pytest.fixture
+def outcomes(batches, tmp_path_factory, phase):
+    """The three cases of a phase, run at once when its first test asks (alone, the module's twelve
+    take ~6 min one after another; a phase at a time keeps each test's setup inside the per-test
+    budget): (kind, signal) -> None when it passed, else the exception its checks raised."""
+    if phase not in batches:
+        def one(case):
+            kind, signum = case
+            try:
+                (graceful if kind == "graceful" else killed)(tmp_path_factory.mktemp(f"{kind}-{phase}-{int(signum)}"),
+                                                             phase, signum)
+            except BaseException as exc:  # reported by the case's own test
+                return exc
+            return None
+
+        with ThreadPoolExecutor(len(CASES)) as pool:
+            batches[phase] = dict(zip(CASES, pool.map(one, CASES)))
+    return batches[phase]
 
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_leave_nothing_and_a_report_marked_interrupted(outcomes, phase, signum):
-    if (error := outcomes[("graceful", phase, signum)]) is not None:
+    if (error := outcomes[("graceful", signum)]) is not None:
         raise error
 
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_sigkill_the_sender_dies_with_the_run_and_the_next_run_removes_the_rest(outcomes, phase):
-    if (error := outcomes[("kill", phase, signal.SIGKILL)]) is not None:
+    if (error := outcomes[("kill", signal.SIGKILL)]) is not None:
         raise error
 
 
