@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pandas as pd
 
 from harness.results import catalog
@@ -263,6 +264,9 @@ def read_events(path: Path | str, columns: tuple[str, ...] = ()) -> pd.DataFrame
     for column in columns:
         if column not in frame or not pd.api.types.is_numeric_dtype(frame[column]):
             raise StoredFileError(f"{path} is not an events frame the harness wrote: no numeric column {column}")
+        if not np.isfinite(frame[column].to_numpy(dtype=float)).all():  # an empty cell reads as NaN
+            raise StoredFileError(f"{path} is not an events frame the harness wrote: column {column} has empty "
+                                  "or non-finite cells")
     return frame
 
 
