@@ -160,3 +160,10 @@ def test_the_files_a_page_names_exist():
     missing = [(page.name, path) for page in PAGES for path in named.findall(page.read_text(encoding="utf-8"))
                if not (ROOT / path).exists()]
     assert missing == []
+
+
+def test_the_readme_is_read_in_five_minutes():
+    """Issue 20: what it answers, a picture, the two commands, what the report holds, links; the
+    manual lives in docs/."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move the detail to docs/"
