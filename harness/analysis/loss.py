@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.analysis.matching import find_sorted
+
 
 @dataclass
 class LossSummary:
@@ -38,21 +40,12 @@ def distinct(values: np.ndarray) -> np.ndarray:
     return s[np.concatenate(([True], s[1:] != s[:-1]))] if len(s) else s
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """values in sorted_set (sorted, distinct), by binary search: np.isin's answer, without its sort
-    of both arrays together on every call."""
-    if len(sorted_set) == 0:
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[at] == values
-
-
 def loss_by_sequence(sent: pd.DataFrame, delivered: pd.DataFrame) -> LossSummary:
     expected_mask = sent["expected"].to_numpy() if "expected" in sent else np.ones(len(sent), bool)
     expected_seq = sent["seq"].to_numpy()[expected_mask]
     got = delivered["seq"].to_numpy()
     unique_got = distinct(got)
-    hit = _member(expected_seq, unique_got)
+    hit = find_sorted(unique_got, expected_seq)[0]
     lost_seq = expected_seq[~hit]
     delivered_ok = expected_seq[hit]
     if len(delivered_ok):
@@ -68,6 +61,6 @@ def loss_by_sequence(sent: pd.DataFrame, delivered: pd.DataFrame) -> LossSummary
     return LossSummary(
         expected=len(expected_seq), delivered=int(hit.sum()), lost=len(lost_seq),
         lost_head=head, lost_middle=len(lost_seq) - head - tail, lost_tail=tail,
-        unexpected=int((~_member(unique_got, distinct(expected_seq))).sum()), duplicates=len(got) - len(unique_got),
+        unexpected=int((~find_sorted(distinct(expected_seq), unique_got)[0]).sum()), duplicates=len(got) - len(unique_got),
         onset_s=onset, lost_seq=lost_seq)
 

@@ -6,6 +6,15 @@ import numpy as np
 import pandas as pd
 
 
+def find_sorted(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hit, at): is each of `values` in `sorted_values` (sorted, distinct), and where (meaningful
+    where hit), by binary search: np.isin's answer without its sort of both arrays on every call."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(values), dtype=bool), np.zeros(len(values), dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values, at
+
+
 def send_times(sent: pd.DataFrame, delivered: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(hit, t_send): for each delivered row, was its sequence number sent; and the send times of
     the rows that were (in delivery order). A binary search in the sorted sent sequence numbers:
@@ -14,9 +23,5 @@ def send_times(sent: pd.DataFrame, delivered: pd.DataFrame) -> tuple[np.ndarray,
     seq = sent["seq"].to_numpy()
     order = np.argsort(seq, kind="stable")
     sorted_seq, send_ns = seq[order], sent["t_send_ns"].to_numpy()[order]
-    got = delivered["seq"].to_numpy()
-    if len(sorted_seq) == 0:
-        return np.zeros(len(got), dtype=bool), send_ns[:0]
-    at = np.minimum(np.searchsorted(sorted_seq, got), len(sorted_seq) - 1)
-    hit = sorted_seq[at] == got
+    hit, at = find_sorted(sorted_seq, delivered["seq"].to_numpy())
     return hit, send_ns[at[hit]]
